@@ -1,0 +1,3 @@
+from exporter.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Wiring: source -> enrich -> correlate -> map -> emit, plus health and metrics."""

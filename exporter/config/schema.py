@@ -1,0 +1,137 @@
+"""The configuration schema: one YAML file, one section per stage.
+
+Every key here can be set in the YAML file, by `--set section.key=value`, or by
+the environment variable PROVEX_SECTION__KEY (see exporter.config.loader).
+Unknown keys and wrong types are refused with the key, the file:line and the
+reason, and nothing of a refused file is used.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+_STRICT = {"forbid_unknown_fields": True, "kw_only": True}
+
+
+class ProbesConfig(msgspec.Struct, **_STRICT):
+    # Ring buffer size in pages of 4 KiB; must be a power of two.
+    ring_buffer_pages: int = 1024
+    # Longest path copied from user memory, bytes (including the NUL).
+    path_max: int = 256
+    # exec: how many argv entries and bytes per entry are copied.
+    argv_max_args: int = 16
+    argv_arg_max: int = 128
+    # Which cgroups are monitored: "containers" (every cgroup that is not the
+    # host's: see monitor_host), or "all".
+    monitor: Literal["containers", "all"] = "containers"
+    # Also monitor these cgroup v2 paths (relative to the cgroup2 mount), even
+    # when monitor=containers (e.g. a host service you care about).
+    extra_cgroups: list[str] = []
+    # Open-family paths that cross to user space: a path is interesting when
+    # it starts with one of these prefixes. Others are counted and dropped in
+    # the kernel. Empty list = every path.
+    open_path_prefixes: list[str] = msgspec.field(
+        default_factory=lambda: [
+            "/etc/",
+            "/root/",
+            "/home/",
+            "/proc/",
+            "/sys/",
+            "/var/run/secrets/",
+            "/run/secrets/",
+            "/var/lib/kubelet/",
+            "/var/run/",
+            "/run/",
+            "/dev/",
+            "/host",
+            "/tmp/",
+            "/usr/",
+            "/bin/",
+            "/sbin/",
+            "/lib",
+            "/boot/",
+        ]
+    )
+    # Open-family calls that only read are dropped unless the path matches;
+    # writes/creates (O_WRONLY|O_RDWR|O_CREAT) always cross when this is true,
+    # so download-then-exec chains see the written file.
+    always_send_writes: bool = True
+    # How often the consumer drains the ring buffer when no wakeup came (ms).
+    drain_interval_ms: int = 5
+    # Wake the consumer at once for these event types (decisive syscalls);
+    # everything else is batched until the drain interval or until the ring
+    # holds more than wakeup_bytes.
+    wakeup_types: list[str] = msgspec.field(
+        default_factory=lambda: ["exec", "mount", "setns", "unshare", "connect"]
+    )
+    wakeup_bytes: int = 262144
+
+
+class EnrichConfig(msgspec.Struct, **_STRICT):
+    kubernetes: bool = True
+    kubeconfig: str = ""  # default: $KUBECONFIG, then in-cluster service account
+    node_name: str = ""  # default: $NODE_NAME, then the host name
+    cluster_name: str = ""
+    pod_cache_ttl_s: float = 3600.0
+    deleted_pod_grace_s: float = 60.0
+    # How long an event may wait for its Pod identity before it goes on
+    # (marked late). 0 = never wait.
+    enrichment_wait_ms: int = 50
+    process_table_max: int = 65536
+    lineage_depth: int = 8
+    # Extra "this is the API server" addresses, as ip or ip:port.
+    apiserver_addresses: list[str] = []
+    resync_backoff_max_s: float = 30.0
+
+
+class CorrelateConfig(msgspec.Struct, **_STRICT):
+    window_s: float = 600.0
+    max_nodes: int = 200000
+    max_edges: int = 400000
+    rules_dirs: list[str] = []  # user Sigma rules, in addition to the defaults
+    default_rules: bool = True
+    disabled_rules: list[str] = []  # rule ids or titles
+    dedup_window_s: float = 60.0
+
+
+class OtlpConfig(msgspec.Struct, **_STRICT):
+    endpoint: str = ""  # default: $OTEL_EXPORTER_OTLP_ENDPOINT; empty = no OTLP
+    protocol: Literal["grpc", "http/protobuf", ""] = (
+        ""  # default: $OTEL_EXPORTER_OTLP_PROTOCOL or grpc
+    )
+    headers: dict[str, str] = {}
+    insecure: bool | None = None
+    certificate: str = ""
+    timeout_s: float = 10.0
+    queue_size: int = 20000
+    # Raw events are batched; alerts are exported at once, never behind a batch.
+    batch_delay_ms: int = 1000
+    batch_size: int = 512
+
+
+class OutputConfig(msgspec.Struct, **_STRICT):
+    # What leaves the agent: "events" (raw JSON lines, the replay format),
+    # "ecs" or "ocsf" documents as OTLP logs.
+    schema: Literal["raw", "ecs", "ocsf"] = "raw"
+    file: str = ""  # "" = stdout (when there is no OTLP endpoint)
+    raw_events: bool = True  # also ship raw events, not only alerts
+    otlp: OtlpConfig = msgspec.field(default_factory=OtlpConfig)
+
+
+class ServerConfig(msgspec.Struct, **_STRICT):
+    health_addr: str = ""  # HOST:PORT for /healthz, /readyz, /metrics; "" = off
+
+
+class LogConfig(msgspec.Struct, **_STRICT):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(msgspec.Struct, **_STRICT):
+    probes: ProbesConfig = msgspec.field(default_factory=ProbesConfig)
+    enrich: EnrichConfig = msgspec.field(default_factory=EnrichConfig)
+    correlate: CorrelateConfig = msgspec.field(default_factory=CorrelateConfig)
+    output: OutputConfig = msgspec.field(default_factory=OutputConfig)
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    log: LogConfig = msgspec.field(default_factory=LogConfig)

@@ -1,0 +1,1 @@
+"""Event sources: live (BCC ring buffer) and replay (JSON lines)."""
