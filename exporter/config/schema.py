@@ -98,9 +98,7 @@ class CorrelateConfig(msgspec.Struct, **_STRICT):
 
 class OtlpConfig(msgspec.Struct, **_STRICT):
     endpoint: str = ""  # default: $OTEL_EXPORTER_OTLP_ENDPOINT; empty = no OTLP
-    protocol: Literal["grpc", "http/protobuf", ""] = (
-        ""  # default: $OTEL_EXPORTER_OTLP_PROTOCOL or grpc
-    )
+    protocol: Literal["grpc", "http/protobuf", ""] = ""  # default: $OTEL_EXPORTER_OTLP_PROTOCOL or grpc
     headers: dict[str, str] = {}
     insecure: bool | None = None
     certificate: str = ""

@@ -13,7 +13,7 @@ import enum
 import msgspec
 
 
-class EventType(str, enum.Enum):
+class EventType(enum.StrEnum):
     """What happened, independent of which syscall variant did it."""
 
     EXEC = "exec"  # execve, execveat

@@ -39,7 +39,7 @@ class ReplaySource:
     def _open(self) -> IO[bytes]:
         if self.path == "-":
             return sys.stdin.buffer
-        return open(self.path, "rb")  # noqa: SIM115 - closed in __iter__
+        return open(self.path, "rb")  # closed in __iter__
 
     def __iter__(self) -> Iterator[Event]:
         handle = self._open()

@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+
+from exporter.config import ConfigError, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "provex.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_load():
+    config = load_config(None, environ={})
+    assert config.probes.monitor == "containers"
+    assert config.enrich.enrichment_wait_ms == 50
+
+
+def test_unknown_key_is_refused_with_file_line_and_key(tmp_path):
+    path = write(tmp_path, "probes:\n  ring_buffer_pages: 64\n  path_mx: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert f"{path}:3" in str(err.value)
+    assert "probes.path_mx" in str(err.value)
+    assert "unknown field" in str(err.value)
+
+
+def test_wrong_type_is_refused_with_key_and_reason(tmp_path):
+    path = write(tmp_path, "output:\n  schema: ecs\nprobes:\n  path_max: lots\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert f"{path}:4" in str(err.value)
+    assert "probes.path_max" in str(err.value) and "Expected `int`" in str(err.value)
+
+
+def test_bad_enum_value(tmp_path):
+    path = write(tmp_path, "output:\n  schema: xml\n")
+    with pytest.raises(ConfigError, match=r"provex.yaml:2: key output.schema: Invalid enum value 'xml'"):
+        load_config(path, environ={})
+
+
+def test_semantic_check_ring_buffer_power_of_two():
+    with pytest.raises(ConfigError, match="power of two"):
+        load_config(None, ["probes.ring_buffer_pages=100"], environ={})
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = write(tmp_path, "probes:\n  path_max: [1,\n")
+    with pytest.raises(ConfigError, match=r"provex.yaml:\d+: not valid YAML"):
+        load_config(path, environ={})
+
+
+def test_precedence_file_env_set(tmp_path):
+    path = write(tmp_path, "probes:\n  path_max: 128\n  argv_max_args: 4\n")
+    config = load_config(
+        path,
+        ["probes.path_max=1024"],
+        environ={"PROVEX_PROBES__PATH_MAX": "512", "PROVEX_PROBES__ARGV_MAX_ARGS": "8"},
+    )
+    assert config.probes.path_max == 1024  # --set beats env
+    assert config.probes.argv_max_args == 8  # env beats file
+
+
+def test_bad_env_override_names_the_variable():
+    with pytest.raises(ConfigError, match="PROVEX_PROBES__PATH_MAX"):
+        load_config(None, environ={"PROVEX_PROBES__PATH_MAX": "big"})
