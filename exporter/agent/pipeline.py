@@ -55,10 +55,12 @@ class Pipeline:
         """Take a batch from the source; pass on whatever enrichment has ready."""
         if self.enricher is None:
             self._forward(events)
-            return
-        for event in events:
-            self.enricher.push(event, now_ns)
-        self._forward(self.enricher.pop_ready(now_ns))
+        else:
+            for event in events:
+                self.enricher.push(event, now_ns)
+            self._forward(self.enricher.pop_ready(now_ns))
+        # A batch is a drain of the ring buffer: make it visible downstream now.
+        self.sink.flush()
 
     def tick(self, now_ns: int) -> None:
         """Called when the source is idle: release events whose wait expired."""

@@ -90,7 +90,6 @@ class Event(msgspec.Struct, omit_defaults=True):
     gid: int = 0
     comm: str = ""
     cgroup_id: int = 0
-    mntns: int = 0  # inode of the mount namespace, 0 when unknown
     ret: int = 0  # syscall return value (negative errno on failure)
 
     # open family / exec / creat
@@ -108,9 +107,10 @@ class Event(msgspec.Struct, omit_defaults=True):
     source: str = ""
     target: str = ""
     fstype: str = ""
+    option: str = ""  # fsconfig: the parameter key ("source", ...)
 
     # connect
-    family: int = 0  # AF_INET=2, AF_INET6=10
+    family: int = 0  # AF_UNIX=1 (address in path), AF_INET=2, AF_INET6=10
     daddr: str = ""
     dport: int = 0
 

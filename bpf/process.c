@@ -1,0 +1,149 @@
+/* Processes: execve/execveat (with argv), fork and exit for lineage, and
+ * cgroup creation so user space can start monitoring a new container. */
+
+BPF_PERCPU_ARRAY(scratch_exec, struct exec_ev, 1);
+BPF_HASH(pending_exec, u32, struct exec_ev, 4096);
+/* clone flags by caller thread, to tell a new thread from a new process */
+BPF_HASH(pending_clone, u32, u64, 16384);
+
+static __always_inline int exec_enter(u16 sc, s32 dirfd, const char *filename,
+                                      const char *const *argv, u32 flags)
+{
+    u64 cg;
+    if (!enter_filter(sc, &cg))
+        return 0;
+    u32 zero = 0;
+    struct exec_ev *e = scratch_exec.lookup(&zero);
+    if (!e)
+        return 0;
+    fill_hdr(&e->h, sc, sizeof(*e), cg);
+    e->dirfd = dirfd;
+    e->flags = flags;
+    e->argc = 0;
+    e->pad = 0;
+    bpf_probe_read_user_str(e->path, sizeof(e->path), filename);
+#pragma unroll
+    for (int i = 0; i < ARGV_MAX; i++) {
+        const char *arg = NULL;
+        if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) || !arg)
+            break;
+        bpf_probe_read_user_str(e->argv[i], ARG_LEN, arg);
+        e->argc = i + 1;
+    }
+    u32 tid = current_tid();
+    if (pending_exec.update(&tid, e))
+        count(sc, CTR_LOST_PENDING);
+    return 0;
+}
+
+static __always_inline int exec_exit(long ret)
+{
+    u32 tid = current_tid();
+    struct exec_ev *e = pending_exec.lookup(&tid);
+    if (!e)
+        return 0;
+    e->h.ret = ret;
+    if (ret == 0) /* the new image's name */
+        bpf_get_current_comm(&e->h.comm, sizeof(e->h.comm));
+    emit(e, sizeof(*e), e->h.sc, T_EXEC);
+    pending_exec.delete(&tid);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+    return exec_enter(SC_EXECVE, PROVEX_AT_FDCWD, args->filename, args->argv, 0);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_execve) { return exec_exit(args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+{
+    return exec_enter(SC_EXECVEAT, args->fd, args->filename, args->argv, args->flags);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_execveat) { return exec_exit(args->ret); }
+
+#ifdef HAVE_SYS_ENTER_CLONE
+TRACEPOINT_PROBE(syscalls, sys_enter_clone)
+{
+    u32 tid = current_tid();
+    u64 flags = args->clone_flags;
+    pending_clone.update(&tid, &flags);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_clone)
+{
+    u32 tid = current_tid();
+    pending_clone.delete(&tid);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_SYS_ENTER_CLONE3
+TRACEPOINT_PROBE(syscalls, sys_enter_clone3)
+{
+    u32 tid = current_tid();
+    u64 flags = 0; /* struct clone_args starts with u64 flags (uapi) */
+    bpf_probe_read_user(&flags, sizeof(flags), args->uargs);
+    pending_clone.update(&tid, &flags);
+    return 0;
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_clone3)
+{
+    u32 tid = current_tid();
+    pending_clone.delete(&tid);
+    return 0;
+}
+#endif
+
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+    u64 cg;
+    if (!enter_filter(SC_FORK, &cg))
+        return 0;
+    u32 tid = current_tid();
+    u64 *flags = pending_clone.lookup(&tid);
+    if (flags && (*flags & PROVEX_CLONE_THREAD)) {
+        count(SC_FORK, CTR_FILTERED_OTHER); /* a thread, not a process */
+        return 0;
+    }
+    struct proc_ev e = {};
+    fill_hdr(&e.h, SC_FORK, sizeof(e), cg);
+    e.child_pid = args->child_pid;
+    emit(&e, sizeof(e), SC_FORK, T_FORK);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u64 cg;
+    if (!enter_filter(SC_EXIT, &cg))
+        return 0;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    if ((u32)pid_tgid != (u32)(pid_tgid >> 32)) {
+        count(SC_EXIT, CTR_FILTERED_OTHER); /* a thread ending, not the process */
+        return 0;
+    }
+    struct proc_ev e = {};
+    fill_hdr(&e.h, SC_EXIT, sizeof(e), cg);
+    emit(&e, sizeof(e), SC_EXIT, T_EXIT);
+    return 0;
+}
+
+BPF_PERCPU_ARRAY(scratch_cgroup, struct cgroup_ev, 1);
+
+/* Not filtered: user space decides whether a new cgroup is a container. */
+TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
+{
+    count(SC_CGROUP_MKDIR, CTR_SEEN);
+    u32 zero = 0;
+    struct cgroup_ev *e = scratch_cgroup.lookup(&zero);
+    if (!e)
+        return 0;
+    fill_hdr(&e->h, SC_CGROUP_MKDIR, sizeof(*e), bpf_get_current_cgroup_id());
+    e->id = args->id;
+    e->level = args->level;
+    e->pad = args->root; /* hierarchy id: 0 is cgroup v2 */
+    TP_DATA_LOC_READ_STR(e->path, path, sizeof(e->path));
+    emit(e, sizeof(*e), SC_CGROUP_MKDIR, T_CONTROL);
+    return 0;
+}

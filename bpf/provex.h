@@ -1,0 +1,251 @@
+/* provex: shared definitions for every probe.
+ *
+ * Rules for this directory: syscall tracepoints and BPF helpers only, never a
+ * kernel struct field (the headers BCC compiles against may not match the
+ * running kernel). Everything a probe reports comes from tracepoint arguments,
+ * helpers, or the calling process's own memory.
+ *
+ * The loader (exporter/probes/loader.py) defines, with -D:
+ *   SC_<NAME>       one id per syscall or kernel event (the decode table's index)
+ *   NSC             number of ids; NCTR number of counters per id
+ *   PATH_MAX_LEN, ARGV_MAX, ARG_LEN, LPM_LEN
+ *   MONITOR_ALL     report every cgroup (otherwise only monitored ones)
+ *   PATH_FILTER     apply the open-family path prefix filter
+ *   SEND_WRITES     open-family writes/creates always cross
+ *   WAKEUP_MASK     bit per event type: wake the consumer at once
+ *   WAKEUP_BYTES    otherwise wake once a CPU has queued this many bytes
+ *   HAVE_<TRACEPOINT> for tracepoints that exist on this kernel
+ *
+ * Every event starts with struct event_hdr; the per-family payloads follow.
+ */
+#include <uapi/linux/ptrace.h>
+
+#define CTR_SEEN 0
+#define CTR_FILTERED_CGROUP 1
+#define CTR_FILTERED_PATH 2
+#define CTR_FILTERED_OTHER 3
+#define CTR_EMITTED 4
+#define CTR_LOST_RINGBUF 5
+#define CTR_LOST_PENDING 6
+
+#define T_EXEC (1 << 0)
+#define T_OPEN (1 << 1)
+#define T_MOUNT (1 << 2)
+#define T_SETNS (1 << 3)
+#define T_UNSHARE (1 << 4)
+#define T_CONNECT (1 << 5)
+#define T_FORK (1 << 6)
+#define T_EXIT (1 << 7)
+#define T_CONTROL (1 << 8)
+
+#define BPF_RB_NO_WAKEUP_FLAG 1
+#define BPF_RB_FORCE_WAKEUP_FLAG 2
+
+#define PROVEX_AT_FDCWD -100
+#define PROVEX_O_WRITE_MASK (01 | 02 | 0100 | 01000) /* O_WRONLY|O_RDWR|O_CREAT|O_TRUNC */
+#define PROVEX_CLONE_THREAD 0x00010000
+
+struct event_hdr {
+    u64 ts;        /* bpf_ktime_get_boot_ns() at syscall entry */
+    u64 cgroup_id; /* cgroup v2 id of the caller */
+    s64 ret;       /* syscall return value, set at exit */
+    u32 pid;
+    u32 tid;
+    u32 uid;
+    u32 gid;
+    u16 sc;   /* SC_* id */
+    u16 size; /* bytes of the whole record */
+    u32 pad;
+    char comm[16];
+};
+
+struct open_ev {
+    struct event_hdr h;
+    s32 dirfd;
+    u32 flags;
+    u32 mode;
+    u32 pad;
+    char path[PATH_MAX_LEN];
+};
+
+struct exec_ev {
+    struct event_hdr h;
+    s32 dirfd;
+    u32 flags;
+    u32 argc;
+    u32 pad;
+    char path[PATH_MAX_LEN];
+    char argv[ARGV_MAX][ARG_LEN];
+};
+
+/* The mount family: mount(2) and the new mount API. Which slot means what
+ * per syscall is in the decode table (exporter/probes/layout.py). */
+struct mount_ev {
+    struct event_hdr h;
+    s32 fd;
+    s32 dirfd;
+    u64 flags;
+    char fstype[32];
+    char source[PATH_MAX_LEN];
+    char target[PATH_MAX_LEN];
+};
+
+struct ns_ev {
+    struct event_hdr h;
+    s32 fd;
+    u32 pad;
+    u64 nstype; /* setns: nstype; unshare: flags */
+};
+
+struct connect_ev {
+    struct event_hdr h;
+    s32 fd;
+    u16 family;
+    u16 port; /* host byte order */
+    u8 addr[16];
+    char path[108]; /* AF_UNIX sun_path */
+    u32 pad;
+};
+
+struct proc_ev {
+    struct event_hdr h;
+    u32 child_pid;
+    u32 pad;
+};
+
+struct cgroup_ev {
+    struct event_hdr h;
+    u64 id;
+    s32 level;
+    u32 pad;
+    char path[PATH_MAX_LEN];
+};
+
+struct lpm_key {
+    u32 prefixlen;
+    char path[LPM_LEN];
+};
+
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+BPF_PERCPU_ARRAY(counters, u64, NSC * NCTR);
+BPF_PERCPU_ARRAY(backlog, u64, 1);
+/* cgroup ids to report (a container's own cgroup or a parent such as kubepods). */
+BPF_HASH(monitored_cgroups, u64, u8, 65536);
+/* cache of the verdict for a cgroup id; the loader clears it when the set changes */
+BPF_TABLE("lru_hash", u64, u8, verdicts, 16384);
+BPF_LPM_TRIE(path_prefixes, struct lpm_key, u8, 1024);
+
+static __always_inline void count(u32 sc, u32 ctr)
+{
+    u32 idx = sc * NCTR + ctr;
+    if (idx >= NSC * NCTR)
+        return;
+    u64 *v = counters.lookup(&idx);
+    if (v)
+        (*v)++;
+}
+
+#define MAX_CG_LEVEL 10
+
+static __always_inline int cgroup_monitored(u64 cg)
+{
+#ifdef MONITOR_ALL
+    return 1;
+#else
+    u8 *cached = verdicts.lookup(&cg);
+    if (cached)
+        return *cached;
+    u8 hit = monitored_cgroups.lookup(&cg) ? 1 : 0;
+#pragma unroll
+    for (int level = 1; level <= MAX_CG_LEVEL; level++) {
+        if (hit)
+            break;
+        u64 ancestor = bpf_get_current_ancestor_cgroup_id(level);
+        if (ancestor == 0 || ancestor == cg)
+            break;
+        if (monitored_cgroups.lookup(&ancestor))
+            hit = 1;
+    }
+    verdicts.update(&cg, &hit);
+    return hit;
+#endif
+}
+
+static __always_inline u32 current_tid(void)
+{
+    return (u32)bpf_get_current_pid_tgid();
+}
+
+static __always_inline void fill_hdr(struct event_hdr *h, u16 sc, u16 size, u64 cg)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u64 uid_gid = bpf_get_current_uid_gid();
+    h->ts = bpf_ktime_get_boot_ns();
+    h->cgroup_id = cg;
+    h->ret = 0;
+    h->pid = pid_tgid >> 32;
+    h->tid = (u32)pid_tgid;
+    h->uid = (u32)uid_gid;
+    h->gid = uid_gid >> 32;
+    h->sc = sc;
+    h->size = size;
+    h->pad = 0;
+    bpf_get_current_comm(&h->comm, sizeof(h->comm));
+}
+
+/* Entry check shared by every syscall probe: count it, drop other cgroups. */
+static __always_inline int enter_filter(u16 sc, u64 *cg)
+{
+    count(sc, CTR_SEEN);
+    *cg = bpf_get_current_cgroup_id();
+    if (!cgroup_monitored(*cg)) {
+        count(sc, CTR_FILTERED_CGROUP);
+        return 0;
+    }
+    return 1;
+}
+
+/* Copy a finished record into the ring buffer. Decisive types wake the
+ * consumer at once; the rest are batched until this CPU has WAKEUP_BYTES
+ * queued or the consumer's drain interval passes (each wakeup costs the
+ * producer several microseconds). */
+static __always_inline void emit(void *ev, u32 size, u16 sc, u32 type_bit)
+{
+    u64 flags = BPF_RB_NO_WAKEUP_FLAG;
+    u32 zero = 0;
+    u64 *queued = backlog.lookup(&zero);
+    if (WAKEUP_MASK & type_bit) {
+        flags = BPF_RB_FORCE_WAKEUP_FLAG;
+        if (queued)
+            *queued = 0;
+    } else if (queued) {
+        *queued += size;
+        if (*queued >= WAKEUP_BYTES) {
+            flags = BPF_RB_FORCE_WAKEUP_FLAG;
+            *queued = 0;
+        }
+    }
+    if (events.ringbuf_output(ev, size, flags) == 0)
+        count(sc, CTR_EMITTED);
+    else
+        count(sc, CTR_LOST_RINGBUF);
+}
+
+/* Does an open-family path cross to user space? */
+static __always_inline int path_interesting(const char *user_path, const char *copied, u64 flags)
+{
+#ifdef SEND_WRITES
+    if (flags & PROVEX_O_WRITE_MASK)
+        return 1;
+#endif
+#ifdef PATH_FILTER
+    if (copied[0] != '/')
+        return 1; /* relative: the kernel cannot judge it, user space can */
+    struct lpm_key key = {};
+    key.prefixlen = LPM_LEN * 8;
+    bpf_probe_read_user_str(key.path, sizeof(key.path), user_path);
+    return path_prefixes.lookup(&key) != NULL;
+#else
+    return 1;
+#endif
+}

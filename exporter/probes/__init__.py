@@ -1,0 +1,1 @@
+"""Kernel side: BPF program life cycle, the record layout, cgroup selection."""

@@ -1,0 +1,265 @@
+"""The kernel/user contract: syscall ids, record layouts and the decode table.
+
+This table is the single source of truth. The loader passes each syscall's id
+to the C code as -DSC_<NAME>; records are decoded by looking up the id and
+copying the fields its row names into an Event. Adding a syscall means a probe
+in bpf/ and a row here, not a new branch in the decoder.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.model import EventType
+
+# Counter slots per syscall id, in the order of CTR_* in bpf/provex.h.
+COUNTERS = (
+    "seen",
+    "filtered_cgroup",
+    "filtered_path",
+    "filtered_other",
+    "emitted",
+    "lost_ringbuf",
+    "lost_pending",
+)
+
+# Event type bits, as T_* in bpf/provex.h.
+TYPE_BITS = {
+    EventType.EXEC: 1 << 0,
+    EventType.OPEN: 1 << 1,
+    EventType.MOUNT: 1 << 2,
+    EventType.SETNS: 1 << 3,
+    EventType.UNSHARE: 1 << 4,
+    EventType.CONNECT: 1 << 5,
+    EventType.FORK: 1 << 6,
+    EventType.EXIT: 1 << 7,
+}
+
+# Families: which payload struct (see bpf/provex.h) a record carries.
+OPEN, EXEC, MOUNT, NS, CONNECT, PROC, CGROUP = "open", "exec", "mount", "ns", "connect", "proc", "cgroup"
+
+
+def _text(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _ip(family: int, raw: bytes) -> str:
+    if family == 2:
+        return str(ipaddress.IPv4Address(bytes(raw[:4])))
+    if family == 10:
+        return str(ipaddress.IPv6Address(bytes(raw[:16])))
+    return ""
+
+
+@dataclass(frozen=True)
+class Syscall:
+    """One row of the decode table."""
+
+    name: str
+    type: EventType | None  # None: a control record (cgroup_mkdir), not an Event
+    family: str
+    # Tracepoints that must exist for this probe to be compiled in.
+    tracepoints: tuple[str, ...]
+    # Event field <- payload field, for plain copies (strings are NUL-trimmed).
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+SYSCALLS: tuple[Syscall, ...] = (
+    Syscall("execve", EventType.EXEC, EXEC, ("syscalls/sys_enter_execve",), {"path": "path"}),
+    Syscall(
+        "execveat",
+        EventType.EXEC,
+        EXEC,
+        ("syscalls/sys_enter_execveat",),
+        {"path": "path", "dirfd": "dirfd", "flags": "flags"},
+    ),
+    Syscall(
+        "open",
+        EventType.OPEN,
+        OPEN,
+        ("syscalls/sys_enter_open",),
+        {"path": "path", "flags": "flags", "mode": "mode"},
+    ),
+    Syscall(
+        "openat",
+        EventType.OPEN,
+        OPEN,
+        ("syscalls/sys_enter_openat",),
+        {"path": "path", "dirfd": "dirfd", "flags": "flags", "mode": "mode"},
+    ),
+    Syscall(
+        "openat2",
+        EventType.OPEN,
+        OPEN,
+        ("syscalls/sys_enter_openat2",),
+        {"path": "path", "dirfd": "dirfd", "flags": "flags", "mode": "mode"},
+    ),
+    Syscall(
+        "creat",
+        EventType.OPEN,
+        OPEN,
+        ("syscalls/sys_enter_creat",),
+        {"path": "path", "flags": "flags", "mode": "mode"},
+    ),
+    Syscall(
+        "mount",
+        EventType.MOUNT,
+        MOUNT,
+        ("syscalls/sys_enter_mount",),
+        {"source": "source", "target": "target", "fstype": "fstype", "flags": "flags"},
+    ),
+    Syscall(
+        "fsopen",
+        EventType.MOUNT,
+        MOUNT,
+        ("syscalls/sys_enter_fsopen",),
+        {"fstype": "fstype", "flags": "flags"},
+    ),
+    Syscall(
+        "fsconfig",
+        EventType.MOUNT,
+        MOUNT,
+        ("syscalls/sys_enter_fsconfig",),
+        {"fd": "fd", "flags": "flags", "option": "fstype", "source": "source"},
+    ),
+    Syscall(
+        "fsmount", EventType.MOUNT, MOUNT, ("syscalls/sys_enter_fsmount",), {"fd": "fd", "flags": "flags"}
+    ),
+    Syscall(
+        "move_mount",
+        EventType.MOUNT,
+        MOUNT,
+        ("syscalls/sys_enter_move_mount",),
+        {"fd": "fd", "dirfd": "dirfd", "source": "source", "target": "target", "flags": "flags"},
+    ),
+    Syscall(
+        "open_tree",
+        EventType.MOUNT,
+        MOUNT,
+        ("syscalls/sys_enter_open_tree",),
+        {"dirfd": "dirfd", "source": "source", "flags": "flags"},
+    ),
+    Syscall("setns", EventType.SETNS, NS, ("syscalls/sys_enter_setns",), {"fd": "fd", "nstype": "nstype"}),
+    Syscall("unshare", EventType.UNSHARE, NS, ("syscalls/sys_enter_unshare",), {"nstype": "nstype"}),
+    Syscall(
+        "connect",
+        EventType.CONNECT,
+        CONNECT,
+        ("syscalls/sys_enter_connect",),
+        {"fd": "fd", "family": "family", "dport": "port"},
+    ),
+    Syscall("fork", EventType.FORK, PROC, ("sched/sched_process_fork",), {"child_pid": "child_pid"}),
+    Syscall("exit", EventType.EXIT, PROC, ("sched/sched_process_exit",)),
+    Syscall("cgroup_mkdir", None, CGROUP, ("cgroup/cgroup_mkdir",)),
+)
+
+SYSCALL_IDS = {sc.name: i for i, sc in enumerate(SYSCALLS)}
+
+# Tracepoints that only gate part of a probe (not a decode row of their own).
+OPTIONAL_TRACEPOINTS = ("syscalls/sys_enter_clone", "syscalls/sys_enter_clone3")
+
+
+class EventHeader(ctypes.Structure):
+    _fields_ = (
+        ("ts", ctypes.c_uint64),
+        ("cgroup_id", ctypes.c_uint64),
+        ("ret", ctypes.c_int64),
+        ("pid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("gid", ctypes.c_uint32),
+        ("sc", ctypes.c_uint16),
+        ("size", ctypes.c_uint16),
+        ("pad", ctypes.c_uint32),
+        ("comm", ctypes.c_char * 16),
+    )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Sizes compiled into the BPF program (from ProbesConfig)."""
+
+    path_max: int = 256
+    argv_max: int = 16
+    arg_len: int = 128
+    lpm_len: int = 64
+
+
+def payload_structs(limits: Limits) -> dict[str, type[ctypes.Structure]]:
+    """ctypes mirrors of the C payload structs for these limits."""
+    path = ctypes.c_char * limits.path_max
+    hdr = ("h", EventHeader)
+
+    def struct(name: str, fields: list[tuple[str, Any]]) -> type[ctypes.Structure]:
+        return type(name, (ctypes.Structure,), {"_fields_": [hdr, *fields]})
+
+    return {
+        OPEN: struct(
+            "OpenEv",
+            [
+                ("dirfd", ctypes.c_int32),
+                ("flags", ctypes.c_uint32),
+                ("mode", ctypes.c_uint32),
+                ("pad", ctypes.c_uint32),
+                ("path", path),
+            ],
+        ),
+        EXEC: struct(
+            "ExecEv",
+            [
+                ("dirfd", ctypes.c_int32),
+                ("flags", ctypes.c_uint32),
+                ("argc", ctypes.c_uint32),
+                ("pad", ctypes.c_uint32),
+                ("path", path),
+                ("argv", (ctypes.c_char * limits.arg_len) * limits.argv_max),
+            ],
+        ),
+        MOUNT: struct(
+            "MountEv",
+            [
+                ("fd", ctypes.c_int32),
+                ("dirfd", ctypes.c_int32),
+                ("flags", ctypes.c_uint64),
+                ("fstype", ctypes.c_char * 32),
+                ("source", path),
+                ("target", path),
+            ],
+        ),
+        NS: struct("NsEv", [("fd", ctypes.c_int32), ("pad", ctypes.c_uint32), ("nstype", ctypes.c_uint64)]),
+        CONNECT: struct(
+            "ConnectEv",
+            [
+                ("fd", ctypes.c_int32),
+                ("family", ctypes.c_uint16),
+                ("port", ctypes.c_uint16),
+                ("addr", ctypes.c_uint8 * 16),
+                ("path", ctypes.c_char * 108),
+                ("pad", ctypes.c_uint32),
+            ],
+        ),
+        PROC: struct("ProcEv", [("child_pid", ctypes.c_uint32), ("pad", ctypes.c_uint32)]),
+        CGROUP: struct(
+            "CgroupEv",
+            [("id", ctypes.c_uint64), ("level", ctypes.c_int32), ("pad", ctypes.c_uint32), ("path", path)],
+        ),
+    }
+
+
+# Extra work for a family beyond plain field copies: (event kwargs, payload) -> None.
+def _exec_extra(kwargs: dict[str, Any], payload: Any) -> None:
+    kwargs["argv"] = [_text(payload.argv[i].raw) for i in range(min(payload.argc, len(payload.argv)))]
+
+
+def _connect_extra(kwargs: dict[str, Any], payload: Any) -> None:
+    if payload.family == 1:
+        kwargs["path"] = _text(payload.path)
+    else:
+        kwargs["daddr"] = _ip(payload.family, bytes(payload.addr))
+
+
+FAMILY_EXTRAS: dict[str, Callable[[dict[str, Any], Any], None]] = {EXEC: _exec_extra, CONNECT: _connect_extra}

@@ -1,0 +1,247 @@
+"""The life of the BPF programs: compile, attach, configure maps, read counters, detach."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import platform
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporter.config.schema import ProbesConfig
+from exporter.model import EventType
+from exporter.probes import cgroups
+from exporter.probes.layout import (
+    COUNTERS,
+    OPTIONAL_TRACEPOINTS,
+    SYSCALLS,
+    TYPE_BITS,
+    Limits,
+)
+from exporter.resources import data_dir
+
+log = logging.getLogger("provex.probes")
+
+BPF_SOURCES = ("provex.h", "process.c", "file.c", "mount.c", "namespace.c", "net.c")
+TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+
+
+class ProbeError(RuntimeError):
+    """The probes cannot run here; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class KernelSupport:
+    """What this host offers, found once at start-up and reported."""
+
+    tracefs: Path
+    tracepoints: frozenset[str]
+    headers: Path
+    headers_match: bool  # False: distribution headers linked for another kernel version
+
+
+def find_tracefs() -> Path:
+    for root in TRACEFS_CANDIDATES:
+        if (root / "events").is_dir():
+            return root
+    raise ProbeError(
+        "tracefs is not mounted: mount it with `mount -t tracefs tracefs /sys/kernel/tracing` "
+        "(make run does this)"
+    )
+
+
+def detect_kernel_support() -> KernelSupport:
+    tracefs = find_tracefs()
+    wanted = {tp for sc in SYSCALLS for tp in sc.tracepoints} | set(OPTIONAL_TRACEPOINTS)
+    present = frozenset(tp for tp in wanted if (tracefs / "events" / tp).is_dir())
+    release = platform.release()
+    build = Path("/lib/modules") / release / "build"
+    if not (build / "include").exists():
+        raise ProbeError(
+            f"no kernel headers at {build}: install linux-headers-{release}, or run "
+            "scripts/setup-host.sh, which links the distribution's nearest headers"
+        )
+    target = build.resolve()
+    # Debian trees are named linux-headers-<release>; anything else is a stand-in.
+    headers_match = target.name == f"linux-headers-{release}" or release in str(target)
+    return KernelSupport(tracefs, present, target, headers_match)
+
+
+def _type_mask(names: Iterable[str]) -> int:
+    mask = 0
+    for name in names:
+        try:
+            mask |= TYPE_BITS[EventType(name)]
+        except (ValueError, KeyError):
+            raise ProbeError(f"probes.wakeup_types: unknown event type {name!r}") from None
+    return mask
+
+
+def build_cflags(config: ProbesConfig, support: KernelSupport, limits: Limits) -> list[str]:
+    flags = [
+        f"-DNSC={len(SYSCALLS)}",
+        f"-DNCTR={len(COUNTERS)}",
+        f"-DPATH_MAX_LEN={limits.path_max}",
+        f"-DARGV_MAX={limits.argv_max}",
+        f"-DARG_LEN={limits.arg_len}",
+        f"-DLPM_LEN={limits.lpm_len}",
+        f"-DRINGBUF_PAGES={config.ring_buffer_pages}",
+        f"-DWAKEUP_MASK={_type_mask(config.wakeup_types) | (1 << 8)}",  # control records always wake
+        f"-DWAKEUP_BYTES={config.wakeup_bytes}",
+    ]
+    flags += [f"-DSC_{sc.name.upper()}={i}" for i, sc in enumerate(SYSCALLS)]
+    for tracepoint in support.tracepoints:
+        flags.append(f"-DHAVE_{tracepoint.split('/')[1].upper()}")
+    if config.monitor == "all":
+        flags.append("-DMONITOR_ALL")
+    if config.open_path_prefixes:
+        flags.append("-DPATH_FILTER")
+    if config.always_send_writes:
+        flags.append("-DSEND_WRITES")
+    return flags
+
+
+def bpf_source() -> str:
+    root = data_dir("bpf")
+    return "\n".join((root / name).read_text() for name in BPF_SOURCES)
+
+
+def _malloc_trim() -> None:
+    """Give back the compiler's heap (~27 MB after one BCC compile)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class Probes:
+    """The compiled, attached BPF programs and their maps."""
+
+    def __init__(self, config: ProbesConfig) -> None:
+        from bcc import BPF  # imported here: the rest of provex runs without BCC
+
+        self.config = config
+        self.limits = Limits(
+            path_max=config.path_max, argv_max=config.argv_max_args, arg_len=config.argv_arg_max
+        )
+        self.support = detect_kernel_support()
+        if not self.support.headers_match:
+            log.warning(
+                "kernel headers do not match the running kernel; using the distribution's",
+                extra={
+                    "fields": {
+                        "kernel": platform.release(),
+                        "headers": str(self.support.headers),
+                        "why_safe": "provex BPF programs read no kernel struct fields",
+                    }
+                },
+            )
+        missing = sorted(
+            sc.name for sc in SYSCALLS if not all(tp in self.support.tracepoints for tp in sc.tracepoints)
+        )
+        if missing:
+            log.warning("tracepoints missing on this kernel", extra={"fields": {"syscalls": missing}})
+        self.missing = missing
+        cflags = build_cflags(config, self.support, self.limits)
+        try:
+            self.bpf = BPF(text=bpf_source(), cflags=cflags)
+        except Exception as exc:
+            raise ProbeError(f"BPF programs failed to compile or load: {exc}") from exc
+        _malloc_trim()
+        self.cgroup2 = cgroups.find_cgroup2_mount()
+        self._monitored: set[int] = set()
+        if config.monitor == "containers":
+            self._seed_monitored()
+        self._set_prefixes(config.open_path_prefixes)
+        log.info(
+            "probes attached",
+            extra={
+                "fields": {
+                    "tracefs": str(self.support.tracefs),
+                    "cgroup2": str(self.cgroup2),
+                    "monitor": config.monitor,
+                    "monitored_cgroups": len(self._monitored),
+                    "syscalls": [sc.name for sc in SYSCALLS if sc.name not in missing],
+                }
+            },
+        )
+
+    # -- which cgroups are monitored -------------------------------------------------
+
+    def _seed_monitored(self) -> None:
+        for cgroup_id, relpath in cgroups.walk_container_cgroups(self.cgroup2):
+            self._add_monitored(cgroup_id, relpath)
+        for relpath in self.config.extra_cgroups:
+            path = self.cgroup2 / relpath.strip("/")
+            try:
+                self._add_monitored(path.stat().st_ino, relpath)
+            except OSError as exc:
+                log.warning(
+                    "extra cgroup not found", extra={"fields": {"cgroup": relpath, "error": str(exc)}}
+                )
+
+    def _add_monitored(self, cgroup_id: int, relpath: str) -> None:
+        if cgroup_id in self._monitored:
+            return
+        table = self.bpf["monitored_cgroups"]
+        table[table.Key(cgroup_id)] = table.Leaf(1)
+        self._monitored.add(cgroup_id)
+        # A cached "not monitored" verdict may exist for this id or its children.
+        self.bpf["verdicts"].clear()
+        log.debug("monitoring cgroup", extra={"fields": {"cgroup_id": cgroup_id, "cgroup": relpath}})
+
+    def monitor_cgroup(self, relpath: str) -> int:
+        """Start reporting a cgroup (path relative to the cgroup2 mount); returns its id."""
+        cgroup_id = (self.cgroup2 / relpath.strip("/")).stat().st_ino
+        self._add_monitored(cgroup_id, relpath)
+        return cgroup_id
+
+    def on_cgroup_created(self, cgroup_id: int, hierarchy: int, relpath: str) -> None:
+        """A cgroup_mkdir record: monitor it if it is a container."""
+        if hierarchy != 0 or self.config.monitor != "containers":
+            return  # cgroup v1 hierarchies have their own id space
+        if cgroups.is_container_cgroup(relpath):
+            self._add_monitored(cgroup_id, relpath)
+
+    @property
+    def monitored_cgroups(self) -> frozenset[int]:
+        return frozenset(self._monitored)
+
+    # -- open-family path interest -------------------------------------------------------
+
+    def _set_prefixes(self, prefixes: Iterable[str]) -> None:
+        for prefix in prefixes:
+            self.add_path_prefix(prefix)
+
+    def add_path_prefix(self, prefix: str) -> None:
+        """Let open-family paths under `prefix` cross (e.g. a container's host mount)."""
+        raw = prefix.encode()[: self.limits.lpm_len]
+        table = self.bpf["path_prefixes"]
+        key = table.Key()
+        key.prefixlen = len(raw) * 8
+        key.path = raw
+        table[key] = table.Leaf(1)
+
+    # -- ring buffer and counters ------------------------------------------------------
+
+    def open_ring_buffer(self, callback: Callable[[object, int, int], int]) -> None:
+        self.bpf["events"].open_ring_buffer(callback)
+
+    def poll(self, timeout_ms: int) -> None:
+        self.bpf.ring_buffer_poll(timeout_ms)
+
+    def consume(self) -> None:
+        self.bpf.ring_buffer_consume()
+
+    def counters(self) -> dict[tuple[str, str], int]:
+        """Kernel counters summed over CPUs: {(syscall, counter): value}."""
+        table = self.bpf["counters"]
+        out: dict[tuple[str, str], int] = {}
+        for index, sc in enumerate(SYSCALLS):
+            for slot, name in enumerate(COUNTERS):
+                values = table[table.Key(index * len(COUNTERS) + slot)]
+                out[(sc.name, name)] = sum(values)
+        return out
+
+    def close(self) -> None:
+        self.bpf.cleanup()

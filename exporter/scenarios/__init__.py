@@ -1,0 +1,1 @@
+"""Attack and benign scenarios run in throwaway runc containers."""

@@ -1,0 +1,154 @@
+/* sysprobe: make one syscall exactly as asked, for provex's scenarios.
+ *
+ * Busybox tools use whichever open/exec variant their libc picks; detection
+ * must be proven on every variant, so this helper calls each one directly
+ * through syscall(2). Built static (gcc -static) to run in a busybox rootfs.
+ * Prints "ret=<value> errno=<errno>" and exits 0 when the call succeeded.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct how { uint64_t flags, mode, resolve; };
+
+static int report(long ret)
+{
+    printf("ret=%ld errno=%d\n", ret, ret < 0 ? errno : 0);
+    fflush(stdout);
+    return ret < 0;
+}
+
+static long do_connect(const char *ip, int port)
+{
+    struct sockaddr_in6 a6 = {0};
+    struct sockaddr_in a4 = {0};
+    int family = strchr(ip, ':') ? AF_INET6 : AF_INET;
+    int fd = socket(family, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    if (family == AF_INET6) {
+        a6.sin6_family = AF_INET6;
+        a6.sin6_port = htons(port);
+        inet_pton(AF_INET6, ip, &a6.sin6_addr);
+        return syscall(SYS_connect, fd, &a6, sizeof(a6));
+    }
+    a4.sin_family = AF_INET;
+    a4.sin_port = htons(port);
+    inet_pton(AF_INET, ip, &a4.sin_addr);
+    return syscall(SYS_connect, fd, &a4, sizeof(a4));
+}
+
+static long do_connect_unix(const char *path)
+{
+    struct sockaddr_un sa = {0};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sa.sun_family = AF_UNIX;
+    strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
+    return syscall(SYS_connect, fd, &sa, sizeof(sa));
+}
+
+/* fsopen -> fsconfig(source) -> fsconfig(create) -> fsmount -> move_mount */
+static long do_newmount(const char *fstype, const char *source, const char *target)
+{
+    long fs = syscall(SYS_fsopen, fstype, 0);
+    if (fs < 0)
+        return fs;
+    if (source && syscall(SYS_fsconfig, fs, 1 /* SET_STRING */, "source", source, 0) < 0)
+        return -1;
+    if (syscall(SYS_fsconfig, fs, 6 /* CMD_CREATE */, NULL, NULL, 0) < 0)
+        return -1;
+    long mnt = syscall(SYS_fsmount, fs, 0, 0);
+    if (mnt < 0)
+        return mnt;
+    return syscall(SYS_move_mount, mnt, "", AT_FDCWD, target, 4 /* MOVE_MOUNT_F_EMPTY_PATH */);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: sysprobe open|openat|openat2|creat|execve|execveat|connect|connect-unix|"
+                        "setns|setns-pidfd|unshare|mount|newmount|open-tree|flood|sleep ARGS...\n");
+        return 2;
+    }
+    const char *op = argv[1];
+    if (!strcmp(op, "open") && argc > 2) {
+#ifdef SYS_open
+        return report(syscall(SYS_open, argv[2], O_RDONLY));
+#else
+        errno = ENOSYS;
+        return report(-1);
+#endif
+    }
+    if (!strcmp(op, "openat") && argc > 2)
+        return report(syscall(SYS_openat, AT_FDCWD, argv[2], O_RDONLY));
+    if (!strcmp(op, "openat2") && argc > 2) {
+        struct how how = {.flags = O_RDONLY};
+        return report(syscall(SYS_openat2, AT_FDCWD, argv[2], &how, sizeof(how)));
+    }
+    if (!strcmp(op, "creat") && argc > 2) {
+#ifdef SYS_creat
+        return report(syscall(SYS_creat, argv[2], 0644));
+#else
+        errno = ENOSYS;
+        return report(-1);
+#endif
+    }
+    if (!strcmp(op, "execve") && argc > 2)
+        return report(syscall(SYS_execve, argv[2], &argv[2], NULL));
+    if (!strcmp(op, "execveat") && argc > 2)
+        return report(syscall(SYS_execveat, AT_FDCWD, argv[2], &argv[2], NULL, 0));
+    if (!strcmp(op, "connect") && argc > 3)
+        return report(do_connect(argv[2], atoi(argv[3])));
+    if (!strcmp(op, "connect-unix") && argc > 2)
+        return report(do_connect_unix(argv[2]));
+    if (!strcmp(op, "setns") && argc > 2) { /* setns PATH-TO-NS-FILE */
+        int fd = open(argv[2], O_RDONLY);
+        if (fd < 0)
+            return report(fd);
+        return report(syscall(SYS_setns, fd, 0));
+    }
+    if (!strcmp(op, "setns-pidfd") && argc > 2) { /* modern nsenter: pidfd_open + setns */
+        long pidfd = syscall(SYS_pidfd_open, atoi(argv[2]), 0);
+        if (pidfd < 0)
+            return report(pidfd);
+        int flags = argc > 3 ? (int)strtol(argv[3], NULL, 0) : CLONE_NEWNS;
+        return report(syscall(SYS_setns, pidfd, flags));
+    }
+    if (!strcmp(op, "unshare") && argc > 2)
+        return report(syscall(SYS_unshare, strtol(argv[2], NULL, 0)));
+    if (!strcmp(op, "mount") && argc > 4)
+        return report(syscall(SYS_mount, argv[2], argv[3], argv[4], 0, NULL));
+    if (!strcmp(op, "newmount") && argc > 3) /* newmount FSTYPE TARGET [SOURCE] */
+        return report(do_newmount(argv[2], argc > 4 ? argv[4] : NULL, argv[3]));
+    if (!strcmp(op, "open-tree") && argc > 2)
+        return report(syscall(SYS_open_tree, AT_FDCWD, argv[2], 1 /* OPEN_TREE_CLONE */));
+    if (!strcmp(op, "flood") && argc > 3) { /* flood PATH N: N openat+close as fast as possible */
+        long n = atol(argv[3]), ok = 0;
+        for (long i = 0; i < n; i++) {
+            long fd = syscall(SYS_openat, AT_FDCWD, argv[2], O_RDONLY);
+            if (fd >= 0) {
+                close(fd);
+                ok++;
+            }
+        }
+        printf("opened=%ld\n", ok);
+        return ok != n;
+    }
+    if (!strcmp(op, "sleep") && argc > 2) {
+        sleep(atoi(argv[2]));
+        return 0;
+    }
+    fprintf(stderr, "sysprobe: unknown or incomplete operation %s\n", op);
+    return 2;
+}

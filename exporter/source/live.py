@@ -1,0 +1,133 @@
+"""Live source: records from the BPF ring buffer, decoded by the layout table."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import time
+from typing import Any
+
+from prometheus_client import Counter
+
+from exporter.metrics import REGISTRY
+from exporter.model import Event
+from exporter.probes.layout import (
+    CGROUP,
+    FAMILY_EXTRAS,
+    SYSCALLS,
+    EventHeader,
+    Limits,
+    _text,
+    payload_structs,
+)
+
+log = logging.getLogger("provex.source")
+
+DECODE_ERRORS = Counter(
+    "provex_decode_errors",
+    "Ring-buffer records that could not be decoded, by cause",
+    ["cause"],
+    registry=REGISTRY,
+)
+
+
+def boot_to_wall_offset_ns() -> int:
+    """Add to a bpf_ktime_get_boot_ns() value to get wall-clock ns.
+
+    Measured once, so every event of a run is converted the same way (wall
+    clock steps during the run do not reorder events).
+    """
+    before = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    wall = time.time_ns()
+    after = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    return wall - (before + after) // 2
+
+
+class Decoder:
+    """Turns raw ring-buffer records into Events, table-driven."""
+
+    def __init__(self, limits: Limits, offset_ns: int) -> None:
+        self.offset_ns = offset_ns
+        structs = payload_structs(limits)
+        # Per syscall id: (row, payload struct, its size, field copies as (event, payload, is_text)).
+        self._rows: list[tuple[Any, type[ctypes.Structure], int, list[tuple[str, str, bool]]]] = []
+        for sc in SYSCALLS:
+            struct = structs[sc.family]
+            text_fields = {
+                name for name, ctype in struct._fields_ if getattr(ctype, "_type_", None) is ctypes.c_char
+            }
+            copies = [(ev, pl, pl in text_fields) for ev, pl in sc.fields.items()]
+            self._rows.append((sc, struct, ctypes.sizeof(struct), copies))
+
+    def decode(self, data: int, size: int) -> Event | tuple[int, int, str] | None:
+        """An Event, a control record (cgroup id, hierarchy, path), or None if corrupt."""
+        if size < ctypes.sizeof(EventHeader):
+            DECODE_ERRORS.labels("short").inc()
+            return None
+        header = EventHeader.from_address(data)
+        if header.sc >= len(self._rows):
+            DECODE_ERRORS.labels("unknown_syscall").inc()
+            return None
+        sc, struct, struct_size, copies = self._rows[header.sc]
+        if size < struct_size:
+            DECODE_ERRORS.labels("short").inc()
+            return None
+        payload = struct.from_address(data)
+        if sc.family == CGROUP:
+            return payload.id, payload.pad, _text(payload.path)
+        ts_ns = header.ts + self.offset_ns
+        kwargs: dict[str, Any] = {}
+        for event_field, payload_field, is_text in copies:
+            value = getattr(payload, payload_field)
+            kwargs[event_field] = (
+                value.split(b"\0", 1)[0].decode("utf-8", "surrogateescape") if is_text else value
+            )
+        extra = FAMILY_EXTRAS.get(sc.family)
+        if extra is not None:
+            extra(kwargs, payload)
+        return Event(
+            id=f"{ts_ns:x}-{header.tid:x}-{header.sc}",
+            type=sc.type,
+            syscall=sc.name,
+            ts_ns=ts_ns,
+            pid=header.pid,
+            tid=header.tid,
+            uid=header.uid,
+            gid=header.gid,
+            comm=header.comm.decode("utf-8", "surrogateescape"),
+            cgroup_id=header.cgroup_id,
+            ret=header.ret,
+            **kwargs,
+        )
+
+
+class LiveSource:
+    """Drains the ring buffer in batches.
+
+    `poll()` waits up to the drain interval for a wakeup (decisive events wake
+    it at once), then consumes everything queued, including records the kernel
+    queued without a wakeup.
+    """
+
+    def __init__(self, probes: Any) -> None:
+        self.probes = probes
+        self.decoder = Decoder(probes.limits, boot_to_wall_offset_ns())
+        self._batch: list[Event] = []
+        self._callback = self._on_record  # keep a reference: BCC holds only a C pointer
+        probes.open_ring_buffer(self._callback)
+
+    def _on_record(self, _ctx: Any, data: int, size: int) -> int:
+        record = self.decoder.decode(data, size)
+        if isinstance(record, Event):
+            self._batch.append(record)
+        elif record is not None:
+            cgroup_id, hierarchy, path = record
+            self.probes.on_cgroup_created(cgroup_id, hierarchy, path)
+        return 0  # returning None costs BCC a caught exception per record
+
+    def poll(self, timeout_ms: int | None = None) -> list[Event]:
+        wait = self.probes.config.drain_interval_ms if timeout_ms is None else timeout_ms
+        self.probes.poll(wait)
+        self.probes.consume()
+        batch, self._batch = self._batch, []
+        return batch

@@ -1,0 +1,112 @@
+"""Start the real `provex` CLI as a subprocess and read what it wrote."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+
+from exporter.model import Event, decode_event
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text -> {'name{labels}': value}."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+class Agent:
+    """`provex record` (or run) in the background, with its health server."""
+
+    def __init__(self, tmp: Path, *extra: str, command: str = "record") -> None:
+        self.output = tmp / "events.jsonl"
+        self.port = free_port()
+        self.stderr_path = tmp / "agent.stderr"
+        args = [sys.executable, "-m", "exporter", command, "--output", str(self.output)]
+        args += ["--health-addr", f"127.0.0.1:{self.port}", *extra]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=self._stderr, env=env, cwd=REPO
+        )
+        self._wait_ready()
+
+    def _get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def _wait_ready(self, limit_s: float = 90.0) -> None:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"agent exited {self.process.returncode}: {self.stderr_path.read_text()}")
+            try:
+                if self._get("/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"agent not ready after {limit_s}s: {self.stderr_path.read_text()}")
+
+    def metrics(self) -> dict[str, float]:
+        return parse_metrics(self._get("/metrics")[1])
+
+    def kernel(self, syscall: str, outcome: str) -> float:
+        return self.metrics().get(
+            f'provex_kernel_events_total{{outcome="{outcome}",syscall="{syscall}"}}', 0.0
+        )
+
+    def events(self) -> list[Event]:
+        if not self.output.exists():
+            return []
+        out = []
+        for line in self.output.read_bytes().splitlines():
+            try:
+                out.append(decode_event(line))
+            except msgspec.DecodeError:
+                break  # a line still being written
+        return out
+
+    def wait_for(self, predicate: Callable[[list[Event]], bool], limit_s: float = 20.0) -> list[Event]:
+        """Events once predicate(events) holds; the limit only bounds a failing test."""
+        deadline = time.monotonic() + limit_s
+        while True:
+            events = self.events()
+            if predicate(events) or time.monotonic() > deadline:
+                return events
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._stderr.close()
+        return self.process.returncode
