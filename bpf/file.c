@@ -9,6 +9,10 @@ static __always_inline int open_enter(u16 sc, s32 dirfd, const char *filename, u
     u64 cg;
     if (!enter_filter(sc, &cg))
         return 0;
+    if (!path_interesting(filename, flags)) {
+        count(sc, CTR_FILTERED_PATH);
+        return 0;
+    }
     u32 zero = 0;
     struct open_ev *e = scratch_open.lookup(&zero);
     if (!e)
@@ -19,10 +23,6 @@ static __always_inline int open_enter(u16 sc, s32 dirfd, const char *filename, u
     e->mode = mode;
     e->pad = 0;
     bpf_probe_read_user_str(e->path, sizeof(e->path), filename);
-    if (!path_interesting(filename, e->path, flags)) {
-        count(sc, CTR_FILTERED_PATH);
-        return 0;
-    }
     u32 tid = current_tid();
     if (pending_open.update(&tid, e))
         count(sc, CTR_LOST_PENDING);

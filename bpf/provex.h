@@ -131,8 +131,10 @@ BPF_PERCPU_ARRAY(counters, u64, NSC * NCTR);
 BPF_PERCPU_ARRAY(backlog, u64, 1);
 /* cgroup ids to report (a container's own cgroup or a parent such as kubepods). */
 BPF_HASH(monitored_cgroups, u64, u8, 65536);
-/* cache of the verdict for a cgroup id; the loader clears it when the set changes */
-BPF_TABLE("lru_hash", u64, u8, verdicts, 16384);
+/* cache of the verdict for a cgroup id; the loader clears it when the set changes
+ * (a plain hash: cheaper than LRU on every lookup; when full, verdicts are just
+ * computed again) */
+BPF_HASH(verdicts, u64, u8, 16384);
 BPF_LPM_TRIE(path_prefixes, struct lpm_key, u8, 1024);
 
 static __always_inline void count(u32 sc, u32 ctr)
@@ -231,19 +233,21 @@ static __always_inline void emit(void *ev, u32 size, u16 sc, u32 type_bit)
         count(sc, CTR_LOST_RINGBUF);
 }
 
-/* Does an open-family path cross to user space? */
-static __always_inline int path_interesting(const char *user_path, const char *copied, u64 flags)
+/* Does an open-family path cross to user space? Decided on the first
+ * LPM_LEN bytes, read straight into the trie key, before the full path is
+ * copied, so a filtered call never pays for the long copy. */
+static __always_inline int path_interesting(const char *user_path, u64 flags)
 {
 #ifdef SEND_WRITES
     if (flags & PROVEX_O_WRITE_MASK)
         return 1;
 #endif
 #ifdef PATH_FILTER
-    if (copied[0] != '/')
-        return 1; /* relative: the kernel cannot judge it, user space can */
     struct lpm_key key = {};
     key.prefixlen = LPM_LEN * 8;
     bpf_probe_read_user_str(key.path, sizeof(key.path), user_path);
+    if (key.path[0] != '/')
+        return 1; /* relative: the kernel cannot judge it, user space can */
     return path_prefixes.lookup(&key) != NULL;
 #else
     return 1;

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 struct how { uint64_t flags, mode, resolve; };
@@ -133,16 +134,26 @@ int main(int argc, char **argv)
         return report(do_newmount(argv[2], argc > 4 ? argv[4] : NULL, argv[3]));
     if (!strcmp(op, "open-tree") && argc > 2)
         return report(syscall(SYS_open_tree, AT_FDCWD, argv[2], 1 /* OPEN_TREE_CLONE */));
-    if (!strcmp(op, "flood") && argc > 3) { /* flood PATH N: N openat+close as fast as possible */
+    if (!strcmp(op, "flood") && argc > 3) { /* flood PATH N [PER_SECOND]: N openat+close */
         long n = atol(argv[3]), ok = 0;
+        double rate = argc > 4 ? atof(argv[4]) : 0;
+        struct timespec t0, t;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         for (long i = 0; i < n; i++) {
+            if (rate > 0) { /* pace: never run ahead of i/rate seconds */
+                do
+                    clock_gettime(CLOCK_MONOTONIC, &t);
+                while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < i / rate);
+            }
             long fd = syscall(SYS_openat, AT_FDCWD, argv[2], O_RDONLY);
             if (fd >= 0) {
                 close(fd);
                 ok++;
             }
         }
-        printf("opened=%ld\n", ok);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        double ns = ((t.tv_sec - t0.tv_sec) * 1e9 + (t.tv_nsec - t0.tv_nsec)) / (n ? n : 1);
+        printf("opened=%ld ns_per_op=%.1f\n", ok, ns);
         return ok != n;
     }
     if (!strcmp(op, "sleep") && argc > 2) {
