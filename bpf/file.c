@@ -2,7 +2,7 @@
  * caller's memory as the syscall was given it), the fd or errno at exit. */
 
 BPF_PERCPU_ARRAY(scratch_open, struct open_ev, 1);
-BPF_HASH(pending_open, u32, struct open_ev, 16384);
+BPF_TABLE("lru_hash", u32, struct open_ev, pending_open, 16384);
 
 static __always_inline int open_enter(u16 sc, s32 dirfd, const char *filename, u64 flags, u64 mode)
 {

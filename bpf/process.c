@@ -2,9 +2,9 @@
  * cgroup creation so user space can start monitoring a new container. */
 
 BPF_PERCPU_ARRAY(scratch_exec, struct exec_ev, 1);
-BPF_HASH(pending_exec, u32, struct exec_ev, 4096);
+BPF_TABLE("lru_hash", u32, struct exec_ev, pending_exec, 4096);
 /* clone flags by caller thread, to tell a new thread from a new process */
-BPF_HASH(pending_clone, u32, u64, 16384);
+BPF_TABLE("lru_hash", u32, u64, pending_clone, 16384);
 
 static __always_inline int exec_enter(u16 sc, s32 dirfd, const char *filename,
                                       const char *const *argv, u32 flags)

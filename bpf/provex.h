@@ -17,6 +17,9 @@
  *   HAVE_<TRACEPOINT> for tracepoints that exist on this kernel
  *
  * Every event starts with struct event_hdr; the per-family payloads follow.
+ * Enter and exit are paired per thread through pending_* maps; they are LRU
+ * maps because an entry can be orphaned (a thread killed inside the syscall,
+ * execve from a non-leader thread changing its tid) and must age out.
  */
 #include <uapi/linux/ptrace.h>
 
