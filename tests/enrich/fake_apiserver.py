@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import ssl
 import threading
 import time
 import urllib.parse
@@ -104,13 +105,14 @@ class FakeApiServer:
         self.service_ip = "10.96.0.1"
         self.endpoints = [("127.0.0.1", 6443)]
         self.port = 0
+        self.tls: ssl.SSLContext | None = None  # serve HTTPS with this context
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> FakeApiServer:
         server = self
@@ -120,6 +122,8 @@ class FakeApiServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._httpd.daemon_threads = True
+        if self.tls is not None:
+            self._httpd.socket = self.tls.wrap_socket(self._httpd.socket, server_side=True)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
