@@ -139,6 +139,7 @@ class ApiServerRefresher:
 
     def stop(self) -> None:
         self._stop.set()
+        self.client.close_all()  # do not wait out a slow request
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None

@@ -26,6 +26,10 @@ class MountResolver:
         self._thread: threading.Thread | None = None
         self.generation = 0
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
     def get(self, container_id: str) -> tuple[HostMount, ...] | None:
         return self._mounts.get(container_id)
 

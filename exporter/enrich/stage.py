@@ -190,7 +190,7 @@ class EnrichStage:
             )
         if ref.pod_uid and self.pods is not None:
             return self._fill_pod(event, ref, info)
-        if self.mounts is not None:
+        if self.mounts is not None and self.mounts.running:
             mounts = self.mounts.get(ref.container_id)
             if mounts is None:
                 self.mounts.request(ref.container_id, event.pid)

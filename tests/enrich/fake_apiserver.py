@@ -102,6 +102,7 @@ class FakeApiServer:
         self.epoch = 0  # bumped by drop_watches(): open watches end
         self.requests: list[str] = []
         self.open_watches = 0
+        self.sleeping = 0  # requests held by delay_s right now
         self.service_ip = "10.96.0.1"
         self.endpoints = [("127.0.0.1", 6443)]
         self.port = 0
@@ -213,7 +214,9 @@ class _Handler(BaseHTTPRequestHandler):
         api = self.api
         api.requests.append(self.path)
         if api.delay_s:
+            api.sleeping += 1
             time.sleep(api.delay_s)
+            api.sleeping -= 1
         url = urllib.parse.urlsplit(self.path)
         q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
         path = url.path.rstrip("/")
