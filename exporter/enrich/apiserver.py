@@ -77,6 +77,8 @@ class ApiServerSet:
     def is_apiserver(self, ip: str, port: int) -> bool:
         if not ip:
             return False
+        if (ip, port) in self._pairs:  # the common spelling: no parse needed
+            return True
         norm = _norm_ip(ip)
         if norm is None:
             return False

@@ -64,6 +64,9 @@ class EnrichStage:
         self._n_parked = 0
         self._refs: dict[int, ContainerRef | None] = {}
         self._gave_up: set[int] = set()  # cgroups whose Pod did not come in time: no more waiting
+        # cgroup id -> (pod cache generation, valid until now_ns, resolved ContainerInfo). The
+        # ContainerInfo is shared by that container's events: downstream must not mutate it.
+        self._memo: dict[int, tuple[int, int, ContainerInfo]] = {}
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -76,18 +79,23 @@ class EnrichStage:
 
     # -- the Enricher protocol ---------------------------------------------
     def push(self, event: Event, now_ns: int) -> None:
-        if event.argv:
-            event.argv = redact_argv(event.argv)
         key = event.cgroup_id
         if event.container is not None or event.process is not None:
-            # Enriched upstream (a replay): untouched, but still behind its container's queue.
+            # Enriched upstream (a replay): untouched but for redaction (idempotent), and
+            # still behind its container's queue.
+            if event.argv:
+                event.argv = redact_argv(event.argv)
             self._enqueue(key, _Parked(event, now_ns, True), now_ns)
             return
         entry = self.processes.observe(event)
+        if event.argv:
+            # A successful exec already stored the redacted argv in the table.
+            ok_exec = event.type is EventType.EXEC and event.ret >= 0
+            event.argv = entry.argv if ok_exec else redact_argv(event.argv)
         event.process = self.processes.info(entry)
         if event.type is EventType.CONNECT and event.daddr:
             event.dest_is_apiserver = self.apiservers.is_apiserver(event.daddr, event.dport)
-        why = self._resolve(event, first=True)
+        why = self._resolve(event, now_ns)
         park = _Parked(event, now_ns + self.wait_ns, not why, why)
         if why and self.wait_ns == 0:
             self._release_late(park)
@@ -141,7 +149,7 @@ class EnrichStage:
             while q:
                 head = q[0]
                 if not head.done:
-                    head.why = self._resolve(head.event, first=False)
+                    head.why = self._resolve(head.event, now_ns)
                     if head.why:
                         if not final and now_ns < head.deadline_ns:
                             break
@@ -173,10 +181,25 @@ class EnrichStage:
             self._refs[cgroup_id] = ref
         return ref
 
-    def _resolve(self, event: Event, first: bool) -> str:
+    def _resolve(self, event: Event, now_ns: int) -> str:
         """Fill what is known; return what is still missing ("" when complete)."""
-        if not event.cgroup_id:
+        cgroup_id = event.cgroup_id
+        if not cgroup_id:
             return ""
+        gen = self.pods.generation if self.pods is not None else 0
+        memo = self._memo.get(cgroup_id)
+        if memo is not None and memo[0] == gen and now_ns < memo[1]:
+            event.container = memo[2]
+            return ""
+        why = self._resolve_slow(event)
+        if not why and event.container is not None and not event.late:
+            if len(self._memo) >= 65536:
+                self._memo.clear()
+            # Re-checked at least once a second of event time (e.g. a deleted Pod's grace ends).
+            self._memo[cgroup_id] = (gen, now_ns + 1_000_000_000, event.container)
+        return why
+
+    def _resolve_slow(self, event: Event) -> str:
         ref = self._ref(event.cgroup_id)
         if ref is _UNCLASSIFIED:
             return "cgroup"

@@ -377,3 +377,17 @@ def test_kubectl_watch_receives_injected_events(api: FakeApiServer, tmp_path: Pa
     assert seen.count(("first", None)) == 2  # the list, then the DELETED event
     watch = [r for r in api.requests if "watch=true" in r]
     assert watch and "resourceVersion=" in watch[0]
+
+
+def test_warnings_are_rate_limited_per_cause(caplog: pytest.LogCaptureFixture) -> None:
+    from exporter.enrich.watcher import RateLimitedWarning
+
+    now = [0.0]
+    warn = RateLimitedWarning(interval_s=60, clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="provex.enrich"):
+        assert warn("refused", "down")
+        assert not warn("refused", "down")  # same cause within the minute: silent
+        assert warn("tls", "bad cert")  # another cause speaks
+        now[0] = 61.0
+        assert warn("refused", "down")
+    assert [r.fields["cause"] for r in caplog.records] == ["refused", "tls", "refused"]
