@@ -32,7 +32,8 @@ def pod_json(i: int) -> dict:
             "name": f"app-{i}-7d9f8c6b5-x2k4q",
             "namespace": f"team-{i % 50}",
             "uid": uid,
-            "labels": {"app": f"app-{i}", "pod-template-hash": "7d9f8c6b5", "tier": "backend", "team": f"t{i % 50}"},
+            "labels": {"app": f"app-{i}", "pod-template-hash": "7d9f8c6b5", "tier": "backend",
+                       "team": f"t{i % 50}"},
         },
         "spec": {
             "nodeName": "node-a",
@@ -51,6 +52,9 @@ def pod_json(i: int) -> dict:
     }  # fmt: skip
 
 
+CURL = ["curl", "-H", "Authorization: Bearer x", "https://10.96.0.1"]
+
+
 def make_events(n: int, n_containers: int) -> list[Event]:
     kinds = [EventType.OPEN] * 6 + [EventType.EXEC, EventType.CONNECT, EventType.FORK, EventType.OPEN]
     out = []
@@ -61,7 +65,7 @@ def make_events(n: int, n_containers: int) -> list[Event]:
             Event(
                 id=f"e{i}", type=kind, syscall=kind.value, ts_ns=i, pid=1000 + c, tid=1000 + c, ppid=1,
                 cgroup_id=100 + c, path="/etc/passwd" if kind is not EventType.EXEC else "/usr/bin/curl",
-                argv=["curl", "-H", "Authorization: Bearer x", "https://10.96.0.1"] if kind is EventType.EXEC else [],
+                argv=CURL if kind is EventType.EXEC else [],
                 daddr="10.96.0.1" if kind is EventType.CONNECT else "", dport=443,
                 child_pid=50000 + i % 1000 if kind is EventType.FORK else 0,
             )
@@ -102,13 +106,15 @@ def build_stage(n_containers: int) -> EnrichStage:
         uid = doc["metadata"]["uid"].replace("-", "_")
         cgroups.remember(
             100 + c,
-            f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid}.slice/cri-containerd-{c:064x}.scope",
+            "/kubepods.slice/kubepods-burstable.slice/"
+            f"kubepods-burstable-pod{uid}.slice/cri-containerd-{c:064x}.scope",
         )
         pods.upsert(pod_from_json(doc))
     procs = ProcessTable()
     for c in range(n_containers + 1):
         procs.put(ProcEntry(pid=1000 + c, exe="/bin/sh", argv=["sh"], ppid=1))
-    return EnrichStage(cgroups=cgroups, processes=procs, pods=pods, apiservers=ApiServerSet(["10.96.0.1:443"]), wait_ms=50)  # fmt: skip
+    apiservers = ApiServerSet(["10.96.0.1:443"])
+    return EnrichStage(cgroups=cgroups, processes=procs, pods=pods, apiservers=apiservers, wait_ms=50)
 
 
 def pod_cache_memory(n: int) -> dict:
