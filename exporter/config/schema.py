@@ -84,6 +84,8 @@ class EnrichConfig(msgspec.Struct, **_STRICT):
     # How long an event may wait for its Pod identity before it goes on
     # (marked late). 0 = never wait.
     enrichment_wait_ms: int = 50
+    # At most this many events wait at once; past it the oldest goes on, late.
+    park_max: int = 10000
     process_table_max: int = 65536
     lineage_depth: int = 8
     # Extra "this is the API server" addresses, as ip or ip:port.

@@ -113,6 +113,8 @@ class Event(msgspec.Struct, omit_defaults=True):
     family: int = 0  # AF_UNIX=1 (address in path), AF_INET=2, AF_INET6=10
     daddr: str = ""
     dport: int = 0
+    # connect: set by the enricher when (daddr, dport) is the Kubernetes API server.
+    dest_is_apiserver: bool = False
 
     # fork
     child_pid: int = 0

@@ -1,0 +1,152 @@
+"""Which (ip, port) pairs are "the Kubernetes API server".
+
+Sources: the configured server URL, the `kubernetes` Service in `default`
+(its ClusterIP and ports), its Endpoints (the real API server addresses),
+and `enrich.apiserver_addresses` ("ip" = any port, "ip:port", "[v6]:port").
+The set is swapped whole, so `is_apiserver` is a lock-free read.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+from collections.abc import Iterable
+
+from exporter.enrich.kubeclient import KubeClient
+from exporter.enrich.metrics import APISERVER_REFRESH_ERRORS
+from exporter.enrich.watcher import RateLimitedWarning, classify_error
+
+log = logging.getLogger("provex.enrich")
+
+
+def _norm_ip(ip: str) -> str | None:
+    try:
+        addr = ipaddress.ip_address(ip.strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
+    return str(addr)
+
+
+def parse_address(text: str) -> tuple[str, int | None]:
+    """'10.0.0.1', '10.0.0.1:6443', '[fd00::1]:443', 'fd00::1' -> (ip, port or None)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, ""
+    ip = _norm_ip(host)
+    if ip is None:
+        raise ValueError(f"enrich.apiserver_addresses: {text!r}: expected ip, ip:port or [ipv6]:port")
+    if port:
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"enrich.apiserver_addresses: {text!r}: bad port {port!r}")
+        return ip, int(port)
+    return ip, None
+
+
+class ApiServerSet:
+    def __init__(self, static: Iterable[str] = ()) -> None:
+        self._static_any: frozenset[str] = frozenset()
+        pairs, anyport = set(), set()
+        for text in static:
+            ip, port = parse_address(text)
+            if port is None:
+                anyport.add(ip)
+            else:
+                pairs.add((ip, port))
+        self._static_any = frozenset(anyport)
+        self._static_pairs = frozenset(pairs)
+        self._sources: dict[str, frozenset[tuple[str, int]]] = {}
+        self._pairs: frozenset[tuple[str, int]] = self._static_pairs
+
+    def set_source(self, name: str, pairs: Iterable[tuple[str, int]]) -> None:
+        """Replace what one source (kubeconfig, service, endpoints) says."""
+        clean = frozenset((ip, int(p)) for raw, p in pairs if (ip := _norm_ip(raw)) is not None)
+        self._sources[name] = clean
+        self._pairs = self._static_pairs.union(*self._sources.values())
+
+    def pairs(self) -> frozenset[tuple[str, int]]:
+        return self._pairs
+
+    def is_apiserver(self, ip: str, port: int) -> bool:
+        if not ip:
+            return False
+        if (ip, port) in self._pairs:  # the common spelling: no parse needed
+            return True
+        norm = _norm_ip(ip)
+        if norm is None:
+            return False
+        return (norm, port) in self._pairs or norm in self._static_any
+
+    def update_from_service(self, svc: dict) -> None:
+        spec = svc.get("spec") or {}
+        ips = list(spec.get("clusterIPs") or []) or [spec.get("clusterIP") or ""]
+        ports = [p.get("port") for p in spec.get("ports") or [] if isinstance(p, dict)]
+        self.set_source("service", [(ip, p) for ip in ips if ip and ip != "None" for p in ports if p])
+
+    def update_from_endpoints(self, ep: dict) -> None:
+        pairs = []
+        for subset in ep.get("subsets") or []:
+            ports = [p.get("port") for p in subset.get("ports") or [] if isinstance(p, dict)]
+            for a in subset.get("addresses") or []:
+                pairs.extend((a.get("ip", ""), p) for p in ports if p)
+        self.set_source("endpoints", pairs)
+
+
+class ApiServerRefresher:
+    """Refresh the Service and Endpoints of `kubernetes` periodically, on its own thread."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        target: ApiServerSet,
+        period_s: float = 60.0,
+        warn: RateLimitedWarning | None = None,
+    ) -> None:
+        self.client = client
+        self.target = target
+        self.period_s = period_s
+        self.warn = warn or RateLimitedWarning()
+        self.refreshes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> None:
+        for path, update in (
+            ("/api/v1/namespaces/default/services/kubernetes", self.target.update_from_service),
+            ("/api/v1/namespaces/default/endpoints/kubernetes", self.target.update_from_endpoints),
+        ):
+            try:
+                update(self.client.get_json(path))
+            except Exception as exc:
+                cause = classify_error(exc)
+                APISERVER_REFRESH_ERRORS.labels(cause).inc()
+                self.warn(
+                    f"apiserver-{cause}",
+                    "cannot refresh the API server addresses",
+                    path=path,
+                    error=str(exc)[:300],
+                )
+        self.refreshes += 1
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="provex-k8s-apiserver", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.client.close_all()  # do not wait out a slow request
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.refresh()
+            self._stop.wait(self.period_s)

@@ -1,0 +1,294 @@
+"""A small Kubernetes API client on the standard library: GET JSON and watch streams.
+
+Credentials come from a kubeconfig (token, token file, client certificate,
+CA; exec and auth-provider plugins are refused with a clear error) or from
+the in-cluster service account. Only what the enricher needs: no writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import ipaddress
+import json
+import os
+import socket
+import ssl
+import tempfile
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+import yaml
+
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+class KubeConfigError(ValueError):
+    """A kubeconfig we cannot use; the message names the file and the key."""
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, body: bytes = b"") -> None:
+        super().__init__(f"HTTP {status} {reason}: {body[:200]!r}")
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+
+class GoneError(ApiError):
+    """410 Gone: the resourceVersion is too old; the caller must relist."""
+
+
+@dataclass(frozen=True)
+class KubeAuth:
+    server: str  # https://host:port
+    ca_file: str = ""
+    ca_data: str = ""  # PEM
+    insecure: bool = False
+    token: str = ""
+    token_file: str = ""  # re-read on every connection: bound tokens rotate
+    client_cert_file: str = ""
+    client_key_file: str = ""
+    client_cert_data: bytes = b""
+    client_key_data: bytes = b""
+    origin: str = ""  # where this came from, for messages
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        u = urllib.parse.urlsplit(self.server)
+        default = 443 if u.scheme == "https" else 80
+        return u.hostname or "", u.port or default
+
+
+def _b64(value: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (ValueError, TypeError) as exc:
+        raise KubeConfigError(f"{where}: not valid base64: {exc}") from exc
+
+
+def load_kubeconfig(path: str) -> KubeAuth:
+    """The current context's cluster and user of one kubeconfig file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except OSError as exc:
+        raise KubeConfigError(f"{path}: cannot read kubeconfig: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise KubeConfigError(f"{path}: not YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise KubeConfigError(f"{path}: expected a mapping with clusters/contexts/users")
+    base = os.path.dirname(os.path.abspath(path))
+
+    def named(section: str, name: str) -> dict:
+        for item in doc.get(section) or []:
+            if isinstance(item, dict) and item.get("name") == name:
+                value = item.get(section[:-1])
+                if isinstance(value, dict):
+                    return value
+        raise KubeConfigError(f"{path}: {section}: no entry named {name!r}")
+
+    ctx_name = doc.get("current-context")
+    if not ctx_name:
+        raise KubeConfigError(f"{path}: current-context is not set")
+    ctx = named("contexts", ctx_name)
+    cluster = named("clusters", ctx.get("cluster", ""))
+    user = named("users", ctx["user"]) if ctx.get("user") else {}
+    server = cluster.get("server")
+    if not server or urllib.parse.urlsplit(server).scheme not in ("http", "https"):
+        raise KubeConfigError(
+            f"{path}: clusters[{ctx.get('cluster')}].server: expected an http(s) URL, got {server!r}"
+        )
+    for unsupported in ("exec", "auth-provider"):
+        if unsupported in user:
+            raise KubeConfigError(
+                f"{path}: users[{ctx.get('user')}].{unsupported}: credential plugins are not supported;"
+                " use a token, tokenFile or client certificate"
+            )
+
+    def file_of(d: dict, key: str) -> str:
+        value = d.get(key) or ""
+        return value if not value or os.path.isabs(value) else os.path.join(base, value)
+
+    where_c = f"{path}: clusters[{ctx.get('cluster')}]"
+    where_u = f"{path}: users[{ctx.get('user')}]"
+    return KubeAuth(
+        server=server.rstrip("/"),
+        ca_file=file_of(cluster, "certificate-authority"),
+        ca_data=_b64(cluster["certificate-authority-data"], f"{where_c}.certificate-authority-data").decode()
+        if cluster.get("certificate-authority-data")
+        else "",
+        insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
+        token=user.get("token") or "",
+        token_file=file_of(user, "tokenFile"),
+        client_cert_file=file_of(user, "client-certificate"),
+        client_key_file=file_of(user, "client-key"),
+        client_cert_data=_b64(user["client-certificate-data"], f"{where_u}.client-certificate-data")
+        if user.get("client-certificate-data")
+        else b"",
+        client_key_data=_b64(user["client-key-data"], f"{where_u}.client-key-data")
+        if user.get("client-key-data")
+        else b"",
+        origin=path,
+    )
+
+
+def in_cluster_auth(env: Mapping[str, str], sa_dir: str = SA_DIR) -> KubeAuth | None:
+    host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port or not os.path.exists(f"{sa_dir}/token"):
+        return None
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return KubeAuth(
+        server=f"https://{host}:{port}",
+        ca_file=f"{sa_dir}/ca.crt",
+        token_file=f"{sa_dir}/token",
+        origin="in-cluster service account",
+    )
+
+
+def resolve_auth(kubeconfig: str, env: Mapping[str, str], sa_dir: str = SA_DIR) -> KubeAuth | None:
+    """enrich.kubeconfig, then $KUBECONFIG (first existing file of the list), then in-cluster."""
+    if kubeconfig:
+        return load_kubeconfig(kubeconfig)
+    for candidate in (env.get("KUBECONFIG") or "").split(os.pathsep):
+        if candidate and os.path.exists(candidate):
+            return load_kubeconfig(candidate)
+    return in_cluster_auth(env, sa_dir)
+
+
+def _ssl_context(auth: KubeAuth) -> ssl.SSLContext:
+    ctx = (
+        ssl.create_default_context(cafile=auth.ca_file or None, cadata=auth.ca_data or None)
+        if (auth.ca_file or auth.ca_data)
+        else ssl.create_default_context()
+    )
+    if auth.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if auth.client_cert_file:
+        ctx.load_cert_chain(auth.client_cert_file, auth.client_key_file or None)
+    elif auth.client_cert_data:
+        # ssl only loads key pairs from files: a private temp dir, removed at once.
+        with tempfile.TemporaryDirectory(prefix="provex-kube-") as tmp:
+            cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+            for name, data in ((cert, auth.client_cert_data), (key, auth.client_key_data)):
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            ctx.load_cert_chain(cert, key if auth.client_key_data else None)
+    return ctx
+
+
+class KubeClient:
+    """GET requests against one API server; each call opens its own connection."""
+
+    def __init__(self, auth: KubeAuth, timeout_s: float = 10.0) -> None:
+        self.auth = auth
+        self.timeout_s = timeout_s
+        u = urllib.parse.urlsplit(auth.server)
+        self._https = u.scheme == "https"
+        self._host, self._port = auth.host_port
+        self._prefix = u.path.rstrip("/")
+        self._ctx = _ssl_context(auth) if self._https else None
+        self._lock = threading.Lock()
+        self._open: set[http.client.HTTPConnection] = set()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "provex-enrich"}
+        token = self.auth.token
+        if self.auth.token_file:
+            with open(self.auth.token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def _connect(self, timeout_s: float) -> http.client.HTTPConnection:
+        if self._https:
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=timeout_s, context=self._ctx
+            )
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout_s)
+        with self._lock:
+            self._open.add(conn)
+        return conn
+
+    def _forget(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._open.discard(conn)
+        conn.close()
+
+    def _request(self, conn: http.client.HTTPConnection, path: str) -> http.client.HTTPResponse:
+        conn.request("GET", self._prefix + path, headers=self._headers())
+        resp = conn.getresponse()
+        if resp.status != 200:
+            body = resp.read()
+            cls = GoneError if resp.status == 410 else ApiError
+            raise cls(resp.status, resp.reason, body)
+        return resp
+
+    def get_json(self, path: str) -> dict:
+        conn = self._connect(self.timeout_s)
+        try:
+            body = self._request(conn, path).read()
+        finally:
+            self._forget(conn)
+        doc = json.loads(body)
+        if not isinstance(doc, dict):
+            raise ValueError(f"GET {path}: expected a JSON object, got {type(doc).__name__}")
+        return doc
+
+    def watch(
+        self, path: str, idle_timeout_s: float, on_open: Callable[[], None] | None = None
+    ) -> Iterator[dict]:
+        """Yield the watch events of a streaming GET, one JSON object per line.
+
+        The socket times out after idle_timeout_s without a byte, so a dead
+        peer is noticed; `close_all` from another thread ends the stream.
+        """
+        conn = self._connect(idle_timeout_s)
+        try:
+            resp = self._request(conn, path)
+            if on_open is not None:
+                on_open()
+            while True:
+                line = resp.readline()
+                if not line:
+                    return
+                if not line.strip():
+                    continue
+                doc = json.loads(line)
+                if not isinstance(doc, dict):
+                    raise ValueError(f"watch {path}: expected a JSON object per line")
+                yield doc
+        finally:
+            self._forget(conn)
+
+    def close_all(self) -> None:
+        """Abort every open request (used to stop the watch thread)."""
+        with self._lock:
+            conns = list(self._open)
+        for conn in conns:
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def server_addresses(auth: KubeAuth) -> list[tuple[str, int]]:
+    """The (ip, port) of the configured server, when its host is an IP literal or resolves."""
+    host, port = auth.host_port
+    try:
+        return [(str(ipaddress.ip_address(host)), port)]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return []
+    return sorted({(str(ipaddress.ip_address(info[4][0])), port) for info in infos})

@@ -1,0 +1,86 @@
+"""Per-container host bind mounts from /proc/<pid>/mountinfo, resolved on a worker thread."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+from exporter.enrich.metrics import MOUNT_ERRORS
+from exporter.enrich.mountinfo import MountinfoError, host_bind_mounts, parse_mountinfo
+from exporter.model import HostMount
+
+log = logging.getLogger("provex.enrich")
+
+
+class MountResolver:
+    """`get` answers from the cache; `request` queues a resolution for the worker."""
+
+    def __init__(self, proc: str = "/proc", host_pid: str = "1", max_containers: int = 16384) -> None:
+        self.proc = proc
+        self.host_pid = host_pid
+        self.max_containers = max_containers
+        self._mounts: dict[str, tuple[HostMount, ...]] = {}
+        self._requested: set[str] = set()
+        self._queue: queue.SimpleQueue[tuple[str, int] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.generation = 0
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def get(self, container_id: str) -> tuple[HostMount, ...] | None:
+        return self._mounts.get(container_id)
+
+    def request(self, container_id: str, pid: int) -> None:
+        if container_id in self._requested:
+            return
+        if len(self._requested) >= self.max_containers:
+            self._requested.clear()  # bounded; resolved ones stay in _mounts until it is cleared too
+            self._mounts.clear()
+        self._requested.add(container_id)
+        if self._thread is None:
+            return  # not started (tests, replay): resolve_now() does it on demand
+        self._queue.put((container_id, pid))
+
+    def resolve_now(self, container_id: str, pid: int) -> tuple[HostMount, ...]:
+        try:
+            host_text = self._read(self.host_pid)
+            cont_text = self._read(str(pid))
+            mounts = tuple(
+                host_bind_mounts(
+                    parse_mountinfo(cont_text, f"{self.proc}/{pid}/mountinfo"),
+                    parse_mountinfo(host_text, f"{self.proc}/{self.host_pid}/mountinfo"),
+                )
+            )
+        except FileNotFoundError:
+            MOUNT_ERRORS.labels("process_gone").inc()
+            self._requested.discard(container_id)  # retry with a later event's pid
+            return ()
+        except (OSError, MountinfoError) as exc:
+            MOUNT_ERRORS.labels("unreadable" if isinstance(exc, OSError) else "bad_mountinfo").inc()
+            log.warning("cannot read container mounts", extra={"fields": {"pid": pid, "error": str(exc)}})
+            mounts = ()
+        self._mounts[container_id] = mounts
+        self.generation += 1
+        return mounts
+
+    def _read(self, pid: str) -> str:
+        with open(f"{self.proc}/{pid}/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="provex-mounts", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            self.resolve_now(*item)

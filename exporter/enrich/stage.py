@@ -1,0 +1,242 @@
+"""The enrich stage: process, container and Pod identity for every event.
+
+Implements the Enricher protocol of exporter.agent.pipeline. Every answer
+comes from a cache; nothing here waits on I/O. An event whose identity is
+still being resolved in the background (a cgroup not scanned yet, a Pod the
+watch has not delivered, a container's mounts) is parked for at most
+`wait_ns` after it was pushed and then released marked `late`. Events of one
+container (one cgroup) leave in the order they came.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from exporter.enrich.apiserver import ApiServerSet
+from exporter.enrich.cgroups import CgroupResolver, ContainerRef, classify_cgroup_path
+from exporter.enrich.metrics import LATE, PARK_OVERFLOW, PARKED
+from exporter.enrich.mounts import MountResolver
+from exporter.enrich.pods import PodCache
+from exporter.enrich.proctable import ProcessTable
+from exporter.enrich.redact import redact_argv
+from exporter.model import ContainerInfo, Event, EventType
+
+_UNCLASSIFIED = object()
+
+
+@dataclass(slots=True)
+class _Parked:
+    event: Event
+    deadline_ns: int
+    done: bool  # complete already, waits only to keep its container's order
+    why: str = ""  # what it waits for: "cgroup", "pod", "mounts"
+
+
+class EnrichStage:
+    def __init__(
+        self,
+        *,
+        cgroups: CgroupResolver,
+        processes: ProcessTable,
+        pods: PodCache | None = None,
+        apiservers: ApiServerSet | None = None,
+        mounts: MountResolver | None = None,
+        wait_ms: int = 50,
+        park_max: int = 10000,
+        k8s_ready: Callable[[], bool] = lambda: True,
+        lifecycle: list | None = None,
+    ) -> None:
+        if wait_ms < 0:
+            raise ValueError(f"enrich.enrichment_wait_ms must be >= 0, got {wait_ms}")
+        self.cgroups = cgroups
+        self.processes = processes
+        self.pods = pods
+        self.apiservers = apiservers or ApiServerSet()
+        self.mounts = mounts
+        self.wait_ns = wait_ms * 1_000_000
+        self.park_max = park_max
+        self.k8s_ready = k8s_ready
+        self._lifecycle = lifecycle or []  # things with start()/stop(), in start order
+        self._ready: list[Event] = []
+        self._parked: OrderedDict[int, deque[_Parked]] = OrderedDict()
+        self._n_parked = 0
+        self._refs: dict[int, ContainerRef | None] = {}
+        self._gave_up: set[int] = set()  # cgroups whose Pod did not come in time: no more waiting
+        # cgroup id -> (pod cache generation, valid until now_ns, resolved ContainerInfo). The
+        # ContainerInfo is shared by that container's events: downstream must not mutate it.
+        self._memo: dict[int, tuple[int, int, ContainerInfo]] = {}
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> None:
+        for part in self._lifecycle:
+            part.start()
+
+    def stop(self) -> None:
+        for part in reversed(self._lifecycle):
+            part.stop()
+
+    # -- the Enricher protocol ---------------------------------------------
+    def push(self, event: Event, now_ns: int) -> None:
+        key = event.cgroup_id
+        if event.container is not None or event.process is not None:
+            # Enriched upstream (a replay): untouched but for redaction (idempotent), and
+            # still behind its container's queue.
+            if event.argv:
+                event.argv = redact_argv(event.argv)
+            self._enqueue(key, _Parked(event, now_ns, True), now_ns)
+            return
+        entry = self.processes.observe(event)
+        if event.argv:
+            # A successful exec already stored the redacted argv in the table.
+            ok_exec = event.type is EventType.EXEC and event.ret >= 0
+            event.argv = entry.argv if ok_exec else redact_argv(event.argv)
+        event.process = self.processes.info(entry)
+        if event.type is EventType.CONNECT and event.daddr:
+            event.dest_is_apiserver = self.apiservers.is_apiserver(event.daddr, event.dport)
+        why = self._resolve(event, now_ns)
+        park = _Parked(event, now_ns + self.wait_ns, not why, why)
+        if why and self.wait_ns == 0:
+            self._release_late(park)
+            park.done = True
+        self._enqueue(key, park, now_ns)
+
+    def pop_ready(self, now_ns: int) -> list[Event]:
+        if self._parked:
+            self._release(now_ns, final=False)
+        out, self._ready = self._ready, []
+        return out
+
+    def drain(self) -> list[Event]:
+        self._release(0, final=True)
+        out, self._ready = self._ready, []
+        return out
+
+    # -- internals -----------------------------------------------------------
+    def _enqueue(self, key: int, p: _Parked, now_ns: int) -> None:
+        q = self._parked.get(key)
+        if q is None and p.done:
+            self._ready.append(p.event)
+            return
+        if self._n_parked >= self.park_max:
+            self._overflow()
+            q = self._parked.get(key)
+        if q is None:
+            if p.done:
+                self._ready.append(p.event)
+                return
+            q = self._parked[key] = deque()
+        q.append(p)
+        self._n_parked += 1
+        PARKED.set(self._n_parked)
+
+    def _overflow(self) -> None:
+        # Release the head of the oldest queue: order within a container is kept.
+        key, q = next(iter(self._parked.items()))
+        head = q.popleft()
+        self._n_parked -= 1
+        if not head.done:
+            PARK_OVERFLOW.inc()
+            self._release_late(head, cause="overflow")
+        self._ready.append(head.event)
+        if not q:
+            del self._parked[key]
+
+    def _release(self, now_ns: int, final: bool) -> None:
+        for key in list(self._parked):
+            q = self._parked[key]
+            while q:
+                head = q[0]
+                if not head.done:
+                    head.why = self._resolve(head.event, now_ns)
+                    if head.why:
+                        if not final and now_ns < head.deadline_ns:
+                            break
+                        self._release_late(head)
+                        if head.why == "pod":
+                            if len(self._gave_up) >= 65536:
+                                self._gave_up.clear()
+                            self._gave_up.add(key)
+                q.popleft()
+                self._n_parked -= 1
+                self._ready.append(head.event)
+            if not q:
+                del self._parked[key]
+        PARKED.set(self._n_parked)
+
+    def _release_late(self, p: _Parked, cause: str = "") -> None:
+        p.event.late = True
+        LATE.labels(cause or f"{p.why}_timeout").inc()
+
+    def _ref(self, cgroup_id: int) -> object:
+        ref = self._refs.get(cgroup_id, _UNCLASSIFIED)
+        if ref is _UNCLASSIFIED:
+            path = self.cgroups.lookup(cgroup_id)
+            if path is None:
+                return _UNCLASSIFIED
+            ref = classify_cgroup_path(path)
+            if len(self._refs) >= 65536:
+                self._refs.clear()  # bounded; refilled from the resolver's cache
+            self._refs[cgroup_id] = ref
+        return ref
+
+    def _resolve(self, event: Event, now_ns: int) -> str:
+        """Fill what is known; return what is still missing ("" when complete)."""
+        cgroup_id = event.cgroup_id
+        if not cgroup_id:
+            return ""
+        gen = self.pods.generation if self.pods is not None else 0
+        memo = self._memo.get(cgroup_id)
+        if memo is not None and memo[0] == gen and now_ns < memo[1]:
+            event.container = memo[2]
+            return ""
+        why = self._resolve_slow(event)
+        if not why and event.container is not None and not event.late:
+            if len(self._memo) >= 65536:
+                self._memo.clear()
+            # Re-checked at least once a second of event time (e.g. a deleted Pod's grace ends).
+            self._memo[cgroup_id] = (gen, now_ns + 1_000_000_000, event.container)
+        return why
+
+    def _resolve_slow(self, event: Event) -> str:
+        ref = self._ref(event.cgroup_id)
+        if ref is _UNCLASSIFIED:
+            return "cgroup"
+        if ref is None:
+            return ""  # a host cgroup
+        assert isinstance(ref, ContainerRef)
+        info = event.container
+        if info is None:
+            info = event.container = ContainerInfo(
+                id=ref.container_id, runtime=ref.runtime, cgroup_path=ref.cgroup_path
+            )
+        if ref.pod_uid and self.pods is not None:
+            return self._fill_pod(event, ref, info)
+        if self.mounts is not None and self.mounts.running:
+            mounts = self.mounts.get(ref.container_id)
+            if mounts is None:
+                self.mounts.request(ref.container_id, event.pid)
+                return "mounts"
+            info.host_mounts = list(mounts)
+        return ""
+
+    def _fill_pod(self, event: Event, ref: ContainerRef, info: ContainerInfo) -> str:
+        assert self.pods is not None
+        rec = self.pods.lookup(ref.container_id, ref.pod_uid)
+        if rec is None:
+            if event.cgroup_id in self._gave_up or not self.k8s_ready():
+                # Pod did not come in time before, or the API is away: do not wait again.
+                event.late = True
+                LATE.labels("pod_unknown" if self.k8s_ready() else "k8s_unavailable").inc()
+                return ""
+            return "pod"
+        self._gave_up.discard(event.cgroup_id)
+        info.pod = rec.info
+        spec = rec.container(ref.container_id)
+        if spec is not None:
+            info.name = spec.name
+            info.image = spec.image
+            info.runtime = info.runtime or spec.runtime
+            info.host_mounts = list(spec.host_mounts)
+        return ""
