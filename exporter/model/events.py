@@ -113,6 +113,7 @@ class Event(msgspec.Struct, omit_defaults=True):
     family: int = 0  # AF_INET=2, AF_INET6=10
     daddr: str = ""
     dport: int = 0
+    dest_is_apiserver: bool = False  # set by enrichment for connect
 
     # fork
     child_pid: int = 0
