@@ -11,11 +11,13 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from exporter.model import Event, EventType, HostMount, ProcessInfo
 
 Value = str | int | bool | list[str] | None
 _EMPTY_PROCESS = ProcessInfo(pid=0)
+FIELDS_DOC = Path(__file__).resolve().parent / "FIELDS.md"
 
 # Sigma logsource categories (product: linux) and the events that carry them.
 # process_creation, file_event, file_access and network_connection are Sigma's

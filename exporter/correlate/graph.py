@@ -54,6 +54,7 @@ class ProvenanceGraph:
         self._touched: OrderedDict[Node, int] = OrderedDict()  # node -> last ts, oldest first
         self.evicted = {"node": 0, "edge": 0}
         self._since_metrics = 0
+        self.edge_count = 0  # networkx counts multigraph edges in O(nodes): keep our own
 
     # ---------------------------------------------------------- building
 
@@ -67,8 +68,7 @@ class ProvenanceGraph:
             target = self._target(event)
             if target is not None:
                 self._node(target, ts)
-                self.g.add_edge(proc, target, key=event.id, kind=kind, ts=ts, ok=event.ret >= 0)
-                self._edges.append((ts, proc, target, event.id))
+                self._edge(proc, target, event.id, kind, ts)
         self._evict()
         self._since_metrics += 1
         if self._since_metrics >= _METRIC_EVERY:
@@ -85,9 +85,14 @@ class ProvenanceGraph:
             attrs["container"] = event.container.id
             cnode: Node = ("container", event.container.id)
             self._node(cnode, event.ts_ns)
-            self.g.add_edge(cnode, node, key=event.id + "/in", kind="contains", ts=event.ts_ns)
-            self._edges.append((event.ts_ns, cnode, node, event.id + "/in"))
+            self._edge(cnode, node, event.id + "/in", "contains", event.ts_ns)
         return node
+
+    def _edge(self, u: Node, v: Node, key: str, kind: str, ts: int) -> None:
+        if not self.g.has_edge(u, v, key):
+            self.edge_count += 1
+        self.g.add_edge(u, v, key=key, kind=kind, ts=ts)
+        self._edges.append((ts, u, v, key))
 
     def _target(self, event: Event) -> Node | None:
         t = event.type
@@ -127,6 +132,7 @@ class ProvenanceGraph:
             ts, u, v, key = edges.popleft()
             if g.has_edge(u, v, key):
                 g.remove_edge(u, v, key)
+                self.edge_count -= 1
                 self._count("edge", "window" if ts < horizon else "budget")
         touched = self._touched
         while touched:
@@ -134,8 +140,10 @@ class ProvenanceGraph:
             if ts >= horizon and len(touched) <= self.max_nodes:
                 break
             touched.popitem(last=False)
+            # a self-loop counts twice in degree; nodes here never have one
             gone = g.degree(node)
             g.remove_node(node)
+            self.edge_count -= gone
             cause = "window" if ts < horizon else "budget"
             self._count("node", cause)
             if gone:
@@ -148,11 +156,11 @@ class ProvenanceGraph:
     def publish(self) -> None:
         self._since_metrics = 0
         GRAPH_NODES.set(self.g.number_of_nodes())
-        GRAPH_EDGES.set(self.g.number_of_edges())
+        GRAPH_EDGES.set(self.edge_count)
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.g.number_of_nodes(), self.g.number_of_edges()
+        return self.g.number_of_nodes(), self.edge_count
 
     # ---------------------------------------------------------- lineage
 

@@ -461,19 +461,19 @@ def _compile_all(
         except RuleError as exc:
             errors.append(exc)
             continue
-        for ref in {rule.uid, rule.name}:
-            other = by_ref.get(ref)
-            if other is not None and other is not rule:
-                errors.append(
-                    RuleError(
-                        doc.file,
-                        doc.line("id"),
-                        f"duplicate rule id/name {ref!r} (also {other.file}:{other.line})",
-                        "duplicate",
-                        rule.title,
-                    )
+        clash = next((by_ref[r] for r in (rule.uid, rule.name) if r in by_ref), None)
+        if clash is not None:
+            errors.append(
+                RuleError(
+                    doc.file,
+                    doc.line("id"),
+                    f"duplicate rule id or name (also {clash.file}:{clash.line})",
+                    "duplicate",
+                    rule.title,
                 )
-            by_ref[ref] = rule
+            )
+            continue
+        by_ref[rule.uid] = by_ref[rule.name] = rule
         rules.append(rule)
     correlations: list[Correlation] = []
     for doc in corr_docs:
