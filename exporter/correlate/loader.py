@@ -256,7 +256,7 @@ def _compile_rule(doc: _Doc, strict: bool) -> Rule:
             doc.file,
             doc.line("logsource"),
             f"logsource not produced by provex ({where})",
-            f"logsource:{ls.service or ls.category or ls.product}",
+            f"logsource:{ls.service or ls.category or 'product-only'}",
             title,
         )
     category = ls.category
@@ -505,6 +505,7 @@ class SurveyResult:
     rules: int
     evaluable: list[str]
     not_evaluable: dict[str, list[str]]  # cause -> "file:line: message"
+    ruleset: RuleSet  # the evaluable rules, compiled
 
     def summary(self) -> dict[str, Any]:
         unparsed = sum(len(v) for k, v in self.not_evaluable.items() if k in ("sigma", "yaml", "io"))
@@ -528,4 +529,4 @@ def survey(paths: Iterable[str | Path]) -> SurveyResult:
         f"{c.file}:{c.line}" for c in ruleset.correlations
     ]
     total = len(good) + len(errors)
-    return SurveyResult(len(ruleset.files), total, good, bad)
+    return SurveyResult(len(ruleset.files), total, good, bad, ruleset)
