@@ -56,4 +56,5 @@ def test_evaluable_rules_run_on_events_of_every_category(result):
     assert "Decode Base64 Encoded Text" in titles
     assert "Persistence Via Sudoers.d Files" in titles
     assert any("Cron" in t for t in titles)
-    assert any("Callback Port" in t or "Back Connect" in t for t in titles), titles
+    assert "Potentially Suspicious Malware Callback Communication - Linux" in titles
+    assert "Linux Reverse Shell Indicator" in titles
