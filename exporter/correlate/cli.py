@@ -93,6 +93,9 @@ def test(paths: Sequence[str | Path], fixtures: str | Path | None = None, out: T
     return 1 if failed else 0
 
 
+test.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, despite its name
+
+
 def _alerting_ids(rs: RuleSet, file: str) -> set[str]:
     ids = {r.uid for r in rs.rules if r.file == file and r.generate}
     return ids | {c.uid for c in rs.correlations if c.file == file}
