@@ -1,0 +1,139 @@
+"""`provex rules lint | test | survey | fields`: the functions behind the subcommands.
+
+Fixtures of a rule file `<dir>/<stem>.yml` are replay files (JSON lines) in
+`<fixtures>/<stem>/positive/*.jsonl` (each must raise an alert of a rule
+defined in that file) and `<fixtures>/<stem>/negative/*.jsonl` (none may).
+`<fixtures>` is --fixtures, else `<dir>/fixtures`, else (for the default
+rules in a source checkout) tests/fixtures/correlate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from exporter.config.schema import CorrelateConfig
+from exporter.correlate.engine import Correlator
+from exporter.correlate.errors import RulesError
+from exporter.correlate.fields import fields_markdown
+from exporter.correlate.loader import DEFAULT_RULES_DIR, RuleSet, load_rules, rule_files
+from exporter.correlate.loader import survey as _survey
+from exporter.model import Alert
+from exporter.source.replay import ReplaySource
+
+_CHECKOUT_FIXTURES = DEFAULT_RULES_DIR.parents[2] / "tests" / "fixtures" / "correlate"
+
+
+def _paths(paths: Sequence[str | Path]) -> list[str | Path]:
+    return list(paths) if paths else [DEFAULT_RULES_DIR]
+
+
+def lint(paths: Sequence[str | Path], out: TextIO = sys.stdout) -> int:
+    """Load and compile the rules; print every error with file:line. 0 = clean."""
+    try:
+        rs = load_rules(_paths(paths))
+    except RulesError as exc:
+        for err in exc.errors:
+            print(f"ERROR {err}", file=out)
+        print(f"{len(exc.errors)} error(s); nothing loaded", file=out)
+        return 1
+    print(f"OK {len(rs.rules)} rules, {len(rs.correlations)} correlations in {len(rs.files)} files", file=out)
+    return 0
+
+
+def replay(ruleset: RuleSet, path: Path, config: CorrelateConfig | None = None) -> tuple[list[Alert], int]:
+    """Alerts of one replay file through a fresh correlator (window closed at the end); skipped lines."""
+    correlator = Correlator(ruleset, config)
+    source = ReplaySource(path)
+    alerts: list[Alert] = []
+    for event in source:
+        alerts += correlator.process(event)
+    alerts += correlator.drain()
+    return alerts, len(source.skipped)
+
+
+def _fixture_root(rule_file: Path, fixtures: Path | None) -> Path:
+    if fixtures is not None:
+        return fixtures / rule_file.stem
+    beside = rule_file.parent / "fixtures" / rule_file.stem
+    if beside.is_dir() or rule_file.parent != DEFAULT_RULES_DIR:
+        return beside
+    return _CHECKOUT_FIXTURES / rule_file.stem
+
+
+def test(paths: Sequence[str | Path], fixtures: str | Path | None = None, out: TextIO = sys.stdout) -> int:
+    """Replay every rule file's positive and negative fixtures. 0 = all as expected."""
+    paths = _paths(paths)
+    try:
+        rs = load_rules(paths)
+    except RulesError as exc:
+        for err in exc.errors:
+            print(f"ERROR {err}", file=out)
+        print("0 passed, 1 failed", file=out)
+        return 1
+    root = Path(fixtures) if fixtures is not None else None
+    passed = failed = 0
+    for rule_file in rule_files(paths):
+        expected = _alerting_ids(rs, str(rule_file))
+        folder = _fixture_root(rule_file, root)
+        for kind in ("positive", "negative"):
+            cases = sorted((folder / kind).glob("*.jsonl"))
+            if not cases:
+                print(f"FAIL {rule_file.name}: no {kind} fixtures in {folder / kind}", file=out)
+                failed += 1
+            for case in cases:
+                ok, detail = _check(rs, case, expected, kind == "positive")
+                passed, failed = passed + ok, failed + (not ok)
+                print(f"{'PASS' if ok else 'FAIL'} {rule_file.name} {kind}/{case.name}: {detail}", file=out)
+    print(f"{passed} passed, {failed} failed", file=out)
+    return 1 if failed else 0
+
+
+test.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, despite its name
+
+
+def _alerting_ids(rs: RuleSet, file: str) -> set[str]:
+    ids = {r.uid for r in rs.rules if r.file == file and r.generate}
+    return ids | {c.uid for c in rs.correlations if c.file == file}
+
+
+def _check(rs: RuleSet, case: Path, expected: set[str], positive: bool) -> tuple[bool, str]:
+    alerts, skipped = replay(rs, case)
+    if skipped:
+        return False, f"{skipped} unreadable line(s)"
+    mine = [a for a in alerts if a.rule_id in expected]
+    titles = sorted({a.rule_title for a in mine})
+    if positive:
+        return bool(mine), f"{len(mine)} alert(s) {titles}" if mine else "no alert"
+    return not mine, "silent" if not mine else f"{len(mine)} unexpected alert(s) {titles}"
+
+
+def survey(paths: Iterable[str | Path], out: TextIO = sys.stdout) -> int:
+    """Print what of a foreign Sigma corpus loads and evaluates, grouped by cause (JSON)."""
+    result = _survey(paths)
+    print(json.dumps(result.summary(), indent=2), file=out)
+    return 0
+
+
+def add_rules_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    """Adds `rules {lint,test,survey,fields}`; each parser sets `func(args) -> int`."""
+    rules = subparsers.add_parser("rules", help="check, test and survey Sigma rules")
+    sub = rules.add_subparsers(dest="rules_command", required=True)
+    p = sub.add_parser("lint", help="load and compile rules; report errors with file:line")
+    p.add_argument("paths", nargs="*", help="rule files or directories (default: the shipped rules)")
+    p.set_defaults(func=lambda a: lint(a.paths))
+    p = sub.add_parser("test", help="replay each rule file's positive and negative fixtures")
+    p.add_argument("paths", nargs="*", help="rule files or directories (default: the shipped rules)")
+    p.add_argument(
+        "--fixtures", metavar="DIR", help="fixture root: DIR/<rule-file-stem>/{positive,negative}/"
+    )
+    p.set_defaults(func=lambda a: test(a.paths, a.fixtures))
+    p = sub.add_parser("survey", help="count which rules of a Sigma corpus provex can evaluate, and why not")
+    p.add_argument("paths", nargs="+", help="rule files or directories")
+    p.set_defaults(func=lambda a: survey(a.paths))
+    p = sub.add_parser("fields", help="print the field taxonomy rules see (markdown)")
+    p.set_defaults(func=lambda a: (print(fields_markdown(), end=""), 0)[1])

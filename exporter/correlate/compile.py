@@ -1,0 +1,212 @@
+"""Sigma detections compiled once into plain Python predicates over an EventView.
+
+pySigma parses a rule's condition into a tree in which selections, `1 of`,
+`all of` and value modifiers are already expanded; this module turns each
+node into a closure. Strings compare case-insensitively (Sigma's default)
+unless the `cased` modifier was used; a list field matches when any element
+does. Anything the engine cannot evaluate raises `Unsupported` with a cause.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.types import (
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaRegularExpressionFlag,
+    SigmaString,
+    SpecialChars,
+)
+
+from exporter.correlate.fields import FIELDS, EventView, Value
+
+Predicate = Callable[[EventView], bool]
+Test = Callable[[Value], bool]
+
+
+class Unsupported(Exception):
+    """The rule is valid Sigma but cannot be evaluated on provex events."""
+
+    def __init__(self, cause: str, message: str, field: str = "") -> None:
+        self.cause = cause
+        self.field = field
+        super().__init__(message)
+
+
+def compile_condition(node: object, category: str) -> Predicate:
+    if isinstance(node, ConditionAND):
+        parts = [compile_condition(a, category) for a in node.args]
+        return lambda v: all(p(v) for p in parts)
+    if isinstance(node, ConditionOR):
+        parts = [compile_condition(a, category) for a in node.args]
+        return lambda v: any(p(v) for p in parts)
+    if isinstance(node, ConditionNOT):
+        inner = compile_condition(node.args[0], category)
+        return lambda v: not inner(v)
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return _leaf(node.field, node.value, category)
+    if isinstance(node, ConditionValueExpression):
+        raise Unsupported("keyword_search", "keyword (field-less) detections are not evaluated")
+    raise Unsupported("condition", f"unsupported condition element {type(node).__name__}")
+
+
+def check_field(name: str, category: str) -> None:
+    field = FIELDS.get(name)
+    if field is None:
+        raise Unsupported("unknown_field", f"unknown field {name!r} (see exporter/correlate/FIELDS.md)", name)
+    if category not in field.categories:
+        raise Unsupported(
+            "field_not_in_category",
+            f"field {name!r} is not set on {category} events"
+            f" (it is on: {', '.join(sorted(field.categories))})",
+            name,
+        )
+
+
+def _leaf(name: str | None, value: object, category: str) -> Predicate:
+    if name is None:
+        raise Unsupported("keyword_search", "keyword (field-less) detections are not evaluated")
+    check_field(name, category)
+    if isinstance(value, SigmaFieldReference):
+        check_field(value.field, category)
+        other = value.field
+        return lambda v: _norm(v.get(name)) == _norm(v.get(other))
+    test = _value_test(value)
+    if FIELDS[name].kind == "list":
+        return lambda v: any(test(x) for x in (v.get(name) or []))  # type: ignore[union-attr]
+    return lambda v: test(v.get(name))
+
+
+def _norm(value: Value) -> Value:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _value_test(value: object) -> Test:
+    if isinstance(value, SigmaExpansion):
+        tests = [_value_test(x) for x in value.values]
+        return lambda x: any(t(x) for t in tests)
+    if isinstance(value, SigmaString):
+        return _string_test(value, cased=isinstance(value, SigmaCasedString))
+    if isinstance(value, SigmaBool):
+        want = value.boolean
+        return lambda x: _as_bool(x) == want
+    if isinstance(value, SigmaNumber):
+        number = value.number
+        return lambda x: _as_number(x) == number
+    if isinstance(value, SigmaNull):
+        return lambda x: x is None or x == "" or x == []
+    if isinstance(value, SigmaExists):
+        want = value.exists
+        return lambda x: (x is not None and x != "" and x != []) == want
+    if isinstance(value, SigmaRegularExpression):
+        flags = 0
+        for flag in value.flags:
+            flags |= {
+                SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
+                SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
+                SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
+            }[flag]
+        try:
+            pattern = re.compile(str(value.regexp), flags)
+        except re.error as exc:
+            raise Unsupported("regex", f"regular expression not supported by Python re: {exc}") from exc
+        return lambda x: x is not None and pattern.search(_text(x)) is not None
+    if isinstance(value, SigmaCIDRExpression):
+        network = value.network
+        return lambda x: _in_network(x, network)
+    if isinstance(value, SigmaCompareExpression):
+        number = value.number.number
+        op = {
+            SigmaCompareExpression.CompareOperators.LT: lambda a: a < number,
+            SigmaCompareExpression.CompareOperators.LTE: lambda a: a <= number,
+            SigmaCompareExpression.CompareOperators.GT: lambda a: a > number,
+            SigmaCompareExpression.CompareOperators.GTE: lambda a: a >= number,
+            SigmaCompareExpression.CompareOperators.NEQ: lambda a: a != number,
+        }[value.op]
+
+        def compare(x: Value) -> bool:
+            n = _as_number(x)
+            return n is not None and op(n)
+
+        return compare
+    raise Unsupported("value_type", f"unsupported value type {type(value).__name__}")
+
+
+def _string_test(value: SigmaString, cased: bool) -> Test:
+    if value.contains_placeholder():
+        raise Unsupported("placeholder", "placeholders (%name%) need a pipeline; none is configured")
+    parts = list(value.s)
+    multi = SpecialChars.WILDCARD_MULTI
+    plain = [p for p in parts if isinstance(p, str)]
+    fold = (lambda s: s) if cased else str.lower
+    # Fast paths for the shapes contains/startswith/endswith produce.
+    if all(isinstance(p, str) or p is multi for p in parts) and len(plain) <= 1:
+        text = fold(plain[0]) if plain else ""
+        starts = bool(parts) and parts[0] is multi
+        ends = bool(parts) and parts[-1] is multi
+        if not plain:
+            return lambda x: x is not None and (starts or _text(x) == "")
+        if starts and ends:
+            return lambda x: x is not None and text in fold(_text(x))
+        if starts:
+            return lambda x: x is not None and fold(_text(x)).endswith(text)
+        if ends:
+            return lambda x: x is not None and fold(_text(x)).startswith(text)
+        return lambda x: x is not None and fold(_text(x)) == text
+    regex = str(value.to_regex().regexp)
+    pattern = re.compile(regex, 0 if cased else re.IGNORECASE | re.DOTALL)
+    return lambda x: x is not None and pattern.fullmatch(_text(x)) is not None
+
+
+def _text(x: Value) -> str:
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    return x if isinstance(x, str) else str(x)
+
+
+def _as_bool(x: Value) -> bool | None:
+    if isinstance(x, bool):
+        return x
+    if isinstance(x, str):
+        return {"true": True, "false": False}.get(x.lower())
+    if isinstance(x, int):
+        return x != 0
+    return None
+
+
+def _as_number(x: Value) -> int | float | None:
+    if isinstance(x, bool) or x is None:
+        return None
+    if isinstance(x, int | float):
+        return x
+    try:
+        return int(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _in_network(x: Value, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    if not isinstance(x, str) or not x:
+        return False
+    try:
+        return ipaddress.ip_address(x) in network
+    except ValueError:
+        return False

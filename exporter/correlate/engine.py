@@ -1,0 +1,184 @@
+"""The correlator: events in, alerts out, deterministically.
+
+Each event is added to the provenance graph, dispatched by logsource category
+to the compiled single-event rules, and every match feeds the correlations
+that use that rule. Alerts pass de-duplication, which emits a first match at
+once and folds later ones into a follow-up. All time is event time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from prometheus_client import Counter
+
+from exporter.config.schema import CorrelateConfig
+from exporter.correlate.dedup import Deduplicator
+from exporter.correlate.errors import RuleError, RulesError
+from exporter.correlate.fields import EventView, categories_of, succeeded
+from exporter.correlate.graph import ProvenanceGraph
+from exporter.correlate.ids import stable_id
+from exporter.correlate.loader import DEFAULT_RULES_DIR, Correlation, Rule, RuleSet, load_rules
+from exporter.correlate.sequence import CorrelationState, Match
+from exporter.metrics import REGISTRY
+from exporter.model import Alert, Event, EvidenceRef
+
+log = logging.getLogger("provex.correlate")
+
+EVENTS_SKIPPED = Counter(
+    "provex_correlate_events_skipped",
+    "Events not matched against rules, by cause (failed_syscall: rules see successful calls only)",
+    ["cause"],
+    registry=REGISTRY,
+)
+MATCHES = Counter(
+    "provex_correlate_matches", "Rule matches before de-duplication, by rule", ["rule"], registry=REGISTRY
+)
+
+
+class Correlator:
+    def __init__(self, ruleset: RuleSet, config: CorrelateConfig | None = None) -> None:
+        config = config or CorrelateConfig()
+        self.ruleset = ruleset
+        self.graph = ProvenanceGraph(config.window_s, config.max_nodes, config.max_edges)
+        self.dedup = Deduplicator(config.dedup_window_s)
+        self.now_ns = 0
+        self._dispatch: dict[str, list[Rule]] = {}
+        for rule in ruleset.rules:
+            self._dispatch.setdefault(rule.category, []).append(rule)
+        self._states: dict[str, list[CorrelationState]] = {}
+        for corr in ruleset.correlations:
+            state = CorrelationState(corr, self.graph)
+            for step in dict.fromkeys(corr.steps):  # each rule once, in order
+                self._states.setdefault(step.uid, []).append(state)
+        self._skipped_failed = EVENTS_SKIPPED.labels("failed_syscall")
+
+    def process(self, event: Event) -> list[Alert]:
+        out: list[Alert] = []
+        if event.ts_ns > self.now_ns:
+            self.now_ns = event.ts_ns
+            out += self.dedup.close_until(event.ts_ns)
+        self.graph.add(event)
+        categories = categories_of(event)
+        if not categories:
+            return out
+        ok = succeeded(event)
+        if not ok:
+            self._skipped_failed.inc()
+        view = EventView(event)
+        for category in categories:
+            for rule in self._dispatch.get(category, ()):
+                if (ok or rule.include_failed) and rule.predicate(view):
+                    self._matched(rule, event, view, out)
+        return out
+
+    def _matched(self, rule: Rule, event: Event, view: EventView, out: list[Alert]) -> None:
+        MATCHES.labels(rule.uid).inc()
+        if rule.generate:
+            key = {name: _text(view.get(name)) for name in rule.key_fields}
+            self._emit(rule, key, [Match(event.ts_ns, event, 0, {})], out)
+        for state in self._states.get(rule.uid, ()):
+            for chain in state.feed(rule, event, view):
+                MATCHES.labels(state.corr.uid).inc()
+                self._emit(state.corr, chain.key, chain.matches, out)
+
+    def _emit(
+        self,
+        rule: Rule | Correlation,
+        key: dict[str, str],
+        matches: list[Match],
+        out: list[Alert],
+    ) -> None:
+        steps = rule.steps if isinstance(rule, Correlation) else [rule]
+        evidence = [
+            EvidenceRef(
+                id=m.event.id,
+                ts_ns=m.ts,
+                type=m.event.type,
+                syscall=m.event.syscall,
+                step=steps[m.step].name if m.step < len(steps) else rule.name,
+            )
+            for m in matches
+        ]
+        decisive = _decisive(matches)
+        alert = Alert(
+            id=stable_id(rule.uid, *(f"{k}={v}" for k, v in sorted(key.items())), *(e.id for e in evidence)),
+            rule_id=rule.uid,
+            rule_title=rule.title,
+            level=rule.level,
+            techniques=list(rule.techniques),
+            tactics=list(rule.tactics),
+            description=rule.description,
+            key=key,
+            first_ts_ns=min(m.ts for m in matches),
+            decisive_ts_ns=decisive.ts,
+            evidence=evidence,
+            event=decisive.event,
+        )
+        first = self.dedup.offer(alert, self.now_ns)
+        if first is not None:
+            out.append(first)
+
+    def flush(self, now_ns: int) -> list[Alert]:
+        """Follow-ups of de-duplication windows that closed by now_ns (call periodically)."""
+        return self.dedup.close_until(now_ns)
+
+    def drain(self) -> list[Alert]:
+        """End of stream / shutdown: close every window, return all pending follow-ups."""
+        self.graph.publish()
+        return self.dedup.close_all()
+
+
+def _decisive(matches: list[Match]) -> Match:
+    # The completing event is the newest (the one whose arrival made the match).
+    return max(matches, key=lambda m: m.ts)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def rule_paths(config: CorrelateConfig) -> list[Path | str]:
+    paths: list[Path | str] = [DEFAULT_RULES_DIR] if config.default_rules else []
+    return paths + list(config.rules_dirs)
+
+
+def build_correlator(config: CorrelateConfig, extra_paths: Iterable[str | Path] = ()) -> Correlator:
+    """The correlator for a config: default rules (unless disabled) plus correlate.rules_dirs.
+
+    Raises RulesError (every problem with its file:line, nothing loaded) on a
+    bad rule, a missing rules dir or an unknown name in disabled_rules.
+    """
+    paths = rule_paths(config) + list(extra_paths)
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise RulesError([RuleError(p, 0, "rules path does not exist", "io") for p in missing])
+    ruleset = load_rules(paths, disabled=config.disabled_rules)
+    everything = load_rules(paths)  # to tell a typo from a rule that was disabled
+    names = {x for r in [*everything.rules, *everything.correlations] for x in (r.uid, r.name, r.title)}
+    unknown = [d for d in config.disabled_rules if d not in names]
+    if unknown:
+        raise RulesError(
+            [
+                RuleError("correlate.disabled_rules", 0, f"no rule has id, name or title {d!r}", "config")
+                for d in unknown
+            ]
+        )
+    log.info(
+        "rules loaded",
+        extra={
+            "fields": {
+                "rules": len(ruleset.rules),
+                "correlations": len(ruleset.correlations),
+                "files": len(ruleset.files),
+                "disabled": list(config.disabled_rules),
+            }
+        },
+    )
+    return Correlator(ruleset, config)

@@ -1,0 +1,353 @@
+"""The field taxonomy Sigma rules see, and the logsource category of each event.
+
+Rules name Sigma's Linux fields (Image, CommandLine, TargetFilename, ...) plus
+provex's own for containers, Pods, host mounts, namespaces and mounts. Each
+field is one getter over the flat `Event`; `FIELDS_MARKDOWN` (published as
+exporter/correlate/FIELDS.md, checked by a test) is generated from this table.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporter.model import Event, EventType, HostMount, ProcessInfo
+
+Value = str | int | bool | list[str] | None
+_EMPTY_PROCESS = ProcessInfo(pid=0)
+FIELDS_DOC = Path(__file__).resolve().parent / "FIELDS.md"
+
+# Sigma logsource categories (product: linux) and the events that carry them.
+# process_creation, file_event, file_access and network_connection are Sigma's
+# taxonomy; mount, setns and unshare are provex's own (Sigma has none).
+CATEGORY_DOC: dict[str, str] = {
+    "process_creation": "exec: execve, execveat",
+    "file_access": "open: open, openat, openat2, creat (every successful open)",
+    "file_event": "open with O_WRONLY, O_RDWR or O_CREAT (a file written or created)",
+    "network_connection": "connect (AF_INET, AF_INET6)",
+    "mount": "mount, fsopen, fsconfig, fsmount, move_mount, open_tree (provex)",
+    "setns": "setns (provex)",
+    "unshare": "unshare (provex)",
+}
+CATEGORIES = frozenset(CATEGORY_DOC)
+ALL = CATEGORIES
+
+O_WRONLY, O_RDWR, O_CREAT, O_TRUNC = 0o1, 0o2, 0o100, 0o1000
+EINPROGRESS = 115
+
+_NS_FLAGS = [  # CLONE_NEW* bits as setns nstype / unshare flags carry them
+    (0x00020000, "mnt"),
+    (0x04000000, "uts"),
+    (0x08000000, "ipc"),
+    (0x10000000, "user"),
+    (0x20000000, "pid"),
+    (0x40000000, "net"),
+    (0x02000000, "cgroup"),
+    (0x00000080, "time"),
+]
+
+
+def categories_of(event: Event) -> tuple[str, ...]:
+    """The logsource categories an event is dispatched to (FORK/EXIT: none)."""
+    t = event.type
+    if t is EventType.OPEN:
+        if event.flags & (O_WRONLY | O_RDWR | O_CREAT):
+            return ("file_access", "file_event")
+        return ("file_access",)
+    return _SINGLE.get(t, ())
+
+
+_SINGLE: dict[EventType, tuple[str, ...]] = {
+    EventType.EXEC: ("process_creation",),
+    EventType.CONNECT: ("network_connection",),
+    EventType.MOUNT: ("mount",),
+    EventType.SETNS: ("setns",),
+    EventType.UNSHARE: ("unshare",),
+}
+
+
+def succeeded(event: Event) -> bool:
+    """Did the syscall do what it was asked? A non-blocking connect returns
+    -EINPROGRESS and still goes on to connect, so it counts as done."""
+    if event.ret >= 0:
+        return True
+    return event.type is EventType.CONNECT and event.ret == -EINPROGRESS
+
+
+def namespace_names(flags: int) -> list[str]:
+    return [name for bit, name in _NS_FLAGS if flags & bit]
+
+
+def subject_path(event: Event) -> str:
+    """The path an event acts on: the opened or executed file, a mount's source."""
+    if event.type is EventType.MOUNT:
+        return event.source or event.path
+    if event.type in (EventType.OPEN, EventType.EXEC):
+        return event.path
+    return ""
+
+
+def resolve_host_mount(event: Event) -> tuple[HostMount, str] | None:
+    """The host mount an event's path falls in and the host path it reaches.
+
+    Only absolute paths resolve: a relative path depends on a working
+    directory (or dirfd) the event does not carry, so it is not guessed.
+    The longest matching container_path wins (mounts nest).
+    """
+    container = event.container
+    if container is None or not container.host_mounts:
+        return None
+    path = subject_path(event)
+    if not path.startswith("/"):
+        return None
+    path = posixpath.normpath(path)
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")
+    best: HostMount | None = None
+    for mount in container.host_mounts:
+        root = mount.container_path.rstrip("/") or "/"
+        if (path == root or path.startswith(root + "/") or root == "/") and (
+            best is None or len(root) > len(best.container_path.rstrip("/") or "/")
+        ):
+            best = mount
+    if best is None:
+        return None
+    root = best.container_path.rstrip("/") or "/"
+    rest = path[len(root) :] if root != "/" else path
+    host = best.host_path.rstrip("/") + rest if rest else best.host_path
+    return best, host or "/"
+
+
+def _image(e: Event) -> str:
+    if e.type is EventType.EXEC and e.path.startswith("/"):
+        return e.path
+    if e.process is not None and e.process.exe:
+        return e.process.exe
+    return e.path if e.type is EventType.EXEC else ""
+
+
+def _cmdline(e: Event) -> str:
+    if e.type is EventType.EXEC:
+        return " ".join(e.argv)
+    return " ".join(e.process.argv) if e.process is not None else ""
+
+
+def _endpoint(e: Event) -> str:
+    if not e.daddr:
+        return ""
+    return f"[{e.daddr}]:{e.dport}" if ":" in e.daddr else f"{e.daddr}:{e.dport}"
+
+
+def _pod(attr: str) -> Callable[[Event], Value]:
+    def get(e: Event) -> Value:
+        pod = e.container.pod if e.container is not None else None
+        return getattr(pod, attr) if pod is not None else ""
+
+    return get
+
+
+def _container(attr: str) -> Callable[[Event], Value]:
+    def get(e: Event) -> Value:
+        return getattr(e.container, attr) if e.container is not None else ""
+
+    return get
+
+
+def _process(attr: str, join: bool = False) -> Callable[[Event], Value]:
+    def get(e: Event) -> Value:
+        value = getattr(e.process if e.process is not None else _EMPTY_PROCESS, attr)
+        return " ".join(value) if join else value
+
+    return get
+
+
+def _host_path(e: Event) -> Value:
+    hit = resolve_host_mount(e)
+    return hit[1] if hit else ""
+
+
+def _host_root(e: Event) -> Value:
+    hit = resolve_host_mount(e)
+    return hit[0].container_path if hit else ""
+
+
+def _host_ro(e: Event) -> Value:
+    hit = resolve_host_mount(e)
+    return hit[0].read_only if hit else False
+
+
+def _of(*types: EventType) -> Callable[[Callable[[Event], Value]], Callable[[Event], Value]]:
+    """Restrict a getter to some event types (empty elsewhere)."""
+    allowed = frozenset(types)
+
+    def wrap(get: Callable[[Event], Value]) -> Callable[[Event], Value]:
+        def only(e: Event) -> Value:
+            return get(e) if e.type in allowed else ""
+
+        return only
+
+    return wrap
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: str  # string | integer | boolean | list
+    categories: frozenset[str]
+    doc: str
+    get: Callable[[Event], Value]
+
+
+_FILE = frozenset({"file_access", "file_event"})
+_PATHS = frozenset({"file_access", "file_event", "process_creation", "mount"})
+_NS = frozenset({"setns", "unshare"})
+_NET = frozenset({"network_connection"})
+_MOUNT = frozenset({"mount"})
+_open = _of(EventType.OPEN)
+_conn = _of(EventType.CONNECT)
+_mnt = _of(EventType.MOUNT)
+
+_TABLE: list[Field] = [
+    # Sigma's Linux names
+    Field("Image", "string", ALL, "executable: exec path (absolute), else process.exe", _image),
+    Field("CommandLine", "string", ALL, "exec argv joined by spaces; else the process's argv", _cmdline),
+    Field("ParentImage", "string", ALL, "process.parent_exe", _process("parent_exe")),
+    Field("ParentCommandLine", "string", ALL, "process.parent_argv joined", _process("parent_argv", True)),
+    Field("User", "string", ALL, '"root" for uid 0, else the numeric uid as text', lambda e: _user(e.uid)),
+    Field("ProcessId", "integer", ALL, "pid (thread group id)", lambda e: e.pid),
+    Field("ParentProcessId", "integer", ALL, "ppid", lambda e: e.ppid),
+    Field(
+        "TargetFilename", "string", _FILE, "open path, as given (may be relative)", _open(lambda e: e.path)
+    ),
+    Field("DestinationIp", "string", _NET, "connect destination address", _conn(lambda e: e.daddr)),
+    Field("DestinationPort", "integer", _NET, "connect destination port", lambda e: e.dport),
+    Field("Initiated", "string", _NET, '"true": connect is always outbound', _conn(lambda e: "true")),
+    # provex: process and syscall
+    Field("EventType", "string", ALL, "exec, open, connect, mount, setns, unshare", lambda e: e.type.value),
+    Field("Syscall", "string", ALL, "the variant: openat2, execveat, fsopen, ...", lambda e: e.syscall),
+    Field("Comm", "string", ALL, "kernel comm (16 bytes)", lambda e: e.comm),
+    Field("ThreadId", "integer", ALL, "tid", lambda e: e.tid),
+    Field("UserId", "integer", ALL, "uid", lambda e: e.uid),
+    Field("GroupId", "integer", ALL, "gid", lambda e: e.gid),
+    Field("ReturnCode", "integer", ALL, "syscall return (negative errno on failure)", lambda e: e.ret),
+    Field("Success", "boolean", ALL, "syscall succeeded (connect: also -EINPROGRESS)", succeeded),
+    Field("AncestorImages", "list", ALL, "process.ancestors, nearest first", _process("ancestors")),
+    Field("OpenFlags", "integer", _FILE, "open flags (Linux O_* values)", _open(lambda e: e.flags)),
+    Field("OpenWrite", "boolean", _FILE, "O_WRONLY or O_RDWR", lambda e: bool(e.flags & 3) and _is_open(e)),
+    Field("OpenCreate", "boolean", _FILE, "O_CREAT", lambda e: bool(e.flags & O_CREAT) and _is_open(e)),
+    Field("OpenTruncate", "boolean", _FILE, "O_TRUNC", lambda e: bool(e.flags & O_TRUNC) and _is_open(e)),
+    # provex: network
+    Field("DestinationEndpoint", "string", _NET, 'ip:port ("[ip]:port" for IPv6)', _conn(_endpoint)),
+    Field(
+        "DestinationIsApiServer",
+        "boolean",
+        _NET,
+        "enrichment: destination is the API server",
+        lambda e: e.dest_is_apiserver,
+    ),
+    Field("AddressFamily", "integer", _NET, "2 = AF_INET, 10 = AF_INET6", lambda e: e.family),
+    # provex: namespaces and mounts
+    Field("NamespaceType", "integer", _NS, "setns nstype / unshare flags (raw)", lambda e: e.nstype),
+    Field(
+        "NamespaceTypes",
+        "list",
+        _NS,
+        "CLONE_NEW* bits by name: mnt uts ipc user pid net cgroup time",
+        lambda e: namespace_names(e.nstype) if e.type in (EventType.SETNS, EventType.UNSHARE) else [],
+    ),
+    Field(
+        "NamespaceFd",
+        "integer",
+        frozenset({"setns"}),
+        "setns fd (a /proc/PID/ns file or a pidfd)",
+        lambda e: e.fd,
+    ),
+    Field(
+        "MountSource",
+        "string",
+        _MOUNT,
+        "mount source (open_tree: its path)",
+        _mnt(lambda e: e.source or e.path),
+    ),
+    Field("MountTarget", "string", _MOUNT, "mount target", _mnt(lambda e: e.target)),
+    Field("MountFsType", "string", _MOUNT, "file system type (fsopen: its name)", _mnt(lambda e: e.fstype)),
+    Field("MountFlags", "integer", _MOUNT, "mount flags", _mnt(lambda e: e.flags)),
+    # provex: containers, Pods, host mounts
+    Field(
+        "IsContainer", "boolean", ALL, "the event came from a container", lambda e: e.container is not None
+    ),
+    Field("ContainerId", "string", ALL, "container id (empty on the host)", _container("id")),
+    Field("ContainerName", "string", ALL, "container name from the Pod spec", _container("name")),
+    Field("ContainerImage", "string", ALL, "container image", _container("image")),
+    Field(
+        "ContainerRuntime", "string", ALL, "containerd, cri-o, docker, podman, runc", _container("runtime")
+    ),
+    Field("PodName", "string", ALL, "Pod name", _pod("name")),
+    Field("PodNamespace", "string", ALL, "Pod namespace", _pod("namespace")),
+    Field("PodUid", "string", ALL, "Pod uid", _pod("uid")),
+    Field("ServiceAccount", "string", ALL, "Pod service account", _pod("service_account")),
+    Field("NodeName", "string", ALL, "node the Pod runs on", _pod("node")),
+    Field(
+        "IsHostMount",
+        "boolean",
+        _PATHS,
+        "the path (mount: source) lies in a host mount",
+        lambda e: resolve_host_mount(e) is not None,
+    ),
+    Field("HostMountPath", "string", _PATHS, "the host path it reaches through that mount", _host_path),
+    Field(
+        "HostMountContainerPath", "string", _PATHS, "where that host mount sits in the container", _host_root
+    ),
+    Field("HostMountReadOnly", "boolean", _PATHS, "that host mount is read-only", _host_ro),
+    Field("IsLate", "boolean", ALL, "enrichment deadline passed before identity was known", lambda e: e.late),
+]
+
+
+def _user(uid: int) -> str:
+    return "root" if uid == 0 else str(uid)
+
+
+def _is_open(e: Event) -> bool:
+    return e.type is EventType.OPEN
+
+
+FIELDS: dict[str, Field] = {f.name: f for f in _TABLE}
+
+
+class EventView:
+    """One event as rules see it: field values computed once, on demand."""
+
+    __slots__ = ("_cache", "event")
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        self._cache: dict[str, Value] = {}
+
+    def get(self, name: str) -> Value:
+        try:
+            return self._cache[name]
+        except KeyError:
+            value = self._cache[name] = FIELDS[name].get(self.event)
+            return value
+
+
+def fields_markdown() -> str:
+    """The published field table (FIELDS.md), generated from `FIELDS`."""
+    lines = [
+        "# Fields provex rules see",
+        "",
+        "Generated from `exporter/correlate/fields.py` (a test checks this file against it).",
+        "",
+        "## Logsource categories (`product: linux`)",
+        "",
+        "| category | events |",
+        "| --- | --- |",
+    ]
+    lines += [f"| `{c}` | {d} |" for c, d in CATEGORY_DOC.items()]
+    lines += ["", "## Fields", "", "| field | type | categories | meaning |", "| --- | --- | --- | --- |"]
+    for f in _TABLE:
+        cats = "all" if f.categories == ALL else ", ".join(sorted(f.categories))
+        lines.append(f"| `{f.name}` | {f.kind} | {cats} | {f.doc} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,113 @@
+"""Sigma value semantics as the engine evaluates them."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter.correlate import RulesError, load_rules
+from exporter.correlate.fields import EventView
+from exporter.model import EventType
+
+from .helpers import container, event, write_rule
+
+
+def _rule(tmp_path, category: str, detection: str):
+    text = f"""
+    title: T
+    id: 0b7c1ee4-5b5c-4a59-9a55-4b0b6f0a0100
+    logsource: {{product: linux, category: {category}}}
+    detection:
+{detection}
+    level: low
+    """
+    write_rule(tmp_path, "r.yml", text)
+    return load_rules([tmp_path]).rules[0]
+
+
+def _matches(rule, ev) -> bool:
+    return rule.predicate(EventView(ev))
+
+
+def test_strings_are_case_insensitive_unless_cased(tmp_path):
+    rule = _rule(
+        tmp_path, "file_access", "      s:\n        TargetFilename|contains: SHADOW\n      condition: s"
+    )
+    assert _matches(rule, event(path="/etc/shadow"))
+    rule = _rule(
+        tmp_path, "file_access", "      s:\n        TargetFilename|contains|cased: SHADOW\n      condition: s"
+    )
+    assert not _matches(rule, event(path="/etc/shadow"))
+
+
+@pytest.mark.parametrize(
+    ("detection", "yes", "no"),
+    [
+        ("TargetFilename|startswith: /etc/", "/etc/x", "/tmp/etc/x"),
+        ("TargetFilename|endswith: .conf", "/a/b.conf", "/a/b.confx"),
+        ("TargetFilename: /etc/*.conf", "/etc/kubelet.conf", "/etc/x/y"),
+        ("TargetFilename: /etc/?.conf", "/etc/a.conf", "/etc/ab.conf"),
+        ("TargetFilename|re: '^/etc/[a-z]+$'", "/etc/passwd", "/etc/pass-wd"),
+        ("TargetFilename|contains|all: [etc, shadow]", "/etc/shadow", "/etc/passwd"),
+    ],
+)
+def test_string_modifiers(tmp_path, detection, yes, no):
+    rule = _rule(tmp_path, "file_access", f"      s:\n        {detection}\n      condition: s")
+    assert _matches(rule, event(path=yes))
+    assert not _matches(rule, event(path=no))
+
+
+def test_numbers_cidr_booleans_and_comparisons(tmp_path):
+    det = (
+        "      s:\n        DestinationIp|cidr: 10.0.0.0/8\n        DestinationPort: 443\n"
+        "        DestinationIsApiServer: true\n        ProcessId|gt: 100\n      condition: s"
+    )
+    rule = _rule(tmp_path, "network_connection", det)
+    good = dict(daddr="10.1.2.3", dport=443, dest_is_apiserver=True, family=2)
+    assert _matches(rule, event(EventType.CONNECT, pid=200, **good))
+    assert not _matches(rule, event(EventType.CONNECT, pid=50, **good))
+    assert not _matches(rule, event(EventType.CONNECT, pid=200, **{**good, "daddr": "192.168.0.1"}))
+    assert not _matches(rule, event(EventType.CONNECT, pid=200, **{**good, "dest_is_apiserver": False}))
+
+
+def test_list_fields_match_any_element(tmp_path):
+    rule = _rule(tmp_path, "unshare", "      s:\n        NamespaceTypes: user\n      condition: s")
+    assert _matches(rule, event(EventType.UNSHARE, nstype=0x10020000))
+    assert not _matches(rule, event(EventType.UNSHARE, nstype=0x00020000))
+
+
+def test_null_exists_and_not(tmp_path):
+    det = (
+        "      s:\n        ContainerId: null\n      f:\n        Comm|exists: true\n"
+        "      condition: s and not f"
+    )
+    rule = _rule(tmp_path, "file_access", det)
+    assert _matches(rule, event(path="/x"))  # host event, no comm
+    assert not _matches(rule, event(path="/x", comm="cat"))
+    assert not _matches(rule, event(path="/x", container=container()))
+
+
+def test_host_mount_resolution_is_longest_prefix_and_absolute_only(tmp_path):
+    rule = _rule(tmp_path, "file_access", "      s:\n        HostMountPath: /var/lib/x/f\n      condition: s")
+    c = container(mounts=[("/", "/host"), ("/var/lib/x", "/host/var/lib/y")])
+    assert _matches(rule, event(path="/host/var/lib/y/f", container=c))  # the nested mount wins
+    assert _matches(rule, event(path="/host/var/lib/x/f", container=c))  # through "/" -> /host
+    assert _matches(rule, event(path="/host/tmp/../var/lib/x/f", container=c))  # normalised
+    assert not _matches(rule, event(path="host/var/lib/y/f", container=c))  # relative: never guessed
+    assert not _matches(rule, event(path="/hostile/var/lib/x/f", container=c))  # prefix is not a mount
+
+
+@pytest.mark.parametrize(
+    ("detection", "cause"),
+    [
+        ("      s:\n        NoSuchField: x\n      condition: s", "unknown_field:NoSuchField"),
+        (
+            "      s:\n        DestinationIp: 1.2.3.4\n      condition: s",
+            "field_not_in_category:DestinationIp",
+        ),
+        ("      keywords:\n        - evil\n      condition: keywords", "keyword_search"),
+    ],
+)
+def test_unevaluable_detections_are_refused(tmp_path, detection, cause):
+    with pytest.raises(RulesError) as info:
+        _rule(tmp_path, "file_access", detection)
+    assert info.value.errors[0].cause == cause

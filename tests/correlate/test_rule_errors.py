@@ -1,0 +1,129 @@
+"""Bad rules are refused with file:line, and a rule set with one bad file loads nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter.config.schema import CorrelateConfig
+from exporter.correlate import RulesError, build_correlator, load_rules
+
+from .helpers import SIMPLE, write_rule
+
+CORR = """
+title: Chain
+id: 0b7c1ee4-5b5c-4a59-9a55-4b0b6f0a0002
+correlation:
+  type: temporal_ordered
+  rules:
+    - simple
+    - {missing}
+  group-by:
+    - ContainerId
+  timespan: {timespan}
+level: high
+"""
+
+
+def _error(tmp_path):
+    with pytest.raises(RulesError) as info:
+        load_rules([tmp_path])
+    assert len(info.value.errors) == 1, info.value.errors
+    return info.value.errors[0]
+
+
+def _line_of(path, needle: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
+def test_unknown_field(tmp_path):
+    path = write_rule(tmp_path, "r.yml", SIMPLE.replace("TargetFilename: /etc/shadow", "TargetFileName: /x"))
+    err = _error(tmp_path)
+    assert (err.file, err.line, err.cause) == (
+        str(path),
+        _line_of(path, "TargetFileName"),
+        "unknown_field:TargetFileName",
+    )
+    assert f"{path}:{err.line}" in str(err)
+
+
+def test_bad_timespan(tmp_path):
+    write_rule(tmp_path, "a.yml", SIMPLE)
+    path = write_rule(tmp_path, "b.yml", CORR.format(missing="simple", timespan="5parsecs"))
+    err = _error(tmp_path)
+    assert (err.file, err.line, err.cause) == (str(path), _line_of(path, "timespan"), "sigma")
+
+
+def test_unknown_technique(tmp_path):
+    path = write_rule(tmp_path, "r.yml", SIMPLE.replace("attack.t1611", "attack.t9999"))
+    err = _error(tmp_path)
+    assert (err.line, err.cause) == (_line_of(path, "tags:"), "unknown_technique")
+    assert "t9999" in err.message
+
+
+def test_unknown_tactic(tmp_path):
+    write_rule(tmp_path, "r.yml", SIMPLE.replace("attack.t1611", "attack.world-domination"))
+    assert _error(tmp_path).cause == "unknown_technique"
+
+
+def test_correlation_naming_a_missing_rule(tmp_path):
+    write_rule(tmp_path, "a.yml", SIMPLE)
+    path = write_rule(tmp_path, "b.yml", CORR.format(missing="nowhere", timespan="5m"))
+    err = _error(tmp_path)
+    assert (err.file, err.line, err.cause) == (str(path), _line_of(path, "rules:"), "missing_rule")
+
+
+def test_one_bad_file_loads_nothing(tmp_path):
+    write_rule(tmp_path, "good.yml", SIMPLE)
+    write_rule(
+        tmp_path, "bad.yml", SIMPLE.replace("0001", "0003").replace("simple", "other").replace("t1611", "t0")
+    )
+    with pytest.raises(RulesError) as info:
+        build_correlator(CorrelateConfig(rules_dirs=[str(tmp_path)]))
+    assert [e.file.rsplit("/", 1)[1] for e in info.value.errors] == ["bad.yml"]
+    assert "no rules loaded" in str(info.value)
+
+
+def test_invalid_yaml_reports_its_line(tmp_path):
+    path = write_rule(tmp_path, "r.yml", SIMPLE + "detection: [unclosed\n")
+    err = _error(tmp_path)
+    assert err.cause == "yaml" and err.file == str(path) and err.line > 0
+
+
+def test_unknown_extension_and_duplicate_ids(tmp_path):
+    write_rule(tmp_path, "a.yml", SIMPLE + "x-provex-lineage: {mode: kin}\n")
+    err = _error(tmp_path)
+    assert "unknown extension" in err.message
+    write_rule(tmp_path, "a.yml", SIMPLE)
+    write_rule(tmp_path, "b.yml", SIMPLE)
+    assert _error(tmp_path).cause == "duplicate"
+
+
+def test_lt_condition_is_refused(tmp_path):
+    write_rule(tmp_path, "a.yml", SIMPLE)
+    corr = CORR.format(missing="simple", timespan="5m").replace("temporal_ordered", "event_count")
+    path = write_rule(
+        tmp_path, "b.yml", corr.replace("  timespan: 5m\n", "  timespan: 5m\n  condition:\n    lt: 3\n")
+    )
+    err = _error(tmp_path)
+    assert (err.cause, err.line) == ("correlation_condition", _line_of(path, "condition:"))
+
+
+def test_disabled_rules(tmp_path):
+    write_rule(tmp_path, "a.yml", SIMPLE)
+    config = CorrelateConfig(default_rules=False, rules_dirs=[str(tmp_path)], disabled_rules=["simple"])
+    assert build_correlator(config).ruleset.rules == []
+    with pytest.raises(RulesError, match="no rule has id, name or title 'simpel'"):
+        build_correlator(
+            CorrelateConfig(default_rules=False, rules_dirs=[str(tmp_path)], disabled_rules=["simpel"])
+        )
+
+
+def test_disabling_a_step_disables_its_correlation():
+    config = CorrelateConfig(disabled_rules=["sa_token_read"])
+    correlator = build_correlator(config)
+    assert "sa_token_exfiltration" not in {c.name for c in correlator.ruleset.correlations}
+
+
+def test_missing_rules_dir_is_refused(tmp_path):
+    with pytest.raises(RulesError, match="does not exist"):
+        build_correlator(CorrelateConfig(rules_dirs=[str(tmp_path / "nope")]))

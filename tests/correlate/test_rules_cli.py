@@ -1,0 +1,78 @@
+"""`provex rules lint | test | survey | fields` as functions and as argparse subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+
+from exporter.correlate import cli
+from exporter.correlate.cli import add_rules_subcommands, lint, survey
+from exporter.model import EventType, encode_event
+
+from .helpers import SIMPLE, event, write_rule
+
+
+def _run(fn, *args, **kw) -> tuple[int, str]:
+    out = io.StringIO()
+    code = fn(*args, out=out, **kw)
+    return code, out.getvalue()
+
+
+def test_lint_default_rules_is_clean():
+    code, text = _run(lint, [])
+    assert code == 0 and text.startswith("OK ")
+
+
+def test_lint_reports_file_and_line(tmp_path):
+    path = write_rule(tmp_path, "r.yml", SIMPLE.replace("TargetFilename:", "Nonsense:"))
+    code, text = _run(lint, [tmp_path])
+    assert code == 1
+    assert f"ERROR {path}:9: unknown field 'Nonsense'" in text
+
+
+def test_test_default_rules_all_pass():
+    code, text = _run(cli.test, [])
+    assert code == 0
+    assert text.splitlines()[-1].endswith(" passed, 0 failed")
+
+
+def _user_rules(tmp_path, positive_path: str):
+    write_rule(tmp_path, "simple.yml", SIMPLE)
+    for kind, path in (("positive", positive_path), ("negative", "/etc/passwd")):
+        folder = tmp_path / "fixtures" / "simple" / kind
+        folder.mkdir(parents=True)
+        (folder / "case.jsonl").write_bytes(encode_event(event(EventType.OPEN, path=path)) + b"\n")
+
+
+def test_user_rules_with_fixtures_beside_them(tmp_path):
+    _user_rules(tmp_path, "/etc/shadow")
+    code, text = _run(cli.test, [tmp_path / "simple.yml"])
+    assert code == 0 and "2 passed, 0 failed" in text
+
+
+def test_a_positive_that_does_not_fire_fails(tmp_path):
+    _user_rules(tmp_path, "/etc/hostname")
+    code, text = _run(cli.test, [tmp_path / "simple.yml"])
+    assert code == 1 and "FAIL simple.yml positive/case.jsonl: no alert" in text
+
+
+def test_missing_fixtures_fail(tmp_path):
+    write_rule(tmp_path, "simple.yml", SIMPLE)
+    code, text = _run(cli.test, [tmp_path / "simple.yml"])
+    assert code == 1 and "no positive fixtures" in text
+
+
+def test_survey_prints_json(tmp_path):
+    write_rule(tmp_path, "simple.yml", SIMPLE)
+    code, text = _run(survey, [tmp_path])
+    assert code == 0 and json.loads(text)["evaluable"] == 1
+
+
+def test_argparse_wiring():
+    parser = argparse.ArgumentParser(prog="provex")
+    add_rules_subcommands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["rules", "lint"])
+    assert args.func(args) == 0
+    args = parser.parse_args(["rules", "test", "--fixtures", "/nonexistent", "x.yml"])
+    assert args.fixtures == "/nonexistent" and args.paths == ["x.yml"]
