@@ -104,23 +104,35 @@ class CorrelateConfig(msgspec.Struct, **_STRICT):
 
 
 class OtlpConfig(msgspec.Struct, **_STRICT):
-    endpoint: str = ""  # default: $OTEL_EXPORTER_OTLP_ENDPOINT; empty = no OTLP
+    # Standard variables apply when a key is empty: OTEL_EXPORTER_OTLP_LOGS_* first,
+    # then OTEL_EXPORTER_OTLP_* (endpoint, protocol, headers, certificate, insecure).
+    # "" = $OTEL_EXPORTER_OTLP_LOGS_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT; none = no OTLP.
+    endpoint: str = ""
     protocol: Literal["grpc", "http/protobuf", ""] = ""  # default: $OTEL_EXPORTER_OTLP_PROTOCOL or grpc
     headers: dict[str, str] = {}
-    insecure: bool | None = None
-    certificate: str = ""
-    timeout_s: float = 10.0
-    queue_size: int = 20000
+    insecure: bool | None = None  # grpc: plaintext; default from the endpoint's scheme
+    certificate: str = ""  # CA bundle (PEM) that signs the collector's certificate
+    client_key: str = ""  # mTLS: client key and certificate (PEM)
+    client_certificate: str = ""
+    timeout_s: float = 10.0  # one export request, including the exporter's own retries
+    queue_size: int = 20000  # raw events waiting for export; beyond it they are dropped (counted)
+    alert_queue_size: int = 2000
     # Raw events are batched; alerts are exported at once, never behind a batch.
     batch_delay_ms: int = 1000
     batch_size: int = 512
+    # A failed export is retried with exponential back-off, then dropped (counted).
+    max_attempts: int = 5
+    backoff_max_s: float = 5.0
+    drop_warning_interval_s: float = 10.0
 
 
 class OutputConfig(msgspec.Struct, **_STRICT):
-    # What leaves the agent: "events" (raw JSON lines, the replay format),
-    # "ecs" or "ocsf" documents as OTLP logs.
+    # What leaves the agent: "raw" (JSON lines, the replay format), or "ecs" /
+    # "ocsf" documents (mappings/<schema>.yaml) as OpenTelemetry log records.
     schema: Literal["raw", "ecs", "ocsf"] = "raw"
-    file: str = ""  # "" = stdout (when there is no OTLP endpoint)
+    # ecs/ocsf without an OTLP endpoint: OTLP-JSON lines (what the collector's
+    # otlpjsonfile receiver reads) here; "" = stdout. raw: the JSON lines file.
+    file: str = ""
     raw_events: bool = True  # also ship raw events, not only alerts
     otlp: OtlpConfig = msgspec.field(default_factory=OtlpConfig)
 

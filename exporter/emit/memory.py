@@ -1,0 +1,53 @@
+"""An in-memory sink for deterministic tests: maps synchronously, keeps everything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.emit.metrics import MAP_SKIPPED
+from exporter.emit.otlp import SEVERITY, routing_attributes
+from exporter.mapping import Document, Mapper
+from exporter.model import Alert, Event
+
+
+@dataclass
+class Emitted:
+    signal: str  # "alerts" | "events"
+    record: Event | Alert
+    document: Document
+    attributes: dict[str, Any]
+    severity_text: str
+
+
+class MemorySink:
+    def __init__(self, mapper: Mapper, raw_events: bool = True) -> None:
+        self.mapper = mapper
+        self.raw_events = raw_events
+        self.emitted: list[Emitted] = []
+        self.flushes = 0
+        self.closed = False
+
+    def emit_event(self, event: Event) -> None:
+        if self.raw_events:
+            self._keep("events", event, "info")
+
+    def emit_alert(self, alert: Alert) -> None:
+        self._keep("alerts", alert, SEVERITY.get(alert.level, (None, alert.level))[1])
+
+    def _keep(self, signal: str, record: Event | Alert, severity: str) -> None:
+        doc = self.mapper.map(record)
+        if doc is None:
+            MAP_SKIPPED.labels("no_kind").inc()
+            return
+        attrs = routing_attributes(record, doc, self.mapper.schema)
+        self.emitted.append(Emitted(signal, record, doc, attrs, severity))
+
+    def documents(self, signal: str | None = None) -> list[dict[str, Any]]:
+        return [e.document.body for e in self.emitted if signal in (None, e.signal)]
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+    def close(self) -> None:
+        self.closed = True

@@ -1,0 +1,138 @@
+"""The OpenTelemetry sink: mapped documents as OTLP log records.
+
+One LoggerProvider with the agent's Resource. Two loggers (instrumentation
+scopes `provex.alerts` and `provex.events`) feed two export queues: alerts
+leave at once on their own thread, raw events in batches. Each record's body
+is the mapped document as a structured map (AnyValue kvlist), and its
+attributes carry what collectors route on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
+from opentelemetry.sdk.resources import Resource
+
+from exporter.emit.metrics import MAP_SKIPPED
+from exporter.mapping import Document, Mapper
+from exporter.model import Alert, Event
+
+ALERT_SCOPE = "provex.alerts"
+EVENT_SCOPE = "provex.events"
+
+# Sigma level -> OTel severity (the log data model's ranges: INFO 9-12, WARN 13-16, ERROR 17-20, FATAL 21-24).
+SEVERITY = {
+    "informational": (SeverityNumber.INFO, "informational"),
+    "low": (SeverityNumber.INFO4, "low"),
+    "medium": (SeverityNumber.WARN, "medium"),
+    "high": (SeverityNumber.ERROR, "high"),
+    "critical": (SeverityNumber.FATAL, "critical"),
+}
+
+
+def routing_attributes(record: Event | Alert, doc: Document, schema: str) -> dict[str, Any]:
+    """What collectors route and index on, independent of the body's schema."""
+    event = record.event if isinstance(record, Alert) else record
+    attrs: dict[str, Any] = {"event.name": f"provex.{doc.kind}", "provex.schema": schema}
+    container = event.container if event is not None else None
+    if container is not None:
+        attrs["container.id"] = container.id
+        if container.pod is not None:
+            for key, value in (
+                ("k8s.namespace.name", container.pod.namespace),
+                ("k8s.pod.name", container.pod.name),
+                ("k8s.pod.uid", container.pod.uid),
+            ):
+                if value:
+                    attrs[key] = value
+    if isinstance(record, Alert):
+        attrs["provex.rule.id"] = record.rule_id
+    return attrs
+
+
+class _ByScope(LogRecordProcessor):
+    """Sends each record to the processor of its instrumentation scope."""
+
+    def __init__(self, processors: Mapping[str, LogRecordProcessor]) -> None:
+        self._processors = dict(processors)
+        self._unique = list({id(p): p for p in processors.values()}.values())
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        scope = log_record.instrumentation_scope
+        self._processors[scope.name if scope else EVENT_SCOPE].on_emit(log_record)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return all([p.force_flush(timeout_millis) for p in self._unique])
+
+    def shutdown(self) -> None:
+        for processor in self._unique:
+            processor.shutdown()
+
+
+class OtlpSink:
+    """Sink (exporter.agent.pipeline.Sink) that ships ECS/OCSF documents as OTLP logs.
+
+    `alert_processor` and `event_processor` own the transport (see
+    exporter.emit.factory.build_sink); this class maps and emits.
+    """
+
+    def __init__(
+        self,
+        mapper: Mapper,
+        resource: Resource,
+        alert_processor: LogRecordProcessor,
+        event_processor: LogRecordProcessor,
+        raw_events: bool = True,
+    ) -> None:
+        self.mapper = mapper
+        self.schema = mapper.schema
+        self.raw_events = raw_events
+        self.provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+        self.provider.add_log_record_processor(
+            _ByScope({ALERT_SCOPE: alert_processor, EVENT_SCOPE: event_processor})
+        )
+        # The Elasticsearch exporter picks its mapping mode per scope: an ECS
+        # body is indexed verbatim as the document ("bodymap").
+        scope_attrs = {"elastic.mapping.mode": "bodymap"} if self.schema == "ecs" else None
+        version = mapper.agent["version"]
+        self._alerts = self.provider.get_logger(ALERT_SCOPE, version, attributes=scope_attrs)
+        self._events = self.provider.get_logger(EVENT_SCOPE, version, attributes=scope_attrs)
+
+    def emit_event(self, event: Event) -> None:
+        if not self.raw_events:
+            return
+        self._emit(self._events, event, event.ts_ns, (SeverityNumber.INFO, "info"))
+
+    def emit_alert(self, alert: Alert) -> None:
+        severity = SEVERITY.get(alert.level, (SeverityNumber.UNSPECIFIED, alert.level))
+        self._emit(self._alerts, alert, alert.decisive_ts_ns, severity)
+
+    def _emit(
+        self, logger: Any, record: Event | Alert, ts_ns: int, severity: tuple[SeverityNumber, str]
+    ) -> None:
+        doc = self.mapper.map(record)
+        if doc is None:
+            MAP_SKIPPED.labels("no_kind").inc()
+            return
+        logger.emit(
+            LogRecord(
+                timestamp=ts_ns or None,
+                observed_timestamp=time.time_ns(),
+                severity_number=severity[0],
+                severity_text=severity[1],
+                body=doc.body,
+                attributes=routing_attributes(record, doc, self.schema),
+                event_name=f"provex.{doc.kind}",
+            )
+        )
+
+    def flush(self) -> None:
+        self.provider.force_flush()
+
+    def close(self) -> None:
+        self.provider.force_flush()
+        self.provider.shutdown()

@@ -1,0 +1,239 @@
+"""Named value transforms a mapping file may call (`fn: NAME`).
+
+Mapping files name these; the engine refuses an unknown name at load time.
+Each takes the value found at the item's `from` path and the mapping's
+`tables`, and returns the value to set (None = set nothing).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno as _errno
+import posixpath
+from collections.abc import Callable
+from typing import Any
+
+Transform = Callable[[Any, dict[str, dict[Any, Any]]], Any]
+TRANSFORMS: dict[str, Transform] = {}
+
+
+def transform(name: str) -> Callable[[Transform], Transform]:
+    def register(fn: Transform) -> Transform:
+        TRANSFORMS[name] = fn
+        return fn
+
+    return register
+
+
+@transform("iso8601")
+def iso8601(ns: Any, _tables: dict) -> str | None:
+    if not isinstance(ns, int) or ns <= 0:
+        return None
+    seconds, rest = divmod(ns, 1_000_000_000)
+    stamp = _dt.datetime.fromtimestamp(seconds, tz=_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{rest // 1000:06d}Z"
+
+
+@transform("ns_to_ms")
+def ns_to_ms(ns: Any, _tables: dict) -> int | None:
+    return ns // 1_000_000 if isinstance(ns, int) and ns > 0 else None
+
+
+@transform("join_args")
+def join_args(argv: Any, _tables: dict) -> str | None:
+    return " ".join(argv) if argv else None
+
+
+@transform("count")
+def count(items: Any, _tables: dict) -> int | None:
+    return len(items) if items else None
+
+
+@transform("basename")
+def basename(path: Any, _tables: dict) -> str | None:
+    return posixpath.basename(path.rstrip("/")) or path if path else None
+
+
+@transform("dirname")
+def dirname(path: Any, _tables: dict) -> str | None:
+    return posixpath.dirname(path) or None if path else None
+
+
+@transform("string")
+def string(value: Any, _tables: dict) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+@transform("errno_name")
+def errno_name(ret: Any, _tables: dict) -> str | None:
+    """-2 -> 'ENOENT': the kernel's negative errno as its symbolic name."""
+    if not isinstance(ret, int) or ret >= 0:
+        return None
+    return _errno.errorcode.get(-ret, str(ret))
+
+
+# CLONE_NEW* bits as the kernel defines them (include/uapi/linux/sched.h).
+_NAMESPACE_BITS = (
+    (0x00000080, "time"),
+    (0x00020000, "mnt"),
+    (0x02000000, "cgroup"),
+    (0x04000000, "uts"),
+    (0x08000000, "ipc"),
+    (0x10000000, "user"),
+    (0x20000000, "pid"),
+    (0x40000000, "net"),
+)
+
+
+@transform("namespace_names")
+def namespace_names(flags: Any, _tables: dict) -> list[str] | None:
+    """setns nstype / unshare flags -> ['mnt', 'pid']; setns nstype 0 = 'any'."""
+    if not isinstance(flags, int):
+        return None
+    names = [name for bit, name in _NAMESPACE_BITS if flags & bit]
+    return names or ["any"]
+
+
+@transform("kv_pairs")
+def kv_pairs(mapping: Any, _tables: dict) -> list[str] | None:
+    if not mapping:
+        return None
+    return [f"{key}={mapping[key]}" for key in sorted(mapping)]
+
+
+def _technique_parent(technique: str) -> str:
+    return technique.split(".", 1)[0]
+
+
+def _technique_url(technique: str) -> str:
+    return "https://attack.mitre.org/techniques/" + technique.replace(".", "/") + "/"
+
+
+def _unique(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+@transform("attack_techniques")
+def attack_techniques(techniques: Any, _tables: dict) -> list[str] | None:
+    """Technique ids without the sub-technique part, de-duplicated in order."""
+    return _unique([_technique_parent(t) for t in techniques]) if techniques else None
+
+
+@transform("attack_technique_urls")
+def attack_technique_urls(techniques: Any, tables: dict) -> list[str] | None:
+    return [_technique_url(t) for t in attack_techniques(techniques, tables) or []] or None
+
+
+@transform("attack_subtechniques")
+def attack_subtechniques(techniques: Any, _tables: dict) -> list[str] | None:
+    return [t for t in techniques if "." in t] or None if techniques else None
+
+
+@transform("attack_subtechnique_urls")
+def attack_subtechnique_urls(techniques: Any, tables: dict) -> list[str] | None:
+    return [_technique_url(t) for t in attack_subtechniques(techniques, tables) or []] or None
+
+
+def _tactic(short: str, tables: dict) -> dict[str, str]:
+    entry = tables.get("attack_tactics", {}).get(short)
+    if entry is None:
+        return {"name": short}
+    return {
+        "uid": entry["id"],
+        "name": entry["name"],
+        "src_url": f"https://attack.mitre.org/tactics/{entry['id']}/",
+    }
+
+
+@transform("ocsf_attacks")
+def ocsf_attacks(alert: Any, tables: dict) -> list[dict[str, Any]] | None:
+    """One OCSF `attack` per technique; the alert's tactics apply to each.
+
+    The Alert carries techniques and tactics as two lists (a rule's tags do
+    not pair them), so every attack lists all of the rule's tactics.
+    """
+    if not alert or not alert.get("techniques"):
+        return None
+    version = tables.get("attack_meta", {}).get("version")
+    tactics = [_tactic(t, tables) for t in alert.get("tactics", [])]
+    attacks = []
+    for technique in alert["techniques"]:
+        parent = _technique_parent(technique)
+        attack: dict[str, Any] = {"technique": {"uid": parent, "src_url": _technique_url(parent)}}
+        if parent != technique:
+            attack["sub_technique"] = {"uid": technique, "src_url": _technique_url(technique)}
+        if len(tactics) == 1:
+            attack["tactic"] = tactics[0]
+        if tactics:
+            attack["tactics"] = tactics
+        if version:
+            attack["version"] = version
+        attacks.append(attack)
+    return attacks
+
+
+@transform("attack_tactic_ids")
+def attack_tactic_ids(tactics: Any, tables: dict) -> list[str] | None:
+    ids = [_tactic(t, tables).get("uid") for t in tactics or []]
+    return [i for i in ids if i] or None
+
+
+@transform("attack_tactic_names")
+def attack_tactic_names(tactics: Any, tables: dict) -> list[str] | None:
+    return [_tactic(t, tables)["name"] for t in tactics] if tactics else None
+
+
+@transform("attack_tactic_urls")
+def attack_tactic_urls(tactics: Any, tables: dict) -> list[str] | None:
+    urls = [_tactic(t, tables).get("src_url") for t in tactics or []]
+    return [u for u in urls if u] or None
+
+
+@transform("evidence_ids")
+def evidence_ids(evidence: Any, _tables: dict) -> list[str] | None:
+    return [ref["id"] for ref in evidence] if evidence else None
+
+
+@transform("ocsf_evidences")
+def ocsf_evidences(evidence: Any, _tables: dict) -> list[dict[str, Any]] | None:
+    """Each event the alert rests on: its id, what it was and which step it met."""
+    if not evidence:
+        return None
+    out = []
+    for ref in evidence:
+        data = {"type": ref["type"], "syscall": ref["syscall"], "time": ref["ts_ns"] // 1_000_000}
+        if ref.get("step"):
+            data["step"] = ref["step"]
+        out.append({"uid": ref["id"], "name": f"{ref['type']}:{ref['syscall']}", "data": data})
+    return out
+
+
+@transform("ocsf_related_events")
+def ocsf_related_events(evidence: Any, _tables: dict) -> list[dict[str, Any]] | None:
+    if not evidence:
+        return None
+    return [{"uid": ref["id"], "type": ref["syscall"]} for ref in evidence]
+
+
+@transform("ocsf_pod_resources")
+def ocsf_pod_resources(event: Any, tables: dict) -> list[dict[str, Any]] | None:
+    """The Pod (and its container) an alert is about, as OCSF resource_details."""
+    container = (event or {}).get("container") or {}
+    pod = container.get("pod") or {}
+    resources = []
+    if pod.get("uid"):
+        resource = {"type": "kubernetes.pod", "uid": pod["uid"]}
+        for key in ("name", "namespace"):
+            if pod.get(key):
+                resource[key] = pod[key]
+        if pod.get("labels"):
+            resource["labels"] = kv_pairs(pod["labels"], tables)
+        resources.append(resource)
+    if container.get("id"):
+        resource = {"type": "container", "uid": container["id"]}
+        if container.get("name"):
+            resource["name"] = container["name"]
+        if pod.get("namespace"):
+            resource["namespace"] = pod["namespace"]
+        resources.append(resource)
+    return resources or None

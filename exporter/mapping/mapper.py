@@ -1,0 +1,58 @@
+"""Mappers by schema name: ECS and OCSF documents from events and alerts."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from exporter import __version__
+from exporter.mapping.engine import Document, Mapping, MappingError
+from exporter.model import Alert, Event
+from exporter.resources import data_dir
+
+
+def schema_names() -> list[str]:
+    """The schemas that ship with provex (one mappings/<name>.yaml each)."""
+    return sorted(p.stem for p in data_dir("mappings").glob("*.yaml"))
+
+
+def load_mapping(name_or_path: str | Path) -> Mapping:
+    """A shipped mapping by schema name ("ecs", "ocsf") or a mapping file by path."""
+    if isinstance(name_or_path, Path) or "/" in str(name_or_path) or str(name_or_path).endswith(".yaml"):
+        return Mapping(Path(name_or_path))
+    path = data_dir("mappings") / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise MappingError(
+            f"unknown schema {name_or_path!r}: expected one of {schema_names()} (from {path.parent})"
+        )
+    return Mapping(path)
+
+
+class Mapper:
+    """Turns events and alerts into documents of one schema.
+
+    `node_name`, `cluster_name` and `hostname` describe the node the agent
+    runs on (ECS host.*/orchestrator.cluster.*, OCSF device.*).
+    """
+
+    def __init__(
+        self,
+        schema: str | Path,
+        node_name: str = "",
+        cluster_name: str = "",
+        hostname: str = "",
+        version: str = __version__,
+    ) -> None:
+        self.mapping = load_mapping(schema)
+        self.schema = self.mapping.schema
+        self.agent: dict[str, Any] = {
+            "node_name": node_name or hostname or socket.gethostname(),
+            "cluster_name": cluster_name,
+            "hostname": hostname or socket.gethostname(),
+            "version": version,
+        }
+
+    def map(self, record: Event | Alert) -> Document | None:
+        """The document for `record`, or None if the mapping has no kind for it."""
+        return self.mapping.apply(self.mapping.context(record, self.agent))

@@ -1,0 +1,88 @@
+"""Bad mapping files and schema names are refused with file:line and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exporter.config import ConfigError, load_config
+from exporter.mapping import Mapper, MappingError, load_mapping, schema_names
+
+GOOD_HEAD = """\
+schema: test
+schema_version: "1"
+kinds:
+  any: {when: {record: event}}
+items:
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_schemas() -> None:
+    assert schema_names() == ["ecs", "ocsf"]
+
+
+def test_unknown_schema_name_is_refused() -> None:
+    with pytest.raises(MappingError, match=r"unknown schema 'elastic': expected one of \['ecs', 'ocsf'\]"):
+        Mapper("elastic")
+
+
+def test_unknown_schema_in_config_is_refused_with_file_line(tmp_path: Path) -> None:
+    path = tmp_path / "provex.yaml"
+    path.write_text("output:\n  schema: splunk\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert f"{path}:2" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        ("  - id: a\n    set: {x: 1}\n  - id: a\n    set: {y: 1}\n", 8, "duplicate item id 'a'"),
+        ("  - id: a\n    kinds: [nope]\n    set: {x: 1}\n", 7, "unknown kind 'nope'"),
+        ("  - id: a\n    set:\n      x: {from: event.pid, fn: shout}\n", 8, "unknown fn 'shout'"),
+        ("  - id: a\n    set:\n      x: {from: pid}\n", 8, "must start with one of"),
+        ("  - id: a\n    when: {event.flags: {any_bits: 0o100}}\n    set: {x: 1}\n", 7, "integer mask"),
+        ("  - id: a\n    when: {event.ret: {lesser: 0}}\n    set: {x: 1}\n", 7, "unknown test 'lesser'"),
+        ("  - id: a\n    sett: {x: 1}\n", 7, "unknown key 'sett' in item"),
+        ("  - id: a\n    set:\n      x: {from: event.pid, map: levels}\n", 8, "unknown table 'levels'"),
+        ("  - id: a\n    set:\n      x: {form: event.pid}\n", 8, "must be a constant"),
+        ("  - id: a\n    set: {x: 1\n", 8, "but got"),  # YAML syntax error at end of file
+        ("  - id: a\n    set: {x: 1}\n    set: {y: 1}\n", 8, "duplicate key 'set'"),
+    ],
+)
+def test_malformed_mapping_is_refused_with_file_line(
+    tmp_path: Path, body: str, line: int, message: str
+) -> None:
+    path = _write(tmp_path, GOOD_HEAD + body)
+    with pytest.raises(MappingError) as exc:
+        load_mapping(path)
+    text = str(exc.value)
+    assert text.startswith(f"{path}:{line}:"), text
+    assert message in text
+
+
+def test_missing_sections_are_named(tmp_path: Path) -> None:
+    path = _write(tmp_path, "schema: x\nschema_version: '1'\nitems: []\n")
+    with pytest.raises(MappingError, match=r"m.yaml:\d+: 'kinds' must be a non-empty mapping"):
+        load_mapping(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(MappingError, match="cannot read mapping"):
+        load_mapping(tmp_path / "absent.yaml")
+
+
+def test_custom_mapping_file_works(tmp_path: Path) -> None:
+    from exporter.model import Event, EventType
+
+    path = _write(tmp_path, GOOD_HEAD + "  - id: a\n    set: {who: {from: event.comm}, n: 1}\n")
+    mapper = Mapper(path, node_name="n")
+    doc = mapper.map(Event(id="1", type=EventType.EXEC, syscall="execve", ts_ns=1, pid=1, tid=1, comm="sh"))
+    assert doc is not None and doc.body == {"who": "sh", "n": 1} and doc.set_by("who") == "a"
