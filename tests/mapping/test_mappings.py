@@ -110,12 +110,8 @@ def test_refused_connect_is_ocsf_refuse() -> None:
 
 
 def test_apiserver_destination_from_enrichment() -> None:
-    # The enricher may add dest_is_apiserver to Event; the mappings read it when present.
-    class EnrichedEvent(Event, kw_only=True):
-        dest_is_apiserver: bool = False
-
-    base = msgspec.structs.asdict(RECORDS["connect_apiserver"])
-    event = EnrichedEvent(**base, dest_is_apiserver=True)
+    # The enricher sets dest_is_apiserver on connect events; the mappings read it.
+    event = msgspec.structs.replace(RECORDS["connect_apiserver"], dest_is_apiserver=True)
     ecs = Mapper("ecs", **AGENT).map(event)
     ocsf = Mapper("ocsf", **AGENT).map(event)
     assert ecs is not None and ocsf is not None
