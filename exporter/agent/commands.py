@@ -6,9 +6,8 @@ import argparse
 import logging
 import time
 
-from exporter.agent.pipeline import Pipeline
+from exporter.agent.build import StartupError, build_stages
 from exporter.config import Config
-from exporter.emit.jsonlines import JsonLinesSink
 from exporter.source.replay import ReplaySource
 
 log = logging.getLogger("provex.agent")
@@ -16,16 +15,20 @@ log = logging.getLogger("provex.agent")
 
 def replay(args: argparse.Namespace, config: Config) -> int:
     source = ReplaySource(args.file)
-    sink = JsonLinesSink(config.output.file)
-    pipeline = Pipeline(sink)
     try:
-        pipeline.feed(source, time.time_ns())
-        pipeline.finish()
+        # Events replay as recorded: no enrichment from this host.
+        stages = build_stages(config, enrich=False, correlate=True)
+    except StartupError as exc:
+        log.error("cannot start", extra={"fields": {"error": str(exc)}})
+        return 2
+    try:
+        stages.pipeline.feed(source, time.time_ns())
+        stages.pipeline.finish()
     except FileNotFoundError as exc:
         log.error("cannot open replay file", extra={"fields": {"file": args.file, "error": str(exc)}})
         return 2
     finally:
-        sink.close()
+        stages.close()
     if source.skipped:
         log.warning(
             "replay finished with skipped lines",

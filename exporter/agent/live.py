@@ -15,11 +15,12 @@ import time
 
 from prometheus_client import Gauge
 
+from exporter.agent.build import StartupError, build_stages
 from exporter.agent.health import HealthState, serve
-from exporter.agent.pipeline import Pipeline
 from exporter.config import Config
 from exporter.emit.jsonlines import JsonLinesSink
 from exporter.metrics import REGISTRY
+from exporter.model import Event
 from exporter.probes import metrics as probe_metrics
 from exporter.probes.loader import ProbeError, Probes
 from exporter.source.live import LiveSource
@@ -29,6 +30,25 @@ log = logging.getLogger("provex.agent")
 BATCH_SIZE = Gauge(
     "provex_batch_events", "Events in the last batch drained from the ring buffer", registry=REGISTRY
 )
+
+
+class HostMountPrefixes:
+    """Widen the kernel's open-path filter to each container's host mounts as
+    enrichment learns them: a read through a hostPath mounted at /data must
+    cross even though /data is no default prefix."""
+
+    def __init__(self, probes: Probes) -> None:
+        self.probes = probes
+        self.known: set[str] = set()
+
+    def __call__(self, event: Event) -> None:
+        if event.container is None or not event.container.host_mounts:
+            return
+        for mount in event.container.host_mounts:
+            prefix = mount.container_path.rstrip("/") + "/"
+            if prefix not in self.known:
+                self.known.add(prefix)
+                self.probes.add_path_prefix(prefix)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -45,11 +65,19 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return 1
     probe_metrics.register(probes)
 
-    if args.command == "record":
-        sink = JsonLinesSink(args.output, alerts=False)
-    else:
-        sink = JsonLinesSink(config.output.file)
-    pipeline = Pipeline(sink)
+    try:
+        if args.command == "record":  # raw, enriched events: the replay format
+            stages = build_stages(
+                config, enrich=True, correlate=False, sink=JsonLinesSink(args.output, alerts=False)
+            )
+        else:
+            stages = build_stages(config, enrich=True, correlate=True)
+    except StartupError as exc:
+        log.error("cannot start", extra={"fields": {"error": str(exc)}})
+        probes.close()
+        return 2
+    pipeline = stages.pipeline
+    pipeline.observers.append(HostMountPrefixes(probes))
     source = LiveSource(probes)
     state.ready.set()
     deadline = time.monotonic() + args.duration if getattr(args, "duration", None) else None
@@ -70,7 +98,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         pipeline.finish()
     finally:
         state.ready.clear()
-        sink.close()
+        stages.close()
         counters = probes.counters()
         probes.close()
         if server is not None:

@@ -7,7 +7,7 @@ never waits on I/O: enrichment answers from its cache, sinks queue.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from prometheus_client import Counter
@@ -30,6 +30,8 @@ class Sink(Protocol):
 
 class Correlator(Protocol):
     def process(self, event: Event) -> list[Alert]: ...
+    def flush(self, now_ns: int) -> list[Alert]: ...
+    def drain(self) -> list[Alert]: ...
 
 
 class Enricher(Protocol):
@@ -45,11 +47,14 @@ class Pipeline:
         enricher: Enricher | None = None,
         correlator: Correlator | None = None,
         emit_events: bool = True,
+        observers: Iterable[Callable[[Event], None]] = (),
     ) -> None:
         self.sink = sink
         self.enricher = enricher
         self.correlator = correlator
         self.emit_events = emit_events
+        # Called with every enriched event (e.g. to widen the kernel's path filter).
+        self.observers = list(observers)
 
     def feed(self, events: Iterable[Event], now_ns: int) -> None:
         """Take a batch from the source; pass on whatever enrichment has ready."""
@@ -63,22 +68,33 @@ class Pipeline:
         self.sink.flush()
 
     def tick(self, now_ns: int) -> None:
-        """Called when the source is idle: release events whose wait expired."""
+        """Called when the source is idle: release events whose wait expired,
+        and de-duplication follow-ups whose window closed."""
         if self.enricher is not None:
             self._forward(self.enricher.pop_ready(now_ns))
+        if self.correlator is not None:
+            self._alerts(self.correlator.flush(now_ns))
 
     def finish(self) -> None:
-        """End of stream: release everything still parked, flush the sink."""
+        """End of stream: release everything still parked, close every window, flush."""
         if self.enricher is not None:
             self._forward(self.enricher.drain())
+        if self.correlator is not None:
+            self._alerts(self.correlator.drain())
         self.sink.flush()
 
     def _forward(self, events: Iterable[Event]) -> None:
         for event in events:
             EVENTS_BY_TYPE.labels(event.type.value).inc()
+            for observe in self.observers:
+                observe(event)
+            if self.correlator is not None:
+                # Alerts first: they are what must leave without delay.
+                self._alerts(self.correlator.process(event))
             if self.emit_events:
                 self.sink.emit_event(event)
-            if self.correlator is not None:
-                for alert in self.correlator.process(event):
-                    ALERTS_BY_RULE.labels(alert.rule_id).inc()
-                    self.sink.emit_alert(alert)
+
+    def _alerts(self, alerts: Iterable[Alert]) -> None:
+        for alert in alerts:
+            ALERTS_BY_RULE.labels(alert.rule_id).inc()
+            self.sink.emit_alert(alert)

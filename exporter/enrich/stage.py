@@ -93,6 +93,8 @@ class EnrichStage:
             ok_exec = event.type is EventType.EXEC and event.ret >= 0
             event.argv = entry.argv if ok_exec else redact_argv(event.argv)
         event.process = self.processes.info(entry)
+        if not event.ppid:
+            event.ppid = event.process.ppid
         if event.type is EventType.CONNECT and event.daddr:
             event.dest_is_apiserver = self.apiservers.is_apiserver(event.daddr, event.dport)
         why = self._resolve(event, now_ns)

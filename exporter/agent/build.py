@@ -1,0 +1,63 @@
+"""Build the stages a command needs from the config, refusing bad parts up front."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.agent.pipeline import Pipeline, Sink
+from exporter.config import Config
+
+log = logging.getLogger("provex.agent")
+
+
+class StartupError(RuntimeError):
+    """A stage could not be built; the message says which and why."""
+
+
+@dataclass
+class Stages:
+    pipeline: Pipeline
+    sink: Sink
+    enricher: Any = None
+    closers: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        for part in reversed(self.closers):
+            part()
+
+
+def build_stages(config: Config, *, enrich: bool, correlate: bool, sink: Sink | None = None) -> Stages:
+    """Enricher (started), correlator and sink for a command."""
+    from exporter.correlate.errors import RulesError
+    from exporter.emit.factory import build_sink
+    from exporter.enrich.factory import build_enricher
+
+    correlator = None
+    if correlate:
+        from exporter.correlate.engine import build_correlator
+
+        try:
+            correlator = build_correlator(config.correlate)
+        except RulesError as exc:
+            raise StartupError(str(exc)) from None
+    closers = []
+    enricher = None
+    if enrich:
+        try:
+            enricher = build_enricher(config.enrich)
+        except ValueError as exc:  # KubeConfigError is a ValueError too
+            raise StartupError(f"enrichment: {exc}") from None
+        enricher.start()
+        closers.append(enricher.stop)
+    if sink is None:
+        try:
+            sink = build_sink(
+                config.output, node_name=config.enrich.node_name, cluster_name=config.enrich.cluster_name
+            )
+        except ValueError as exc:
+            raise StartupError(f"output: {exc}") from None
+    closers.insert(0, sink.close)  # closed last: what the others flush still goes out
+    pipeline = Pipeline(sink, enricher=enricher, correlator=correlator, emit_events=config.output.raw_events)
+    return Stages(pipeline, sink, enricher, closers)
