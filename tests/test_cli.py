@@ -21,7 +21,7 @@ def test_version():
     assert result.returncode == 0 and result.stdout.strip() == f"provex {__version__}"
 
 
-@pytest.mark.parametrize("command", ["run", "record", "replay", "version"])
+@pytest.mark.parametrize("command", ["run", "record", "replay", "version", "rules"])
 def test_every_subcommand_has_help(command):
     result = provex(command, "--help")
     assert result.returncode == 0 and "usage: provex" in result.stdout
@@ -52,3 +52,9 @@ def test_every_config_flag_maps_to_a_real_key():
         for part in key.split("."):
             assert hasattr(node, part), key
             node = getattr(node, part)
+
+
+def test_rules_lint_and_test_of_the_shipped_rules():
+    assert provex("rules", "lint").returncode == 0
+    result = provex("rules", "test")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -77,6 +77,9 @@ def make_parser() -> argparse.ArgumentParser:
     _add_common(replay, ["--output", "--schema", "--otlp-endpoint", "--otlp-protocol", "--rules-dir"])
     replay.add_argument("file", metavar="FILE", help="JSON-lines file written by `provex record` (- = stdin)")
 
+    from exporter.correlate.cli import add_rules_subcommands
+
+    add_rules_subcommands(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -87,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"provex {__version__}")
         return 0
+    if hasattr(args, "func"):  # subcommands that need no agent config (rules ...)
+        return int(args.func(args))
     try:
         config = build_config(args)
     except ConfigError as exc:
