@@ -36,6 +36,23 @@ class _ProcLoader:
         pass
 
 
+class _FirstSync:
+    """Start-up waits (bounded) for the first Pod list, so the first events find their Pods."""
+
+    def __init__(self, watcher: PodWatcher, timeout_s: float) -> None:
+        self.watcher, self.timeout_s = watcher, timeout_s
+
+    def start(self) -> None:
+        if self.timeout_s > 0 and not self.watcher.connected.wait(self.timeout_s):
+            log.warning(
+                "no Pod list from the API server yet: starting with container-only enrichment",
+                extra={"fields": {"waited_s": self.timeout_s, "server": self.watcher.client.auth.server}},
+            )
+
+    def stop(self) -> None:
+        pass
+
+
 def build_enricher(
     cfg: EnrichConfig,
     env: Mapping[str, str] | None = None,
@@ -43,13 +60,15 @@ def build_enricher(
     proc: str = "/proc",
     mountinfo: str = "/proc/self/mountinfo",
     cgroup_root: str | None = None,
+    sync_timeout_s: float = 5.0,
 ) -> EnrichStage:
     """The enrich stage for `cfg`; nothing runs until `.start()`.
 
     Raises KubeConfigError (naming file and key) for an unusable kubeconfig,
     ValueError for a bad `apiserver_addresses` entry. No kubeconfig and no
     in-cluster account with `kubernetes: true` is not an error: container-only
-    enrichment, logged once.
+    enrichment, logged once. `start()` waits at most `sync_timeout_s` for the
+    first Pod list (start-up, not the hot path).
     """
     env = os.environ if env is None else env
     root = cgroup_root or find_cgroup2_root(mountinfo)
@@ -81,7 +100,11 @@ def build_enricher(
                 backoff_max_s=cfg.resync_backoff_max_s,
                 warn=warn,
             )
-            lifecycle += [watcher, ApiServerRefresher(client, apiservers, warn=warn)]
+            lifecycle += [
+                watcher,
+                ApiServerRefresher(client, apiservers, warn=warn),
+                _FirstSync(watcher, sync_timeout_s),
+            ]
     ready = watcher.connected.is_set if watcher is not None else (lambda: False)
     return EnrichStage(
         cgroups=cgroups,

@@ -251,9 +251,11 @@ class KubeClient:
         The socket times out after idle_timeout_s without a byte, so a dead
         peer is noticed; `close_all` from another thread ends the stream.
         """
-        conn = self._connect(idle_timeout_s)
+        conn = self._connect(self.timeout_s)  # connect and headers: the short timeout
         try:
             resp = self._request(conn, path)
+            if conn.sock is not None:
+                conn.sock.settimeout(idle_timeout_s)  # then a quiet stream may idle this long
             if on_open is not None:
                 on_open()
             while True:

@@ -153,14 +153,20 @@ class PodCache:
             self.generation += 1
 
     def replace_all(self, records: Iterable[PodRecord]) -> None:
-        """A fresh list: Pods missing from it are treated as deleted."""
+        """A fresh list: Pods missing from it are treated as deleted.
+
+        The lock is taken per Pod, so a reader never waits for a whole relist.
+        """
+        fresh = {r.uid: r for r in records}
         with self._lock:
-            fresh = {r.uid: r for r in records}
-            for uid, old in list(self._by_uid.items()):
-                if uid not in fresh:
-                    self._retire(old)
-            for rec in fresh.values():
+            gone = [old for uid, old in self._by_uid.items() if uid not in fresh]
+        for old in gone:
+            with self._lock:
+                self._retire(old)
+        for rec in fresh.values():
+            with self._lock:
                 self._put(rec)
+        with self._lock:
             self.synced = True
             self.generation += 1
 

@@ -350,3 +350,28 @@ def test_no_kubernetes_configured_is_container_only(tmp_path: Path) -> None:
 def test_bad_static_apiserver_address_is_refused() -> None:
     with pytest.raises(ValueError, match=r"apiserver_addresses: 'nope:1': expected ip"):
         build_enricher(EnrichConfig(kubernetes=False, apiserver_addresses=["nope:1"]), env={})
+
+
+def test_api_down_at_start_up_degrades_then_recovers(tmp_path: Path) -> None:
+    api = FakeApiServer().start()
+    api.add_pod(pod1())
+    kc = api.write_kubeconfig(str(tmp_path / "kubeconfig"))
+    api.stop()  # down before the agent starts
+    conf = EnrichConfig(kubeconfig=kc, node_name="node-a", resync_backoff_max_s=0.05)
+    stage = build_enricher(conf, env={}, cgroup_root=str(tmp_path / "none"), proc=str(tmp_path / "none"),
+                           sync_timeout_s=0.2)  # fmt: skip
+    _start(stage)  # returns after the bounded wait for a first list
+    try:
+        assert not stage.k8s_ready()
+        r = Rig()
+        stage.push(r.ev(POD1), T0)
+        (out,) = stage.pop_ready(T0)  # no waiting while the API is away
+        assert out.late and out.container.id == C1 and out.container.pod is None
+        api.start()  # same port
+        assert _wait(stage.k8s_ready)
+        stage.push(r.ev(POD1), T0 + 1)
+        (out,) = stage.pop_ready(T0 + 1)
+        assert not out.late and out.container.pod.name == "web"
+    finally:
+        stage.stop()
+        api.stop()
