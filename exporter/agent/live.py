@@ -78,7 +78,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return 2
     pipeline = stages.pipeline
     pipeline.observers.append(HostMountPrefixes(probes))
-    source = LiveSource(probes)
+    # The kernel reports each new cgroup before its first event: teach enrichment its path.
+    learn = stages.enricher.cgroups.remember if stages.enricher is not None else None
+    source = LiveSource(probes, on_cgroup=learn)
     state.ready.set()
     deadline = time.monotonic() + args.duration if getattr(args, "duration", None) else None
     log.info("agent running", extra={"fields": {"command": args.command}})

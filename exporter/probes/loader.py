@@ -150,6 +150,7 @@ class Probes:
         _malloc_trim()
         self.cgroup2 = cgroups.find_cgroup2_mount()
         self._monitored: set[int] = set()
+        self._monitored_paths: set[str] = set()
         if config.monitor == "containers":
             self._seed_monitored()
         self._set_prefixes(config.open_path_prefixes)
@@ -186,6 +187,7 @@ class Probes:
         table = self.bpf["monitored_cgroups"]
         table[table.Key(cgroup_id)] = table.Leaf(1)
         self._monitored.add(cgroup_id)
+        self._monitored_paths.add("/" + relpath.strip("/"))
         # A cached "not monitored" verdict may exist for this id or its children.
         self.bpf["verdicts"].clear()
         log.debug("monitoring cgroup", extra={"fields": {"cgroup_id": cgroup_id, "cgroup": relpath}})
@@ -200,8 +202,13 @@ class Probes:
         """A cgroup_mkdir record: monitor it if it is a container."""
         if hierarchy != 0 or self.config.monitor != "containers":
             return  # cgroup v1 hierarchies have their own id space
-        if cgroups.is_container_cgroup(relpath):
+        if cgroups.is_container_cgroup(relpath) and not self._covered(relpath):
             self._add_monitored(cgroup_id, relpath)
+
+    def _covered(self, relpath: str) -> bool:
+        """An ancestor is monitored already: the kernel's ancestor check covers it."""
+        parts = relpath.strip("/").split("/")
+        return any("/" + "/".join(parts[:n]) in self._monitored_paths for n in range(1, len(parts)))
 
     @property
     def monitored_cgroups(self) -> frozenset[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter
@@ -109,8 +110,10 @@ class LiveSource:
     queued without a wakeup.
     """
 
-    def __init__(self, probes: Any) -> None:
+    def __init__(self, probes: Any, on_cgroup: Callable[[int, str], None] | None = None) -> None:
         self.probes = probes
+        # Also told of each new cgroup v2 directory (e.g. enrichment's path cache).
+        self.on_cgroup = on_cgroup
         self.decoder = Decoder(probes.limits, boot_to_wall_offset_ns())
         self._batch: list[Event] = []
         self._callback = self._on_record  # keep a reference: BCC holds only a C pointer
@@ -123,6 +126,8 @@ class LiveSource:
         elif record is not None:
             cgroup_id, hierarchy, path = record
             self.probes.on_cgroup_created(cgroup_id, hierarchy, path)
+            if hierarchy == 0 and self.on_cgroup is not None:
+                self.on_cgroup(cgroup_id, path)
         return 0  # returning None costs BCC a caught exception per record
 
     def poll(self, timeout_ms: int | None = None) -> list[Event]:
