@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -138,6 +139,41 @@ def bench_overhead(helper: Path, n: int, rounds: int) -> dict:
     }
 
 
+def _prog_stats() -> dict[str, tuple[int, int]]:
+    out = json.loads(subprocess.check_output(["bpftool", "prog", "show", "-j"]))
+    return {p["name"]: (p.get("run_time_ns", 0), p.get("run_cnt", 0)) for p in out if "name" in p}
+
+
+def bench_program_cost(helper: Path, n: int) -> dict:
+    """ns per run of the openat enter/exit programs (kernel.bpf_stats_enabled), per path through
+    them: the in-kernel cost alone, independent of what else the machine is doing."""
+    if shutil.which("bpftool") is None:
+        return {"skipped": "bpftool not installed (apt: bpftool)"}
+    names = ("tracepoint__syscalls__sys_enter_openat", "tracepoint__syscalls__sys_exit_openat")
+    Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
+    agent = AgentProcess()
+    result = {}
+    try:
+        for label, path, monitored in (
+            ("not_monitored", "/etc/hostname", False),
+            ("monitored_sent", "/etc/hostname", True),
+            ("monitored_path_filtered", "/usr/lib/os-release", True),
+        ):
+            before = _prog_stats()
+            run_helper(helper, ["flood", path, str(n)], monitored)
+            after = _prog_stats()
+            result[label] = {
+                name.rsplit("_", 2)[-2] + "_ns": round(
+                    (after[name][0] - before[name][0]) / max(1, after[name][1] - before[name][1]), 1
+                )
+                for name in names
+            }
+    finally:
+        agent.stop()
+        Path("/proc/sys/kernel/bpf_stats_enabled").write_text("0")
+    return result
+
+
 def bench_latency(helper: Path, count: int) -> dict:
     """In-process: the live source's decode time minus the kernel timestamp."""
     from exporter.probes.loader import Probes
@@ -241,6 +277,7 @@ def main() -> int:
     report = {
         "benchmark": "kernel",
         "overhead": bench_overhead(helper, n, rounds),
+        "program_cost": bench_program_cost(helper, 100_000),
         "latency": bench_latency(helper, 50 if args.quick else 300),
         "drain": bench_drain(helper, [10_000, 50_000, 100_000, 200_000] if not args.quick else [50_000], 2.0),
     }
