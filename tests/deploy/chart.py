@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -106,3 +107,13 @@ class Renderer:
             raise RenderError(proc.stderr.strip())
         data = json.loads(proc.stdout)
         return Rendered(values=data["values"], manifests=data["manifests"], notes=data["notes"])
+
+
+def readme_capabilities() -> tuple[set[str], set[str]]:
+    """(default, optional) capabilities from the privileges table in helm/provex/README.md."""
+    default, optional = set(), set()
+    for line in (CHART / "README.md").read_text().splitlines():
+        match = re.match(r"^\|\s*`CAP_([A-Z_]+)`\s*\|\s*(\w+)\s*\|", line)
+        if match:
+            (default if match.group(2) == "default" else optional).add(match.group(1))
+    return default, optional

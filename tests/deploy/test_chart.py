@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from exporter.config import load_config
-from tests.deploy.chart import CHART, Rendered, Renderer, RenderError
+from tests.deploy.chart import Rendered, Renderer, RenderError, readme_capabilities
 from tests.deploy.strict_k8s import ManifestError, load_documents, validate
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "deploy"
@@ -26,16 +26,6 @@ def agent_container(rendered: Rendered) -> dict[str, Any]:
     ds = rendered.find("DaemonSet", "provex")
     (container,) = ds["spec"]["template"]["spec"]["containers"]
     return container
-
-
-def readme_capabilities() -> tuple[set[str], set[str]]:
-    """(default, optional) capabilities from the privileges table in helm/provex/README.md."""
-    default, optional = set(), set()
-    for line in (CHART / "README.md").read_text().splitlines():
-        match = re.match(r"^\|\s*`CAP_([A-Z_]+)`\s*\|\s*(\w+)\s*\|", line)
-        if match:
-            (default if match.group(2) == "default" else optional).add(match.group(1))
-    return default, optional
 
 
 # --- every object the chart renders is a valid Kubernetes object ------------
