@@ -208,7 +208,7 @@ def build() -> dict[str, Any]:
                 {
                     "endpoint": {"type": "string", "pattern": "^$|^https?://[^\\s]+$"},
                     "protocol": {"enum": ["grpc", "http/protobuf"]},
-                    "insecure": _BOOL,
+                    "insecure": {"enum": [True, False, ""]},
                     "headers": _STR_MAP,
                 },
                 ["endpoint", "protocol", "insecure"],

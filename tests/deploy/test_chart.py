@@ -248,6 +248,17 @@ def test_agent_config_is_accepted_by_the_provex_loader(renderer: Renderer, tmp_p
     assert config.output.otlp.endpoint == ""  # no collector: JSON lines on stdout
     assert config.correlate.rules_dirs == ["/etc/provex/rules"]
     assert config.enrich.node_name == ""  # falls back to $NODE_NAME (downward API)
+    assert config.output.otlp.insecure is None  # decided from the endpoint's scheme
+
+
+def test_otlp_to_an_existing_collector(renderer: Renderer, tmp_path: Path) -> None:
+    values = {"otlp": {"endpoint": "https://otel.example.internal:4317", "headers": {"x-tenant": "sec"}}}
+    config = _agent_config(renderer.render(values), tmp_path)
+    assert config.output.otlp.endpoint == "https://otel.example.internal:4317"
+    assert config.output.otlp.insecure is None
+    assert config.output.otlp.headers == {"x-tenant": "sec"}
+    values["otlp"]["insecure"] = False
+    assert _agent_config(renderer.render(values), tmp_path).output.otlp.insecure is False
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -104,6 +104,7 @@ WRONG: list[tuple[str, dict[str, Any], str]] = [
         {"agent": {"config": {"emit": {}}}},
         "agent.config: Additional properties are not allowed ('emit' was unexpected)",
     ),
+    ("insecure as a string", {"otlp": {"insecure": "yes"}}, "otlp.insecure: 'yes' is not one of"),
     ("collector tag removed", {"collector": {"image": {"tag": None}}}, "'tag' is a required property"),
 ]
 

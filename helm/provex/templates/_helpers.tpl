@@ -82,10 +82,15 @@ The provex config file: what the chart decides, with agent.config merged over
 it. rules_dirs is appended to, so user rules from values always load.
 */}}
 {{- define "provex.config" -}}
-{{- $otlp := dict "protocol" .Values.otlp.protocol "insecure" .Values.otlp.insecure -}}
+{{- $otlp := dict "protocol" .Values.otlp.protocol -}}
 {{- $endpoint := include "provex.otlpEndpoint" . -}}
 {{- if $endpoint -}}
 {{- $_ := set $otlp "endpoint" $endpoint -}}
+{{- end -}}
+{{- if kindIs "bool" .Values.otlp.insecure -}}
+{{- $_ := set $otlp "insecure" .Values.otlp.insecure -}}
+{{- else if and .Values.collector.enabled (not .Values.otlp.endpoint) -}}
+{{- $_ := set $otlp "insecure" true -}}
 {{- end -}}
 {{- if .Values.otlp.headers -}}
 {{- $_ := set $otlp "headers" .Values.otlp.headers -}}
