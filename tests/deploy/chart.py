@@ -92,8 +92,8 @@ class Renderer:
         self.work = work
         self._n = 0
 
-    def render(self, values: dict[str, Any] | None = None, **kwargs: str) -> Rendered:
-        args = [str(self.binary), "-chart", str(CHART), "-release", kwargs.get("release", "provex")]
+    def render(self, values: dict[str, Any] | None = None, chart: Path = CHART, **kwargs: str) -> Rendered:
+        args = [str(self.binary), "-chart", str(chart), "-release", kwargs.get("release", "provex")]
         args += ["-namespace", kwargs.get("namespace", "provex-system")]
         if "api_versions" in kwargs:
             args += ["-api-versions", kwargs["api_versions"]]
