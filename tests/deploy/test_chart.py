@@ -1,0 +1,482 @@
+"""The helm/provex chart, rendered by Helm's template engine and checked with the Kubernetes models."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.config import load_config
+from tests.deploy.chart import Rendered, Renderer, RenderError, readme_capabilities
+from tests.deploy.strict_k8s import ManifestError, load_documents, validate
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "deploy"
+BACKENDS = ["elasticsearch", "loki", "splunk"]
+
+
+def fixture_values(name: str) -> dict[str, Any]:
+    return yaml.safe_load((FIXTURES / f"values-{name}.yaml").read_text())
+
+
+def agent_container(rendered: Rendered) -> dict[str, Any]:
+    ds = rendered.find("DaemonSet", "provex")
+    (container,) = ds["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+# --- every object the chart renders is a valid Kubernetes object ------------
+
+
+def _validate_all(rendered: Rendered) -> list[str]:
+    kinds = []
+    for path, obj in rendered.objects():
+        if obj["kind"] == "ServiceMonitor":
+            _validate_service_monitor(obj, path)
+        else:
+            validate(obj, path)
+        kinds.append(obj["kind"])
+    return kinds
+
+
+def test_default_values_render_valid_objects(renderer: Renderer) -> None:
+    rendered = renderer.render()
+    kinds = _validate_all(rendered)
+    assert sorted(kinds) == sorted(
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "ServiceAccount",
+            "ConfigMap",
+            "ConfigMap",
+            "DaemonSet",
+        ]
+    )
+    assert "<no value>" not in "".join(rendered.manifests.values())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_backend_renders_valid_objects(renderer: Renderer, backend: str) -> None:
+    rendered = renderer.render(fixture_values(backend))
+    kinds = _validate_all(rendered)
+    collector_kind = "DaemonSet" if backend == "loki" else "Deployment"  # the loki fixture is per node
+    assert kinds.count("Service") == 1
+    assert collector_kind in kinds
+    assert "<no value>" not in "".join(rendered.manifests.values())
+
+
+def test_every_optional_part_renders_valid_objects(renderer: Renderer) -> None:
+    rendered = renderer.render(fixture_values("everything"), api_versions="monitoring.coreos.com/v1")
+    kinds = _validate_all(rendered)
+    assert "ServiceMonitor" in kinds
+    container = agent_container(rendered)
+    assert container["image"] == "provex@" + fixture_values("everything")["image"]["digest"]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert "/sys/kernel/debug" in mounts
+
+
+# --- the strict checker really is strict -------------------------------------
+
+
+def test_strict_validation_refuses_a_misspelt_key(renderer: Renderer) -> None:
+    ds = renderer.render().find("DaemonSet", "provex")
+    validate(ds, "daemonset")
+    bad = copy.deepcopy(ds)
+    bad["spec"]["template"]["spec"]["hostPid"] = True
+    with pytest.raises(ManifestError, match=r"unknown key 'hostPid' for V1PodSpec"):
+        validate(bad, "daemonset")
+    bad = copy.deepcopy(ds)
+    bad["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFileSystem"] = True
+    with pytest.raises(ManifestError, match=r"containers\[0\]\.securityContext: unknown key"):
+        validate(bad, "daemonset")
+
+
+def test_strict_validation_refuses_wrong_types_and_missing_fields(renderer: Renderer) -> None:
+    ds = renderer.render().find("DaemonSet", "provex")
+    bad = copy.deepcopy(ds)
+    bad["spec"]["template"]["spec"]["hostPID"] = "true"
+    with pytest.raises(ManifestError, match=r"hostPID: expected bool, got str"):
+        validate(bad, "daemonset")
+    bad = copy.deepcopy(ds)
+    del bad["spec"]["template"]["spec"]["containers"][0]["name"]
+    with pytest.raises(ManifestError, match=r"containers\[0\]: V1Container: .*name"):
+        validate(bad, "daemonset")
+    with pytest.raises(ManifestError, match="not a built-in Kubernetes kind"):
+        validate({"apiVersion": "v1", "kind": "Pdo", "metadata": {"name": "x"}}, "x")
+
+
+def test_duplicate_keys_are_refused() -> None:
+    with pytest.raises(ManifestError, match="line 3: duplicate key 'a'"):
+        load_documents("kind: X\na: 1\na: 2\n", "dup.yaml")
+
+
+# --- least privilege ---------------------------------------------------------
+
+
+def test_agent_is_not_privileged_and_has_exactly_the_justified_capabilities(renderer: Renderer) -> None:
+    rendered = renderer.render()
+    ds = rendered.find("DaemonSet", "provex")
+    pod = ds["spec"]["template"]["spec"]
+    sc = agent_container(rendered)["securityContext"]
+    default_caps, optional_caps = readme_capabilities()
+    assert default_caps, "helm/provex/README.md has no privileges table"
+    assert sc["privileged"] is False
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert set(sc["capabilities"]["add"]) == default_caps
+    assert len(sc["capabilities"]["add"]) == len(default_caps)
+    assert {"SYS_ADMIN", "DAC_READ_SEARCH"} <= optional_caps
+    assert pod["hostPID"] is True
+    for shared in ("hostNetwork", "hostIPC", "hostUsers"):
+        assert shared not in pod
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_every_host_path_is_mounted_read_only(renderer: Renderer) -> None:
+    rendered = renderer.render(fixture_values("everything"))
+    pod = rendered.find("DaemonSet", "provex")["spec"]["template"]["spec"]
+    host_volumes = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+    assert set(host_volumes.values()) == {
+        "/sys/kernel/tracing",
+        "/sys/kernel/debug",
+        "/sys/fs/cgroup",
+        "/lib/modules",
+        "/usr/src",
+    }
+    for mount in pod["containers"][0]["volumeMounts"]:
+        if mount["name"] in host_volumes:
+            assert mount.get("readOnly") is True, mount
+    writable = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"] if not m.get("readOnly")}
+    assert writable == {"/lib/modules", "/tmp"}  # both emptyDir with a size limit
+    sizes = {v["name"]: v["emptyDir"]["sizeLimit"] for v in pod["volumes"] if "emptyDir" in v}
+    assert set(sizes) == {"modules", "tmp"}
+
+
+def test_privileged_and_sys_admin_only_behind_values(renderer: Renderer) -> None:
+    sc = agent_container(renderer.render({"agent": {"securityContext": {"sysAdmin": True}}}))[
+        "securityContext"
+    ]
+    assert sc["privileged"] is False
+    assert "SYS_ADMIN" in sc["capabilities"]["add"]
+    sc = agent_container(renderer.render({"agent": {"securityContext": {"privileged": True}}}))[
+        "securityContext"
+    ]
+    assert sc["privileged"] is True
+    assert "capabilities" not in sc
+    rendered = renderer.render({"agent": {"securityContext": {"privileged": True}}})
+    assert "WARNING" in rendered.notes
+
+
+def test_non_root_mode(renderer: Renderer) -> None:
+    rendered = renderer.render({"agent": {"securityContext": {"nonRoot": True}}})
+    _validate_all(rendered)
+    sc = agent_container(rendered)["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["runAsUser"] == 65532
+    # File capabilities are only granted by an exec that may raise privileges.
+    assert sc["allowPrivilegeEscalation"] is True
+    assert set(sc["capabilities"]["add"]) == readme_capabilities()[0] | {"DAC_READ_SEARCH"}
+
+
+def test_rbac_grants_only_reads_of_pods_services_endpoints(renderer: Renderer) -> None:
+    rendered = renderer.render(fixture_values("everything"))
+    roles = [o for _, o in rendered.objects() if o["kind"] in ("ClusterRole", "Role")]
+    assert {r["kind"] for r in roles} == {"ClusterRole", "Role"}
+    for role in roles:
+        for rule in role["rules"]:
+            assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule
+            assert rule["apiGroups"] == [""]
+            assert set(rule["verbs"]) <= {"get", "list", "watch"}
+            assert set(rule["resources"]) <= {"pods", "services", "endpoints"}
+    cluster_role = rendered.find("ClusterRole", "provex")
+    assert cluster_role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    ]
+    role = rendered.find("Role", "-apiserver")
+    assert role["metadata"]["namespace"] == "default"
+    assert role["rules"][0]["resourceNames"] == ["kubernetes"]
+    binding = rendered.find("ClusterRoleBinding", "provex")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "provex", "namespace": "provex-system"}]
+
+
+def test_rbac_and_service_account_can_be_left_to_the_user(renderer: Renderer) -> None:
+    rendered = renderer.render(
+        {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "mine"}}
+    )
+    kinds = {o["kind"] for _, o in rendered.objects()}
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"}
+    assert rendered.find("DaemonSet", "provex")["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
+
+
+# --- the agent: command, probes, config --------------------------------------
+
+
+def test_agent_runs_provex_with_probes_and_node_name(renderer: Renderer) -> None:
+    rendered = renderer.render()
+    container = agent_container(rendered)
+    assert container["args"][:4] == ["provex", "run", "--config", "/etc/provex/provex.yaml"]
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert container["resources"]["limits"]["memory"] and container["resources"]["requests"]["cpu"]
+    annotations = rendered.find("DaemonSet", "provex")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port)
+    config = yaml.safe_load(rendered.find("ConfigMap", "provex")["data"]["provex.yaml"])
+    assert config["server"]["health_addr"] == f"0.0.0.0:{port}"
+
+
+def _agent_config(rendered: Rendered, tmp_path: Path) -> Any:
+    text = rendered.find("ConfigMap", "provex")["data"]["provex.yaml"]
+    path = tmp_path / "provex.yaml"
+    path.write_text(text)
+    return load_config(path, environ={})
+
+
+def test_agent_config_is_accepted_by_the_provex_loader(renderer: Renderer, tmp_path: Path) -> None:
+    config = _agent_config(renderer.render(), tmp_path)
+    assert config.output.schema == "ecs"
+    assert config.output.otlp.endpoint == ""  # no collector: JSON lines on stdout
+    assert config.correlate.rules_dirs == ["/etc/provex/rules"]
+    assert config.enrich.node_name == ""  # falls back to $NODE_NAME (downward API)
+    assert config.output.otlp.insecure is None  # decided from the endpoint's scheme
+
+
+def test_otlp_to_an_existing_collector(renderer: Renderer, tmp_path: Path) -> None:
+    values = {"otlp": {"endpoint": "https://otel.example.internal:4317", "headers": {"x-tenant": "sec"}}}
+    config = _agent_config(renderer.render(values), tmp_path)
+    assert config.output.otlp.endpoint == "https://otel.example.internal:4317"
+    assert config.output.otlp.insecure is None
+    assert config.output.otlp.headers == {"x-tenant": "sec"}
+    values["otlp"]["insecure"] = False
+    assert _agent_config(renderer.render(values), tmp_path).output.otlp.insecure is False
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_agent_sends_to_the_bundled_collector(renderer: Renderer, tmp_path: Path, backend: str) -> None:
+    values = fixture_values(backend)
+    config = _agent_config(renderer.render(values), tmp_path)
+    port = 4318 if values.get("otlp", {}).get("protocol") == "http/protobuf" else 4317
+    assert config.output.otlp.endpoint == f"http://provex-collector.provex-system.svc:{port}"
+    assert config.output.schema == values["agent"]["schema"]
+    assert config.output.otlp.insecure is True
+
+
+def test_agent_config_values_merge_over_the_chart(renderer: Renderer, tmp_path: Path) -> None:
+    rendered = renderer.render(fixture_values("everything"))
+    config = _agent_config(rendered, tmp_path)
+    assert config.probes.ring_buffer_pages == 512
+    assert config.enrich.cluster_name == "prod-eu"
+    assert config.correlate.window_s == 300
+    # The user's rule directories are kept and the chart's rules still load.
+    assert config.correlate.rules_dirs == ["/opt/extra-rules", "/etc/provex/rules"]
+
+
+def test_config_change_rolls_the_agents(renderer: Renderer) -> None:
+    def checksum(values: dict[str, Any] | None) -> str:
+        ds = renderer.render(values).find("DaemonSet", "provex")
+        return ds["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    assert checksum(None) == checksum(None)
+    assert checksum(None) != checksum({"agent": {"logLevel": "debug"}})
+
+
+# --- rules from values ---------------------------------------------------------
+
+
+def test_user_rules_land_in_the_rules_configmap(renderer: Renderer) -> None:
+    values = fixture_values("everything")
+    rendered = renderer.render(values)
+    data = rendered.find("ConfigMap", "-rules")["data"]
+    assert data == values["rules"]
+    pod = rendered.find("DaemonSet", "provex")["spec"]["template"]["spec"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "rules")
+    assert mount["mountPath"] == "/etc/provex/rules"
+
+
+def test_a_broken_rule_is_refused_with_its_name(renderer: Renderer) -> None:
+    with pytest.raises(RenderError, match=r"rules\.bad\.yml: not valid YAML"):
+        renderer.render({"rules": {"bad.yml": "title: [unclosed\n"}})
+    with pytest.raises(RenderError, match=r"rules\.untitled\.yml: a Sigma rule needs a title"):
+        renderer.render({"rules": {"untitled.yml": "detection: {}\n"}})
+
+
+# --- collector -------------------------------------------------------------------
+
+
+def _collector_config(rendered: Rendered) -> dict[str, Any]:
+    return yaml.safe_load(rendered.find("ConfigMap", "-collector")["data"]["config.yaml"])
+
+
+def _check_pipeline_references(config: dict[str, Any]) -> None:
+    for name, pipeline in config["service"]["pipelines"].items():
+        for section in ("receivers", "processors", "exporters"):
+            for component in pipeline.get(section, []):
+                assert component in config[section], f"pipeline {name}: {section} {component} is not defined"
+    for ext in config["service"].get("extensions", []):
+        assert ext in config["extensions"]
+    for section in ("receivers", "processors", "exporters", "extensions"):
+        used = {c for p in config["service"]["pipelines"].values() for c in p.get(section, [])}
+        used |= set(config["service"].get("extensions", [])) if section == "extensions" else set()
+        assert set(config.get(section, {})) == used, f"{section} defined but unused"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_collector_pipeline_per_backend(renderer: Renderer, backend: str) -> None:
+    rendered = renderer.render(fixture_values(backend))
+    config = _collector_config(rendered)
+    _check_pipeline_references(config)
+    (logs,) = config["service"]["pipelines"].values()
+    assert logs["receivers"] == ["otlp"]
+    assert logs["processors"][0] == "memory_limiter" and logs["processors"][-1] == "batch"
+    exporter = config["exporters"][logs["exporters"][0]]
+    kind = "DaemonSet" if backend == "loki" else "Deployment"
+    env = {
+        e["name"]: e
+        for e in rendered.find(kind, "-collector")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    if backend == "elasticsearch":
+        assert exporter["mapping"] == {"mode": "bodymap"}
+        assert exporter["password"] == "${env:ELASTICSEARCH_PASSWORD}"
+        assert env["ELASTICSEARCH_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "es-credentials",
+            "key": "password",
+        }
+    elif backend == "loki":
+        assert logs["exporters"] == ["otlphttp/loki"]
+        assert exporter["endpoint"].endswith("/otlp")
+        assert config["processors"]["groupbyattrs"]["keys"] == ["k8s.namespace.name", "k8s.pod.name"]
+        assert logs["processors"] == ["memory_limiter", "groupbyattrs", "batch"]
+        assert exporter["headers"] == {"X-Scope-OrgID": "security"}
+        assert config["extensions"]["basicauth/loki"]["client_auth"]["password"] == "${env:LOKI_PASSWORD}"
+        service = rendered.find("Service", "-collector")
+        assert service["spec"]["internalTrafficPolicy"] == "Local"
+    else:
+        assert exporter["token"] == "${env:SPLUNK_HEC_TOKEN}"
+        assert env["SPLUNK_HEC_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "splunk-hec", "key": "token"}
+    # No credential is ever written into the config or the manifests.
+    text = "".join(rendered.manifests.values())
+    assert "secretKeyRef" in text or backend == "loki"
+    assert not re.search(
+        r"(password|token):\s+[^$\s{]", rendered.find("ConfigMap", "-collector")["data"]["config.yaml"]
+    )
+
+
+def test_splunk_without_a_token_secret_is_refused(renderer: Renderer) -> None:
+    with pytest.raises(RenderError, match=r"collector\.splunk\.token\.existingSecret"):
+        renderer.render({"collector": {"enabled": True, "backend": "splunk"}})
+
+
+def test_collector_runs_unprivileged(renderer: Renderer) -> None:
+    rendered = renderer.render(fixture_values("elasticsearch"))
+    pod = rendered.find("Deployment", "-collector")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    sc = pod["containers"][0]["securityContext"]
+    assert sc == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["GOMEMLIMIT"] == "409MiB"  # 80 % of the 512Mi limit
+
+
+# --- NOTES.txt -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (None, "grep '\"alert\"'"),
+        ("elasticsearch", 'event.kind : "alert"'),
+        ("loki", "LogQL"),
+        ("splunk", "index=security"),
+    ],
+)
+def test_notes_tell_how_to_see_the_first_alert(renderer: Renderer, values: str | None, expected: str) -> None:
+    rendered = renderer.render(fixture_values(values) if values else None)
+    assert "kubectl run provex-smoke" in rendered.notes
+    assert expected in rendered.notes
+    assert "<no value>" not in rendered.notes
+
+
+# --- ServiceMonitor (a CRD: no model in the Kubernetes client) --------------------
+
+_DURATION = "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+_SERVICE_MONITOR_SPEC = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["selector", "endpoints"],
+    "properties": {
+        "selector": {"type": "object"},
+        "namespaceSelector": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "any": {"type": "boolean"},
+                "matchNames": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "endpoints": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "port": {"type": "string"},
+                    "path": {"type": "string"},
+                    "interval": {"type": "string", "pattern": _DURATION},
+                    "relabelings": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "sourceLabels": {"type": "array", "items": {"type": "string"}},
+                                "targetLabel": {"type": "string"},
+                                "action": {"type": "string"},
+                                "regex": {"type": "string"},
+                                "replacement": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def _validate_service_monitor(obj: dict[str, Any], where: str) -> None:
+    """The fields the chart uses, from the monitoring.coreos.com/v1 CRD, unknown keys refused."""
+    import jsonschema
+    from kubernetes.client.models import V1LabelSelector, V1ObjectMeta  # noqa: F401
+
+    from tests.deploy.strict_k8s import build
+
+    assert obj["apiVersion"] == "monitoring.coreos.com/v1", where
+    assert set(obj) == {"apiVersion", "kind", "metadata", "spec"}, where
+    build(obj["metadata"], "V1ObjectMeta", f"{where}:metadata")
+    build(obj["spec"]["selector"], "V1LabelSelector", f"{where}:spec.selector")
+    jsonschema.validate(obj["spec"], _SERVICE_MONITOR_SPEC)
+
+
+def test_service_monitor_checker_refuses_unknown_keys(renderer: Renderer) -> None:
+    import jsonschema
+
+    rendered = renderer.render(fixture_values("everything"))
+    monitor = rendered.find("ServiceMonitor", "provex")
+    _validate_service_monitor(monitor, "sm")
+    monitor["spec"]["endpoints"][0]["scrapeIntervall"] = "5s"
+    with pytest.raises(jsonschema.ValidationError, match="scrapeIntervall"):
+        _validate_service_monitor(monitor, "sm")
