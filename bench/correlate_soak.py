@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exporter.config.schema import CorrelateConfig  # noqa: E402
-from exporter.correlate import build_correlator  # noqa: E402
-from exporter.model import (  # noqa: E402
+from exporter.config.schema import CorrelateConfig
+from exporter.correlate import build_correlator
+from exporter.model import (
     ContainerInfo,
     Event,
     EventType,
