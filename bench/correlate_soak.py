@@ -149,9 +149,10 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--step-us", type=int, default=10_000, help="event time between events (default 10 ms)")
-    ap.add_argument("--window-s", type=float, default=600.0)
-    ap.add_argument("--max-nodes", type=int, default=200_000)
-    ap.add_argument("--max-edges", type=int, default=400_000)
+    defaults = CorrelateConfig()
+    ap.add_argument("--window-s", type=float, default=defaults.window_s)
+    ap.add_argument("--max-nodes", type=int, default=defaults.max_nodes)
+    ap.add_argument("--max-edges", type=int, default=defaults.max_edges)
     args = ap.parse_args()
     n = args.events
     step_ns = args.step_us * 1000

@@ -88,7 +88,7 @@ class EnrichConfig(msgspec.Struct, **_STRICT):
 
 class CorrelateConfig(msgspec.Struct, **_STRICT):
     # Provenance graph: event-time window and budget (oldest evicted first).
-    # An edge costs ~0.8 KB of RSS (bench/correlate_soak.py): 150k edges ~ 130 MB.
+    # An edge costs ~0.9 KB of RSS (bench/correlate_soak.py): 150k edges ~ 135 MB.
     window_s: float = 600.0
     max_nodes: int = 100000
     max_edges: int = 150000
