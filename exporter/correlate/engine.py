@@ -160,16 +160,6 @@ def build_correlator(config: CorrelateConfig, extra_paths: Iterable[str | Path] 
     if missing:
         raise RulesError([RuleError(p, 0, "rules path does not exist", "io") for p in missing])
     ruleset = load_rules(paths, disabled=config.disabled_rules)
-    everything = load_rules(paths)  # to tell a typo from a rule that was disabled
-    names = {x for r in [*everything.rules, *everything.correlations] for x in (r.uid, r.name, r.title)}
-    unknown = [d for d in config.disabled_rules if d not in names]
-    if unknown:
-        raise RulesError(
-            [
-                RuleError("correlate.disabled_rules", 0, f"no rule has id, name or title {d!r}", "config")
-                for d in unknown
-            ]
-        )
     log.info(
         "rules loaded",
         extra={

@@ -133,7 +133,14 @@ class ProvenanceGraph:
             if g.has_edge(u, v, key):
                 g.remove_edge(u, v, key)
                 self.edge_count -= 1
-                self._count("edge", "window" if ts < horizon else "budget")
+                cause = "window" if ts < horizon else "budget"
+                self._count("edge", cause)
+                # a node left without edges is dropped with its last edge, not kept to the window's end
+                for node in (u, v):
+                    if g.degree(node) == 0:
+                        g.remove_node(node)
+                        self._touched.pop(node, None)
+                        self._count("node", cause)
         touched = self._touched
         while touched:
             node, ts = next(iter(touched.items()))

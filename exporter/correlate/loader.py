@@ -481,14 +481,31 @@ def _compile_all(
             correlations.append(_compile_correlation(doc, by_ref, strict))
         except RuleError as exc:
             errors.append(exc)
-    off = set(disabled)
-    active = [c for c in correlations if not off & {c.uid, c.name, c.title}]
-    active = [c for c in active if not any(off & {s.uid, s.name, s.title} for s in c.steps)]
     referenced = {id(s) for c in correlations for s in c.steps}
     for rule in rules:
         rule.generate = id(rule) not in referenced
-    active_rules = [r for r in rules if not off & {r.uid, r.name, r.title}]
-    return RuleSet(active_rules, active, [str(f) for f in files]), errors
+    ruleset = RuleSet(rules, correlations, [str(f) for f in files])
+    unknown = [d for d in disabled if not _named(ruleset, d)]
+    errors += [
+        RuleError("correlate.disabled_rules", 0, f"no rule has id, name or title {d!r}", "config")
+        for d in unknown
+    ]
+    return _without(ruleset, set(disabled)), errors
+
+
+def _named(ruleset: RuleSet, name: str) -> bool:
+    return any(name in (r.uid, r.name, r.title) for r in [*ruleset.rules, *ruleset.correlations])
+
+
+def _without(ruleset: RuleSet, off: set[str]) -> RuleSet:
+    """The set less disabled rules; a correlation with a disabled step is disabled too.
+    Steps of a disabled correlation stay silent (they never alert alone)."""
+    if not off:
+        return ruleset
+    corrs = [c for c in ruleset.correlations if not off & {c.uid, c.name, c.title}]
+    corrs = [c for c in corrs if not any(off & {s.uid, s.name, s.title} for s in c.steps)]
+    rules = [r for r in ruleset.rules if not off & {r.uid, r.name, r.title}]
+    return RuleSet(rules, corrs, ruleset.files)
 
 
 def load_rules(paths: Iterable[str | Path], *, disabled: Iterable[str] = (), strict: bool = True) -> RuleSet:

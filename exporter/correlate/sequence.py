@@ -159,7 +159,7 @@ class CorrelationState:
         found: list[list[Match]] = []
         # A rule may be several steps (rules: [a, a]); complete before storing.
         for i in sorted((i for i, s in enumerate(corr.steps) if s is rule), reverse=True):
-            values = {f: view.get(f) for f in self._join_fields.get(i, ())}
+            values = {f: _path_norm(view.get(f)) for f in self._join_fields.get(i, ())}  # normalised once
             match = Match(event.ts_ns, event, i, values)
             if not ordered or i == n - 1:
                 chain = self._complete(steps, match, ordered)
@@ -203,10 +203,10 @@ class CorrelationState:
         for join in self.corr.same:
             if cand.step not in join:
                 continue
-            mine = _path_norm(cand.values.get(join[cand.step]))
+            mine = cand.values.get(join[cand.step])
             for step, name in join.items():
                 other = chosen.get(step)
-                if other is not None and step != cand.step and _path_norm(other.values.get(name)) != mine:
+                if other is not None and step != cand.step and other.values.get(name) != mine:
                     return False
         return True
 
