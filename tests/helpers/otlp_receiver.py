@@ -7,6 +7,7 @@ and arrival time, and decodes AnyValue trees to plain Python for assertions.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.server
 import socket
@@ -83,6 +84,7 @@ class OtlpReceiver:
         self._grpc: grpc.Server | None = None
         self._http: http.server.ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
 
     @property
     def endpoint(self) -> str:
@@ -112,6 +114,11 @@ class OtlpReceiver:
             self._http.shutdown()
             self._http.server_close()
             self._http = None
+            # A dead collector also drops its keep-alive connections.
+            for conn in list(self._connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+            self._connections.clear()
 
     def __enter__(self) -> OtlpReceiver:
         return self.start()
@@ -145,6 +152,14 @@ class OtlpReceiver:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                receiver._connections.add(self.connection)
+
+            def finish(self) -> None:
+                receiver._connections.discard(self.connection)
+                super().finish()
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
