@@ -149,3 +149,13 @@ def test_secrets_come_from_the_environment(path: Path) -> None:
     for key in ("token", "api_key", "password"):
         for value in re.findall(rf"^\s*{key}:\s*(.+)$", text, flags=re.M):
             assert value.strip().startswith("${env:"), f"{key} must come from the environment"
+
+
+def test_the_checker_catches_undocumented_keys() -> None:
+    from tests.collector.documented_keys import EXPORTERS
+
+    section = {"endpoint": "x", "flush": {"interval": "1s", "intervall": "2s"}, "mapping_mode": "bodymap"}
+    assert unknown_keys(section, EXPORTERS["elasticsearch"], "exporters.elasticsearch") == [
+        "exporters.elasticsearch.flush.intervall",
+        "exporters.elasticsearch.mapping_mode",
+    ]
