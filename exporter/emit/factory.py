@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import requests
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.resources import Resource
 
@@ -94,6 +95,16 @@ def resolve_otlp(config: OtlpConfig) -> OtlpTarget | None:
     )
 
 
+class _PinnedVerifySession(requests.Session):
+    """requests lets $REQUESTS_CA_BUNDLE/$CURL_CA_BUNDLE override a session's CA
+    bundle; a configured OTLP certificate must win, so keep the session's."""
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        settings["verify"] = self.verify
+        return settings
+
+
 def make_exporter(target: OtlpTarget) -> LogRecordExporter:
     """The SDK's OTLP log exporter for `target` (gRPC or HTTP/protobuf)."""
     if target.protocol == "grpc":
@@ -120,6 +131,7 @@ def make_exporter(target: OtlpTarget) -> LogRecordExporter:
 
     return HttpExporter(
         endpoint=target.endpoint,
+        session=_PinnedVerifySession() if target.certificate else None,
         certificate_file=target.certificate or None,
         client_key_file=target.client_key or None,
         client_certificate_file=target.client_certificate or None,

@@ -5,7 +5,8 @@ worker thread of its own does all network I/O. Two instances run side by
 side: alerts with `delay_s=0` (exported the moment they arrive, never behind
 a batch timer) and raw events with a batch delay. When the collector is slow
 or down, the batch in hand is retried with exponential back-off; the queue
-stays bounded and whatever cannot be kept is counted in
+stays bounded (when full, the oldest waiting record gives way) and whatever
+cannot be kept is counted in
 provex_export_dropped{signal,cause} and reported by a rate-limited warning.
 """
 
@@ -101,15 +102,16 @@ class ExportQueueProcessor(LogRecordProcessor):
             if self._closed:
                 self.drops.drop("shutdown")
                 return
-            if len(self._queue) >= self.max_queue:
-                full = True
-            else:
-                full = False
-                self._queue.append(readable)
-                EXPORT_QUEUE.labels(self.signal).set(len(self._queue))
-                # Alerts wake the worker at once; events only when a batch is full.
-                if self.delay_s <= 0 or len(self._queue) >= self.max_batch:
-                    self._cond.notify()
+            # Full: the oldest waiting record makes room. After an outage the
+            # newest alerts are the ones a responder needs first.
+            full = len(self._queue) >= self.max_queue
+            if full:
+                self._queue.popleft()
+            self._queue.append(readable)
+            EXPORT_QUEUE.labels(self.signal).set(len(self._queue))
+            # Alerts wake the worker at once; events only when a batch is full.
+            if self.delay_s <= 0 or len(self._queue) >= self.max_batch:
+                self._cond.notify()
         if full:
             self.drops.drop("queue_full")
 

@@ -80,7 +80,7 @@ class Item:
     location: Location
     kinds: frozenset[str] | None
     when: tuple[Predicate, ...]
-    sets: tuple[tuple[str, ValueSpec], ...]
+    sets: tuple[tuple[str, tuple[str, ...], ValueSpec], ...]
 
 
 @dataclass
@@ -175,10 +175,10 @@ class Mapping:
                 continue
             if not all(p.test(_resolve(ctx, p.path)) for p in item.when):
                 continue
-            for dotted, spec in item.sets:
+            for dotted, parts, spec in item.sets:
                 value = self._value(spec, ctx)
                 if not _empty(value):
-                    self._put(doc, dotted, value, item)
+                    self._put(doc, dotted, parts, value, item)
         return doc
 
     def _value(self, spec: ValueSpec, ctx: dict[str, Any]) -> Any:
@@ -197,19 +197,20 @@ class Mapping:
         return None if value is _MISSING else value
 
     @staticmethod
-    def _put(doc: Document, dotted: str, value: Any, item: Item) -> None:
-        parts = dotted.split(".")
+    def _put(doc: Document, dotted: str, parts: tuple[str, ...], value: Any, item: Item) -> None:
         node = doc.body
         for part in parts[:-1]:
             child = node.get(part)
             if not isinstance(child, dict):
                 child = node[part] = {}
             node = child
+        replaced = node.get(parts[-1])
         node[parts[-1]] = value
-        # A whole subtree replaced: forget what set its old leaves.
-        prefix = dotted + "."
-        for key in [k for k in doc.provenance if k.startswith(prefix)]:
-            del doc.provenance[key]
+        if isinstance(replaced, dict):
+            # A whole subtree replaced: forget what set its old leaves.
+            prefix = dotted + "."
+            for key in [k for k in doc.provenance if k.startswith(prefix)]:
+                del doc.provenance[key]
         doc.provenance[dotted] = item
 
     # -- compiling ----------------------------------------------------------
@@ -375,7 +376,10 @@ class Mapping:
                     location=self._where(entry),
                     kinds=frozenset(kinds) if kinds is not None else None,
                     when=self._condition(entry["when"]) if "when" in entry else (),
-                    sets=tuple((str(k), self._value_spec(sets, k, v)) for k, v in sets.items()),
+                    sets=tuple(
+                        (str(k), tuple(str(k).split(".")), self._value_spec(sets, k, v))
+                        for k, v in sets.items()
+                    ),
                 )
             )
         return items

@@ -1,0 +1,203 @@
+"""The OTLP sink end to end against the stand-in receiver (gRPC and HTTP/protobuf)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from exporter import __version__
+from exporter.config.schema import OtlpConfig, OutputConfig
+from exporter.emit import build_sink, resolve_otlp
+from exporter.emit.factory import OutputConfigError
+from exporter.emit.otlp import OtlpSink
+from exporter.mapping import Mapper
+from exporter.model import Alert, Event
+from tests.helpers.otlp_receiver import OtlpReceiver, any_to_py, kv_to_dict
+from tests.helpers.schemas import document_errors
+from tests.helpers.tls import self_signed
+from tests.mapping.records import AGENT, records
+
+RECORDS = records()
+EVENTS = [r for r in RECORDS.values() if isinstance(r, Event)]
+ALERTS = [r for r in RECORDS.values() if isinstance(r, Alert)]
+PROTOCOLS = ["grpc", "http/protobuf"]
+
+
+def _sink(schema: str, otlp: OtlpConfig, **kwargs: object) -> OtlpSink:
+    sink = build_sink(
+        OutputConfig(schema=schema, otlp=otlp),  # type: ignore[arg-type]
+        node_name=AGENT["node_name"],
+        cluster_name=AGENT["cluster_name"],
+        hostname=AGENT["hostname"],
+        **kwargs,  # type: ignore[arg-type]
+    )
+    assert isinstance(sink, OtlpSink)
+    return sink
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("schema", ["ecs", "ocsf"])
+def test_body_resource_attributes_and_severity(
+    protocol: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=prod,team=sec")
+    mapper = Mapper(schema, version=__version__, **AGENT)
+    with OtlpReceiver(protocol) as receiver:
+        sink = _sink(schema, OtlpConfig(endpoint=receiver.endpoint, protocol=protocol))  # type: ignore[arg-type]
+        for event in EVENTS:
+            sink.emit_event(event)
+        for alert in ALERTS:
+            sink.emit_alert(alert)
+        sink.flush()
+        got = receiver.wait_for(len(EVENTS) + len(ALERTS))
+        sink.close()
+    by_id = {}
+    for record in got:
+        key = record.body["event"]["id"] if schema == "ecs" else record.body["metadata"]["uid"]
+        by_id[key] = record
+    for source in EVENTS + ALERTS:
+        record = by_id[source.id]
+        expected = mapper.map(source)
+        assert expected is not None
+        assert record.body == expected.body  # a structured map, equal to the mapped document
+        assert document_errors(schema, record.body) == []
+        assert record.attributes["event.name"] == f"provex.{expected.kind}" == record.event_name
+        assert record.attributes["provex.schema"] == schema
+        event = source.event if isinstance(source, Alert) else source
+        if event is not None and event.container is not None:
+            assert record.attributes["container.id"] == event.container.id
+            if event.container.pod is not None:
+                assert record.attributes["k8s.namespace.name"] == event.container.pod.namespace
+                assert record.attributes["k8s.pod.name"] == event.container.pod.name
+        else:
+            assert "container.id" not in record.attributes
+        if isinstance(source, Alert):
+            assert record.scope_name == "provex.alerts"
+            assert record.severity_text == source.level
+        else:
+            assert record.scope_name == "provex.events"
+            assert record.severity_number == 9  # INFO
+    assert by_id["a-sa-token-exfil-0001"].severity_number == 17  # high -> ERROR
+    assert by_id["a-escape-0002"].severity_number == 21  # critical -> FATAL
+    assert by_id["a-info-0003"].severity_number == 9  # informational -> INFO
+    resource = got[0].resource
+    assert resource["service.name"] == "provex"
+    assert resource["service.version"] == __version__
+    assert resource["host.name"] == AGENT["hostname"]
+    assert resource["k8s.node.name"] == AGENT["node_name"]
+    assert resource["k8s.cluster.name"] == AGENT["cluster_name"]
+    assert resource["deployment.environment.name"] == "prod" and resource["team"] == "sec"
+    scope_attrs = got[0].scope_attributes
+    assert scope_attrs == ({"elastic.mapping.mode": "bodymap"} if schema == "ecs" else {})
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_tls_and_headers_from_config(protocol: str, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    with OtlpReceiver(protocol, tls=(cert, key)) as receiver:
+        otlp = OtlpConfig(
+            endpoint=receiver.endpoint,
+            protocol=protocol,  # type: ignore[arg-type]
+            certificate=cert,
+            headers={"authorization": "Bearer s3cret", "x-tenant": "blue"},
+        )
+        sink = _sink("ocsf", otlp)
+        sink.emit_alert(ALERTS[0])
+        (record,) = receiver.wait_for(1)
+        sink.close()
+    assert record.headers["authorization"] == "Bearer s3cret"
+    assert record.headers["x-tenant"] == "blue"
+    assert record.body["finding_info"]["uid"] == ALERTS[0].id
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_tls_and_headers_from_standard_variables(
+    protocol: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed(tmp_path)
+    with OtlpReceiver(protocol, tls=(cert, key)) as receiver:
+        base = receiver.endpoint.removesuffix("/v1/logs")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", base)  # http: the base URL gets /v1/logs
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Basic%20abc,x-scope-orgid=t1")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", cert)
+        target = resolve_otlp(OtlpConfig())
+        assert target is not None and target.endpoint == receiver.endpoint
+        sink = _sink("ecs", OtlpConfig())
+        sink.emit_alert(ALERTS[0])
+        (record,) = receiver.wait_for(1)
+        sink.close()
+    assert record.headers["authorization"] == "Basic abc"
+    assert record.headers["x-scope-orgid"] == "t1"
+
+
+def test_signal_specific_variables_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://127.0.0.1:2/custom/logs")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/protobuf")
+    target = resolve_otlp(OtlpConfig())
+    assert target is not None
+    assert (target.protocol, target.endpoint) == ("http/protobuf", "http://127.0.0.1:2/custom/logs")
+    # Config beats the environment.
+    target = resolve_otlp(OtlpConfig(endpoint="127.0.0.1:4317", protocol="grpc"))
+    assert target is not None and (target.protocol, target.endpoint) == ("grpc", "http://127.0.0.1:4317")
+
+
+def test_unsupported_protocol_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    with pytest.raises(OutputConfigError, match="'http/json' is not supported"):
+        resolve_otlp(OtlpConfig())
+
+
+def test_no_endpoint_writes_otlp_json_lines(tmp_path: Path) -> None:
+    out = tmp_path / "logs.jsonl"
+    sink = build_sink(OutputConfig(schema="ecs", file=str(out)), **AGENT)
+    for event in EVENTS[:3]:
+        sink.emit_event(event)
+    sink.emit_alert(ALERTS[0])
+    sink.close()
+    lines = out.read_text().splitlines()
+    assert lines
+    mapper = Mapper("ecs", version=__version__, **AGENT)
+    bodies = {}
+    for line in lines:
+        assert "\n" not in line
+        request = json_format.Parse(line, ExportLogsServiceRequest())  # the protobuf-JSON mapping
+        raw = json.loads(line)
+        assert "resourceLogs" in raw  # lowerCamelCase keys, as otlpjsonfile expects
+        for rl in request.resource_logs:
+            assert kv_to_dict(rl.resource.attributes)["service.name"] == "provex"
+            for sl in rl.scope_logs:
+                for lr in sl.log_records:
+                    body = any_to_py(lr.body)
+                    bodies[body["event"]["id"]] = body
+    for source in [*EVENTS[:3], ALERTS[0]]:
+        expected = mapper.map(source)
+        assert expected is not None and bodies[source.id] == expected.body
+
+
+def test_raw_schema_keeps_the_replay_sink(tmp_path: Path) -> None:
+    from exporter.emit.jsonlines import JsonLinesSink
+
+    sink = build_sink(OutputConfig(schema="raw", file=str(tmp_path / "raw.jsonl")))
+    assert isinstance(sink, JsonLinesSink)
+    sink.close()
+
+
+def test_raw_events_off_ships_only_alerts() -> None:
+    with OtlpReceiver("grpc") as receiver:
+        config = OutputConfig(schema="ocsf", raw_events=False, otlp=OtlpConfig(endpoint=receiver.endpoint))
+        sink = build_sink(config, **AGENT)
+        for event in EVENTS:
+            sink.emit_event(event)
+        sink.emit_alert(ALERTS[0])
+        sink.flush()
+        records_ = receiver.wait_for(1)
+        sink.close()
+    assert [r.scope_name for r in records_] == ["provex.alerts"]
