@@ -19,9 +19,10 @@ CONFIG_FLAGS: list[tuple[str, str, str]] = [
     ("--kubeconfig", "enrich.kubeconfig", "kubeconfig file (default $KUBECONFIG, then in-cluster)"),
     ("--node-name", "enrich.node_name", "this node's name (default $NODE_NAME)"),
     ("--rules-dir", "correlate.rules_dirs", "a directory of user Sigma rules (repeatable)"),
+    ("--disable-rule", "correlate.disabled_rules", "a rule id, name or title to switch off (repeatable)"),
     ("--monitor", "probes.monitor", "containers | all (all includes the host's own processes)"),
 ]
-_LIST_KEYS = {"correlate.rules_dirs"}
+_LIST_KEYS = {"correlate.rules_dirs", "correlate.disabled_rules"}
 
 
 def _add_common(parser: argparse.ArgumentParser, flags: Sequence[str] = ()) -> None:
@@ -74,7 +75,9 @@ def make_parser() -> argparse.ArgumentParser:
     record.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
 
     replay = sub.add_parser("replay", help="run recorded events through the pipeline")
-    _add_common(replay, ["--output", "--schema", "--otlp-endpoint", "--otlp-protocol", "--rules-dir"])
+    _add_common(
+        replay, ["--output", "--schema", "--otlp-endpoint", "--otlp-protocol", "--rules-dir", "--disable-rule"]
+    )
     replay.add_argument("file", metavar="FILE", help="JSON-lines file written by `provex record` (- = stdin)")
 
     from exporter.correlate.cli import add_rules_subcommands
