@@ -22,6 +22,7 @@ static __always_inline int open_enter(u16 sc, s32 dirfd, const char *filename, u
     e->flags = flags;
     e->mode = mode;
     e->pad = 0;
+    e->user_path = (u64)filename;
     bpf_probe_read_user_str(e->path, sizeof(e->path), filename);
     u32 tid = current_tid();
     if (pending_open.update(&tid, e))
@@ -36,6 +37,15 @@ static __always_inline int open_exit(long ret)
     if (!e)
         return 0;
     e->h.ret = ret;
+    if (e->path[0] == 0) {
+        reread_if_empty(e->path, sizeof(e->path), e->user_path);
+        /* the entry check could not see the path; apply it now */
+        if (e->path[0] == '/' && !path_interesting((const char *)e->user_path, e->flags)) {
+            count(e->h.sc, CTR_FILTERED_PATH);
+            pending_open.delete(&tid);
+            return 0;
+        }
+    }
     emit(e, sizeof(*e), e->h.sc, T_OPEN);
     pending_open.delete(&tid);
     return 0;

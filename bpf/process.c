@@ -21,6 +21,7 @@ static __always_inline int exec_enter(u16 sc, s32 dirfd, const char *filename,
     e->flags = flags;
     e->argc = 0;
     e->pad = 0;
+    e->user_path = (u64)filename;
     bpf_probe_read_user_str(e->path, sizeof(e->path), filename);
 #pragma unroll
     for (int i = 0; i < ARGV_MAX; i++) {
@@ -43,8 +44,10 @@ static __always_inline int exec_exit(long ret)
     if (!e)
         return 0;
     e->h.ret = ret;
-    if (ret == 0) /* the new image's name */
+    if (ret == 0) /* the new image's name; the old image's memory is gone */
         bpf_get_current_comm(&e->h.comm, sizeof(e->h.comm));
+    else
+        reread_if_empty(e->path, sizeof(e->path), e->user_path);
     emit(e, sizeof(*e), e->h.sc, T_EXEC);
     pending_exec.delete(&tid);
     return 0;

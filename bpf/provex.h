@@ -68,6 +68,7 @@ struct open_ev {
     u32 flags;
     u32 mode;
     u32 pad;
+    u64 user_path; /* the caller's pointer, to read again at exit if entry could not */
     char path[PATH_MAX_LEN];
 };
 
@@ -77,6 +78,7 @@ struct exec_ev {
     u32 flags;
     u32 argc;
     u32 pad;
+    u64 user_path;
     char path[PATH_MAX_LEN];
     char argv[ARGV_MAX][ARG_LEN];
 };
@@ -234,6 +236,16 @@ static __always_inline void emit(void *ev, u32 size, u16 sc, u32 type_bit)
         count(sc, CTR_EMITTED);
     else
         count(sc, CTR_LOST_RINGBUF);
+}
+
+/* The page holding a path may not be resident when the syscall starts (a
+ * string in a binary's data that nothing touched yet): the read then fails
+ * and yields "". By the exit the kernel has faulted it in to do the work, so
+ * a path that came back empty is read again there. */
+static __always_inline void reread_if_empty(char *path, u32 size, u64 user_path)
+{
+    if (path[0] == 0 && user_path)
+        bpf_probe_read_user_str(path, size, (const char *)user_path);
 }
 
 /* Does an open-family path cross to user space? Decided on the first
