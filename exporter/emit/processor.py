@@ -30,8 +30,15 @@ log = logging.getLogger("provex.emit")
 class DropReporter:
     """Counts drops and warns about them at most once per interval."""
 
-    def __init__(self, signal: str, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        signal: str,
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        count: bool = True,
+    ) -> None:
         self.signal = signal
+        self.count = count  # False: the caller counts in its own metric
         self.interval_s = interval_s
         self._clock = clock
         self._pending: collections.Counter[str] = collections.Counter()
@@ -41,7 +48,8 @@ class DropReporter:
     def drop(self, cause: str, count: int = 1) -> None:
         if count <= 0:
             return
-        EXPORT_DROPPED.labels(self.signal, cause).inc(count)
+        if self.count:
+            EXPORT_DROPPED.labels(self.signal, cause).inc(count)
         with self._lock:
             self._pending[cause] += count
             now = self._clock()
@@ -51,7 +59,7 @@ class DropReporter:
             summary = dict(self._pending)
             self._pending.clear()
         log.warning(
-            "export dropped log records",
+            "export dropped log records" if self.count else "mapping skipped records",
             extra={"fields": {"signal": self.signal, "dropped": summary, "interval_s": self.interval_s}},
         )
 
