@@ -149,9 +149,10 @@ class OtlpSink:
             )
         )
 
-    def flush(self) -> None:
-        self.provider.force_flush()
+    def flush(self, timeout_s: float = 10.0) -> None:
+        self.provider.force_flush(int(timeout_s * 1000))
 
-    def close(self) -> None:
-        self.provider.force_flush()
+    def close(self, timeout_s: float = 5.0) -> None:
+        # Bounded: a dead collector must not hold the agent's shutdown.
+        self.provider.force_flush(int(timeout_s * 1000))
         self.provider.shutdown()
