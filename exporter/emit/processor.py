@@ -58,6 +58,17 @@ class DropReporter:
             self._last_warning = now
             summary = dict(self._pending)
             self._pending.clear()
+        self._warn(summary)
+
+    def flush(self) -> None:
+        """Report drops not yet warned about (at shutdown)."""
+        with self._lock:
+            summary = dict(self._pending)
+            self._pending.clear()
+        if summary:
+            self._warn(summary)
+
+    def _warn(self, summary: dict[str, int]) -> None:
         log.warning(
             "export dropped log records" if self.count else "mapping skipped records",
             extra={"fields": {"signal": self.signal, "dropped": summary, "interval_s": self.interval_s}},
@@ -149,6 +160,7 @@ class ExportQueueProcessor(LogRecordProcessor):
         self.drops.drop("shutdown", left)
         self._thread.join(timeout_millis / 1000)
         self.exporter.shutdown()
+        self.drops.flush()
 
     # -- worker side ----------------------------------------------------------
 
