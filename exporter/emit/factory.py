@@ -13,7 +13,6 @@ from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.resources import Resource
 
 from exporter import __version__
-from exporter.agent.pipeline import Sink
 from exporter.config.schema import OtlpConfig, OutputConfig
 from exporter.emit.jsonlines import JsonLinesSink
 from exporter.emit.otlp import OtlpSink
@@ -167,8 +166,11 @@ def build_sink(
     hostname: str = "",
     resource_attrs: Mapping[str, str] | None = None,
     exporter: LogRecordExporter | None = None,
-) -> Sink:
-    """The sink for `output.*`: raw JSON lines, or ECS/OCSF over OTLP or OTLP-JSON lines.
+) -> JsonLinesSink | OtlpSink:
+    """The Sink (exporter.agent.pipeline) for `output.*`.
+
+    raw: JSON lines (the replay format); ecs/ocsf: mapped documents over OTLP,
+    or as OTLP-JSON lines when no endpoint is configured.
 
     `exporter` replaces the transport (tests, benchmarks).
     """

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.emit.metrics import MAP_SKIPPED
-from exporter.emit.otlp import SEVERITY, routing_attributes
+from exporter.emit.otlp import SEVERITY, map_or_count, routing_attributes
 from exporter.mapping import Document, Mapper
 from exporter.model import Alert, Event
 
@@ -36,9 +35,8 @@ class MemorySink:
         self._keep("alerts", alert, SEVERITY.get(alert.level, (None, alert.level))[1])
 
     def _keep(self, signal: str, record: Event | Alert, severity: str) -> None:
-        doc = self.mapper.map(record)
+        doc = map_or_count(self.mapper, record)
         if doc is None:
-            MAP_SKIPPED.labels("no_kind").inc()
             return
         attrs = routing_attributes(record, doc, self.mapper.schema)
         self.emitted.append(Emitted(signal, record, doc, attrs, severity))

@@ -9,6 +9,7 @@ attributes carry what collectors route on.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -18,8 +19,13 @@ from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWrit
 from opentelemetry.sdk.resources import Resource
 
 from exporter.emit.metrics import MAP_SKIPPED
+from exporter.emit.processor import DropReporter
 from exporter.mapping import Document, Mapper
 from exporter.model import Alert, Event
+
+log = logging.getLogger("provex.emit")
+# Rate-limited warnings for records the mapping failed on (counted per record).
+_map_errors = DropReporter("mapping", interval_s=10.0, count=False)
 
 ALERT_SCOPE = "provex.alerts"
 EVENT_SCOPE = "provex.events"
@@ -32,6 +38,20 @@ SEVERITY = {
     "high": (SeverityNumber.ERROR, "high"),
     "critical": (SeverityNumber.FATAL, "critical"),
 }
+
+
+def map_or_count(mapper: Mapper, record: Event | Alert) -> Document | None:
+    """Map one record; a record the mapping cannot handle is counted and skipped."""
+    try:
+        doc = mapper.map(record)
+    except Exception:  # a bad record must not stop the consumer
+        MAP_SKIPPED.labels("error").inc()
+        _map_errors.drop("error")
+        log.debug("mapping failed", exc_info=True, extra={"fields": {"record_id": record.id}})
+        return None
+    if doc is None:
+        MAP_SKIPPED.labels("no_kind").inc()
+    return doc
 
 
 def routing_attributes(record: Event | Alert, doc: Document, schema: str) -> dict[str, Any]:
@@ -114,9 +134,8 @@ class OtlpSink:
     def _emit(
         self, logger: Any, record: Event | Alert, ts_ns: int, severity: tuple[SeverityNumber, str]
     ) -> None:
-        doc = self.mapper.map(record)
+        doc = map_or_count(self.mapper, record)
         if doc is None:
-            MAP_SKIPPED.labels("no_kind").inc()
             return
         logger.emit(
             LogRecord(
@@ -130,9 +149,10 @@ class OtlpSink:
             )
         )
 
-    def flush(self) -> None:
-        self.provider.force_flush()
+    def flush(self, timeout_s: float = 10.0) -> None:
+        self.provider.force_flush(int(timeout_s * 1000))
 
-    def close(self) -> None:
-        self.provider.force_flush()
+    def close(self, timeout_s: float = 5.0) -> None:
+        # Bounded: a dead collector must not hold the agent's shutdown.
+        self.provider.force_flush(int(timeout_s * 1000))
         self.provider.shutdown()

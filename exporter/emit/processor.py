@@ -30,8 +30,15 @@ log = logging.getLogger("provex.emit")
 class DropReporter:
     """Counts drops and warns about them at most once per interval."""
 
-    def __init__(self, signal: str, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        signal: str,
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        count: bool = True,
+    ) -> None:
         self.signal = signal
+        self.count = count  # False: the caller counts in its own metric
         self.interval_s = interval_s
         self._clock = clock
         self._pending: collections.Counter[str] = collections.Counter()
@@ -41,7 +48,8 @@ class DropReporter:
     def drop(self, cause: str, count: int = 1) -> None:
         if count <= 0:
             return
-        EXPORT_DROPPED.labels(self.signal, cause).inc(count)
+        if self.count:
+            EXPORT_DROPPED.labels(self.signal, cause).inc(count)
         with self._lock:
             self._pending[cause] += count
             now = self._clock()
@@ -50,8 +58,19 @@ class DropReporter:
             self._last_warning = now
             summary = dict(self._pending)
             self._pending.clear()
+        self._warn(summary)
+
+    def flush(self) -> None:
+        """Report drops not yet warned about (at shutdown)."""
+        with self._lock:
+            summary = dict(self._pending)
+            self._pending.clear()
+        if summary:
+            self._warn(summary)
+
+    def _warn(self, summary: dict[str, int]) -> None:
         log.warning(
-            "export dropped log records",
+            "export dropped log records" if self.count else "mapping skipped records",
             extra={"fields": {"signal": self.signal, "dropped": summary, "interval_s": self.interval_s}},
         )
 
@@ -141,6 +160,7 @@ class ExportQueueProcessor(LogRecordProcessor):
         self.drops.drop("shutdown", left)
         self._thread.join(timeout_millis / 1000)
         self.exporter.shutdown()
+        self.drops.flush()
 
     # -- worker side ----------------------------------------------------------
 

@@ -30,6 +30,7 @@ decisive event), `alert` or `agent` (node identity given to the Mapper).
 
 from __future__ import annotations
 
+import enum
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,23 +104,25 @@ class Document:
 
 def _plain(value: Any) -> Any:
     """A Struct tree as dicts, keeping default values (paths must resolve)."""
+    if value is None or isinstance(value, str | int | float):
+        return str(value.value) if isinstance(value, enum.Enum) else value
     if isinstance(value, msgspec.Struct):
         return {name: _plain(getattr(value, name)) for name in value.__struct_fields__}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
-    if hasattr(value, "value") and isinstance(value, str):  # StrEnum
-        return str(value.value)
     return value
 
 
 def _resolve(ctx: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """Walk dicts and Structs alike (records are not converted up front: it is
+    the hot path); whatever a path yields is made plain before it is used."""
     value: Any = ctx
     for part in path:
-        if not isinstance(value, dict):
+        if value is None:
             return None
-        value = value.get(part)
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
     return value
 
 
@@ -149,14 +152,16 @@ class Mapping:
         self.tables = self._tables(raw.get("tables", LocatedDict()))
         self.kinds = self._kinds(raw)
         self.items = self._items(raw)
+        self._by_kind = {
+            name: [i for i in self.items if i.kinds is None or name in i.kinds] for name, _ in self.kinds
+        }
 
     # -- applying -----------------------------------------------------------
 
     def context(self, record: Event | Alert, agent: dict[str, Any]) -> dict[str, Any]:
         if isinstance(record, Alert):
-            alert = _plain(record)
-            return {"record": "alert", "alert": alert, "event": alert.get("event") or {}, "agent": agent}
-        return {"record": "event", "event": _plain(record), "alert": {}, "agent": agent}
+            return {"record": "alert", "alert": record, "event": record.event, "agent": agent}
+        return {"record": "event", "event": record, "alert": None, "agent": agent}
 
     def kind_of(self, ctx: dict[str, Any]) -> str | None:
         for name, predicates in self.kinds:
@@ -170,9 +175,7 @@ class Mapping:
         if kind is None:
             return None
         doc = Document(kind=kind, body={})
-        for item in self.items:
-            if item.kinds is not None and kind not in item.kinds:
-                continue
+        for item in self._by_kind[kind]:
             if not all(p.test(_resolve(ctx, p.path)) for p in item.when):
                 continue
             for dotted, parts, spec in item.sets:
@@ -184,7 +187,7 @@ class Mapping:
     def _value(self, spec: ValueSpec, ctx: dict[str, Any]) -> Any:
         if spec.const is not _MISSING:
             return spec.const
-        value = _resolve(ctx, spec.path)
+        value = _plain(_resolve(ctx, spec.path))
         if spec.fn:
             value = TRANSFORMS[spec.fn](value, self.tables)
         if spec.table is not None and value is not None:

@@ -39,3 +39,18 @@ def test_pipeline_into_memory_sink_is_deterministic() -> None:
     (emitted,) = [e for e in first.emitted if e.signal == "alerts"]
     assert emitted.attributes["k8s.namespace.name"] == "shop" and emitted.severity_text == "high"
     assert REGISTRY.get_sample_value("provex_map_skipped_total", {"cause": "no_kind"}) == skipped + 2
+
+
+def test_a_record_the_mapping_fails_on_is_counted_and_skipped(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        "schema: t\nschema_version: '1'\nkinds:\n  any: {when: {record: event}}\n"
+        "items:\n  - id: a\n    set: {n: {from: event.pid, fn: count}}\n"  # len(int) raises
+    )
+    sink = MemorySink(Mapper(mapping, node_name="n"))
+    before = REGISTRY.get_sample_value("provex_map_skipped_total", {"cause": "error"}) or 0.0
+    event = Event(id="e", type=EventType.EXEC, syscall="execve", ts_ns=1, pid=7, tid=7)
+    sink.emit_event(event)
+    sink.emit_event(event)
+    assert sink.emitted == []
+    assert REGISTRY.get_sample_value("provex_map_skipped_total", {"cause": "error"}) == before + 2

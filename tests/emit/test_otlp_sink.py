@@ -201,3 +201,20 @@ def test_raw_events_off_ships_only_alerts() -> None:
         records_ = receiver.wait_for(1)
         sink.close()
     assert [r.scope_name for r in records_] == ["provex.alerts"]
+
+
+def test_alerts_never_wait_behind_the_event_batch() -> None:
+    with OtlpReceiver("grpc") as receiver:
+        # Raw events wait for a full batch or a minute; the alert must not.
+        otlp = OtlpConfig(endpoint=receiver.endpoint, batch_delay_ms=60_000, batch_size=512)
+        sink = build_sink(OutputConfig(schema="ecs", otlp=otlp), **AGENT)
+        for event in EVENTS:
+            sink.emit_event(event)
+        sink.emit_alert(ALERTS[0])
+        (first,) = receiver.wait_for(1)
+        assert first.scope_name == "provex.alerts"
+        assert all(r.scope_name == "provex.alerts" for r in receiver.records())  # events still batching
+        sink.flush()  # flush releases the batch at once
+        got = receiver.wait_for(1 + len(EVENTS))
+        sink.close()
+    assert sum(r.scope_name == "provex.events" for r in got) == len(EVENTS)

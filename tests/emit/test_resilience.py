@@ -216,3 +216,7 @@ def test_drop_warning_is_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
     assert len(warnings) == 2
     assert warnings[0].fields == {"signal": "events", "dropped": {"queue_full": 1}, "interval_s": 10.0}  # type: ignore[attr-defined]
     assert warnings[1].fields["dropped"] == {"queue_full": 499, "export_failed": 3}  # type: ignore[attr-defined]
+    reporter.drop("queue_full", 2)  # within the interval: counted, not yet reported
+    assert len([r for r in caplog.records if r.name == "provex.emit"]) == 2
+    reporter.flush()  # shutdown reports the rest
+    assert caplog.records[-1].fields["dropped"] == {"queue_full": 2}  # type: ignore[attr-defined]
