@@ -335,40 +335,70 @@ def test_collector_pipeline_per_backend(renderer: Renderer, backend: str) -> Non
     rendered = renderer.render(fixture_values(backend))
     config = _collector_config(rendered)
     _check_pipeline_references(config)
-    (logs,) = config["service"]["pipelines"].values()
-    assert logs["receivers"] == ["otlp"]
-    assert logs["processors"][0] == "memory_limiter" and logs["processors"][-1] == "batch"
-    exporter = config["exporters"][logs["exporters"][0]]
+    pipelines = config["service"]["pipelines"]
+    assert set(pipelines) == {"logs/alerts", "logs/events"}
+    alerts, events = pipelines["logs/alerts"], pipelines["logs/events"]
+    for pipeline in (alerts, events):
+        assert pipeline["receivers"] == ["otlp"]
+        assert pipeline["processors"][0] == "memory_limiter"
+    # Raw events are batched; alerts never wait behind a batch.
+    assert events["processors"][-1] == "batch/events"
+    assert not any(p.startswith("batch") for p in alerts["processors"])
+    assert "filter/only_alerts" in alerts["processors"] and "filter/only_events" in events["processors"]
+    scope_rules = (
+        config["processors"]["filter/only_alerts"]["logs"]["log_record"]
+        + config["processors"]["filter/only_events"]["logs"]["log_record"]
+    )
+    assert scope_rules == [
+        'instrumentation_scope.name != "provex.alerts"',
+        'instrumentation_scope.name == "provex.alerts"',
+    ]
+    # Separate exporters, so separate queues.
+    (alert_exporter_name,), (event_exporter_name,) = alerts["exporters"], events["exporters"]
+    assert alert_exporter_name != event_exporter_name
+    exporter = config["exporters"][alert_exporter_name]
+    event_exporter = config["exporters"][event_exporter_name]
+    assert exporter["retry_on_failure"]["max_elapsed_time"] == "0s"
+    assert exporter["sending_queue"]["queue_size"] < event_exporter["sending_queue"]["queue_size"]
     kind = "DaemonSet" if backend == "loki" else "Deployment"
-    env = {
-        e["name"]: e
-        for e in rendered.find(kind, "-collector")["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
+    pod = rendered.find(kind, "-collector")["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
     if backend == "elasticsearch":
-        assert exporter["mapping"] == {"mode": "bodymap"}
+        assert exporter["mapping"] == {"mode": "bodymap"} == event_exporter["mapping"]
+        assert exporter["logs_index"] == "logs-provex.alerts-prod"
+        assert event_exporter["logs_index"] == "logs-provex.events-default"
+        assert exporter["flush"]["interval"] == "100ms"  # not the bulk indexer's 30 s default
         assert exporter["password"] == "${env:ELASTICSEARCH_PASSWORD}"
         assert env["ELASTICSEARCH_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
             "name": "es-credentials",
             "key": "password",
         }
     elif backend == "loki":
-        assert logs["exporters"] == ["otlphttp/loki"]
+        assert alert_exporter_name.startswith("otlphttp/")
         assert exporter["endpoint"].endswith("/otlp")
         assert config["processors"]["groupbyattrs"]["keys"] == ["k8s.namespace.name", "k8s.pod.name"]
-        assert logs["processors"] == ["memory_limiter", "groupbyattrs", "batch"]
+        assert events["processors"] == [
+            "memory_limiter",
+            "filter/only_events",
+            "groupbyattrs",
+            "batch/events",
+        ]
         assert exporter["headers"] == {"X-Scope-OrgID": "security"}
+        assert exporter["auth"] == {"authenticator": "basicauth/loki"}
         assert config["extensions"]["basicauth/loki"]["client_auth"]["password"] == "${env:LOKI_PASSWORD}"
+        assert env["LOKI_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "loki-credentials"
         service = rendered.find("Service", "-collector")
         assert service["spec"]["internalTrafficPolicy"] == "Local"
     else:
         assert exporter["token"] == "${env:SPLUNK_HEC_TOKEN}"
+        assert (exporter["sourcetype"], event_exporter["sourcetype"]) == (
+            "provex:ocsf:finding",
+            "provex:ocsf:activity",
+        )
         assert env["SPLUNK_HEC_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "splunk-hec", "key": "token"}
-    # No credential is ever written into the config or the manifests.
-    text = "".join(rendered.manifests.values())
-    assert "secretKeyRef" in text or backend == "loki"
-    assert not re.search(
-        r"(password|token):\s+[^$\s{]", rendered.find("ConfigMap", "-collector")["data"]["config.yaml"]
-    )
+    # No credential is ever written into the collector's config.
+    text = rendered.find("ConfigMap", "-collector")["data"]["config.yaml"]
+    assert not re.search(r"(password|token):\s+[^$\s{]", text)
 
 
 def test_splunk_without_a_token_secret_is_refused(renderer: Renderer) -> None:
