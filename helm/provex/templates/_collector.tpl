@@ -31,8 +31,18 @@ elasticsearch/{{ .kind }}:
   # The bulk indexer holds documents until this interval (default 30 s).
   flush:
     interval: {{ ternary "100ms" $c.batch.timeout $alerts }}
-{{- else if eq $c.backend "loki" -}}
-otlphttp/{{ .kind }}:
+  sending_queue:
+    enabled: true
+    queue_size: {{ ternary 2000 20000 $alerts }}
+  # elasticsearch retries per bulk request (it has no retry_on_failure).
+  retry:
+    enabled: true
+    max_retries: {{ ternary 10 5 $alerts }}
+    initial_interval: {{ ternary "100ms" "1s" $alerts }}
+    max_interval: {{ ternary "5s" "30s" $alerts }}
+{{- else -}}
+{{- if eq $c.backend "loki" -}}
+otlp_http/{{ .kind }}:
   endpoint: {{ $c.loki.endpoint | quote }}
   {{- if $c.loki.tenant }}
   headers:
@@ -62,10 +72,11 @@ splunk_hec/{{ .kind }}:
     # Alerts are retried until the queue is full; events give up after 5 minutes.
     max_elapsed_time: {{ ternary "0s" "300s" $alerts }}
 {{- end -}}
+{{- end -}}
 
 {{- define "provex.collector.exporterName" -}}
 {{- $b := .root.Values.collector.backend -}}
-{{- if eq $b "elasticsearch" }}elasticsearch{{ else if eq $b "loki" }}otlphttp{{ else }}splunk_hec{{ end }}/{{ .kind -}}
+{{- if eq $b "elasticsearch" }}elasticsearch{{ else if eq $b "loki" }}otlp_http{{ else }}splunk_hec{{ end }}/{{ .kind -}}
 {{- end -}}
 
 {{- define "provex.collector.config" -}}
