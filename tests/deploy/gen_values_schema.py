@@ -40,6 +40,7 @@ _ANY_OBJ = {"type": "object"}
 _STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 _LIST_OBJ = {"type": "array", "items": {"type": "object"}}
 _ABS_PATH = {"type": "string", "pattern": "^/"}
+_INDEX = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]*$"}
 _URL = {"type": "string", "pattern": "^https?://[^\\s]+$"}
 
 
@@ -148,11 +149,12 @@ def build() -> dict[str, Any]:
             "elasticsearch": _obj(
                 {
                     "endpoint": _URL,
-                    "index": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]*$"},
+                    "alertsIndex": _INDEX,
+                    "eventsIndex": _INDEX,
                     "auth": _user_pass_secret(),
                     "insecureSkipVerify": _BOOL,
                 },
-                ["endpoint", "index", "auth", "insecureSkipVerify"],
+                ["endpoint", "alertsIndex", "eventsIndex", "auth", "insecureSkipVerify"],
             ),
             "loki": _obj(
                 {"endpoint": _URL, "tenant": _STR, "auth": _user_pass_secret()},
@@ -163,7 +165,8 @@ def build() -> dict[str, Any]:
                     "endpoint": _URL,
                     "index": {"type": "string", "minLength": 1},
                     "source": _STR,
-                    "sourcetype": _STR,
+                    "alertsSourcetype": {"type": "string", "minLength": 1},
+                    "eventsSourcetype": {"type": "string", "minLength": 1},
                     "token": _obj(
                         {"existingSecret": _SECRET_NAME, "key": {"type": "string", "minLength": 1}},
                         ["existingSecret", "key"],

@@ -1,16 +1,24 @@
 {{/*
-The OpenTelemetry Collector config: OTLP receiver -> memory_limiter -> batch
--> one exporter per backend. Credentials come from existing Secrets through
-environment variables (${env:...}), never from values.
-These templates mirror otel-collector/ in the repository.
+The OpenTelemetry Collector config. Two pipelines from one OTLP receiver:
+  logs/alerts: memory_limiter -> filter (alerts only) -> exporter, no batch:
+               an alert never waits behind a batch timer or a backlog of events;
+  logs/events: memory_limiter -> filter (events only) -> batch -> exporter.
+Each pipeline has its own exporter, hence its own queue. provex's emit stage
+puts alerts in the instrumentation scope "provex.alerts".
+Credentials come from existing Secrets through environment variables
+(${env:...}), never from values. Reconcile with otel-collector/ when merging.
 */}}
 
+{{- define "provex.collector.alertsScope" -}}provex.alerts{{- end -}}
+
+{{/* One exporter; .kind is "alerts" or "events". */}}
 {{- define "provex.collector.exporter" -}}
-{{- $c := .Values.collector -}}
+{{- $c := .root.Values.collector -}}
+{{- $alerts := eq .kind "alerts" -}}
 {{- if eq $c.backend "elasticsearch" -}}
-elasticsearch:
+elasticsearch/{{ .kind }}:
   endpoints: [{{ $c.elasticsearch.endpoint | quote }}]
-  logs_index: {{ $c.elasticsearch.index | quote }}
+  logs_index: {{ ternary $c.elasticsearch.alertsIndex $c.elasticsearch.eventsIndex $alerts | quote }}
   # provex ships ECS documents as the log body: index the body as it is.
   mapping:
     mode: bodymap
@@ -20,12 +28,22 @@ elasticsearch:
   {{- end }}
   tls:
     insecure_skip_verify: {{ $c.elasticsearch.insecureSkipVerify }}
+  # The bulk indexer holds documents until this interval (default 30 s).
+  flush:
+    interval: {{ ternary "100ms" $c.batch.timeout $alerts }}
+  sending_queue:
+    enabled: true
+    queue_size: {{ ternary 2000 20000 $alerts }}
+  # elasticsearch retries per bulk request (it has no retry_on_failure).
   retry:
     enabled: true
-{{- else if eq $c.backend "loki" -}}
-otlphttp/loki:
+    max_retries: {{ ternary 10 5 $alerts }}
+    initial_interval: {{ ternary "100ms" "1s" $alerts }}
+    max_interval: {{ ternary "5s" "30s" $alerts }}
+{{- else -}}
+{{- if eq $c.backend "loki" -}}
+otlp_http/{{ .kind }}:
   endpoint: {{ $c.loki.endpoint | quote }}
-  {{- if or $c.loki.tenant $c.loki.auth.existingSecret }}
   {{- if $c.loki.tenant }}
   headers:
     X-Scope-OrgID: {{ $c.loki.tenant | quote }}
@@ -34,31 +52,38 @@ otlphttp/loki:
   auth:
     authenticator: basicauth/loki
   {{- end }}
-  {{- end }}
-  retry_on_failure:
-    enabled: true
 {{- else if eq $c.backend "splunk" -}}
-splunk_hec:
+splunk_hec/{{ .kind }}:
   endpoint: {{ $c.splunk.endpoint | quote }}
   token: ${env:SPLUNK_HEC_TOKEN}
   index: {{ $c.splunk.index | quote }}
   source: {{ $c.splunk.source | quote }}
-  sourcetype: {{ $c.splunk.sourcetype | quote }}
+  sourcetype: {{ ternary $c.splunk.alertsSourcetype $c.splunk.eventsSourcetype $alerts | quote }}
   tls:
     insecure_skip_verify: {{ $c.splunk.insecureSkipVerify }}
+{{- end }}
+  sending_queue:
+    enabled: true
+    queue_size: {{ ternary 2000 20000 $alerts }}
   retry_on_failure:
     enabled: true
+    initial_interval: {{ ternary "200ms" "1s" $alerts }}
+    max_interval: {{ ternary "10s" "30s" $alerts }}
+    # Alerts are retried until the queue is full; events give up after 5 minutes.
+    max_elapsed_time: {{ ternary "0s" "300s" $alerts }}
 {{- end -}}
 {{- end -}}
 
 {{- define "provex.collector.exporterName" -}}
-{{- $b := .Values.collector.backend -}}
-{{- if eq $b "elasticsearch" }}elasticsearch{{ else if eq $b "loki" }}otlphttp/loki{{ else }}splunk_hec{{ end -}}
+{{- $b := .root.Values.collector.backend -}}
+{{- if eq $b "elasticsearch" }}elasticsearch{{ else if eq $b "loki" }}otlp_http{{ else }}splunk_hec{{ end }}/{{ .kind -}}
 {{- end -}}
 
 {{- define "provex.collector.config" -}}
 {{- $c := .Values.collector -}}
-{{- $lokiAuth := and (eq $c.backend "loki") $c.loki.auth.existingSecret -}}
+{{- $loki := eq $c.backend "loki" -}}
+{{- $lokiAuth := and $loki $c.loki.auth.existingSecret -}}
+{{- $scope := include "provex.collector.alertsScope" . -}}
 extensions:
   health_check:
     endpoint: ${env:MY_POD_IP}:13133
@@ -80,7 +105,18 @@ processors:
     check_interval: {{ $c.memoryLimiter.checkInterval }}
     limit_percentage: {{ $c.memoryLimiter.limitPercentage }}
     spike_limit_percentage: {{ $c.memoryLimiter.spikeLimitPercentage }}
-  {{- if eq $c.backend "loki" }}
+  # filter drops the records its condition matches.
+  filter/only_alerts:
+    error_mode: ignore
+    logs:
+      log_record:
+        - instrumentation_scope.name != {{ $scope | quote }}
+  filter/only_events:
+    error_mode: ignore
+    logs:
+      log_record:
+        - instrumentation_scope.name == {{ $scope | quote }}
+  {{- if $loki }}
   # Loki indexes resource attributes as labels: promote the Pod's namespace
   # and name from the record to the resource.
   groupbyattrs:
@@ -88,11 +124,12 @@ processors:
       - k8s.namespace.name
       - k8s.pod.name
   {{- end }}
-  batch:
+  batch/events:
     timeout: {{ $c.batch.timeout }}
     send_batch_size: {{ $c.batch.sendBatchSize }}
 exporters:
-  {{- include "provex.collector.exporter" . | nindent 2 }}
+  {{- include "provex.collector.exporter" (dict "root" . "kind" "alerts") | nindent 2 }}
+  {{- include "provex.collector.exporter" (dict "root" . "kind" "events") | nindent 2 }}
 service:
   extensions:
     - health_check
@@ -100,17 +137,26 @@ service:
     - basicauth/loki
     {{- end }}
   pipelines:
-    logs:
+    logs/alerts:
       receivers: [otlp]
       processors:
         - memory_limiter
-        {{- if eq $c.backend "loki" }}
+        - filter/only_alerts
+        {{- if $loki }}
         - groupbyattrs
         {{- end }}
-        - batch
-      exporters: [{{ include "provex.collector.exporterName" . }}]
+      exporters: [{{ include "provex.collector.exporterName" (dict "root" . "kind" "alerts") }}]
+    logs/events:
+      receivers: [otlp]
+      processors:
+        - memory_limiter
+        - filter/only_events
+        {{- if $loki }}
+        - groupbyattrs
+        {{- end }}
+        - batch/events
+      exporters: [{{ include "provex.collector.exporterName" (dict "root" . "kind" "events") }}]
 {{- end -}}
-
 {{/* Secret-backed environment for the chosen backend. */}}
 {{- define "provex.collector.env" -}}
 {{- $c := .Values.collector -}}
