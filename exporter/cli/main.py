@@ -76,7 +76,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="run recorded events through the pipeline")
     _add_common(
-        replay, ["--output", "--schema", "--otlp-endpoint", "--otlp-protocol", "--rules-dir", "--disable-rule"]
+        replay,
+        ["--output", "--schema", "--otlp-endpoint", "--otlp-protocol", "--rules-dir", "--disable-rule"],
     )
     replay.add_argument("file", metavar="FILE", help="JSON-lines file written by `provex record` (- = stdin)")
 

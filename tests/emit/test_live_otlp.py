@@ -26,6 +26,8 @@ pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 CLONE_NEWUSER = 0x10000000
 UNSHARE = ["sysprobe", "unshare", str(CLONE_NEWUSER)]
+REPLAY = [sys.executable, "-m", "exporter", "replay"]
+HTTP = ["--otlp-protocol", "http/protobuf"]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,8 @@ def test_live_alert_reaches_the_collector_over_grpc(tmp_path, runc):
             return [
                 r
                 for r in records
-                if r.body.get("event", {}).get("kind") == "alert" and r.body.get("container", {}).get("id") == cid
+                if r.body.get("event", {}).get("kind") == "alert"
+                and r.body.get("container", {}).get("id") == cid
             ]
 
         alerts = []
@@ -84,10 +87,14 @@ def test_recorded_run_replayed_over_http_gives_the_mapped_documents(tmp_path, ru
     recorder = Agent(tmp_path)
     try:
         run = runc.run(
-            ContainerSpec(["/bin/sh", "-c", "cat /etc/passwd; " + " ".join(UNSHARE)], name="otlp-rec", privileged=True)
+            ContainerSpec(
+                ["/bin/sh", "-c", "cat /etc/passwd; " + " ".join(UNSHARE)], name="otlp-rec", privileged=True
+            )
         )
         assert run.returncode == 0
-        recorder.wait_for(lambda evs: any(e.cgroup_id == run.cgroup_id and e.syscall == "unshare" for e in evs))
+        recorder.wait_for(
+            lambda evs: any(e.cgroup_id == run.cgroup_id and e.syscall == "unshare" for e in evs)
+        )
     finally:
         assert recorder.stop() == 0
     events_file = tmp_path / "events.jsonl"
@@ -97,8 +104,7 @@ def test_recorded_run_replayed_over_http_gives_the_mapped_documents(tmp_path, ru
     env = {**os.environ, "PYTHONPATH": str(REPO), "NODE_NAME": "node-replay"}
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "exporter", "replay", str(events_file), "--schema", "ocsf"]
-            + ["--otlp-endpoint", receiver.endpoint, "--otlp-protocol", "http/protobuf"],
+            [*REPLAY, str(events_file), "--schema", "ocsf", "--otlp-endpoint", receiver.endpoint, *HTTP],
             capture_output=True,
             text=True,
             env=env,
