@@ -3,8 +3,8 @@
 Fixtures of a rule file `<dir>/<stem>.yml` are replay files (JSON lines) in
 `<fixtures>/<stem>/positive/*.jsonl` (each must raise an alert of a rule
 defined in that file) and `<fixtures>/<stem>/negative/*.jsonl` (none may).
-`<fixtures>` is --fixtures, else `<dir>/fixtures`, else (for the default
-rules in a source checkout) tests/fixtures/correlate.
+`<fixtures>` is --fixtures, else `<dir>/fixtures` (the shipped rules carry
+theirs there, so `provex rules test` works from an install).
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from exporter.correlate.loader import DEFAULT_RULES_DIR, RuleSet, load_rules, ru
 from exporter.correlate.loader import survey as _survey
 from exporter.model import Alert
 from exporter.source.replay import ReplaySource
-
-_CHECKOUT_FIXTURES = DEFAULT_RULES_DIR.parents[2] / "tests" / "fixtures" / "correlate"
 
 
 def _paths(paths: Sequence[str | Path]) -> list[str | Path]:
@@ -59,10 +57,7 @@ def replay(ruleset: RuleSet, path: Path, config: CorrelateConfig | None = None) 
 def _fixture_root(rule_file: Path, fixtures: Path | None) -> Path:
     if fixtures is not None:
         return fixtures / rule_file.stem
-    beside = rule_file.parent / "fixtures" / rule_file.stem
-    if beside.is_dir() or rule_file.parent != DEFAULT_RULES_DIR:
-        return beside
-    return _CHECKOUT_FIXTURES / rule_file.stem
+    return rule_file.parent / "fixtures" / rule_file.stem
 
 
 def test(paths: Sequence[str | Path], fixtures: str | Path | None = None, out: TextIO = sys.stdout) -> int:

@@ -10,7 +10,8 @@ from exporter.model import ContainerInfo, Event, EventType, HostMount, PodInfo, 
 T0 = 1_764_000_000_000_000_000
 S = 1_000_000_000
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO / "tests" / "fixtures" / "correlate"
+FIXTURES = REPO / "tests" / "fixtures" / "correlate"  # the SigmaHQ survey report
+RULE_FIXTURES = REPO / "exporter" / "correlate" / "rules" / "fixtures"
 SHARED = REPO.parent / "shared"
 
 _n = 0

@@ -8,7 +8,7 @@ from exporter.correlate import build_correlator
 from exporter.model import Alert, Event
 from exporter.source.replay import ReplaySource
 
-from .helpers import FIXTURES
+from .helpers import RULE_FIXTURES
 
 
 class ListSink:
@@ -33,7 +33,7 @@ def test_replayed_chain_reaches_the_sink():
     sink = ListSink()
     correlator = build_correlator(CorrelateConfig())
     pipeline = Pipeline(sink, correlator=correlator)
-    source = ReplaySource(FIXTURES / "sa_token_exfiltration" / "positive" / "read_then_connect.jsonl")
+    source = ReplaySource(RULE_FIXTURES / "sa_token_exfiltration" / "positive" / "read_then_connect.jsonl")
     pipeline.feed(list(source), now_ns=0)
     pipeline.finish()
     assert len(sink.events) == 2

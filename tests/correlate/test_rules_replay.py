@@ -11,14 +11,14 @@ from exporter.correlate.cli import _alerting_ids, _check, replay
 from exporter.correlate.engine import Correlator
 from exporter.model import decode_event
 
-from .helpers import FIXTURES
+from .helpers import RULE_FIXTURES
 
 RULE_FILES = sorted(DEFAULT_RULES_DIR.glob("*.yml"))
 RULESET = load_rules([DEFAULT_RULES_DIR])
 CASES = [
     pytest.param(rule_file, case, id=f"{rule_file.stem}/{case.parent.name}/{case.stem}")
     for rule_file in RULE_FILES
-    for case in sorted((FIXTURES / rule_file.stem).glob("*/*.jsonl"))
+    for case in sorted((RULE_FIXTURES / rule_file.stem).glob("*/*.jsonl"))
 ]
 
 
@@ -26,7 +26,9 @@ def test_every_rule_file_has_positive_and_negative_fixtures():
     assert len(RULE_FILES) >= 8
     for rule_file in RULE_FILES:
         for kind in ("positive", "negative"):
-            assert list((FIXTURES / rule_file.stem / kind).glob("*.jsonl")), f"{rule_file.name}: no {kind}"
+            assert list((RULE_FIXTURES / rule_file.stem / kind).glob("*.jsonl")), (
+                f"{rule_file.name}: no {kind}"
+            )
 
 
 @pytest.mark.parametrize(("rule_file", "case"), CASES)
@@ -37,7 +39,7 @@ def test_fixture(rule_file, case):
 
 
 def test_positive_alerts_carry_the_whole_chain():
-    case = FIXTURES / "download_and_execute" / "positive" / "sh_curl_then_exec.jsonl"
+    case = RULE_FIXTURES / "download_and_execute" / "positive" / "sh_curl_then_exec.jsonl"
     alerts, _ = replay(RULESET, case)
     (alert,) = [a for a in alerts if a.rule_title == "Downloaded File Executed"]
     assert [e.step for e in alert.evidence] == ["dl_connect", "dl_write", "dl_exec"]
@@ -51,7 +53,7 @@ def test_positive_alerts_carry_the_whole_chain():
 
 def _all_events():
     events = []
-    for case in sorted(FIXTURES.glob("*/*/*.jsonl")):
+    for case in sorted(RULE_FIXTURES.glob("*/*/*.jsonl")):
         events += [decode_event(line) for line in case.read_bytes().splitlines() if line.strip()]
     return events
 
