@@ -45,6 +45,7 @@ class Received:
     request: logs_service_pb2.ExportLogsServiceRequest
     headers: dict[str, str]
     arrival_ns: int  # time.perf_counter_ns() when the request was decoded
+    arrival_wall_ns: int  # time.time_ns() at the same moment (to compare with kernel event times)
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Record:
     time_unix_nano: int
     observed_time_unix_nano: int
     arrival_ns: int
+    arrival_wall_ns: int
     headers: dict[str, str]
 
 
@@ -94,7 +96,7 @@ class OtlpReceiver:
 
     def _keep(self, request: logs_service_pb2.ExportLogsServiceRequest, headers: dict[str, str]) -> None:
         with self._cond:
-            self.received.append(Received(request, headers, time.perf_counter_ns()))
+            self.received.append(Received(request, headers, time.perf_counter_ns(), time.time_ns()))
             self._cond.notify_all()
 
     # -- lifecycle ------------------------------------------------------------
@@ -228,6 +230,7 @@ class OtlpReceiver:
                                 time_unix_nano=lr.time_unix_nano,
                                 observed_time_unix_nano=lr.observed_time_unix_nano,
                                 arrival_ns=item.arrival_ns,
+                                arrival_wall_ns=item.arrival_wall_ns,
                                 headers=item.headers,
                             )
                         )

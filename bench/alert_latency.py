@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Alert latency end to end: decisive syscall in a container -> OTLP receiver; prints JSON.
+
+The real agent (`provex run --schema ecs --otlp-endpoint ...`) watches a runc container that
+calls unshare(CLONE_NEWUSER) N times; each call is a rule match (de-duplication is switched
+off so that every match is an alert). Latency = the receiver's wall-clock arrival minus the
+kernel timestamp of the decisive syscall (the record's time). The baseline, measured in the same
+run from the same syscalls, is the raw-event path, which is batched.
+
+Needs root, BCC and runc. Usage: bench/alert_latency.py [--alerts N] [--protocol grpc|http/protobuf]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from exporter.scenarios.runc import ContainerSpec, Runc  # noqa: E402
+from tests.helpers.agent import free_port  # noqa: E402
+from tests.helpers.otlp_receiver import OtlpReceiver  # noqa: E402
+
+CLONE_NEWUSER = 0x10000000
+
+
+def percentiles(values_ms: list[float]) -> dict:
+    values = sorted(values_ms)
+    if not values:
+        return {"n": 0}
+
+    def pct(q: float) -> float:
+        return round(values[min(len(values) - 1, int(q * len(values)))], 3)
+
+    return {
+        "n": len(values),
+        "p50_ms": pct(0.5),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+        "max_ms": round(values[-1], 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=300)
+    parser.add_argument("--gap-ms", type=float, default=20, help="pause between decisive syscalls")
+    parser.add_argument("--protocol", choices=["grpc", "http/protobuf"], default="grpc")
+    args = parser.parse_args()
+
+    receiver = OtlpReceiver(args.protocol).start()
+    port = free_port()
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "run", "--schema", "ecs", "--otlp-endpoint", receiver.endpoint,
+         "--otlp-protocol", args.protocol, "--health-addr", f"127.0.0.1:{port}",
+         "--set", "correlate.dedup_window_s=0"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    runtime = Runc(Path(tempfile.mkdtemp(prefix="provex-latency-")))
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        gap = args.gap_ms / 1000
+        script = f"i=0; while [ $i -lt {args.alerts} ]; do sysprobe unshare {CLONE_NEWUSER} >/dev/null; sleep {gap}; i=$((i+1)); done"
+        run = runtime.run(
+            ContainerSpec(["/bin/sh", "-c", script], name="latency", privileged=True),
+            timeout=args.alerts * (gap + 1) + 60,
+        )
+        cid = run.spec.container_id
+        time.sleep(2.5)  # the batched event path flushes within ~1 s
+        alerts, events = [], []
+        for record in receiver.records():
+            body = record.body if isinstance(record.body, dict) else {}
+            if body.get("container", {}).get("id") != cid:
+                continue
+            latency_ms = (record.arrival_wall_ns - record.time_unix_nano) / 1e6
+            kind = body.get("event", {}).get("kind")
+            if kind == "alert":
+                alerts.append(latency_ms)
+            elif body.get("event", {}).get("action") == "unshare":
+                events.append(latency_ms)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=30)
+        receiver.stop()
+        runtime.close()
+    report = {
+        "benchmark": "alert_latency",
+        "path": "decisive syscall (kernel timestamp) -> OTLP receiver (wall clock on arrival)",
+        "protocol": args.protocol,
+        "alerts_expected": args.alerts,
+        "alert_path": percentiles(alerts),
+        "baseline_batched_event_path": percentiles(events),
+        "goal": {"p95_ms": 10, "p99_ms": 25},
+        "cpus": os.cpu_count(),
+    }
+    print(json.dumps(report, indent=2))
+    return 0 if alerts else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
