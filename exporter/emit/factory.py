@@ -175,6 +175,13 @@ def build_sink(
     `exporter` replaces the transport (tests, benchmarks).
     """
     if config.schema == "raw":
+        target = resolve_otlp(config.otlp)
+        if target is not None:
+            # Raw events are the replay format, not OTLP: say so rather than ignore the endpoint.
+            raise OutputConfigError(
+                f"an OTLP endpoint is configured ({target.endpoint}) but output.schema is raw, "
+                "which writes JSON lines: choose --schema ecs or --schema ocsf to export OTLP"
+            )
         return JsonLinesSink(config.file)
     hostname = hostname or socket.gethostname()
     node_name = node_name or os.environ.get("NODE_NAME", "") or hostname

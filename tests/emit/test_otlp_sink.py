@@ -218,3 +218,14 @@ def test_alerts_never_wait_behind_the_event_batch() -> None:
         got = receiver.wait_for(1 + len(EVENTS))
         sink.close()
     assert sum(r.scope_name == "provex.events" for r in got) == len(EVENTS)
+
+
+def test_raw_schema_with_an_otlp_endpoint_is_refused(monkeypatch):
+    from exporter.config.schema import OtlpConfig, OutputConfig
+    from exporter.emit.factory import OutputConfigError, build_sink
+
+    with pytest.raises(OutputConfigError, match="choose --schema ecs or --schema ocsf"):
+        build_sink(OutputConfig(schema="raw", otlp=OtlpConfig(endpoint="http://127.0.0.1:4317")))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    with pytest.raises(OutputConfigError, match=r"output\.schema is raw"):
+        build_sink(OutputConfig(schema="raw"))
