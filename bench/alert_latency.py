@@ -15,19 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from exporter.scenarios.runc import ContainerSpec, Runc  # noqa: E402
-from tests.helpers.agent import free_port  # noqa: E402
+from tests.helpers.agent import Agent  # noqa: E402
 from tests.helpers.otlp_receiver import OtlpReceiver  # noqa: E402
 
 CLONE_NEWUSER = 0x10000000
@@ -58,23 +55,15 @@ def main() -> int:
     args = parser.parse_args()
 
     receiver = OtlpReceiver(args.protocol).start()
-    port = free_port()
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "run", "--schema", "ecs", "--otlp-endpoint", receiver.endpoint,
-         "--otlp-protocol", args.protocol, "--health-addr", f"127.0.0.1:{port}",
-         "--set", "correlate.dedup_window_s=0"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    runtime = Runc(Path(tempfile.mkdtemp(prefix="provex-latency-")))
+    workdir = Path(tempfile.mkdtemp(prefix="provex-latency-"))
+    agent = Agent(
+        workdir,
+        *("--schema", "ecs", "--otlp-endpoint", receiver.endpoint, "--otlp-protocol", args.protocol),
+        *("--set", "correlate.dedup_window_s=0"),
+        command="run",
+    )
+    runtime = Runc(workdir / "runc")
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.1)
         gap = args.gap_ms / 1000
         script = f"i=0; while [ $i -lt {args.alerts} ]; do sysprobe unshare {CLONE_NEWUSER} >/dev/null; sleep {gap}; i=$((i+1)); done"
         run = runtime.run(
@@ -95,8 +84,7 @@ def main() -> int:
             elif body.get("event", {}).get("action") == "unshare":
                 events.append(latency_ms)
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(timeout=30)
+        agent.stop()
         receiver.stop()
         runtime.close()
     report = {

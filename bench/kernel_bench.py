@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -29,7 +28,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +36,7 @@ sys.path.insert(0, str(REPO))
 from exporter.config import load_config  # noqa: E402
 from exporter.probes.cgroups import find_cgroup2_mount  # noqa: E402
 from exporter.scenarios.runc import build_helper  # noqa: E402
+from tests.helpers.agent import Agent  # noqa: E402
 
 CGROUP = "kubepods/provex-bench"  # under kubepods: monitored by default
 
@@ -67,53 +66,9 @@ def ns_per_op(helper: Path, n: int, monitored: bool) -> float:
     return float(out.split("ns_per_op=")[1])
 
 
-class AgentProcess:
-    def __init__(self, *extra: str) -> None:
-        self.port = _free_port()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "record",
-                "-o",
-                os.devnull,
-                "--health-addr",
-                f"127.0.0.1:{self.port}",
-                *extra,
-            ],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as reply:
-                    if reply.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("agent did not become ready")
-
-    def counter(self, syscall: str, outcome: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as reply:
-            text = reply.read().decode()
-        key = f'provex_kernel_events_total{{outcome="{outcome}",syscall="{syscall}"}}'
-        for line in text.splitlines():
-            if line.startswith(key):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def start_agent() -> Agent:
+    """The real agent, recording to /dev/null: the benchmarks read its /metrics."""
+    return Agent(Path(tempfile.mkdtemp(prefix="provex-bench-agent-")), output=os.devnull)
 
 
 def bench_overhead(helper: Path, n: int, rounds: int) -> dict:
@@ -121,7 +76,7 @@ def bench_overhead(helper: Path, n: int, rounds: int) -> dict:
     samples: dict[str, list[float]] = {"no_probes": [], "not_monitored": [], "monitored": []}
     for _ in range(rounds):
         samples["no_probes"].append(ns_per_op(helper, n, monitored=False))
-        agent = AgentProcess()
+        agent = start_agent()
         try:
             samples["not_monitored"].append(ns_per_op(helper, n, monitored=False))
             samples["monitored"].append(ns_per_op(helper, n, monitored=True))
@@ -151,7 +106,7 @@ def bench_program_cost(helper: Path, n: int) -> dict:
         return {"skipped": "bpftool not installed (apt: bpftool)"}
     names = ("tracepoint__syscalls__sys_enter_openat", "tracepoint__syscalls__sys_exit_openat")
     Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
-    agent = AgentProcess()
+    agent = start_agent()
     result = {}
     try:
         for label, path, monitored in (
@@ -244,16 +199,16 @@ def bench_latency(helper: Path, count: int) -> dict:
 
 def bench_drain(helper: Path, rates: list[int], seconds: float) -> dict:
     results = []
-    agent = AgentProcess()
+    agent = start_agent()
     try:
         for rate in rates:
             n = int(rate * seconds)
-            lost0 = agent.counter("openat", "lost_ringbuf") + agent.counter("openat", "lost_pending")
-            emitted0 = agent.counter("openat", "emitted")
+            lost0 = agent.kernel("openat", "lost_ringbuf") + agent.kernel("openat", "lost_pending")
+            emitted0 = agent.kernel("openat", "emitted")
             run_helper(helper, ["flood", "/etc/hostname", str(n), str(rate)], monitored=True)
             time.sleep(0.2)
-            lost = agent.counter("openat", "lost_ringbuf") + agent.counter("openat", "lost_pending") - lost0
-            emitted = agent.counter("openat", "emitted") - emitted0
+            lost = agent.kernel("openat", "lost_ringbuf") + agent.kernel("openat", "lost_pending") - lost0
+            emitted = agent.kernel("openat", "emitted") - emitted0
             results.append({"rate_per_s": rate, "calls": n, "emitted": int(emitted), "lost": int(lost)})
     finally:
         agent.stop()

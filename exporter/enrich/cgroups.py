@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.enrich.metrics import CGROUP_MISSES, CGROUP_RESCANS
+from exporter.probes.cgroups import find_cgroup2_mount
 
 log = logging.getLogger("provex.enrich")
 
@@ -91,26 +92,11 @@ def _pod_uid_of(component: str) -> str:
     return (m.group(1) or m.group(2)).replace("_", "-")
 
 
-def cgroup2_mounts(mountinfo_text: str) -> list[str]:
-    """Mount points of cgroup2 in a mountinfo text (pure v2: /sys/fs/cgroup;
-    hybrid: /sys/fs/cgroup/unified)."""
-    out = []
-    for line in mountinfo_text.splitlines():
-        left, sep, right = line.partition(" - ")
-        if sep and right.split(" ", 1)[0] == "cgroup2":
-            out.append(_unescape(left.split(" ")[4]))
-    return out
-
-
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo.
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
 def find_cgroup2_root(mountinfo_path: str = "/proc/self/mountinfo") -> str | None:
-    with open(mountinfo_path, encoding="utf-8", errors="surrogateescape") as f:
-        mounts = cgroup2_mounts(f.read())
-    return mounts[0] if mounts else None
+    try:
+        return str(find_cgroup2_mount(mountinfo_path))
+    except FileNotFoundError:
+        return None
 
 
 def scan_cgroup_tree(root: str) -> dict[int, str]:

@@ -30,14 +30,29 @@ def is_container_cgroup(relpath: str) -> bool:
     return any(_CONTAINER_PARENTS.match(p) or _CONTAINER_LEAF.match(p) for p in parts)
 
 
+def cgroup2_mounts(mountinfo_text: str) -> list[str]:
+    """Mount points of cgroup2 in a mountinfo text (pure v2: /sys/fs/cgroup;
+    hybrid: /sys/fs/cgroup/unified)."""
+    out = []
+    for line in mountinfo_text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if sep and right.split(" ", 1)[0] == "cgroup2":
+            out.append(_unescape(left.split(" ")[4]))
+    return out
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
 def find_cgroup2_mount(mountinfo: str = "/proc/self/mountinfo") -> Path:
     """The cgroup v2 mount: /sys/fs/cgroup (unified) or /sys/fs/cgroup/unified (hybrid)."""
-    with open(mountinfo) as handle:
-        for line in handle:
-            left, _, right = line.partition(" - ")
-            if right.split(" ", 1)[0] == "cgroup2":
-                return Path(left.split(" ")[4])
-    raise FileNotFoundError("no cgroup2 mount in /proc/self/mountinfo: provex needs cgroup v2 (or hybrid)")
+    with open(mountinfo, encoding="utf-8", errors="surrogateescape") as handle:
+        mounts = cgroup2_mounts(handle.read())
+    if not mounts:
+        raise FileNotFoundError(f"no cgroup2 mount in {mountinfo}: provex needs cgroup v2 (or hybrid)")
+    return Path(mounts[0])
 
 
 def walk_container_cgroups(root: Path, max_depth: int = 8) -> Iterator[tuple[int, str]]:

@@ -12,10 +12,10 @@ import pytest
 from exporter.enrich.cgroups import (
     CgroupResolver,
     ContainerRef,
-    cgroup2_mounts,
     classify_cgroup_path,
     find_cgroup2_root,
 )
+from exporter.probes.cgroups import cgroup2_mounts
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "enrich"
 C1 = "3f1e9c0b7a6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f"

@@ -39,8 +39,10 @@ def parse_metrics(text: str) -> dict[str, float]:
 class Agent:
     """`provex record` (or run) in the background, with its health server."""
 
-    def __init__(self, tmp: Path, *extra: str, command: str = "record") -> None:
-        self.output = tmp / "events.jsonl"
+    def __init__(
+        self, tmp: Path, *extra: str, command: str = "record", output: str | Path | None = None
+    ) -> None:
+        self.output = Path(output) if output else tmp / "events.jsonl"
         self.port = free_port()
         self.stderr_path = tmp / "agent.stderr"
         args = [sys.executable, "-m", "exporter", command, "--output", str(self.output)]
