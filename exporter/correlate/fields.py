@@ -121,6 +121,10 @@ def resolve_host_mount(event: Event) -> tuple[HostMount, str] | None:
 
 
 def _image(e: Event) -> str:
+    if e.type is EventType.EXEC and e.path in ("/proc/self/exe", f"/proc/{e.pid}/exe"):
+        # Re-executing oneself (busybox applets, runc): the image is the one already known.
+        if e.process is not None and e.process.exe.startswith("/"):
+            return e.process.exe
     if e.type is EventType.EXEC and e.path.startswith("/"):
         return e.path
     if e.process is not None and e.process.exe:
@@ -211,7 +215,13 @@ _mnt = _of(EventType.MOUNT)
 
 _TABLE: list[Field] = [
     # Sigma's Linux names
-    Field("Image", "string", ALL, "executable: exec path (absolute), else process.exe", _image),
+    Field(
+        "Image",
+        "string",
+        ALL,
+        "executable: exec path (absolute; /proc/self/exe resolved), else process.exe",
+        _image,
+    ),
     Field("CommandLine", "string", ALL, "exec argv joined by spaces; else the process's argv", _cmdline),
     Field("ParentImage", "string", ALL, "process.parent_exe", _process("parent_exe")),
     Field("ParentCommandLine", "string", ALL, "process.parent_argv joined", _process("parent_argv", True)),

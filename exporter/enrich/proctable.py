@@ -72,7 +72,7 @@ class ProcessTable:
         else:
             self._procs.move_to_end(event.pid)
         if event.type is EventType.EXEC and event.ret >= 0:
-            entry.exe = event.path or entry.exe
+            entry.exe = _exec_target(event, entry.exe)
             entry.argv = redact_argv(list(event.argv))
             entry.uid = event.uid
             entry.cgroup_id = event.cgroup_id or entry.cgroup_id
@@ -175,3 +175,11 @@ def _cgroup_id(base: str, cgroup_root: str) -> int:
     except OSError:
         pass
     return 0
+
+
+def _exec_target(event: Event, previous: str) -> str:
+    """The image an exec loaded. Re-executing oneself through /proc/self/exe (busybox
+    applets, runc) loads the same image again, so it keeps the known one."""
+    if event.path in ("/proc/self/exe", f"/proc/{event.pid}/exe") and previous:
+        return previous
+    return event.path or previous

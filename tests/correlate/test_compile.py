@@ -111,3 +111,15 @@ def test_unevaluable_detections_are_refused(tmp_path, detection, cause):
     with pytest.raises(RulesError) as info:
         _rule(tmp_path, "file_access", detection)
     assert info.value.errors[0].cause == cause
+
+
+def test_image_of_a_reexec_is_the_known_image():
+    from exporter.correlate.fields import FIELDS
+    from exporter.model import Event, EventType, ProcessInfo
+
+    image = FIELDS["Image"].get
+    e = Event(id="x", type=EventType.EXEC, syscall="execve", ts_ns=1, pid=7, tid=7, path="/proc/self/exe",
+              process=ProcessInfo(pid=7, exe="/bin/busybox"))  # fmt: skip
+    assert image(e) == "/bin/busybox"
+    e.path = "/tmp/payload"
+    assert image(e) == "/tmp/payload"

@@ -101,3 +101,13 @@ def test_load_from_proc_sees_a_real_child_with_redacted_argv() -> None:
         assert entry.start_ns >= me.start_ns
     finally:
         child.communicate(b"")
+
+
+def test_reexec_through_proc_self_exe_keeps_the_known_image() -> None:
+    # busybox runs applets (and runc re-runs itself) by exec'ing /proc/self/exe.
+    t = ProcessTable(max_entries=100, lineage_depth=8)
+    t.observe(ev(1, EventType.EXEC, 300, path="/bin/busybox", argv=["sh"]))
+    entry = t.observe(ev(2, EventType.EXEC, 300, path="/proc/self/exe", argv=["cat", "/etc/passwd"]))
+    assert entry.exe == "/bin/busybox" and entry.argv == ["cat", "/etc/passwd"]
+    entry = t.observe(ev(3, EventType.EXEC, 300, path="/usr/bin/id", argv=["id"]))
+    assert entry.exe == "/usr/bin/id"
