@@ -121,10 +121,10 @@ def resolve_host_mount(event: Event) -> tuple[HostMount, str] | None:
 
 
 def _image(e: Event) -> str:
-    if e.type is EventType.EXEC and e.path in ("/proc/self/exe", f"/proc/{e.pid}/exe"):
-        # Re-executing oneself (busybox applets, runc): the image is the one already known.
-        if e.process is not None and e.process.exe.startswith("/"):
-            return e.process.exe
+    # Re-executing oneself (busybox applets, runc): the image is the one already known.
+    reexec = e.type is EventType.EXEC and e.path in ("/proc/self/exe", f"/proc/{e.pid}/exe")
+    if reexec and e.process is not None and e.process.exe.startswith("/"):
+        return e.process.exe
     if e.type is EventType.EXEC and e.path.startswith("/"):
         return e.path
     if e.process is not None and e.process.exe:
