@@ -19,8 +19,58 @@ from sigma.rule import SigmaRule
 from sigma.types import SigmaRegularExpression
 
 
-class ProvexEqlBackend(EqlBackend):
+def _field_of(cond: Any) -> str | None:
+    field = getattr(cond, "field", None)
+    if field is None and getattr(cond, "args", None):  # an OR of one field's values (in-expression)
+        field = getattr(cond.args[0], "field", None)
+    return field
+
+
+class _NullGuard:
+    """Under `not`, guard each comparison with a presence test (`guard` template).
+
+    A document without the field must satisfy `not field = "x"` (Sigma's
+    meaning, and a must_not in Elasticsearch); in three-valued null logic
+    (ES|QL, the `eql` package) the comparison is null and so is its negation.
+    """
+
+    guard: ClassVar[str] = "({field} IS NOT NULL AND {expr})"
+    escape_and_quote_field: Any
+    _negated = 0
+
+    def convert_condition_not(self, cond: Any, state: ConversionState) -> Any:
+        self._negated += 1
+        try:
+            return super().convert_condition_not(cond, state)  # type: ignore[misc]
+        finally:
+            self._negated -= 1
+
+    def _guard(self, cond: Any, expr: Any) -> Any:
+        field = _field_of(cond)
+        if not self._negated or field is None or not isinstance(expr, str):
+            return expr
+        return self.guard.format(field=self.escape_and_quote_field(field), expr=expr)
+
+    def convert_condition_field_eq_val_str(self, cond: Any, state: ConversionState) -> Any:
+        return self._guard(cond, super().convert_condition_field_eq_val_str(cond, state))  # type: ignore[misc]
+
+    def convert_condition_field_eq_val_str_case_sensitive(self, cond: Any, state: ConversionState) -> Any:
+        return self._guard(cond, super().convert_condition_field_eq_val_str_case_sensitive(cond, state))  # type: ignore[misc]
+
+    def convert_condition_as_in_expression(self, cond: Any, state: ConversionState) -> Any:
+        return self._guard(cond, super().convert_condition_as_in_expression(cond, state))  # type: ignore[misc]
+
+    def convert_condition_field_eq_val_cidr(self, cond: Any, state: ConversionState) -> Any:
+        return self._guard(cond, super().convert_condition_field_eq_val_cidr(cond, state))  # type: ignore[misc]
+
+    def convert_condition_field_eq_val_re(self, cond: Any, state: ConversionState) -> Any:
+        return self._guard(cond, super().convert_condition_field_eq_val_re(cond, state))  # type: ignore[misc]
+
+
+class ProvexEqlBackend(_NullGuard, EqlBackend):
     """Elasticsearch EQL.
+
+    Negations are null-guarded (_NullGuard). An existence test is `?field != null`.
 
     Upstream's ordered-temporal template appends `by <nothing> with runs=2`
     after the last step (not EQL); a sequence needs only its steps. Numbers
@@ -36,8 +86,12 @@ class ProvexEqlBackend(EqlBackend):
     }
     correlation_search_multi_rule_query_expression_joiner: ClassVar[str] = "\n  "
 
+    guard: ClassVar[str] = "(?{field} != null and {expr})"
+    field_exists_expression: ClassVar[str] = "?{field} != null"
+    field_not_exists_expression: ClassVar[str] = "?{field} == null"
+
     def convert_condition_field_eq_val_num(self, cond: Any, state: ConversionState) -> Any:
-        return f"{self.escape_and_quote_field(cond.field)} == {cond.value}"
+        return self._guard(cond, f"{self.escape_and_quote_field(cond.field)} == {cond.value}")
 
     def convert_condition_field_eq_val_re(self, cond: Any, state: ConversionState) -> Any:
         """Lucene regexes always match the whole value and have no ^ or $ anchors:
@@ -84,8 +138,11 @@ class ProvexSplunkBackend(SplunkBackend):
         ]
 
 
-class ProvexESQLBackend(ESQLBackend):
-    """Elasticsearch ES|QL, upstream as is."""
+class ProvexESQLBackend(_NullGuard, ESQLBackend):
+    """Elasticsearch ES|QL; an existence test is `IS NOT NULL`; negations are null-guarded."""
+
+    field_exists_expression: ClassVar[str] = "{field} IS NOT NULL"
+    field_not_exists_expression: ClassVar[str] = "{field} IS NULL"
 
 
 class ProvexLogQLBackend(LogQLBackend):

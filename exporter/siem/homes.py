@@ -14,6 +14,9 @@ from dataclasses import dataclass
 Scalar = str | int
 
 
+EXISTS = "<exists>"
+
+
 @dataclass(frozen=True)
 class Home:
     """A document field for a taxonomy field.
@@ -21,6 +24,7 @@ class Home:
     `values`: the rule value (as text: "true", "2", "exec") -> the document
     values it stands for; a value not listed has no home. None: same value.
     `text`: the document keeps the number as a string (ECS user.id).
+    A document value EXISTS stands for "the field is present" (Sigma's |exists).
     """
 
     field: str
@@ -78,8 +82,8 @@ ECS: dict[str, Entry | PerCategory] = {
     "MountTarget": Home("file.path"),
     "MountFsType": Home("labels.provex_mount_fstype"),
     "MountFlags": "ECS documents do not carry mount flags",
-    # ECS documents never hold empty values: a non-empty container.id means "in a container".
-    "IsContainer": Home("container.id", {"true": ["?*"]}),
+    # Documents never hold empty values: a container.id means "in a container".
+    "IsContainer": Home("container.id", {"true": [EXISTS]}),
     "ContainerId": Home("container.id"),
     "ContainerName": Home("container.name"),
     "ContainerImage": Home("container.image.name"),
@@ -141,7 +145,7 @@ OCSF: dict[str, Entry | PerCategory] = {
     "MountTarget": Home("file.path"),
     "MountFsType": Home("unmapped.linux.mount.fstype"),
     "MountFlags": Home("unmapped.linux.mount.flags"),
-    "IsContainer": Home("actor.process.container.uid", {"true": ["?*"]}),
+    "IsContainer": Home("actor.process.container.uid", {"true": [EXISTS]}),
     "ContainerId": Home("actor.process.container.uid"),
     "ContainerName": Home("actor.process.container.name"),
     "ContainerImage": Home("actor.process.container.image.name"),
@@ -163,13 +167,16 @@ HOMES: dict[str, dict[str, Entry | PerCategory]] = {"ecs": ECS, "ocsf": OCSF}
 # Logsource category -> the document conditions that select its events.
 # A str: why the category cannot be selected exactly in that schema.
 Conditions = dict[str, Scalar | list[Scalar]]
+_OPEN_ACTIONS = _EVENT_TYPE_ACTIONS["open"]
 LOGSOURCES: dict[str, dict[str, Conditions | str]] = {
+    # ECS: by event.action (the syscall), a single value: event.category and
+    # event.type are arrays, which not every engine compares element-wise.
     "ecs": {
-        "process_creation": {"event.category": "process", "event.type": "start"},
-        "file_access": {"event.category": "file"},
-        "file_event": {"event.category": "file", "event.type": ["change", "creation"]},
-        "network_connection": {"event.category": "network", "network.type": ["ipv4", "ipv6"]},
-        "mount": {"event.category": "host"},
+        "process_creation": {"event.action": list(_EVENT_TYPE_ACTIONS["exec"])},
+        "file_access": {"event.action": list(_OPEN_ACTIONS)},
+        "file_event": {"event.action": list(_OPEN_ACTIONS), "event.type": ["change", "creation"]},
+        "network_connection": {"event.action": "connect", "network.type": ["ipv4", "ipv6"]},
+        "mount": {"event.action": list(_EVENT_TYPE_ACTIONS["mount"])},
         "setns": {"event.action": "setns"},
         "unshare": {"event.action": "unshare"},
     },
@@ -185,20 +192,13 @@ LOGSOURCES: dict[str, dict[str, Conditions | str]] = {
 }
 
 # Loki's `| json` parser skips arrays and ES|QL compares a multi-valued field
-# as null, so there a rule cannot test an array-valued ECS field; the
-# logsource is selected by event.action (a scalar) instead.
+# as null: there a rule cannot test an array-valued ECS field.
 ARRAY_FIELDS: dict[str, frozenset[str]] = {
     "ecs": frozenset({"event.category", "event.type", "labels.provex_namespaces", "process.args"}),
 }
-_MOUNT_ACTIONS = _EVENT_TYPE_ACTIONS["mount"]
 SCALAR_LOGSOURCES: dict[str, Conditions | str] = {
-    "process_creation": {"event.action": ["execve", "execveat"]},
-    "file_access": {"event.action": ["open", "openat", "openat2", "creat"]},
+    **LOGSOURCES["ecs"],
     "file_event": "only event.type, an array, tells a write from a read",
-    "network_connection": {"event.action": "connect", "network.type": ["ipv4", "ipv6"]},
-    "mount": {"event.action": list(_MOUNT_ACTIONS)},
-    "setns": {"event.action": "setns"},
-    "unshare": {"event.action": "unshare"},
 }
 
 # provex rules see only successful syscalls unless x-provex-include-failed

@@ -8,7 +8,7 @@ Items, in order:
 2. `provex_logsource_<category>`: the document conditions that select the
    category's events (event.category / class_uid ...), or a failure when the
    schema cannot select them exactly. Targets that cannot test arrays select
-   by event.action (exporter.siem.homes.SCALAR_LOGSOURCES).
+   without the array field event.type (exporter.siem.homes.SCALAR_LOGSOURCES).
 3. `provex_success_only`: provex rules see successful syscalls only, unless
    they say `x-provex-include-failed: true`.
 """
@@ -25,9 +25,9 @@ from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import AddConditionTransformation, RuleFailureTransformation
 from sigma.processing.transformations.base import DetectionItemTransformation
 from sigma.rule import SigmaDetectionItem, SigmaRule
-from sigma.types import SigmaBool, SigmaNumber, SigmaString
+from sigma.types import SigmaBool, SigmaExists, SigmaNumber, SigmaString
 
-from exporter.siem.homes import LOGSOURCES, SCALAR_LOGSOURCES, SUCCESS, NoHome, home_of
+from exporter.siem.homes import EXISTS, LOGSOURCES, SCALAR_LOGSOURCES, SUCCESS, NoHome, home_of
 
 
 class NoHomeError(SigmaTransformationError):
@@ -112,7 +112,9 @@ def _lookup(name: str, home: Any, raw: Any, schema: str) -> list[Any]:
         ) from None
 
 
-def _typed(value: str | int) -> SigmaString | SigmaNumber:
+def _typed(value: str | int) -> SigmaString | SigmaNumber | SigmaExists:
+    if value == EXISTS:
+        return SigmaExists(True)
     return SigmaNumber(value) if isinstance(value, int) else SigmaString(value)
 
 
