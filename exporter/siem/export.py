@@ -22,7 +22,8 @@ from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
-from exporter.correlate.loader import DEFAULT_RULES_DIR, rule_files
+from exporter.correlate.errors import RulesError
+from exporter.correlate.loader import DEFAULT_RULES_DIR, load_rules, rule_files
 from exporter.siem.backends import (
     ProvexEqlBackend,
     ProvexESQLBackend,
@@ -88,12 +89,18 @@ class Exported:
 
 
 def export(target: str, paths: Sequence[str | Path] = ()) -> list[Exported]:
-    """Convert every alerting rule under `paths` (default: the shipped rules) for `target`."""
+    """Convert every alerting rule under `paths` (default: the shipped rules) for `target`.
+
+    Raises ValueError for an unknown target and RulesError (every problem with
+    its file:line) when the rules would not load in the agent."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}: expected one of {sorted(TARGETS)}")
     spec = TARGETS[target]
+    paths = list(paths) or [DEFAULT_RULES_DIR]
+    # Exactly what the agent would load: a bad rule is refused with file:line (RulesError).
+    load_rules(paths)
     out: list[Exported] = []
-    for path in rule_files(list(paths) or [DEFAULT_RULES_DIR]):
+    for path in rule_files(paths):
         out += _export_file(spec, Path(path))
     return out
 
@@ -218,9 +225,15 @@ def _render_loki(spec: Target, results: list[Exported]) -> str:
 def run(
     target: str, paths: Sequence[str | Path] = (), output: str | None = None, out: TextIO = sys.stdout
 ) -> int:
-    """The CLI: print (or write) the export; 0 even when some rules are not exported."""
+    """The CLI: print (or write) the export; 0 even when some rules are not exported,
+    1 when a rule does not load (nothing written), 2 for a bad target or path."""
     try:
         results = export(target, paths)
+    except RulesError as exc:
+        for err in exc.errors:
+            print(f"ERROR {err}", file=sys.stderr)
+        print(f"{len(exc.errors)} error(s); nothing exported", file=sys.stderr)
+        return 1
     except (SigmaError, ValueError, OSError) as exc:
         print(f"ERROR {exc}", file=sys.stderr)
         return 2

@@ -194,3 +194,18 @@ def test_cli_writes_the_file_and_reports(tmp_path: Path, capsys: pytest.CaptureF
     assert out.read_text() == (EXPECTED / "loki.yaml").read_text()
     assert "1 exported, 7 not exported" in capsys.readouterr().err
     assert run("nope", []) == 2
+
+
+def test_a_bad_rule_is_refused_with_its_location(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = (
+        _rule(tmp_path, _SINGLE % "Image: /bin/sh")
+        .read_text()
+        .replace("condition: selection", "condition: nope")
+    )
+    path = tmp_path / "bad.yml"
+    path.write_text(bad)
+    out = tmp_path / "out.spl"
+    assert run("splunk", [str(path)], str(out)) == 1
+    err = capsys.readouterr().err
+    assert f"ERROR {path}:" in err and "nothing exported" in err
+    assert not out.exists()
