@@ -11,6 +11,7 @@ Items, in order:
    without the array field event.type (exporter.siem.homes.SCALAR_LOGSOURCES).
 3. `provex_success_only`: provex rules see successful syscalls only, unless
    they say `x-provex-include-failed: true`.
+4. ECS: `provex_events_index`, the data stream of raw events (ES|QL's FROM).
 """
 
 from __future__ import annotations
@@ -22,12 +23,19 @@ from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaTransformationError
 from sigma.processing.conditions import LogsourceCondition, RuleProcessingCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
-from sigma.processing.transformations import AddConditionTransformation, RuleFailureTransformation
+from sigma.processing.transformations import (
+    AddConditionTransformation,
+    RuleFailureTransformation,
+    SetStateTransformation,
+)
 from sigma.processing.transformations.base import DetectionItemTransformation
 from sigma.rule import SigmaDetectionItem, SigmaRule
 from sigma.types import SigmaBool, SigmaExists, SigmaNumber, SigmaString
 
 from exporter.siem.homes import EXISTS, LOGSOURCES, SCALAR_LOGSOURCES, SUCCESS, NoHome, home_of
+
+
+EVENTS_INDEX = "logs-provex.events-*"
 
 
 class NoHomeError(SigmaTransformationError):
@@ -179,4 +187,9 @@ def build_pipeline(schema: str, no_arrays: str = "") -> ProcessingPipeline:
             identifier="provex_success_only",
         )
     )
+    if schema == "ecs":
+        # Where the raw events are (otel-collector/gateway-elasticsearch.yaml); ES|QL names it in FROM.
+        items.append(
+            ProcessingItem(SetStateTransformation("index", EVENTS_INDEX), identifier="provex_events_index")
+        )
     return ProcessingPipeline(name=f"provex taxonomy -> {schema.upper()}", priority=20, items=items)
