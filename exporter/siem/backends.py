@@ -6,6 +6,7 @@ query; everything else is the upstream backend's output.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from sigma.backends.elasticsearch import EqlBackend, ESQLBackend
@@ -115,7 +116,10 @@ class ProvexSplunkBackend(SplunkBackend):
     """Splunk SPL. Upstream has no ordered temporal correlation; for two steps it
     is upstream's temporal search plus a check that the first step's earliest
     time precedes the second step's latest time in the same bucket. Three or
-    more steps cannot be ordered that way: refused."""
+    more steps cannot be ordered that way: refused. Array fields keep Splunk's
+    JSON name `field{}` unquoted (a quoted token in `search` is a value)."""
+
+    field_quote_pattern: ClassVar[re.Pattern[str]] = re.compile(r"^[\w.]+(\{\})?$")
 
     def convert_correlation_temporal_ordered_rule(
         self, rule: SigmaCorrelationRule, output_format: str | None = None, method: str = "stats"

@@ -41,6 +41,7 @@ class Target:
     comment: str  # line-comment prefix of the output
     doc: str
     no_arrays: str = ""  # why the target cannot test array-valued fields
+    array_suffix: str = ""  # how the target names an array field
 
 
 TARGETS: dict[str, Target] = {
@@ -55,7 +56,7 @@ TARGETS: dict[str, Target] = {
             "Elasticsearch ES|QL over ECS documents",
             "ES|QL compares a multi-valued field as null",
         ),
-        Target("splunk", "ocsf", ProvexSplunkBackend, "```", "Splunk SPL over OCSF events (HEC)"),
+        Target("splunk", "ocsf", ProvexSplunkBackend, "```", "Splunk SPL over OCSF events (HEC)", "", "{}"),
         Target(
             "loki",
             "ecs",
@@ -107,7 +108,7 @@ def export(target: str, paths: Sequence[str | Path] = ()) -> list[Exported]:
 
 def _export_file(spec: Target, path: Path) -> list[Exported]:
     rules = SigmaCollection.load_ruleset([path])
-    pipeline = build_pipeline(spec.schema, spec.no_arrays)
+    pipeline = build_pipeline(spec.schema, spec.no_arrays, spec.array_suffix)
     backend = spec.backend(processing_pipeline=pipeline, collect_errors=True)
     fatal: BaseException | None = None
     try:

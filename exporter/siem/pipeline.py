@@ -32,8 +32,7 @@ from sigma.processing.transformations.base import DetectionItemTransformation
 from sigma.rule import SigmaDetectionItem, SigmaRule
 from sigma.types import SigmaBool, SigmaExists, SigmaNumber, SigmaString
 
-from exporter.siem.homes import EXISTS, LOGSOURCES, SCALAR_LOGSOURCES, SUCCESS, NoHome, home_of
-
+from exporter.siem.homes import ARRAY_FIELDS, EXISTS, LOGSOURCES, SCALAR_LOGSOURCES, SUCCESS, NoHome, home_of
 
 EVENTS_INDEX = "logs-provex.events-*"
 
@@ -48,6 +47,7 @@ class TaxonomyTransformation(DetectionItemTransformation):
 
     schema: str = "ecs"
     no_arrays: str = ""
+    array_suffix: str = ""  # appended to array fields' names (Splunk: "{}")
     _category: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def apply(self, rule: SigmaRule | SigmaCorrelationRule) -> None:
@@ -95,7 +95,8 @@ class TaxonomyTransformation(DetectionItemTransformation):
             detection_item.value = [
                 SigmaString(str(v.number)) if isinstance(v, SigmaNumber) else v for v in detection_item.value
             ]
-        detection_item.field = home.field
+        arrays = ARRAY_FIELDS.get(self.schema, frozenset())
+        detection_item.field = home.field + (self.array_suffix if home.field in arrays else "")
         self.processing_item_applied(detection_item)
         return None
 
@@ -149,11 +150,12 @@ class UnknownCategory(RuleProcessingCondition):
         return ls.product != "linux" or ls.category not in self.categories
 
 
-def build_pipeline(schema: str, no_arrays: str = "") -> ProcessingPipeline:
+def build_pipeline(schema: str, no_arrays: str = "", array_suffix: str = "") -> ProcessingPipeline:
     """The pipeline for documents of `schema` ("ecs" or "ocsf").
 
-    `no_arrays`: why the target cannot test array fields ("" if it can)."""
-    transformation = TaxonomyTransformation(schema=schema, no_arrays=no_arrays)
+    `no_arrays`: why the target cannot test array fields ("" if it can);
+    `array_suffix`: how the target names an array field (Splunk: "{}")."""
+    transformation = TaxonomyTransformation(schema=schema, no_arrays=no_arrays, array_suffix=array_suffix)
     items = [ProcessingItem(transformation, identifier="provex_taxonomy")]
     categories = SCALAR_LOGSOURCES if no_arrays else LOGSOURCES[schema]
     items.append(

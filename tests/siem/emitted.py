@@ -32,15 +32,10 @@ def flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 @functools.cache
-def golden_fields(schema: str) -> frozenset[str]:
-    """Every dotted leaf field of the golden documents of `schema`."""
-    fields: set[str] = set()
-    for path in (GOLDEN / schema).glob("*.json"):
-        fields |= set(flatten(json.loads(path.read_text())))
-    return frozenset(fields)
-
-
-def emitted(schema: str, field: str) -> bool:
-    """A field the agent emits: set by the mapping, or a leaf of a golden document
-    (the mapping may set a parent object, e.g. OCSF finding_info.attacks)."""
-    return field in mapped_fields(schema) or field in golden_fields(schema)
+def golden_values(schema: str) -> dict[str, list[Any]]:
+    """Every dotted leaf field of the golden documents of `schema`, with its values."""
+    values: dict[str, list[Any]] = {}
+    for path in sorted((GOLDEN / schema).glob("*.json")):
+        for key, value in flatten(json.loads(path.read_text())).items():
+            values.setdefault(key, []).append(value)
+    return values
