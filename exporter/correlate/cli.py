@@ -23,6 +23,7 @@ from exporter.correlate.fields import fields_markdown
 from exporter.correlate.loader import DEFAULT_RULES_DIR, RuleSet, load_rules, rule_files
 from exporter.correlate.loader import survey as _survey
 from exporter.model import Alert
+from exporter.siem import TARGET_NAMES, run_cli
 from exporter.source.replay import ReplaySource
 
 
@@ -115,7 +116,7 @@ def survey(paths: Iterable[str | Path], out: TextIO = sys.stdout) -> int:
 
 
 def add_rules_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    """Adds `rules {lint,test,survey,fields}`; each parser sets `func(args) -> int`."""
+    """Adds `rules {lint,test,survey,fields,export}`; each parser sets `func(args) -> int`."""
     rules = subparsers.add_parser("rules", help="check, test and survey Sigma rules")
     sub = rules.add_subparsers(dest="rules_command", required=True)
     p = sub.add_parser("lint", help="load and compile rules; report errors with file:line")
@@ -132,3 +133,8 @@ def add_rules_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: survey(a.paths))
     p = sub.add_parser("fields", help="print the field taxonomy rules see (markdown)")
     p.set_defaults(func=lambda a: (print(fields_markdown(), end=""), 0)[1])
+    p = sub.add_parser("export", help="convert rules to SIEM queries (EQL, ES|QL, SPL, LogQL); see siem/")
+    p.add_argument("--target", required=True, choices=TARGET_NAMES)
+    p.add_argument("paths", nargs="*", help="rule files or directories (default: the shipped rules)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    p.set_defaults(func=lambda a: run_cli(a.target, a.paths, a.output))
