@@ -2,7 +2,7 @@
  * caller's memory as the syscall was given it), the fd or errno at exit. */
 
 BPF_PERCPU_ARRAY(scratch_open, struct open_ev, 1);
-BPF_TABLE("lru_hash", u32, struct open_ev, pending_open, 16384);
+BPF_HASH(pending_open, u32, struct open_ev, 16384);
 
 static __always_inline int open_enter(u16 sc, s32 dirfd, const char *filename, u64 flags, u64 mode)
 {
@@ -21,9 +21,9 @@ static __always_inline int open_enter(u16 sc, s32 dirfd, const char *filename, u
     e->dirfd = dirfd;
     e->flags = flags;
     e->mode = mode;
-    e->pad = 0;
     e->user_path = (u64)filename;
-    bpf_probe_read_user_str(e->path, sizeof(e->path), filename);
+    long n = bpf_probe_read_user_str(e->path, sizeof(e->path), filename);
+    e->path_len = n > 0 ? n : 0;
     u32 tid = current_tid();
     if (pending_open.update(&tid, e))
         count(sc, CTR_LOST_PENDING);
@@ -38,7 +38,7 @@ static __always_inline int open_exit(long ret)
         return 0;
     e->h.ret = ret;
     if (e->path[0] == 0) {
-        reread_if_empty(e->path, sizeof(e->path), e->user_path);
+        e->path_len = reread_if_empty(e->path, sizeof(e->path), e->user_path);
         /* the entry check could not see the path; apply it now */
         if (e->path[0] == '/' && !path_interesting((const char *)e->user_path, e->flags)) {
             count(e->h.sc, CTR_FILTERED_PATH);
@@ -46,7 +46,7 @@ static __always_inline int open_exit(long ret)
             return 0;
         }
     }
-    emit(e, sizeof(*e), e->h.sc, T_OPEN);
+    emit(e, BOUNDED_SIZE(offsetof(struct open_ev, path) + e->path_len, sizeof(struct open_ev)), e->h.sc, T_OPEN);
     pending_open.delete(&tid);
     return 0;
 }

@@ -2,7 +2,7 @@
  * fsmount, move_mount, open_tree), which per-event engines often miss. */
 
 BPF_PERCPU_ARRAY(scratch_mount, struct mount_ev, 1);
-BPF_TABLE("lru_hash", u32, struct mount_ev, pending_mount, 4096);
+BPF_HASH(pending_mount, u32, struct mount_ev, 4096);
 
 static __always_inline struct mount_ev *mount_begin(u16 sc)
 {

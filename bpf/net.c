@@ -1,7 +1,7 @@
 /* connect: the destination comes from the caller's sockaddr as given to the
  * syscall (a socket's own fields are still empty at this point). */
 
-BPF_TABLE("lru_hash", u32, struct connect_ev, pending_connect, 8192);
+BPF_HASH(pending_connect, u32, struct connect_ev, 8192);
 
 #define PROVEX_AF_UNIX 1
 #define PROVEX_AF_INET 2

@@ -2,9 +2,9 @@
  * cgroup creation so user space can start monitoring a new container. */
 
 BPF_PERCPU_ARRAY(scratch_exec, struct exec_ev, 1);
-BPF_TABLE("lru_hash", u32, struct exec_ev, pending_exec, 4096);
+BPF_HASH(pending_exec, u32, struct exec_ev, 4096);
 /* clone flags by caller thread, to tell a new thread from a new process */
-BPF_TABLE("lru_hash", u32, u64, pending_clone, 16384);
+BPF_HASH(pending_clone, u32, u64, 16384);
 
 static __always_inline int exec_enter(u16 sc, s32 dirfd, const char *filename,
                                       const char *const *argv, u32 flags)
@@ -48,7 +48,8 @@ static __always_inline int exec_exit(long ret)
         bpf_get_current_comm(&e->h.comm, sizeof(e->h.comm));
     else
         reread_if_empty(e->path, sizeof(e->path), e->user_path);
-    emit(e, sizeof(*e), e->h.sc, T_EXEC);
+    /* argv is last: copy only the arguments there are */
+    emit(e, BOUNDED_SIZE(offsetof(struct exec_ev, argv) + (u64)e->argc * ARG_LEN, sizeof(struct exec_ev)), e->h.sc, T_EXEC);
     pending_exec.delete(&tid);
     return 0;
 }

@@ -27,6 +27,8 @@ from exporter.source.live import LiveSource
 
 log = logging.getLogger("provex.agent")
 
+SWEEP_INTERVAL_S = 30.0  # orphaned enter records are rare; a slow sweep is enough
+
 BATCH_SIZE = Gauge(
     "provex_batch_events", "Events in the last batch drained from the ring buffer", registry=REGISTRY
 )
@@ -83,6 +85,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     source = LiveSource(probes, on_cgroup=learn)
     state.ready.set()
     deadline = time.monotonic() + args.duration if getattr(args, "duration", None) else None
+    next_sweep = time.monotonic() + SWEEP_INTERVAL_S
     log.info("agent running", extra={"fields": {"command": args.command}})
     try:
         while not stop.is_set():
@@ -93,6 +96,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 pipeline.feed(batch, now)
             else:
                 pipeline.tick(now)
+            if time.monotonic() >= next_sweep:
+                probes.sweep_pending()
+                next_sweep = time.monotonic() + SWEEP_INTERVAL_S
             if deadline is not None and time.monotonic() >= deadline:
                 break
         # What the kernel queued before we stopped still goes out.

@@ -204,7 +204,7 @@ def payload_structs(limits: Limits) -> dict[str, type[ctypes.Structure]]:
                 ("dirfd", ctypes.c_int32),
                 ("flags", ctypes.c_uint32),
                 ("mode", ctypes.c_uint32),
-                ("pad", ctypes.c_uint32),
+                ("path_len", ctypes.c_uint32),
                 ("user_path", ctypes.c_uint64),
                 ("path", path),
             ],
@@ -250,6 +250,16 @@ def payload_structs(limits: Limits) -> dict[str, type[ctypes.Structure]]:
             [("id", ctypes.c_uint64), ("level", ctypes.c_int32), ("pad", ctypes.c_uint32), ("path", path)],
         ),
     }
+
+
+# Families whose last field is variable-length: the kernel copies only its used
+# bytes, so a record may be shorter than its struct (never shorter than this field's offset).
+VARIABLE_TAIL = {OPEN: "path", EXEC: "argv"}
+
+
+def min_record_size(family: str, struct: type[ctypes.Structure]) -> int:
+    tail = VARIABLE_TAIL.get(family)
+    return getattr(struct, tail).offset if tail else ctypes.sizeof(struct)
 
 
 # Extra work for a family beyond plain field copies: (event kwargs, payload) -> None.

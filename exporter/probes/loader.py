@@ -5,12 +5,16 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import platform
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import Counter
+
 from exporter.config.schema import ProbesConfig
+from exporter.metrics import REGISTRY
 from exporter.model import EventType
 from exporter.probes import cgroups
 from exporter.probes.layout import (
@@ -23,6 +27,12 @@ from exporter.probes.layout import (
 from exporter.resources import data_dir
 
 log = logging.getLogger("provex.probes")
+
+PENDING_SWEPT = Counter(
+    "provex_pending_orphans_swept",
+    "Enter records whose thread vanished before the syscall's exit (swept from the pairing maps)",
+    registry=REGISTRY,
+)
 
 BPF_SOURCES = ("provex.h", "process.c", "file.c", "mount.c", "namespace.c", "net.c")
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
@@ -249,6 +259,30 @@ class Probes:
                 values = table[table.Key(index * len(COUNTERS) + slot)]
                 out[(sc.name, name)] = sum(values)
         return out
+
+    PENDING_MAPS = (
+        "pending_open",
+        "pending_exec",
+        "pending_mount",
+        "pending_ns",
+        "pending_connect",
+        "pending_clone",
+    )
+
+    def sweep_pending(self, proc: str = "/proc") -> int:
+        """Delete enter records whose thread is gone (it died inside the syscall, or its
+        tid changed in a multi-threaded execve): they would never see their exit."""
+        swept = 0
+        for name in self.PENDING_MAPS:
+            table = self.bpf[name]
+            for key in list(table.keys()):
+                if not os.path.exists(f"{proc}/{key.value}"):
+                    with contextlib.suppress(KeyError):
+                        del table[key]
+                        swept += 1
+        if swept:
+            PENDING_SWEPT.inc(swept)
+        return swept
 
     def close(self) -> None:
         self.bpf.cleanup()

@@ -19,6 +19,7 @@ from exporter.probes.layout import (
     EventHeader,
     Limits,
     _text,
+    min_record_size,
     payload_structs,
 )
 
@@ -58,7 +59,7 @@ class Decoder:
                 name for name, ctype in struct._fields_ if getattr(ctype, "_type_", None) is ctypes.c_char
             }
             copies = [(ev, pl, pl in text_fields) for ev, pl in sc.fields.items()]
-            self._rows.append((sc, struct, ctypes.sizeof(struct), copies))
+            self._rows.append((sc, struct, min_record_size(sc.family, struct), copies))
 
     def decode(self, data: int, size: int) -> Event | tuple[int, int, str] | None:
         """An Event, a control record (cgroup id, hierarchy, path), or None if corrupt."""
@@ -69,10 +70,12 @@ class Decoder:
         if header.sc >= len(self._rows):
             DECODE_ERRORS.labels("unknown_syscall").inc()
             return None
-        sc, struct, struct_size, copies = self._rows[header.sc]
-        if size < struct_size:
+        sc, struct, min_size, copies = self._rows[header.sc]
+        if size < min_size:
             DECODE_ERRORS.labels("short").inc()
             return None
+        # A short record's struct view reaches past its end into ring memory (mapped twice,
+        # so always readable): only the used part of the tail is read (NUL, argc bound it).
         payload = struct.from_address(data)
         if sc.family == CGROUP:
             return payload.id, payload.pad, _text(payload.path)
