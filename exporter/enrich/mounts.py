@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import threading
@@ -9,6 +10,9 @@ import threading
 from exporter.enrich.metrics import MOUNT_ERRORS
 from exporter.enrich.mountinfo import MountinfoError, host_bind_mounts, parse_mountinfo
 from exporter.model import HostMount
+
+# A process that exited between its event and this read: ENOENT, or EINVAL/ESRCH while dying.
+_GONE = frozenset({errno.ENOENT, errno.ESRCH, errno.EINVAL})
 
 log = logging.getLogger("provex.enrich")
 
@@ -54,14 +58,23 @@ class MountResolver:
                     parse_mountinfo(host_text, f"{self.proc}/{self.host_pid}/mountinfo"),
                 )
             )
-        except FileNotFoundError:
+        except OSError as exc:
+            if exc.errno not in _GONE:
+                return self._unreadable(container_id, pid, exc)
+            # The process exited (a dying process's mountinfo reads EINVAL): not an error.
             MOUNT_ERRORS.labels("process_gone").inc()
             self._requested.discard(container_id)  # retry with a later event's pid
             return ()
-        except (OSError, MountinfoError) as exc:
-            MOUNT_ERRORS.labels("unreadable" if isinstance(exc, OSError) else "bad_mountinfo").inc()
-            log.warning("cannot read container mounts", extra={"fields": {"pid": pid, "error": str(exc)}})
-            mounts = ()
+        except MountinfoError as exc:
+            return self._unreadable(container_id, pid, exc)
+        return self._store(container_id, mounts)
+
+    def _unreadable(self, container_id: str, pid: int, exc: Exception) -> tuple[HostMount, ...]:
+        MOUNT_ERRORS.labels("unreadable" if isinstance(exc, OSError) else "bad_mountinfo").inc()
+        log.warning("cannot read container mounts", extra={"fields": {"pid": pid, "error": str(exc)}})
+        return self._store(container_id, ())
+
+    def _store(self, container_id: str, mounts: tuple[HostMount, ...]) -> tuple[HostMount, ...]:
         self._mounts[container_id] = mounts
         self.generation += 1
         return mounts

@@ -55,3 +55,14 @@ def test_bad_line_is_located() -> None:
 def test_self_mountinfo_parses() -> None:
     entries = parse_mountinfo(Path("/proc/self/mountinfo").read_text(), "/proc/self/mountinfo")
     assert any(e.mount_point == "/" for e in entries)
+
+
+def test_a_process_that_exited_is_not_an_error(tmp_path):
+    """Reading a dying process's mountinfo fails with EINVAL: retried later, not warned about."""
+    from exporter.enrich.mounts import MountResolver
+
+    resolver = MountResolver(str(tmp_path))
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "mountinfo").write_text("")
+    assert resolver.resolve_now("c1", 4242) == ()  # /proc/4242 does not exist
+    assert resolver.get("c1") is None  # nothing cached: a later event's pid will be tried
