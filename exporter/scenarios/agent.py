@@ -164,12 +164,12 @@ class AgentProcess:
         self.port = free_port()
         args = [sys.executable, "-m", "exporter", "run", "--kubeconfig", self.kubeconfig]
         args += ["--node-name", self.node_name, "--health-addr", f"127.0.0.1:{self.port}"]
-        if self.alerts_to_file:
+        args += list(self.extra)
+        if self.alerts_to_file:  # last, so that they win over the caller's --set
             out = self.workdir / "alerts.jsonl"
             out.unlink(missing_ok=True)
             args += ["--output", str(out), "--set", "output.raw_events=false", "--set", "output.schema=raw"]
             self.feed = FileAlerts(out)
-        args += list(self.extra)
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=subprocess_env()

@@ -14,11 +14,15 @@ everything an earlier container did has been through the rules by then.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from exporter.scenarios.agent import SeenAlert
+from exporter.scenarios.agent import AgentProcess, SeenAlert
 from exporter.scenarios.lab import Lab, Prepared, TrialRun
 from exporter.scenarios.library import RuleRef, Scenario
 
@@ -120,6 +124,12 @@ class Session:
                 return
             self.wait_alert(min(remaining, 0.05))
 
+    def wait_all(self, runs: Iterable[TrialRun], limit_s: float) -> None:
+        """Until every attack run's expected alert arrived, or limit_s passed in all."""
+        deadline = time.monotonic() + limit_s
+        for run in runs:
+            self.wait_for(run, max(0.0, deadline - time.monotonic()))
+
     def barrier(self, limit_s: float = 20.0) -> bool:
         """Run the sentinel and wait for its alert; False if it never came."""
         self._barriers += 1
@@ -127,3 +137,30 @@ class Session:
         run = self.lab.run(p)
         self.wait_for(run, limit_s)
         return judge(run, self.alerts(), self.rules, late_ms=limit_s * 1000).detected
+
+
+@contextlib.contextmanager
+def live_session(workdir: str | Path | None = None, agent_args: Sequence[str] = ()) -> Iterator[LiveSession]:
+    """A lab, the real agent watching it (alerts tailed from its output) and a Session."""
+    from exporter.scenarios.library import default_rules
+
+    root = Path(workdir or tempfile.mkdtemp(prefix="provex-scenarios-"))
+    lab = Lab(root / "lab")
+    agent = AgentProcess(root / "agent", lab.kubeconfig, lab.node_name, extra=agent_args)
+    try:
+        agent.start()
+        assert agent.feed is not None
+        session = Session(lab, agent.feed.alerts, agent.feed.wait, default_rules(), agent.wait_pods)
+        yield LiveSession(lab, agent, session)
+    finally:
+        agent.stop()
+        lab.close()
+        if workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class LiveSession:
+    lab: Lab
+    agent: AgentProcess
+    session: Session

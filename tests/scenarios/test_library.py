@@ -19,6 +19,7 @@ from exporter.scenarios.library import (
 )
 from exporter.scenarios.runc import ContainerSpec
 from exporter.scenarios.session import judge
+from exporter.scenarios.verify import RuleResult, render
 
 LIBRARY = load_library()
 RULES = default_rules()
@@ -123,3 +124,15 @@ def test_verdicts():
     ]
     assert judge(_run(benign), [], RULES, 1000).status == "clean"
     assert judge(_run(benign), [_alert("container_setns", 0, 1)], RULES, 1000).status == "false-positive"
+
+
+def test_verify_table_says_late_and_missing():
+    text = render(
+        [
+            RuleResult("a_rule", "canary-a", "fired", 2.0),
+            RuleResult("b_rule", "canary-b", "late", 1500.0),
+            RuleResult("c_rule", "canary-c", "missed", None),
+        ]
+    )
+    assert "fired late" in text and "did not fire" in text
+    assert text.splitlines()[-1] == "1/3 rules fired in time; failing: b_rule, c_rule"
