@@ -169,6 +169,7 @@ class AgentProcess:
             out = self.workdir / "alerts.jsonl"
             out.unlink(missing_ok=True)
             args += ["--output", str(out), "--set", "output.raw_events=false", "--set", "output.schema=raw"]
+            args += ["--set", "output.otlp.endpoint=none"]  # not $OTEL_EXPORTER_OTLP_ENDPOINT
             self.feed = FileAlerts(out)
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
