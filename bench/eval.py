@@ -257,7 +257,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for i, p in enumerate(prepared):
             runs.append(lab.run(p))
             if (i + 1) % 50 == 0:
-                print(f"eval: {i + 1}/{len(prepared)} trials", file=sys.stderr)
+                failed = sum(not r.ok for r in runs)
+                print(f"eval: {i + 1}/{len(prepared)} trials ({failed} workloads failed)", file=sys.stderr)
         session.wait_all(runs, args.settle)
         caught_up = session.barrier(args.settle)
         metrics = agent.metrics()
@@ -303,6 +304,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             | {"class": v[0].scenario.klass, "rule": v[0].scenario.rule}
             for k, v in sorted(by_scenario.items(), key=lambda kv: (kv[1][0].scenario.klass, kv[0]))
         },
+        "error_samples": [
+            {"scenario": o.scenario.name, "exit": o.run.returncode, "stderr": o.run.stderr[-300:]}
+            for o in outcomes
+            if o.status == "error"
+        ][:5],
         "misses": [
             {"scenario": o.scenario.name, "trial": o.run.prepared.trial, "status": o.status}
             for o in attacks

@@ -81,8 +81,9 @@ class FileAlerts:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self.path.exists() and not self._stop.wait(self.poll_s):
-            pass
+        while not self.path.exists():
+            if self._stop.wait(self.poll_s):
+                return
         buf = b""
         with open(self.path, "rb") as f:
             while not self._stop.is_set():
@@ -169,11 +170,14 @@ class AgentProcess:
             out = self.workdir / "alerts.jsonl"
             out.unlink(missing_ok=True)
             args += ["--output", str(out), "--set", "output.raw_events=false", "--set", "output.schema=raw"]
-            args += ["--set", "output.otlp.endpoint=none"]  # not $OTEL_EXPORTER_OTLP_ENDPOINT
             self.feed = FileAlerts(out)
+        env = subprocess_env()
+        if self.alerts_to_file:  # raw JSON lines: an inherited OTLP endpoint would be refused
+            for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"):
+                env.pop(key, None)
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=subprocess_env()
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=env
             )
         self._wait_ready(ready_s)
         return self

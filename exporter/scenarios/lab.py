@@ -96,7 +96,8 @@ def _uuid(text: str) -> str:
 
 class Lab:
     def __init__(self, workdir: str | Path | None = None, node_name: str = "provex-lab") -> None:
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="provex-lab-"))
+        # Absolute: runc resolves a relative rootfs against the bundle directory.
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="provex-lab-")).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.node_name = node_name
         self.nonce = secrets.token_hex(4)  # ids differ between labs on one host
