@@ -10,6 +10,7 @@ detected, false positives among the benign runs, latency, kernel loss.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -175,6 +176,9 @@ def main(args: argparse.Namespace) -> int:
     from exporter.scenarios.agent import AgentError
     from exporter.scenarios.runc import ContainerError
 
+    if os.geteuid() != 0:
+        print("provex demo: needs root (eBPF probes and runc containers)", file=sys.stderr)
+        return 2
     try:
         return run_demo(args, sys.stdout)
     except (ScenarioError, AgentError, ContainerError, OSError) as exc:

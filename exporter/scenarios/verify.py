@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 
@@ -97,6 +98,9 @@ def main(args: argparse.Namespace) -> int:
     from exporter.scenarios.agent import AgentError
     from exporter.scenarios.runc import ContainerError
 
+    if os.geteuid() != 0:
+        print("provex verify: needs root (eBPF probes and runc containers)", file=sys.stderr)
+        return 2
     try:
         results = run_verify(args)
     except (ScenarioError, AgentError, ContainerError, OSError) as exc:
