@@ -28,7 +28,17 @@ def provex(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]
 
 
 def test_verify_passes_on_healthy_rules():
-    result = provex("verify", "--rule", "container_unshare", "--rule", "sa_token_exfiltration", "--json")
+    # Generous --late-ms: this is about verdicts, not speed (no wall-clock assertions in tests).
+    result = provex(
+        "verify",
+        "--rule",
+        "container_unshare",
+        "--rule",
+        "sa_token_exfiltration",
+        "--late-ms",
+        "10000",
+        "--json",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     doc = json.loads(result.stdout)
     assert doc["ok"] and {r["rule"]: r["status"] for r in doc["rules"]} == {
@@ -53,6 +63,7 @@ def test_verify_fails_for_a_disabled_and_a_broken_rule(tmp_path):
         "--set", "correlate.disabled_rules=[container_setns]",
         "--rule", "container_setns", "--rule", "host_sensitive_file_read", "--rule", "container_mount",
         "--timeout", "3",
+        "--late-ms", "10000",
         "--json",
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
