@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test setup setup-test lint bench clean
+.PHONY: run test setup setup-test lint bench clean demo
 
 setup:
 	@PROVEX_VENV=$(VENV) scripts/setup-host.sh run
@@ -15,6 +15,10 @@ setup-test:
 
 run: setup
 	$(VENV)/bin/provex run $(ARGS)
+
+# The test set-up brings runc, busybox-static and gcc, which the demo's containers need.
+demo: setup-test
+	$(VENV)/bin/provex demo $(ARGS)
 
 test: setup-test
 	$(PY) -m ruff check exporter tests bench

@@ -84,6 +84,9 @@ def make_parser() -> argparse.ArgumentParser:
     from exporter.correlate.cli import add_rules_subcommands
 
     add_rules_subcommands(sub)
+    from exporter.scenarios.cli import add_scenario_subcommands
+
+    add_scenario_subcommands(sub)
     sub.add_parser("version", help="print the version")
     return parser
 

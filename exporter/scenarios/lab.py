@@ -1,0 +1,217 @@
+"""The lab a scenario runs in: runc, a stand-in API server, a payload server, a host process.
+
+`Lab.prepare` turns a scenario into a Pod (registered with the stand-in API
+server, so the agent's enrichment really resolves it) and a ContainerSpec at
+the matching kubelet-shaped cgroup path; `Lab.run` runs it. hostPath volumes
+are temp dirs with fake contents, mounted where the Pod says: no real host
+file is ever read or written. All networking is 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from exporter.scenarios.apiserver import FakeApiServer, make_pod
+from exporter.scenarios.library import Scenario
+from exporter.scenarios.runc import BUSYBOX_CANDIDATES, ContainerSpec, Mount, Runc
+
+PAYLOAD = b"#!/bin/sh\necho provex-payload\n"
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.provex-scenario-token.not-a-real-signature\n"
+
+
+class _PayloadHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"  # one request per connection: nc scripts read to EOF
+    bodies = {"/payload.sh": PAYLOAD, "/healthz": b"ok\n", "/index": b"pkg-a 1.0\npkg-b 2.1\n" * 64}
+
+    def do_GET(self) -> None:
+        body = self.bodies.get(self.path.split("?")[0])
+        self.send_response(200 if body is not None else 404)
+        body = body if body is not None else b"not found\n"
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class PayloadServer:
+    """HTTP on 127.0.0.1: /payload.sh (a script to download and run), /healthz, /index."""
+
+    def __init__(self) -> None:
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _PayloadHandler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="provex-payload", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@dataclass
+class Prepared:
+    """One trial of a scenario, ready to run: its Pod and its container."""
+
+    scenario: Scenario
+    trial: int
+    pod_uid: str
+    container_id: str
+    pod_name: str
+    pod: dict
+    spec: ContainerSpec
+
+
+@dataclass
+class TrialRun:
+    prepared: Prepared
+    cgroup_id: int
+    returncode: int | None
+    stdout: str
+    stderr: str
+    started_ns: int  # wall clock, just before runc was started
+    ended_ns: int
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def _uuid(text: str) -> str:
+    h = hashlib.sha256(text.encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+class Lab:
+    def __init__(self, workdir: str | Path | None = None, node_name: str = "provex-lab") -> None:
+        # Absolute: runc resolves a relative rootfs against the bundle directory.
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="provex-lab-")).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.node_name = node_name
+        self.nonce = secrets.token_hex(4)  # ids differ between labs on one host
+        self.runc = Runc(self.workdir / "runc")
+        self.busybox = next(p for p in BUSYBOX_CANDIDATES if Path(p).exists())
+        self.api = FakeApiServer().start()
+        # The Service/Endpoints the agent refreshes name the stand-in itself.
+        self.api.endpoints = [("127.0.0.1", self.api.port)]
+        self.kubeconfig = self.api.write_kubeconfig(str(self.workdir / "kubeconfig"))
+        self.http = PayloadServer()
+        # A host process whose namespaces a hostPID container enters (/proc/1/ns may be closed).
+        self.host_process = subprocess.Popen(["sleep", "86400"], stdin=subprocess.DEVNULL)
+        self._host_dirs: dict[tuple[str, int], Path] = {}
+        self.registered = 0
+
+    def values(self) -> dict[str, str]:
+        return {
+            "API_IP": "127.0.0.1",
+            "API_PORT": str(self.api.port),
+            "HTTP_PORT": str(self.http.port),
+            "HOST_PID": str(self.host_process.pid),
+        }
+
+    def _host_dir(self, scenario: Scenario, index: int) -> Path:
+        """The temp dir standing in for a host path (made once per scenario, read-only use)."""
+        key = (scenario.name, index)
+        if key not in self._host_dirs:
+            root = self.workdir / "host" / f"{scenario.name}-{index}"
+            root.mkdir(parents=True, exist_ok=True)
+            for rel, content in scenario.host_paths[index].files.items():
+                target = root / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if content == "@busybox":
+                    shutil.copy2(self.busybox, target)
+                    target.chmod(0o755)
+                else:
+                    target.write_text(content)
+            self._host_dirs[key] = root
+        return self._host_dirs[key]
+
+    def prepare(self, scenario: Scenario, trial: int = 0) -> Prepared:
+        seed = f"{self.nonce}-{scenario.name}-{trial}"
+        uid = _uuid(f"pod-{seed}")
+        cid = hashlib.sha256(f"ctr-{seed}".encode()).hexdigest()
+        pod_name = f"{scenario.name}-{trial}"[:63]
+        container = scenario.klass or "workload"
+        volumes = {f"host-{i}": hp.host for i, hp in enumerate(scenario.host_paths)}
+        mounts = [(f"host-{i}", hp.mount, hp.read_only) for i, hp in enumerate(scenario.host_paths)]
+        pod = make_pod(
+            pod_name,
+            uid,
+            namespace=scenario.namespace,
+            node=self.node_name,
+            containers=[(container, f"provex.local/scenarios/{scenario.klass}:1", f"containerd://{cid}")],
+            host_paths=volumes,
+            mounts={container: mounts},
+            labels={"app": scenario.name, "provex.io/scenario-kind": scenario.kind, **scenario.labels},
+            service_account=scenario.service_account,
+        )
+        spec = ContainerSpec(
+            ["/bin/sh", "-c", scenario.render(self.values())],
+            name=scenario.name,
+            pod_uid=uid,
+            container_id=cid,
+            mounts=[
+                Mount(str(self._host_dir(scenario, i)), hp.mount, hp.read_only)
+                for i, hp in enumerate(scenario.host_paths)
+            ],
+            privileged=scenario.privileged,
+            host_pid=scenario.host_pid,
+            files={scenario.token: TOKEN} if scenario.token else {},
+        )
+        return Prepared(scenario, trial, uid, cid, pod_name, pod, spec)
+
+    def register(self, prepared: Prepared) -> None:
+        """Announce the trial's Pod to the stand-in API server (the agent's watch picks it up)."""
+        self.api.add_pod(prepared.pod)
+        self.registered += 1
+
+    def run(self, prepared: Prepared, timeout: float = 60.0) -> TrialRun:
+        started = time.time_ns()
+        result = self.runc.run(prepared.spec, timeout=timeout)
+        return TrialRun(
+            prepared,
+            result.cgroup_id,
+            result.returncode,
+            result.stdout,
+            result.stderr,
+            started,
+            time.time_ns(),
+        )
+
+    def close(self) -> None:
+        if self.host_process.poll() is None:
+            self.host_process.kill()
+        self.host_process.wait()
+        self.http.stop()
+        self.api.stop()
+        self.runc.close()
+        shutil.rmtree(self.workdir / "host", ignore_errors=True)
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def package_root() -> str:
+    """The directory holding the `exporter` package (for a subprocess's PYTHONPATH)."""
+    return str(Path(__file__).resolve().parents[2])
+
+
+def subprocess_env() -> dict[str, str]:
+    root = package_root()
+    old = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + old if old else "")}

@@ -1,0 +1,212 @@
+"""The scenario library: attack and benign workloads as data (library/*.yaml).
+
+Each file holds one class of scenarios (`class:`), `defaults:` merged into
+every scenario of the file, and the `scenarios:` list. A scenario is a
+/bin/sh script run in a throwaway busybox container, plus what its Pod
+declares (namespace, service account, hostPath volumes backed by temp dirs
+with fake contents, a projected token). Attacks name the rule that must fire
+and the ATT&CK technique the alert must carry; benign ones must raise nothing.
+
+Scripts may use ${API_IP} ${API_PORT} (the stand-in API server), ${HTTP_PORT}
+(the local payload/health server) and ${HOST_PID} (a host process to enter).
+A bad file is refused whole, each problem with file:line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+LIBRARY_DIR = Path(__file__).resolve().parent / "library"
+PLACEHOLDERS = frozenset({"API_IP", "API_PORT", "HTTP_PORT", "HOST_PID"})
+# ${UPPER_CASE} is ours; shell's own $var and ${lower} pass through untouched.
+_PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")  # fits a Pod name with a suffix
+
+
+class ScenarioError(ValueError):
+    """One or more problems in scenario files, each `file:line: message`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class HostPath(msgspec.Struct, forbid_unknown_fields=True):
+    host: str  # the real host path the Pod declares as a hostPath volume
+    mount: str  # where the container sees it
+    # Fake contents of the temp dir standing in for `host`: relative path -> text,
+    # or "@busybox" for an executable copy of busybox-static (a "host tool").
+    files: dict[str, str] = {}
+    read_only: bool = True
+
+
+class Scenario(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: str
+    script: str
+    description: str = ""
+    kind: Literal["attack", "benign"] = "attack"
+    klass: str = ""  # the file's class
+    rule: str = ""  # attack: rule name (or id) that must fire
+    technique: str = ""  # attack: ATT&CK id the alert must carry
+    canary: bool = False  # `provex verify` runs this one for its rule
+    namespace: str = "scenarios"
+    service_account: str = "default"
+    labels: dict[str, str] = {}
+    host_paths: list[HostPath] = []
+    token: str = ""  # container path of a projected service-account token ("" = none)
+    privileged: bool = False
+    host_pid: bool = False
+    file: str = ""
+    line: int = 0
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def placeholders(self) -> set[str]:
+        return set(_PLACEHOLDER.findall(self.script))
+
+    def render(self, values: dict[str, str]) -> str:
+        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.script)
+
+
+@dataclass(frozen=True)
+class RuleRef:
+    uid: str
+    name: str
+    title: str
+    techniques: tuple[str, ...]
+
+
+def default_rules() -> dict[str, RuleRef]:
+    """Alerting rules of the default rule set, by name and by id."""
+    from exporter.correlate.loader import DEFAULT_RULES_DIR, load_rules
+
+    ruleset = load_rules([DEFAULT_RULES_DIR])
+    out: dict[str, RuleRef] = {}
+    for r in [*[r for r in ruleset.rules if r.generate], *ruleset.correlations]:
+        ref = RuleRef(r.uid, r.name, r.title, tuple(r.techniques))
+        out[r.name] = out[r.uid] = ref
+    return out
+
+
+def _located_items(text: str, path: str) -> tuple[dict[str, Any], list[int]]:
+    """The document and the line of each item of its `scenarios:` list."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        raise ScenarioError([f"{path}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    if not isinstance(doc, dict) or not isinstance(node, yaml.MappingNode):
+        raise ScenarioError([f"{path}:1: expected a mapping with class, defaults and scenarios"])
+    lines: list[int] = []
+    for key, value in node.value:
+        if key.value == "scenarios" and isinstance(value, yaml.SequenceNode):
+            lines = [item.start_mark.line + 1 for item in value.value]
+    return doc, lines
+
+
+def load_file(path: str | Path, rules: dict[str, RuleRef] | None = None) -> list[Scenario]:
+    path = str(path)
+    text = Path(path).read_text(encoding="utf-8")
+    doc, lines = _located_items(text, path)
+    problems: list[str] = []
+    unknown = set(doc) - {"class", "defaults", "scenarios"}
+    if unknown:
+        problems.append(
+            f"{path}:1: unknown top-level keys {sorted(unknown)} (expected class, defaults, scenarios)"
+        )
+    klass, defaults, items = doc.get("class"), doc.get("defaults") or {}, doc.get("scenarios")
+    if not isinstance(klass, str) or not klass:
+        problems.append(f"{path}:1: `class` must be a non-empty string")
+    if not isinstance(defaults, dict):
+        problems.append(f"{path}:1: `defaults` must be a mapping")
+        defaults = {}
+    if not isinstance(items, list) or not items:
+        problems.append(f"{path}:1: `scenarios` must be a non-empty list")
+        items = []
+    rules = default_rules() if rules is None else rules
+    out: list[Scenario] = []
+    for i, item in enumerate(items):
+        line = lines[i] if i < len(lines) else 0
+        where = f"{path}:{line}"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: a scenario must be a mapping")
+            continue
+        merged = {**defaults, **item, "klass": klass or "", "file": path, "line": line}
+        if klass == "benign":
+            merged.setdefault("kind", "benign")
+        try:
+            scenario = msgspec.convert(merged, Scenario)
+        except msgspec.ValidationError as exc:
+            problems.append(f"{where}: scenario {item.get('name', '?')!r}: {exc}")
+            continue
+        problems += [f"{where}: {p}" for p in _check(scenario, rules)]
+        out.append(scenario)
+    if problems:
+        raise ScenarioError(problems)
+    return out
+
+
+def _check(s: Scenario, rules: dict[str, RuleRef]) -> list[str]:
+    problems = []
+    if not _NAME.match(s.name):
+        problems.append(f"name {s.name!r}: lowercase letters, digits and '-', at most 42 characters")
+    unknown = s.placeholders() - PLACEHOLDERS
+    if unknown:
+        problems.append(f"{s.name}: unknown placeholders {sorted(unknown)} (known: {sorted(PLACEHOLDERS)})")
+    if s.kind == "attack":
+        if s.rule not in rules:
+            problems.append(f"{s.name}: rule {s.rule!r} is not an alerting default rule")
+        elif s.technique and not any(
+            t == s.technique or t.startswith(s.technique + ".") for t in rules[s.rule].techniques
+        ):
+            problems.append(
+                f"{s.name}: rule {s.rule} carries {list(rules[s.rule].techniques)}, not {s.technique}"
+            )
+    elif s.rule or s.canary:
+        problems.append(f"{s.name}: a benign scenario names no rule and is no canary")
+    for hp in s.host_paths:
+        if not hp.host.startswith("/") or not hp.mount.startswith("/"):
+            problems.append(f"{s.name}: host_paths need absolute host and mount paths")
+        for rel in hp.files:
+            if rel.startswith("/") or ".." in rel.split("/"):
+                problems.append(f"{s.name}: host_paths file {rel!r} must be relative, without '..'")
+    if s.token and not s.token.startswith("/"):
+        problems.append(f"{s.name}: token must be an absolute container path")
+    return problems
+
+
+def load_library(paths: Iterable[str | Path] | None = None) -> list[Scenario]:
+    """Every scenario of the given files (default: the shipped library), names unique."""
+    files = sorted(LIBRARY_DIR.glob("*.yaml")) if paths is None else [Path(p) for p in paths]
+    rules = default_rules()
+    problems: list[str] = []
+    out: list[Scenario] = []
+    for path in files:
+        try:
+            out += load_file(path, rules)
+        except ScenarioError as exc:
+            problems += exc.problems
+    seen: dict[str, str] = {}
+    for s in out:
+        if s.name in seen:
+            problems.append(f"{s.where}: scenario name {s.name!r} already used at {seen[s.name]}")
+        seen[s.name] = s.where
+    if problems:
+        raise ScenarioError(problems)
+    return out
+
+
+def canaries(scenarios: list[Scenario]) -> dict[str, Scenario]:
+    """rule name -> its canary scenario."""
+    return {s.rule: s for s in scenarios if s.kind == "attack" and s.canary}
