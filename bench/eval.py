@@ -128,19 +128,19 @@ class OtlpAlerts:
 
 
 def _records(item: Received) -> list[Record]:
-    """The log records of one received request, decoded like OtlpReceiver.records()."""
+    """The log records of one received request, decoded like OtlpReceiver.records(); raw
+    events keep only their attributes (the eval shares the receiver's GIL: decode little)."""
     out = []
     for rl in item.request.resource_logs:
-        resource = kv_to_dict(rl.resource.attributes)
         for sl in rl.scope_logs:
-            scope_attrs = kv_to_dict(sl.scope.attributes)
             for lr in sl.log_records:
+                alert = lr.event_name == "provex.alert"
                 out.append(
                     Record(
-                        resource=resource,
+                        resource={},
                         scope_name=sl.scope.name,
-                        scope_attributes=scope_attrs,
-                        body=any_to_py(lr.body),
+                        scope_attributes={},
+                        body=any_to_py(lr.body) if alert else None,
                         attributes=kv_to_dict(lr.attributes),
                         severity_number=lr.severity_number,
                         severity_text=lr.severity_text,
