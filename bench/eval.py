@@ -109,6 +109,7 @@ class OtlpAlerts:
                 decisive_ts_ns=r.time_unix_nano,
                 seen_ns=r.arrival_wall_ns,
                 followup=bool(dig(body, "labels.provex_followup_of")),
+                doc=body,
             )
         )
 
@@ -127,19 +128,19 @@ class OtlpAlerts:
 
 
 def _records(item: Received) -> list[Record]:
-    """The log records of one received request, decoded like OtlpReceiver.records()."""
+    """The log records of one received request, decoded like OtlpReceiver.records(); raw
+    events keep only their attributes (the eval shares the receiver's GIL: decode little)."""
     out = []
     for rl in item.request.resource_logs:
-        resource = kv_to_dict(rl.resource.attributes)
         for sl in rl.scope_logs:
-            scope_attrs = kv_to_dict(sl.scope.attributes)
             for lr in sl.log_records:
+                alert = lr.event_name == "provex.alert"
                 out.append(
                     Record(
-                        resource=resource,
+                        resource={},
                         scope_name=sl.scope.name,
-                        scope_attributes=scope_attrs,
-                        body=any_to_py(lr.body),
+                        scope_attributes={},
+                        body=any_to_py(lr.body) if alert else None,
                         attributes=kv_to_dict(lr.attributes),
                         severity_number=lr.severity_number,
                         severity_text=lr.severity_text,
@@ -192,7 +193,10 @@ def score_attacks(outcomes: list[Outcome]) -> dict[str, Any]:
         if o.expected is not None
         and (o.expected.pod_name, o.expected.pod_namespace) == (o.run.prepared.pod_name, o.scenario.namespace)
     ]
-    wrong = sum(len(o.wrong_alerts()) for o in valid)
+    wrong: dict[str, int] = defaultdict(int)
+    for o in valid:
+        for alert in o.wrong_alerts():
+            wrong[alert.rule_title or alert.rule_id] += 1
     return {
         "trials": len(outcomes),
         "errors": len(outcomes) - n,
@@ -205,7 +209,8 @@ def score_attacks(outcomes: list[Outcome]) -> dict[str, Any]:
         | {"max": round(lat[-1], 3) if lat else None},
         "technique_correct": f"{len(tech_ok)}/{len(detected)}",
         "enrichment_correct": f"{len(enrich_ok)}/{len(detected)}",
-        "other_rule_alerts": wrong,
+        "other_rule_alerts": sum(wrong.values()),
+        "other_rule_alerts_by_rule": dict(sorted(wrong.items())),
     }
 
 
@@ -304,6 +309,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             | {"class": v[0].scenario.klass, "rule": v[0].scenario.rule}
             for k, v in sorted(by_scenario.items(), key=lambda kv: (kv[1][0].scenario.klass, kv[0]))
         },
+        "other_rule_alert_samples": [
+            {
+                "scenario": o.scenario.name,
+                "trial": o.run.prepared.trial,
+                "pod": o.run.prepared.pod_name,
+                "rule": a.rule_title,
+                "alert_pod": a.pod_name,
+                "syscall": dig(a.doc, "event.action") if a.doc else None,
+                "process": dig(a.doc, "process.name") if a.doc else None,
+                "executable": dig(a.doc, "process.executable") if a.doc else None,
+                "parent": dig(a.doc, "process.parent.executable") if a.doc else None,
+                "late": dig(a.doc, "labels.provex_enrichment") if a.doc else None,
+                "decisive_after_trial_end_ms": round((a.decisive_ts_ns - o.run.ended_ns) / 1e6, 3),
+                "decisive_after_trial_start_ms": round((a.decisive_ts_ns - o.run.started_ns) / 1e6, 3),
+            }
+            for o in attacks
+            for a in o.wrong_alerts()
+        ][:10],
         "error_samples": [
             {"scenario": o.scenario.name, "exit": o.run.returncode, "stderr": o.run.stderr[-300:]}
             for o in outcomes

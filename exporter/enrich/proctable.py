@@ -53,6 +53,10 @@ class ProcessTable:
     def observe(self, event: Event) -> ProcEntry:
         """Update the table from one event; returns the acting process's entry."""
         entry = self._procs.get(event.pid)
+        if entry is not None and entry.exited_ns and event.ts_ns > entry.exited_ns:
+            # The pid was reused by a process whose fork was not seen (runc init is forked on
+            # the host, then moves into the container): the exited entry is not its.
+            entry = None
         if event.type is EventType.FORK and event.child_pid:
             parent = entry or self._touch_unknown(event)
             self.put(

@@ -39,6 +39,7 @@ class SeenAlert:
     seen_ns: int  # wall clock when the alert reached us
     followup: bool = False
     alert: Alert | None = None  # the whole record, when the feed has it (raw JSON lines)
+    doc: dict | None = None  # the mapped document, when the feed has it (OTLP)
 
     @property
     def latency_ms(self) -> float:
