@@ -24,7 +24,10 @@ ALERTS_BY_RULE = Counter("provex_alerts", "Alerts raised, by rule", ["rule"], re
 class Sink(Protocol):
     def emit_event(self, event: Event) -> None: ...
     def emit_alert(self, alert: Alert) -> None: ...
-    def flush(self) -> None: ...
+    # A drain of the ring buffer ended: make what was written visible, if that
+    # costs no waiting (a file buffer, yes; an export to a collector, never).
+    def batch_done(self) -> None: ...
+    def flush(self) -> None: ...  # end of stream: everything out, may wait (bounded)
     def close(self) -> None: ...
 
 
@@ -64,8 +67,7 @@ class Pipeline:
             for event in events:
                 self.enricher.push(event, now_ns)
             self._forward(self.enricher.pop_ready(now_ns))
-        # A batch is a drain of the ring buffer: make it visible downstream now.
-        self.sink.flush()
+        self.sink.batch_done()
 
     def tick(self, now_ns: int) -> None:
         """Called when the source is idle: release events whose wait expired,
@@ -84,14 +86,17 @@ class Pipeline:
         self.sink.flush()
 
     def _forward(self, events: Iterable[Event]) -> None:
-        for event in events:
+        batch = list(events)
+        # Correlate the whole batch before shipping its raw events: an alert must not wait
+        # behind the mapping of the raw events that came before it in the same drain.
+        for event in batch:
             EVENTS_BY_TYPE.labels(event.type.value).inc()
             for observe in self.observers:
                 observe(event)
             if self.correlator is not None:
-                # Alerts first: they are what must leave without delay.
                 self._alerts(self.correlator.process(event))
-            if self.emit_events:
+        if self.emit_events:
+            for event in batch:
                 self.sink.emit_event(event)
 
     def _alerts(self, alerts: Iterable[Alert]) -> None:

@@ -38,6 +38,9 @@ class JsonLinesSink:
             self._out.write(line)
             self._out.flush()  # alerts never wait behind a buffer
 
+    def batch_done(self) -> None:
+        self.flush()  # a local write: cheap, and readers (jq, tail -f) see each drain at once
+
     def flush(self) -> None:
         with self._lock:
             self._out.flush()

@@ -25,6 +25,7 @@ class MemorySink:
         self.raw_events = raw_events
         self.emitted: list[Emitted] = []
         self.flushes = 0
+        self.batches = 0
         self.closed = False
 
     def emit_event(self, event: Event) -> None:
@@ -43,6 +44,9 @@ class MemorySink:
 
     def documents(self, signal: str | None = None) -> list[dict[str, Any]]:
         return [e.document.body for e in self.emitted if signal in (None, e.signal)]
+
+    def batch_done(self) -> None:
+        self.batches += 1
 
     def flush(self) -> None:
         self.flushes += 1

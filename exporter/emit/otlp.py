@@ -149,6 +149,9 @@ class OtlpSink:
             )
         )
 
+    def batch_done(self) -> None:
+        pass  # the export queues ship on their own schedule; never wait on the collector here
+
     def flush(self, timeout_s: float = 10.0) -> None:
         self.provider.force_flush(int(timeout_s * 1000))
 

@@ -22,6 +22,9 @@ class ListSink:
     def emit_alert(self, alert: Alert) -> None:
         self.alerts.append(alert)
 
+    def batch_done(self) -> None:
+        pass
+
     def flush(self) -> None:
         pass
 

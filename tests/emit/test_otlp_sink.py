@@ -229,3 +229,21 @@ def test_raw_schema_with_an_otlp_endpoint_is_refused(monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
     with pytest.raises(OutputConfigError, match=r"output\.schema is raw"):
         build_sink(OutputConfig(schema="raw"))
+
+
+def test_the_consumer_never_waits_for_the_collector_between_batches():
+    """Pipeline.feed ends each drain with batch_done(): for OTLP that must not force an export
+    (a blocking force_flush there held alerts behind raw events for ~1 s)."""
+    from exporter.agent.pipeline import Pipeline
+    from exporter.emit.otlp import OtlpSink
+
+    calls = []
+
+    class Recording(OtlpSink):
+        def flush(self, timeout_s: float = 10.0) -> None:
+            calls.append("flush")
+
+    sink = Recording.__new__(Recording)  # no provider needed: nothing is emitted
+    sink.raw_events = False
+    Pipeline(sink).feed([], 0)
+    assert calls == []
