@@ -1,7 +1,7 @@
 """A local Kubernetes API server stand-in (127.0.0.1 only) speaking the real JSON.
 
-Package copy of tests/enrich/fake_apiserver.py: `provex demo` and `provex verify`
-register their scenario Pods here at run time, so it ships with the package.
+`provex demo` and `provex verify` register their scenario Pods here at run time,
+so it ships with the package; the enrichment tests drive it too.
 
 It serves what the enricher and kubectl ask for: discovery (/version, /api,
 /apis, /api/v1), Pods list and watch (newline-delimited JSON events over a

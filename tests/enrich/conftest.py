@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from exporter.metrics import REGISTRY
-from tests.enrich.fake_apiserver import FakeApiServer
+from exporter.scenarios.apiserver import FakeApiServer
 
 
 @pytest.fixture

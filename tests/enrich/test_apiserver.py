@@ -6,8 +6,8 @@ import pytest
 
 from exporter.enrich.apiserver import ApiServerRefresher, ApiServerSet, parse_address
 from exporter.enrich.kubeclient import KubeAuth, KubeClient, server_addresses
+from exporter.scenarios.apiserver import FakeApiServer
 from tests.enrich.conftest import metric
-from tests.enrich.fake_apiserver import FakeApiServer
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,8 @@ from exporter.enrich.kubeclient import (
 from exporter.enrich.pods import PodCache, pod_from_json
 from exporter.enrich.watcher import PodWatcher
 from exporter.model import HostMount
+from exporter.scenarios.apiserver import FakeApiServer, make_pod
 from tests.enrich.conftest import metric
-from tests.enrich.fake_apiserver import FakeApiServer, make_pod
 
 U1 = "11111111-1111-4111-8111-111111111111"
 U2 = "22222222-2222-4222-8222-222222222222"

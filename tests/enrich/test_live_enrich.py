@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from exporter.scenarios.apiserver import FakeApiServer, make_pod
 from exporter.scenarios.runc import ContainerSpec, Runc
-from tests.enrich.fake_apiserver import FakeApiServer, make_pod
 from tests.helpers.agent import Agent
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]

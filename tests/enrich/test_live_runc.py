@@ -23,7 +23,7 @@ from exporter.config.schema import EnrichConfig
 from exporter.enrich import build_enricher
 from exporter.enrich.cgroups import find_cgroup2_root
 from exporter.model import Event, EventType
-from tests.enrich.fake_apiserver import FakeApiServer, make_pod
+from exporter.scenarios.apiserver import FakeApiServer, make_pod
 
 pytestmark = pytest.mark.containers
 

@@ -17,8 +17,8 @@ from exporter.enrich.pods import PodCache, pod_from_json
 from exporter.enrich.proctable import ProcEntry, ProcessTable
 from exporter.enrich.stage import EnrichStage
 from exporter.model import ContainerInfo, Event, EventType, HostMount, PodInfo
+from exporter.scenarios.apiserver import FakeApiServer, make_pod
 from tests.enrich.conftest import metric
-from tests.enrich.fake_apiserver import FakeApiServer, make_pod
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "enrich"
 MS = 1_000_000
