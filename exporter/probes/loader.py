@@ -154,7 +154,7 @@ class Probes:
         self.missing = missing
         cflags = build_cflags(config, self.support, self.limits)
         try:
-            self.bpf = BPF(text=bpf_source(), cflags=cflags)
+            self.bpf = BPF(text=bpf_source().encode(), cflags=cflags)
         except Exception as exc:
             raise ProbeError(f"BPF programs failed to compile or load: {exc}") from exc
         _malloc_trim()
@@ -177,6 +177,10 @@ class Probes:
             },
         )
 
+    def table(self, name: str):
+        """A BPF map by name (BCC wants bytes)."""
+        return self.bpf[name.encode()]
+
     # -- which cgroups are monitored -------------------------------------------------
 
     def _seed_monitored(self) -> None:
@@ -194,12 +198,12 @@ class Probes:
     def _add_monitored(self, cgroup_id: int, relpath: str) -> None:
         if cgroup_id in self._monitored:
             return
-        table = self.bpf["monitored_cgroups"]
+        table = self.table("monitored_cgroups")
         table[table.Key(cgroup_id)] = table.Leaf(1)
         self._monitored.add(cgroup_id)
         self._monitored_paths.add("/" + relpath.strip("/"))
         # A cached "not monitored" verdict may exist for this id or its children.
-        self.bpf["verdicts"].clear()
+        self.table("verdicts").clear()
         log.debug("monitoring cgroup", extra={"fields": {"cgroup_id": cgroup_id, "cgroup": relpath}})
 
     def monitor_cgroup(self, relpath: str) -> int:
@@ -233,7 +237,7 @@ class Probes:
     def add_path_prefix(self, prefix: str) -> None:
         """Let open-family paths under `prefix` cross (e.g. a container's host mount)."""
         raw = prefix.encode()[: self.limits.lpm_len]
-        table = self.bpf["path_prefixes"]
+        table = self.table("path_prefixes")
         key = table.Key()
         key.prefixlen = len(raw) * 8
         key.path = raw
@@ -242,7 +246,7 @@ class Probes:
     # -- ring buffer and counters ------------------------------------------------------
 
     def open_ring_buffer(self, callback: Callable[[object, int, int], int]) -> None:
-        self.bpf["events"].open_ring_buffer(callback)
+        self.table("events").open_ring_buffer(callback)
 
     def poll(self, timeout_ms: int) -> None:
         self.bpf.ring_buffer_poll(timeout_ms)
@@ -252,7 +256,7 @@ class Probes:
 
     def counters(self) -> dict[tuple[str, str], int]:
         """Kernel counters summed over CPUs: {(syscall, counter): value}."""
-        table = self.bpf["counters"]
+        table = self.table("counters")
         out: dict[tuple[str, str], int] = {}
         for index, sc in enumerate(SYSCALLS):
             for slot, name in enumerate(COUNTERS):
@@ -274,7 +278,7 @@ class Probes:
         tid changed in a multi-threaded execve): they would never see their exit."""
         swept = 0
         for name in self.PENDING_MAPS:
-            table = self.bpf[name]
+            table = self.table(name)
             for key in list(table.keys()):
                 if not os.path.exists(f"{proc}/{key.value}"):
                     with contextlib.suppress(KeyError):

@@ -21,7 +21,7 @@ def probes():
 
 
 def test_orphaned_enter_records_are_swept(probes, tmp_path):
-    table = probes.bpf["pending_open"]
+    table = probes.table("pending_open")
     gone_tid = 4_000_000  # above pid_max: no such thread
     table[table.Key(gone_tid)] = table.Leaf()
     assert probes.sweep_pending() >= 1
@@ -39,7 +39,7 @@ def test_record_layouts_match_the_c_structs(probes):
         ("connect", "pending_connect"),
     )
     for family, map_name in families:
-        leaf = probes.bpf[map_name].Leaf
+        leaf = probes.table(map_name).Leaf
         assert ctypes.sizeof(leaf) == ctypes.sizeof(structs[family]), family
     assert {sc.name for sc in SYSCALLS} >= {"openat2", "fsmount", "move_mount", "open_tree", "execveat"}
 
