@@ -26,6 +26,10 @@ from exporter.model import ContainerInfo, Event, EventType
 _UNCLASSIFIED = object()
 
 
+# The comm of runc's init stages (runc:[0:PARENT], runc:[1:CHILD], runc:[2:INIT]).
+RUNTIME_INIT_COMM = "runc:["
+
+
 @dataclass(slots=True)
 class _Parked:
     event: Event
@@ -194,12 +198,19 @@ class EnrichStage:
             event.container = memo[2]
             return ""
         why = self._resolve_slow(event)
-        if not why and event.container is not None and not event.late:
+        if not why and event.container is not None and not event.late and self._mounts_settled(event):
             if len(self._memo) >= 65536:
                 self._memo.clear()
             # Re-checked at least once a second of event time (e.g. a deleted Pod's grace ends).
             self._memo[cgroup_id] = (gen, now_ns + 1_000_000_000, event.container)
         return why
+
+    def _mounts_settled(self, event: Event) -> bool:
+        """Whether the container's host mounts are known (or not looked up at all): until
+        then its identity is not memoised, so a later process's event asks for them."""
+        if self.mounts is None or not self.mounts.running or event.container is None:
+            return True
+        return event.container.pod is not None or self.mounts.get(event.container.id) is not None
 
     def _resolve_slow(self, event: Event) -> str:
         ref = self._ref(event.cgroup_id)
@@ -218,6 +229,10 @@ class EnrichStage:
         if self.mounts is not None and self.mounts.running:
             mounts = self.mounts.get(ref.container_id)
             if mounts is None:
+                if event.comm.startswith(RUNTIME_INIT_COMM):
+                    # runc init, before pivot_root, still sees the host's mount tree (the
+                    # container's mounts under the bundle's rootfs): ask a later process.
+                    return ""
                 self.mounts.request(ref.container_id, event.pid)
                 return "mounts"
             info.host_mounts = list(mounts)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from exporter.model import Event, EventType
-from exporter.scenarios.runc import ContainerSpec, Runc, build_helper
+from exporter.scenarios.runc import ContainerSpec, Mount, Runc, build_helper
 from tests.helpers.agent import Agent
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]
@@ -223,3 +223,20 @@ def test_record_then_replay_is_identical(agent, runc, tmp_path):
         cwd=Path(__file__).resolve().parents[2],
     )
     assert replayed.stdout == recorded.read_bytes()
+
+
+def test_read_through_a_host_bind_mount_is_delivered(agent, runc, tmp_path):
+    """/data is no default path prefix: the container's bind mount (from its mountinfo, asked of
+    the first process past runc init) widens the kernel filter before the read."""
+    host_dir = tmp_path / "hostdata"
+    host_dir.mkdir()
+    (host_dir / "secret").write_text("s\n")
+    spec = ContainerSpec(
+        ["/bin/sh", "-c", "cat /data/secret"], name="bind", mounts=[Mount(str(host_dir), "/data")]
+    )
+    run = runc.run(spec)
+    assert run.returncode == 0, run.stderr
+    events = agent.wait_for(lambda evs: bool(of(evs, run.cgroup_id, "openat", path="/data/secret")))
+    (read,) = of(events, run.cgroup_id, "openat", path="/data/secret")
+    assert read.container is not None
+    assert [(m.host_path, m.container_path) for m in read.container.host_mounts] == [(str(host_dir), "/data")]
