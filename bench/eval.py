@@ -44,7 +44,7 @@ from exporter.scenarios.agent import AgentProcess, SeenAlert  # noqa: E402
 from exporter.scenarios.lab import Lab, TrialRun  # noqa: E402
 from exporter.scenarios.library import Scenario, default_rules, load_library  # noqa: E402
 from exporter.scenarios.session import Outcome, Session, judge  # noqa: E402
-from tests.helpers.otlp_receiver import OtlpReceiver, Received, Record, any_to_py, kv_to_dict  # noqa: E402
+from tests.helpers.otlp_receiver import OtlpReceiver, Record, decode_records  # noqa: E402
 
 WINDOWS_MS = (1000.0, 2000.0, 10000.0)
 REGISTER_CHUNK = 200
@@ -83,7 +83,7 @@ class OtlpAlerts:
         with self._lock:
             self._done += len(fresh)
             for item in fresh:
-                for record in _records(item):
+                for record in decode_records(item, light=True):
                     self._take(record)
 
     def _take(self, r: Record) -> None:
@@ -125,34 +125,6 @@ class OtlpAlerts:
     def wait(self, timeout_s: float) -> None:
         with self.receiver._cond:
             self.receiver._cond.wait(timeout_s)
-
-
-def _records(item: Received) -> list[Record]:
-    """The log records of one received request, decoded like OtlpReceiver.records(); raw
-    events keep only their attributes (the eval shares the receiver's GIL: decode little)."""
-    out = []
-    for rl in item.request.resource_logs:
-        for sl in rl.scope_logs:
-            for lr in sl.log_records:
-                alert = lr.event_name == "provex.alert"
-                out.append(
-                    Record(
-                        resource={},
-                        scope_name=sl.scope.name,
-                        scope_attributes={},
-                        body=any_to_py(lr.body) if alert else None,
-                        attributes=kv_to_dict(lr.attributes),
-                        severity_number=lr.severity_number,
-                        severity_text=lr.severity_text,
-                        event_name=lr.event_name,
-                        time_unix_nano=lr.time_unix_nano,
-                        observed_time_unix_nano=lr.observed_time_unix_nano,
-                        arrival_ns=item.arrival_ns,
-                        arrival_wall_ns=item.arrival_wall_ns,
-                        headers=item.headers,
-                    )
-                )
-    return out
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:

@@ -65,6 +65,36 @@ class Record:
     headers: dict[str, str]
 
 
+def decode_records(item: Received, light: bool = False) -> list[Record]:
+    """The log records of one request. `light` decodes only alert bodies and leaves resource
+    and scope attributes out (bench/eval.py decodes thousands of raw events per second)."""
+    out = []
+    for rl in item.request.resource_logs:
+        resource = {} if light else kv_to_dict(rl.resource.attributes)
+        for sl in rl.scope_logs:
+            scope_attrs = {} if light else kv_to_dict(sl.scope.attributes)
+            for lr in sl.log_records:
+                body = any_to_py(lr.body) if not light or lr.event_name == "provex.alert" else None
+                out.append(
+                    Record(
+                        resource=resource,
+                        scope_name=sl.scope.name,
+                        scope_attributes=scope_attrs,
+                        body=body,
+                        attributes=kv_to_dict(lr.attributes),
+                        severity_number=lr.severity_number,
+                        severity_text=lr.severity_text,
+                        event_name=lr.event_name,
+                        time_unix_nano=lr.time_unix_nano,
+                        observed_time_unix_nano=lr.observed_time_unix_nano,
+                        arrival_ns=item.arrival_ns,
+                        arrival_wall_ns=item.arrival_wall_ns,
+                        headers=item.headers,
+                    )
+                )
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -210,31 +240,7 @@ class OtlpReceiver:
     def records(self) -> list[Record]:
         with self._cond:
             received = list(self.received)
-        out = []
-        for item in received:
-            for rl in item.request.resource_logs:
-                resource = kv_to_dict(rl.resource.attributes)
-                for sl in rl.scope_logs:
-                    scope_attrs = kv_to_dict(sl.scope.attributes)
-                    for lr in sl.log_records:
-                        out.append(
-                            Record(
-                                resource=resource,
-                                scope_name=sl.scope.name,
-                                scope_attributes=scope_attrs,
-                                body=any_to_py(lr.body),
-                                attributes=kv_to_dict(lr.attributes),
-                                severity_number=lr.severity_number,
-                                severity_text=lr.severity_text,
-                                event_name=lr.event_name,
-                                time_unix_nano=lr.time_unix_nano,
-                                observed_time_unix_nano=lr.observed_time_unix_nano,
-                                arrival_ns=item.arrival_ns,
-                                arrival_wall_ns=item.arrival_wall_ns,
-                                headers=item.headers,
-                            )
-                        )
-        return out
+        return [record for item in received for record in decode_records(item)]
 
     def wait_for(self, count: int, timeout_s: float = 10.0) -> list[Record]:
         """Block until `count` log records arrived (or time out); return them all."""
