@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,6 +144,30 @@ class AgentError(RuntimeError):
     pass
 
 
+def health_get(port: int, path: str) -> tuple[int, str]:
+    """GET a path of the agent's health server on 127.0.0.1: (status, body)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def wait_ready(process: subprocess.Popen, port: int, limit_s: float, stderr: Callable[[], str]) -> None:
+    """Until /readyz answers 200 (probes attached); AgentError if the agent exits or times out."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AgentError(f"agent exited with {process.returncode}:\n{stderr()}")
+        try:
+            if health_get(port, "/readyz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AgentError(f"agent not ready after {limit_s}s:\n{stderr()}")
+
+
 @dataclass
 class AgentProcess:
     """`provex run` with a health server; `alerts_to_file` adds --output and turns raw events off."""
@@ -184,25 +208,11 @@ class AgentProcess:
         return self
 
     def _get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as reply:
-                return reply.status, reply.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
+        return health_get(self.port, path)
 
     def _wait_ready(self, limit_s: float) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AgentError(f"agent exited with {self.process.returncode}:\n{self.stderr_tail()}")
-            try:
-                if self._get("/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AgentError(f"agent not ready after {limit_s}s:\n{self.stderr_tail()}")
+        wait_ready(self.process, self.port, limit_s, self.stderr_tail)
 
     def stderr_tail(self, lines: int = 20) -> str:
         try:

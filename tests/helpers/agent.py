@@ -7,15 +7,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 
 from exporter.model import Event, decode_event
-from exporter.scenarios.agent import free_port, parse_metrics
+from exporter.scenarios.agent import free_port, health_get, parse_metrics, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,24 +37,10 @@ class Agent:
         self._wait_ready()
 
     def _get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as reply:
-                return reply.status, reply.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
+        return health_get(self.port, path)
 
     def _wait_ready(self, limit_s: float = 90.0) -> None:
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"agent exited {self.process.returncode}: {self.stderr_path.read_text()}")
-            try:
-                if self._get("/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"agent not ready after {limit_s}s: {self.stderr_path.read_text()}")
+        wait_ready(self.process, self.port, limit_s, self.stderr_path.read_text)
 
     def metrics(self) -> dict[str, float]:
         return parse_metrics(self._get("/metrics")[1])
