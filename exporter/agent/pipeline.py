@@ -7,6 +7,7 @@ never waits on I/O: enrichment answers from its cache, sinks queue.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -14,6 +15,8 @@ from prometheus_client import Counter
 
 from exporter.metrics import REGISTRY
 from exporter.model import Alert, Event
+
+CHUNK = 4096  # events correlated before their raw records ship (a ring-buffer drain is smaller)
 
 EVENTS_BY_TYPE = Counter(
     "provex_events", "Events that reached the pipeline, by type", ["type"], registry=REGISTRY
@@ -86,8 +89,13 @@ class Pipeline:
         self.sink.flush()
 
     def _forward(self, events: Iterable[Event]) -> None:
-        batch = list(events)
-        # Correlate the whole batch before shipping its raw events: an alert must not wait
+        # A replay feeds a whole file: take it in chunks so memory stays bounded.
+        source = iter(events)
+        while batch := list(itertools.islice(source, CHUNK)):
+            self._forward_chunk(batch)
+
+    def _forward_chunk(self, batch: list[Event]) -> None:
+        # Correlate the chunk before shipping its raw events: an alert must not wait
         # behind the mapping of the raw events that came before it in the same drain.
         for event in batch:
             EVENTS_BY_TYPE.labels(event.type.value).inc()
