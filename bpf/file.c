@@ -46,6 +46,8 @@ static __always_inline int open_exit(long ret)
             return 0;
         }
     }
+    if (ret >= 0 && (e->flags & PROVEX_O_WRITE_MASK))
+        learn_name(e->path, e->path_len);
     emit(e, BOUNDED_SIZE(offsetof(struct open_ev, path) + e->path_len, sizeof(struct open_ev)), e->h.sc, T_OPEN);
     pending_open.delete(&tid);
     return 0;

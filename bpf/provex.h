@@ -7,6 +7,7 @@
  *
  * The loader (exporter/probes/loader.py) defines, with -D:
  *   SC_<NAME>       one id per syscall or kernel event (the decode table's index)
+ *   CTR_<NAME>      counter slots; T_<TYPE> event type bits (both from layout.py)
  *   NSC             number of ids; NCTR number of counters per id
  *   PATH_MAX_LEN, ARGV_MAX, ARG_LEN, LPM_LEN
  *   MONITOR_ALL     report every cgroup (otherwise only monitored ones)
@@ -30,28 +31,16 @@
  */
 #include <uapi/linux/ptrace.h>
 
-#define CTR_SEEN 0
-#define CTR_FILTERED_CGROUP 1
-#define CTR_FILTERED_PATH 2
-#define CTR_FILTERED_OTHER 3
-#define CTR_EMITTED 4
-#define CTR_LOST_RINGBUF 5
-#define CTR_LOST_PENDING 6
-
-#define T_EXEC (1 << 0)
-#define T_OPEN (1 << 1)
-#define T_MOUNT (1 << 2)
-#define T_SETNS (1 << 3)
-#define T_UNSHARE (1 << 4)
-#define T_CONNECT (1 << 5)
-#define T_FORK (1 << 6)
-#define T_EXIT (1 << 7)
-#define T_CONTROL (1 << 8)
+/* CTR_* (counter slots), T_* (event type bits, T_CONTROL for control records)
+ * and SC_* come from the loader as -D defines, generated from
+ * exporter/probes/layout.py, so C and Python cannot disagree. */
 
 #define BPF_RB_NO_WAKEUP_FLAG 1
 #define BPF_RB_FORCE_WAKEUP_FLAG 2
 
 #define PROVEX_AT_FDCWD -100
+#define PROVEX_O_DIRECTORY 0200000
+#define PROVEX_O_PATH 010000000
 #define PROVEX_O_WRITE_MASK (01 | 02 | 0100 | 01000) /* O_WRONLY|O_RDWR|O_CREAT|O_TRUNC */
 #define PROVEX_CLONE_THREAD 0x00010000
 
@@ -87,6 +76,20 @@ struct open_ev {
     u32 path_len; /* bytes of path, with its NUL */
     u64 user_path; /* the caller's pointer, to read again at exit if entry could not */
     char path[PATH_MAX_LEN];
+};
+
+/* Names a process creates or moves: symlink (old = the link's content), link
+ * and rename (old = the existing name, through olddirfd). */
+struct link_ev {
+    struct event_hdr h;
+    s32 olddirfd;
+    s32 newdirfd;
+    u32 flags;
+    u32 new_len; /* bytes of newpath, with its NUL */
+    u64 user_old;
+    u64 user_new;
+    char oldpath[PATH_MAX_LEN];
+    char newpath[PATH_MAX_LEN];
 };
 
 struct exec_ev {
@@ -157,7 +160,9 @@ BPF_HASH(monitored_cgroups, u64, u8, 65536);
  * (a plain hash: cheaper than LRU on every lookup; when full, verdicts are just
  * computed again) */
 BPF_HASH(verdicts, u64, u8, 16384);
-BPF_LPM_TRIE(path_prefixes, struct lpm_key, u8, 1024);
+/* Value 1: a configured prefix or a host mount (set by the agent); value 2: a
+ * name the workload wrote, linked or renamed (set here, pruned by the agent). */
+BPF_LPM_TRIE(path_prefixes, struct lpm_key, u8, LPM_ENTRIES);
 
 static __always_inline void count(u32 sc, u32 ctr)
 {
@@ -276,6 +281,10 @@ static __always_inline int path_interesting(const char *user_path, u64 flags)
     if (flags & PROVEX_O_WRITE_MASK)
         return 1;
 #endif
+    /* A directory opened for its fd: a later openat/execveat/fchdir resolves
+     * through it, so user space must know what it names. */
+    if (flags & (PROVEX_O_DIRECTORY | PROVEX_O_PATH))
+        return 1;
 #ifdef PATH_FILTER
     struct lpm_key key = {};
     key.prefixlen = LPM_LEN * 8;
@@ -285,5 +294,26 @@ static __always_inline int path_interesting(const char *user_path, u64 flags)
     return path_prefixes.lookup(&key) != NULL;
 #else
     return 1;
+#endif
+}
+
+/* A name the workload just wrote, linked or renamed: let later reads of it
+ * cross the path filter, so a file's provenance (downloaded, then copied,
+ * then read through a link) is not cut by the filter. Done here, not by the
+ * agent, because the read often follows within a millisecond. NOEXIST keeps
+ * configured prefixes as they are; the agent prunes the oldest learned ones. */
+static __always_inline void learn_name(const char *path, u32 len)
+{
+#ifdef PATH_FILTER
+    if (len < 2 || path[0] != '/')
+        return;
+    struct lpm_key key = {};
+    u32 n = len - 1;
+    if (n > LPM_LEN)
+        n = LPM_LEN;
+    key.prefixlen = n * 8;
+    __builtin_memcpy(key.path, path, LPM_LEN);
+    u8 learned = 2;
+    path_prefixes.insert(&key, &learned);
 #endif
 }

@@ -68,6 +68,16 @@ def compile_condition(node: object, category: str) -> Predicate:
     raise Unsupported("condition", f"unsupported condition element {type(node).__name__}")
 
 
+def condition_fields(node: object) -> frozenset[str]:
+    """Every field a parsed condition reads."""
+    if isinstance(node, ConditionAND | ConditionOR | ConditionNOT):
+        return frozenset().union(*(condition_fields(a) for a in node.args))
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        extra = {node.value.field} if isinstance(node.value, SigmaFieldReference) else set()
+        return frozenset({node.field, *extra}) if node.field else frozenset(extra)
+    return frozenset()
+
+
 def check_field(name: str, category: str) -> None:
     field = FIELDS.get(name)
     if field is None:

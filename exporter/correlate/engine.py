@@ -23,7 +23,7 @@ from exporter.correlate.ids import stable_id
 from exporter.correlate.loader import DEFAULT_RULES_DIR, Correlation, Rule, RuleSet, load_rules
 from exporter.correlate.sequence import CorrelationState, Match
 from exporter.metrics import REGISTRY
-from exporter.model import Alert, Event, EvidenceRef
+from exporter.model import Alert, Event, EvidenceRef, evidence_ref
 
 log = logging.getLogger("provex.correlate")
 
@@ -92,16 +92,16 @@ class Correlator:
         out: list[Alert],
     ) -> None:
         steps = rule.steps if isinstance(rule, Correlation) else [rule]
-        evidence = [
-            EvidenceRef(
-                id=m.event.id,
-                ts_ns=m.ts,
-                type=m.event.type,
-                syscall=m.event.syscall,
-                step=steps[m.step].name if m.step < len(steps) else rule.name,
-            )
-            for m in matches
-        ]
+        evidence: list[EvidenceRef] = []
+        seen: set[str] = set()
+        for m in matches:
+            step = steps[m.step] if m.step < len(steps) else rule
+            # The graph's story of the file first (oldest first), then the matching event.
+            story = m.event.origin if isinstance(step, Rule) and step.reads_origin else []
+            for ref in [*story, evidence_ref(m.event, step.name)]:
+                if ref.id not in seen:
+                    seen.add(ref.id)
+                    evidence.append(ref)
         decisive = _decisive(matches)
         alert = Alert(
             id=stable_id(rule.uid, *(f"{k}={v}" for k, v in sorted(key.items())), *(e.id for e in evidence)),
@@ -112,7 +112,7 @@ class Correlator:
             tactics=list(rule.tactics),
             description=rule.description,
             key=key,
-            first_ts_ns=min(m.ts for m in matches),
+            first_ts_ns=min(ref.ts_ns for ref in evidence),
             decisive_ts_ns=decisive.ts,
             evidence=evidence,
             event=decisive.event,

@@ -25,7 +25,13 @@ from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
 from exporter.correlate.attack import TagError, techniques_and_tactics
-from exporter.correlate.compile import Predicate, Unsupported, check_field, compile_condition
+from exporter.correlate.compile import (
+    Predicate,
+    Unsupported,
+    check_field,
+    compile_condition,
+    condition_fields,
+)
 from exporter.correlate.errors import RuleError, RulesError
 from exporter.correlate.fields import CATEGORIES
 
@@ -57,6 +63,13 @@ class Rule:
     include_failed: bool = False
     key_fields: list[str] = field(default_factory=lambda: ["ContainerId"])
     generate: bool = True  # alerts on its own (false when only a correlation step)
+    fields: frozenset[str] = frozenset()  # the fields its detection reads
+
+    @property
+    def reads_origin(self) -> bool:
+        """Its detection asks the graph where an executed file came from: the alert then
+        carries that story (connect, writes, reads) as evidence."""
+        return "ExecutedFileFromNetwork" in self.fields
 
 
 @dataclass(eq=False)
@@ -264,7 +277,9 @@ def _compile_rule(doc: _Doc, strict: bool) -> Rule:
         conditions = sigma.detection.parsed_condition
         if len(conditions) != 1:
             raise Unsupported("condition", "exactly one condition is supported")
-        predicate = compile_condition(conditions[0].parse(), category)
+        parsed = conditions[0].parse()
+        predicate = compile_condition(parsed, category)
+        fields = condition_fields(parsed)
     except Unsupported as exc:
         line = _field_line(_sub(doc.node, "detection"), exc.field) if exc.field else None
         cause = f"{exc.cause}:{exc.field}" if exc.field else exc.cause
@@ -293,6 +308,7 @@ def _compile_rule(doc: _Doc, strict: bool) -> Rule:
         predicate=predicate,
         include_failed=include_failed,
         key_fields=key_fields,
+        fields=fields,
     )
 
 

@@ -18,6 +18,7 @@ from exporter.metrics import REGISTRY
 from exporter.model import EventType
 from exporter.probes import cgroups
 from exporter.probes.layout import (
+    CONTROL_BIT,
     COUNTERS,
     OPTIONAL_TRACEPOINTS,
     SYSCALLS,
@@ -34,7 +35,11 @@ PENDING_SWEPT = Counter(
     registry=REGISTRY,
 )
 
-BPF_SOURCES = ("provex.h", "process.c", "file.c", "mount.c", "namespace.c", "net.c")
+BPF_SOURCES = ("provex.h", "process.c", "file.c", "fsctx.c", "mount.c", "namespace.c", "net.c")
+# Entries of the path-prefix trie: configured prefixes and host mounts, plus names the
+# workload wrote or linked (learned in the kernel, the oldest pruned past LEARNED_NAMES_MAX).
+LPM_ENTRIES = 16384
+LEARNED_NAMES_MAX = 8192
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
 
@@ -98,9 +103,13 @@ def build_cflags(config: ProbesConfig, support: KernelSupport, limits: Limits) -
         f"-DARG_LEN={limits.arg_len}",
         f"-DLPM_LEN={limits.lpm_len}",
         f"-DRINGBUF_PAGES={config.ring_buffer_pages}",
-        f"-DWAKEUP_MASK={_type_mask(config.wakeup_types) | (1 << 8)}",  # control records always wake
+        f"-DLPM_ENTRIES={LPM_ENTRIES}",
+        f"-DWAKEUP_MASK={_type_mask(config.wakeup_types) | CONTROL_BIT}",  # control records always wake
         f"-DWAKEUP_BYTES={config.wakeup_bytes}",
+        f"-DT_CONTROL={CONTROL_BIT}",
     ]
+    flags += [f"-DCTR_{name.upper()}={slot}" for slot, name in enumerate(COUNTERS)]
+    flags += [f"-DT_{kind.name}={bit}" for kind, bit in TYPE_BITS.items()]
     flags += [f"-DSC_{sc.name.upper()}={i}" for i, sc in enumerate(SYSCALLS)]
     for tracepoint in support.tracepoints:
         flags.append(f"-DHAVE_{tracepoint.split('/')[1].upper()}")
@@ -271,6 +280,8 @@ class Probes:
         "pending_ns",
         "pending_connect",
         "pending_clone",
+        "pending_ctx",
+        "pending_link",
     )
 
     def sweep_pending(self, proc: str = "/proc") -> int:
