@@ -3,7 +3,8 @@
  * and renames that came before. These probes report each of them, as given
  * (user space resolves them in the provenance graph):
  *   chdir, fchdir, chroot, pivot_root      -> the open_ev layout (path, or fd in dirfd)
- *   symlink(at), link(at), rename(at)(2)   -> link_ev (old name, new name, their dirfds) */
+ *   symlink(at), link(at), rename(at)(2)   -> link_ev (old name, new name, their dirfds)
+ *   dup2, dup3 onto fd 0-2                 -> dup_ev (a shell's redirect: `sed ... > out`) */
 
 BPF_PERCPU_ARRAY(scratch_ctx, struct open_ev, 1);
 BPF_HASH(pending_ctx, u32, struct open_ev, 4096);
@@ -151,3 +152,49 @@ TRACEPOINT_PROBE(syscalls, sys_enter_renameat2)
     return link_enter(SC_RENAMEAT2, args->olddfd, args->oldname, args->newdfd, args->newname, args->flags);
 }
 TRACEPOINT_PROBE(syscalls, sys_exit_renameat2) { return link_exit(args->ret, T_RENAME); }
+
+/* dup2/dup3: only onto the standard streams (a redirect for the command a shell runs);
+ * the many other dups (a shell saving and restoring its own fds) are counted and dropped. */
+BPF_HASH(pending_dup, u32, struct dup_ev, 4096);
+
+static __always_inline int dup_enter(u16 sc, s32 oldfd, s32 newfd, u32 flags)
+{
+    u64 cg;
+    if (!enter_filter(sc, &cg))
+        return 0;
+    if (newfd < 0 || newfd > 2) {
+        count(sc, CTR_FILTERED_OTHER);
+        return 0;
+    }
+    struct dup_ev e = {};
+    fill_hdr(&e.h, sc, sizeof(e), cg);
+    e.oldfd = oldfd;
+    e.newfd = newfd;
+    e.flags = flags;
+    u32 tid = current_tid();
+    if (pending_dup.update(&tid, &e))
+        count(sc, CTR_LOST_PENDING);
+    return 0;
+}
+
+static __always_inline int dup_exit(long ret)
+{
+    u32 tid = current_tid();
+    struct dup_ev *e = pending_dup.lookup(&tid);
+    if (!e)
+        return 0;
+    e->h.ret = ret;
+    emit(e, sizeof(*e), e->h.sc, T_DUP);
+    pending_dup.delete(&tid);
+    return 0;
+}
+
+#ifdef HAVE_SYS_ENTER_DUP2
+TRACEPOINT_PROBE(syscalls, sys_enter_dup2) { return dup_enter(SC_DUP2, args->oldfd, args->newfd, 0); }
+TRACEPOINT_PROBE(syscalls, sys_exit_dup2) { return dup_exit(args->ret); }
+#endif
+TRACEPOINT_PROBE(syscalls, sys_enter_dup3)
+{
+    return dup_enter(SC_DUP3, args->oldfd, args->newfd, args->flags);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_dup3) { return dup_exit(args->ret); }

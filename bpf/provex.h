@@ -132,6 +132,15 @@ struct connect_ev {
     u32 pad;
 };
 
+/* dup2/dup3 onto a standard stream: what a process's stdin/stdout/stderr now name. */
+struct dup_ev {
+    struct event_hdr h;
+    s32 oldfd;
+    s32 newfd;
+    u32 flags;
+    u32 pad;
+};
+
 struct proc_ev {
     struct event_hdr h;
     u32 child_pid;

@@ -13,6 +13,7 @@ import logging
 import signal
 import threading
 import time
+from collections import OrderedDict
 
 from prometheus_client import Gauge
 
@@ -21,13 +22,14 @@ from exporter.agent.health import HealthState, serve
 from exporter.config import Config
 from exporter.emit.jsonlines import JsonLinesSink
 from exporter.metrics import REGISTRY
-from exporter.model import Event
+from exporter.model import Event, EventType
 from exporter.probes import metrics as probe_metrics
-from exporter.probes.loader import ProbeError, Probes
+from exporter.probes.loader import LEARNED_NAMES_MAX, ProbeError, Probes
 from exporter.source.live import LiveSource
 
 log = logging.getLogger("provex.agent")
 
+WRITE_FLAGS = 0o1 | 0o2 | 0o100 | 0o1000  # O_WRONLY|O_RDWR|O_CREAT|O_TRUNC: the kernel learns these
 SWEEP_INTERVAL_S = 30.0  # orphaned enter records are rare; a slow sweep is enough
 
 BATCH_SIZE = Gauge(
@@ -52,6 +54,38 @@ class HostMountPrefixes:
             if prefix not in self.known:
                 self.known.add(prefix)
                 self.probes.add_path_prefix(prefix)
+
+
+class LearnedNames:
+    """Keep the names the workload wrote, linked or renamed in the kernel's path filter,
+    bounded: the kernel adds each one spelled absolutely (bpf/provex.h: learn_name); this
+    adds the relatively spelled ones (resolved by the graph) and forgets the oldest past
+    LEARNED_NAMES_MAX, so the trie never fills."""
+
+    def __init__(self, probes: Probes, limit: int = LEARNED_NAMES_MAX) -> None:
+        self.probes = probes
+        self.limit = limit
+        self.names: OrderedDict[str, None] = OrderedDict()
+
+    def __call__(self, event: Event) -> None:
+        t = event.type
+        if t is EventType.OPEN:
+            if event.ret < 0 or not event.flags & WRITE_FLAGS:
+                return
+        elif t not in (EventType.LINK, EventType.RENAME) or event.ret != 0:
+            return
+        name = event.path
+        if not name.startswith("/"):
+            name = event.resolved_path
+            if not name:
+                return
+            self.probes.learn_name(name)
+        names = self.names
+        names[name] = None
+        names.move_to_end(name)
+        while len(names) > self.limit:
+            old, _ = names.popitem(last=False)
+            self.probes.forget_name(old)
 
 
 def tune_gc() -> None:
@@ -91,6 +125,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return 2
     pipeline = stages.pipeline
     pipeline.observers.append(HostMountPrefixes(probes))
+    if config.probes.open_path_prefixes:
+        pipeline.observers.append(LearnedNames(probes))
     # The kernel reports each new cgroup before its first event: teach enrichment its path.
     learn = stages.enricher.cgroups.remember if stages.enricher is not None else None
     source = LiveSource(probes, on_cgroup=learn)

@@ -59,7 +59,7 @@ class Pipeline:
         self.enricher = enricher
         self.correlator = correlator
         self.emit_events = emit_events
-        # Called with every enriched event (e.g. to widen the kernel's path filter).
+        # Called with every enriched and correlated event (e.g. to widen the kernel's path filter).
         self.observers = list(observers)
 
     def feed(self, events: Iterable[Event], now_ns: int) -> None:
@@ -99,10 +99,10 @@ class Pipeline:
         # behind the mapping of the raw events that came before it in the same drain.
         for event in batch:
             EVENTS_BY_TYPE.labels(event.type.value).inc()
-            for observe in self.observers:
-                observe(event)
             if self.correlator is not None:
                 self._alerts(self.correlator.process(event))
+            for observe in self.observers:  # after the graph: they see resolved paths
+                observe(event)
         if self.emit_events:
             for event in batch:
                 self.sink.emit_event(event)

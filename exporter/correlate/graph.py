@@ -82,6 +82,7 @@ _METRIC_EVERY = 1024  # events between gauge updates (a gauge set per event is w
 O_ACCMODE, O_WRONLY, O_RDWR, O_CREAT, O_TRUNC = 0o3, 0o1, 0o2, 0o100, 0o1000
 AF_INET, AF_INET6, EINPROGRESS = 2, 10, 115
 MS_BIND = 0x1000
+STDOUT_STDERR = (1, 2)
 MAX_FDS = 256  # per process: the most recent fds whose paths are remembered
 MAX_WRITES = 32  # per process: files written before its taint is known (the shell-redirect case)
 MAX_LINKS = 4096  # per container: links and hard-link names remembered
@@ -92,11 +93,12 @@ class ProcState:
     """What the graph knows of a live process beyond its lineage."""
 
     ctx: FsContext = field(default_factory=FsContext)
-    # fd -> (resolved path, close-on-exec). A reused fd is overwritten by its next open;
-    # an fd closed and reused by something not probed (socket, pipe, dup) keeps a stale
-    # path, which can only mislead a call that would then fail (ENOTDIR) - rules see
-    # successful calls.
-    fds: OrderedDict[int, tuple[str, bool]] = field(default_factory=OrderedDict)
+    # fd -> (resolved path, close-on-exec, the open that made it writable or None). A reused
+    # fd is overwritten by its next open; an fd closed and reused by something not probed
+    # (socket, pipe, dup) keeps a stale path, which can only mislead a call that would
+    # then fail (ENOTDIR) - rules see successful calls. Inherited across fork: a shell
+    # opens a redirect's file and its child writes through it.
+    fds: OrderedDict[int, tuple[str, bool, EvidenceRef | None]] = field(default_factory=OrderedDict)
     exe: str = ""  # resolved image of its last exec
     exe_given: str = ""  # that exec's path as given (what the process table calls its image)
     net: tuple[EvidenceRef, ...] = ()  # how it came to hold network data ((): it did not)
@@ -263,22 +265,23 @@ class ProvenanceGraph:
         if event.ret < 0 or not resolved.path:
             return
         path = resolved.path
-        fds = state.fds
-        fds[event.ret] = (path, bool(event.flags & O_CLOEXEC))
-        fds.move_to_end(event.ret)
-        if len(fds) > MAX_FDS:
-            fds.popitem(last=False)
         cid = _cid(event)
-        if event.flags & O_ACCMODE != O_WRONLY:  # a read: it now holds what the file holds
-            origin = self._origin(cid, path)
-            if origin and not state.net:
-                self._taint(state, (*origin, evidence_ref(event, "read")), cid)
+        write = None
         if event.flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC):
             write = evidence_ref(event, "write")
             if state.net:
                 self._set_origin(cid, path, (*state.net, write))
             else:
                 state.wrote.append((path, write))
+        fds = state.fds
+        fds[event.ret] = (path, bool(event.flags & O_CLOEXEC), write)
+        fds.move_to_end(event.ret)
+        if len(fds) > MAX_FDS:
+            fds.popitem(last=False)
+        if event.flags & O_ACCMODE != O_WRONLY:  # a read: it now holds what the file holds
+            origin = self._origin(cid, path)
+            if origin and not state.net:
+                self._taint(state, (*origin, evidence_ref(event, "read")), cid)
 
     def _on_connect(self, event: Event, state: ProcState) -> None:
         ok = event.ret >= 0 or event.ret == -EINPROGRESS
@@ -297,7 +300,7 @@ class ProvenanceGraph:
             resolved = self._resolve(event, state, path, self._dirfd(event))
         self._annotate(event, resolved)
         image = resolved.path or path
-        operand = interpreter_operand(image, event.argv)
+        operand = interpreter_operand(image, event.argv, by_argv0=_is_own_exe(path, event.pid))
         if operand:
             script = self._resolve(event, state, operand, AT_FDCWD)
             event.interpreted_path = script.path
@@ -308,11 +311,22 @@ class ProvenanceGraph:
                 origin = self._origin(cid, executed)
         event.origin = list(origin)
         if event.ret == 0:
-            for fd in [fd for fd, (_, cloexec) in state.fds.items() if cloexec]:
+            for fd in [fd for fd, (_, cloexec, _) in state.fds.items() if cloexec]:
                 del state.fds[fd]
             state.exe, state.exe_given = image, path
             if event.process is not None and image.startswith("/"):
                 event.process.exe = image
+
+    def _on_dup(self, event: Event, state: ProcState) -> None:
+        # A redirect onto stdin/stdout/stderr: that stream now names the old fd's file
+        # (dup3 may set close-on-exec; dup2 never does).
+        if event.ret < 0:
+            return
+        hit = state.fds.get(event.fd)
+        if hit is None:
+            state.fds.pop(event.ret, None)
+        else:
+            state.fds[event.ret] = (hit[0], bool(event.flags & O_CLOEXEC), hit[2])
 
     def _on_mount(self, event: Event, state: ProcState) -> None:
         # A bind mount's or open_tree's source is a path the process names like any other.
@@ -452,10 +466,14 @@ class ProvenanceGraph:
         self._node(("file", cid, path), self.now_ns)["origin"] = origin
 
     def _taint(self, state: ProcState, how: tuple[EvidenceRef, ...], cid: str) -> None:
-        """The process now holds network data: so do the files it wrote before it knew."""
+        """The process now holds network data: so do the files it wrote before it knew,
+        and those its stdout and stderr name (a shell's redirect: `sed ... > out`). Other
+        inherited fds are not trusted: a close is not probed, so they may be stale."""
         state.net = how
         horizon = self.now_ns - self.window_ns
-        for path, write in state.wrote:
+        streams = (state.fds.get(fd) for fd in STDOUT_STDERR)
+        writes = [*state.wrote, *((hit[0], hit[2]) for hit in streams if hit is not None and hit[2])]
+        for path, write in writes:
             if write.ts_ns >= horizon and not self._origin(cid, path):
                 self._set_origin(cid, path, (*how, write))
         state.wrote.clear()
@@ -575,4 +593,5 @@ _HANDLERS = {
     EventType.LINK: ProvenanceGraph._on_link,
     EventType.RENAME: ProvenanceGraph._on_rename,
     EventType.MOUNT: ProvenanceGraph._on_mount,
+    EventType.DUP: ProvenanceGraph._on_dup,
 }

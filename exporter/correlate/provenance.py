@@ -216,11 +216,16 @@ def interpreters() -> InterpreterTable:
     return load_interpreters()
 
 
-def interpreter_operand(image: str, argv: list[str], table: InterpreterTable | None = None) -> str:
+def interpreter_operand(
+    image: str, argv: list[str], table: InterpreterTable | None = None, by_argv0: bool = False
+) -> str:
     """The script or program an interpreter exec is handed ("" when it is none:
-    not an interpreter, inline code, stdin)."""
+    not an interpreter, inline code, stdin). `by_argv0`: the program is named by
+    argv[0], not by the image (a multi-call binary re-executing itself through
+    /proc/self/exe picks its applet that way: busybox sh runs `cat` so)."""
     table = table or interpreters()
-    base = image.rsplit("/", 1)[-1]
+    name = argv[0] if by_argv0 and argv else image
+    base = name.rsplit("/", 1)[-1]
     args = argv[1:]
     if base in table.multicall:
         # busybox sh script: the applet is argv[1] when run as busybox itself.

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 from exporter.enrich.apiserver import ApiServerSet
 from exporter.enrich.cgroups import CgroupResolver, ContainerRef, classify_cgroup_path
+from exporter.enrich.fscontext import ContextReader
 from exporter.enrich.metrics import LATE, PARK_OVERFLOW, PARKED
 from exporter.enrich.mounts import MountResolver
 from exporter.enrich.pods import PodCache
-from exporter.enrich.proctable import ProcessTable
+from exporter.enrich.proctable import ProcEntry, ProcessTable
 from exporter.enrich.redact import redact_argv
 from exporter.model import ContainerInfo, Event, EventType
 
@@ -47,6 +48,7 @@ class EnrichStage:
         pods: PodCache | None = None,
         apiservers: ApiServerSet | None = None,
         mounts: MountResolver | None = None,
+        contexts: ContextReader | None = None,
         wait_ms: int = 50,
         park_max: int = 10000,
         k8s_ready: Callable[[], bool] = lambda: True,
@@ -59,6 +61,7 @@ class EnrichStage:
         self.pods = pods
         self.apiservers = apiservers or ApiServerSet()
         self.mounts = mounts
+        self.contexts = contexts
         self.wait_ns = wait_ms * 1_000_000
         self.park_max = park_max
         self.k8s_ready = k8s_ready
@@ -92,6 +95,8 @@ class EnrichStage:
             self._enqueue(key, _Parked(event, now_ns, True), now_ns)
             return
         entry = self.processes.observe(event)
+        if not entry.forked_in_stream and not entry.context_sent:
+            self._send_context(entry, event, key, now_ns)
         if event.argv:
             # A successful exec already stored the redacted argv in the table.
             ok_exec = event.type is EventType.EXEC and event.ret >= 0
@@ -120,6 +125,35 @@ class EnrichStage:
         return out
 
     # -- internals -----------------------------------------------------------
+    def _send_context(self, entry: ProcEntry, event: Event, key: int, now_ns: int) -> None:
+        """Put the process's cwd and root (from /proc) into the stream before its event."""
+        if entry.context is None and self.contexts is not None:
+            entry.context = self.contexts.get(entry.pid)
+            if entry.context is None and not entry.context_asked:
+                entry.context_asked = True
+                # runc init still stands in the host's tree: its pivot_root, in the stream, says
+                # where the container's view begins.
+                if not event.comm.startswith(RUNTIME_INIT_COMM):
+                    self.contexts.request(entry.pid)
+                    entry.context = self.contexts.get(entry.pid)
+        if entry.context is None:
+            return
+        entry.context_sent = True
+        cwd, root, read_ns = entry.context
+        seed = Event(
+            id=f"{event.id}-ctx",
+            type=EventType.CONTEXT,
+            syscall="procfs",
+            ts_ns=min(read_ns, event.ts_ns),
+            pid=event.pid,
+            tid=event.pid,
+            comm=event.comm,
+            cgroup_id=event.cgroup_id,
+            path=cwd,
+            target=root,
+        )
+        self._enqueue(key, _Parked(seed, now_ns, True), now_ns)
+
     def _enqueue(self, key: int, p: _Parked, now_ns: int) -> None:
         q = self._parked.get(key)
         if q is None and p.done:

@@ -29,6 +29,7 @@ class EventType(enum.StrEnum):
     CHROOT = "chroot"  # chroot, pivot_root
     LINK = "link"  # symlink, symlinkat, link, linkat
     RENAME = "rename"  # rename, renameat, renameat2
+    DUP = "dup"  # dup2, dup3 onto fd 0-2: fd is the old fd, ret the standard stream it now is
     # A process's current and root directory read from /proc (syscall "procfs"), for
     # processes the stream did not see start: it seeds their context in the graph.
     CONTEXT = "context"

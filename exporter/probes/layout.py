@@ -41,11 +41,12 @@ TYPE_BITS = {
     EventType.CHROOT: 1 << 10,
     EventType.LINK: 1 << 11,
     EventType.RENAME: 1 << 12,
+    EventType.DUP: 1 << 13,
 }
 CONTROL_BIT = 1 << 8  # control records (cgroup_mkdir): always wake the consumer
 
 # Families: which payload struct (see bpf/provex.h) a record carries.
-OPEN, EXEC, MOUNT, NS, CONNECT, PROC, CGROUP, LINK = (
+OPEN, EXEC, MOUNT, NS, CONNECT, PROC, CGROUP, LINK, DUP = (
     "open",
     "exec",
     "mount",
@@ -54,6 +55,7 @@ OPEN, EXEC, MOUNT, NS, CONNECT, PROC, CGROUP, LINK = (
     "proc",
     "cgroup",
     "link",
+    "dup",
 )
 
 
@@ -197,6 +199,8 @@ SYSCALLS: tuple[Syscall, ...] = (
             ("renameat2", EventType.RENAME),
         )
     ),
+    Syscall("dup2", EventType.DUP, DUP, ("syscalls/sys_enter_dup2",), {"fd": "oldfd"}),
+    Syscall("dup3", EventType.DUP, DUP, ("syscalls/sys_enter_dup3",), {"fd": "oldfd", "flags": "flags"}),
     Syscall("cgroup_mkdir", None, CGROUP, ("cgroup/cgroup_mkdir",)),
 )
 
@@ -286,6 +290,15 @@ def payload_structs(limits: Limits) -> dict[str, type[ctypes.Structure]]:
             ],
         ),
         PROC: struct("ProcEv", [("child_pid", ctypes.c_uint32), ("pad", ctypes.c_uint32)]),
+        DUP: struct(
+            "DupEv",
+            [
+                ("oldfd", ctypes.c_int32),
+                ("newfd", ctypes.c_int32),
+                ("flags", ctypes.c_uint32),
+                ("pad", ctypes.c_uint32),
+            ],
+        ),
         LINK: struct(
             "LinkEv",
             [

@@ -170,6 +170,7 @@ class Probes:
         self.cgroup2 = cgroups.find_cgroup2_mount()
         self._monitored: set[int] = set()
         self._monitored_paths: set[str] = set()
+        self._configured: set[bytes] = set()  # path-filter keys set by config or host mounts
         if config.monitor == "containers":
             self._seed_monitored()
         self._set_prefixes(config.open_path_prefixes)
@@ -243,14 +244,32 @@ class Probes:
         for prefix in prefixes:
             self.add_path_prefix(prefix)
 
-    def add_path_prefix(self, prefix: str) -> None:
-        """Let open-family paths under `prefix` cross (e.g. a container's host mount)."""
-        raw = prefix.encode()[: self.limits.lpm_len]
-        table = self.table("path_prefixes")
-        key = table.Key()
+    def _lpm_key(self, path: str):
+        raw = path.encode("utf-8", "surrogateescape")[: self.limits.lpm_len]
+        key = self.table("path_prefixes").Key()
         key.prefixlen = len(raw) * 8
         key.path = raw
-        table[key] = table.Leaf(1)
+        return key, raw
+
+    def add_path_prefix(self, prefix: str) -> None:
+        """Let open-family paths under `prefix` cross (e.g. a container's host mount)."""
+        key, raw = self._lpm_key(prefix)
+        self.table("path_prefixes")[key] = self.table("path_prefixes").Leaf(1)
+        self._configured.add(raw)
+
+    def learn_name(self, path: str) -> None:
+        """What the kernel does for a name written or linked by an absolute path, for one
+        the workload spelled relatively (resolved by the provenance graph)."""
+        key, raw = self._lpm_key(path)
+        if raw not in self._configured:
+            self.table("path_prefixes")[key] = self.table("path_prefixes").Leaf(2)
+
+    def forget_name(self, path: str) -> None:
+        """Drop a learned name from the path filter (configured prefixes stay)."""
+        key, raw = self._lpm_key(path)
+        if raw not in self._configured:
+            with contextlib.suppress(KeyError):
+                del self.table("path_prefixes")[key]
 
     # -- ring buffer and counters ------------------------------------------------------
 
@@ -282,6 +301,7 @@ class Probes:
         "pending_clone",
         "pending_ctx",
         "pending_link",
+        "pending_dup",
     )
 
     def sweep_pending(self, proc: str = "/proc") -> int:
