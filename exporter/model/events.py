@@ -179,7 +179,9 @@ def evidence_ref(event: Event, step: str = "") -> EvidenceRef:
     """The evidence record of one event."""
     destination = ""
     if event.daddr:
-        destination = f"[{event.daddr}]:{event.dport}" if ":" in event.daddr else f"{event.daddr}:{event.dport}"
+        destination = (
+            f"[{event.daddr}]:{event.dport}" if ":" in event.daddr else f"{event.daddr}:{event.dport}"
+        )
     is_mount = event.type is EventType.MOUNT
     return EvidenceRef(
         id=event.id,

@@ -116,7 +116,9 @@ def test_interpreter_operand(image, argv, expected):
 
 def test_interpreter_table_is_data():
     table = load_interpreters()
-    assert {"sh", "python", "perl", "ruby", "node", "php", "ld.so"} <= {i.name for i in table.by_name.values()}
+    assert {"sh", "python", "perl", "ruby", "node", "php", "ld.so"} <= {
+        i.name for i in table.by_name.values()
+    }
     assert table.find("python3.13") is table.find("python3")
     assert table.find("ld-linux-x86-64.so.2") is table.find("ld.so")
 

@@ -59,8 +59,13 @@ def test_replay_cli_keeps_going_after_a_bad_line(tmp_path):
     assert result.returncode == 0
     # Each event comes back as it was, plus what the provenance graph resolved.
     out = [msgspec.json.decode(line, type=Event) for line in result.stdout.splitlines()]
-    assert [(e.resolved_path, e.resolution) for e in out] == [(f"/etc/file{i}", "root_assumed") for i in (0, 1)]
-    assert [msgspec.structs.replace(e, resolved_path="", resolution="") for e in out] == [sample(0), sample(1)]
+    assert [(e.resolved_path, e.resolution) for e in out] == [
+        (f"/etc/file{i}", "root_assumed") for i in (0, 1)
+    ]
+    assert [msgspec.structs.replace(e, resolved_path="", resolution="") for e in out] == [
+        sample(0),
+        sample(1),
+    ]
     assert b'"line": 2' in result.stderr and b"skipped replay line" in result.stderr
 
 
