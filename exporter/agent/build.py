@@ -29,19 +29,23 @@ class Stages:
 
 
 def build_stages(config: Config, *, enrich: bool, correlate: bool, sink: Sink | None = None) -> Stages:
-    """Enricher (started), correlator and sink for a command."""
+    """Enricher (started), correlator and sink for a command (`correlate=False`: the
+    provenance graph without rules)."""
+    from exporter.correlate.engine import Correlator, build_correlator
     from exporter.correlate.errors import RulesError
+    from exporter.correlate.loader import RuleSet
     from exporter.emit.factory import build_sink
     from exporter.enrich.factory import build_enricher
 
-    correlator = None
     if correlate:
-        from exporter.correlate.engine import build_correlator
-
         try:
             correlator = build_correlator(config.correlate)
         except RulesError as exc:
             raise StartupError(str(exc)) from None
+    else:
+        # No rules, but the provenance graph still resolves every path: a recording carries
+        # what the graph knew, and replaying it gives the same stream back.
+        correlator = Correlator(RuleSet([], [], []), config.correlate)
     closers = []
     enricher = None
     if enrich:
