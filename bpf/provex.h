@@ -13,6 +13,8 @@
  *   MONITOR_ALL     report every cgroup (otherwise only monitored ones)
  *   PATH_FILTER     apply the open-family path prefix filter
  *   SEND_WRITES     open-family writes/creates always cross
+ *   FLOOD_CONTROL   per-cgroup budgets: READ_INTERVAL_NS, READ_TOLERANCE_NS (reads of
+ *                   non-sensitive paths), EVENT_INTERVAL_NS, EVENT_TOLERANCE_NS (the rest)
  *   WAKEUP_MASK     bit per event type: wake the consumer at once
  *   WAKEUP_BYTES    otherwise wake once a CPU has queued this many bytes
  *   HAVE_<TRACEPOINT> for tracepoints that exist on this kernel
@@ -170,8 +172,32 @@ BPF_HASH(monitored_cgroups, u64, u8, 65536);
  * computed again) */
 BPF_HASH(verdicts, u64, u8, 16384);
 /* Value 1: a configured prefix or a host mount (set by the agent); value 2: a
- * name the workload wrote, linked or renamed (set here, pruned by the agent). */
+ * name the workload wrote, linked or renamed (set here, pruned by the agent);
+ * value 3: a sensitive path (a secret, or one reached through a host mount),
+ * never sampled away by the flood budget. */
 BPF_LPM_TRIE(path_prefixes, struct lpm_key, u8, LPM_ENTRIES);
+#define PATH_SENSITIVE 3
+
+/* Fairness: one container's flood must not fill the ring for everyone (and an
+ * attacker must not be able to make noise first to go unseen). Each cgroup has
+ * two budgets, kept as GCRA theoretical arrival times: reads of non-sensitive
+ * paths (FLOOD_READS), and every other event (FLOOD_EVENTS). Past its budget an
+ * event is sampled away in the kernel, counted per syscall (CTR_SAMPLED) and per
+ * cgroup (sampled_by_cgroup) so the agent can name the flooding container.
+ * Control records, writes of reads' class and sensitive paths are never
+ * sampled; the ring keeps one order, which the provenance graph needs. */
+#define FLOOD_READS 0
+#define FLOOD_EVENTS 1
+struct budget {
+    u64 tat[2];
+};
+BPF_HASH(budgets, u64, struct budget, 16384);
+BPF_HASH(sampled_by_cgroup, u64, u64, 16384);
+/* Set by the agent while it lags behind the ring (its oldest record waited too
+ * long): reads of non-sensitive paths within their budget are shed too (counted
+ * as CTR_SHED, not held against the container), so the ring empties and
+ * decisive events stop queueing behind bulk ones. */
+BPF_ARRAY(pressure, u32, 1);
 
 static __always_inline void count(u32 sc, u32 ctr)
 {
@@ -243,6 +269,50 @@ static __always_inline int enter_filter(u16 sc, u64 *cg)
     return 1;
 }
 
+/* Within the cgroup's budget for this class? (Approximate under races between
+ * CPUs of one cgroup: a few events more or less, never a lost count.) */
+static __always_inline int admitted(u16 sc, u64 cg, u32 class)
+{
+#ifdef FLOOD_CONTROL
+    struct budget *b = budgets.lookup(&cg);
+    if (!b) {
+        struct budget fresh = {};
+        budgets.insert(&cg, &fresh);
+        b = budgets.lookup(&cg);
+        if (!b)
+            return 1; /* the table is full: no budget rather than no events */
+    }
+    u64 now = bpf_ktime_get_boot_ns();
+    u64 interval = class == FLOOD_READS ? READ_INTERVAL_NS : EVENT_INTERVAL_NS;
+    u64 tolerance = class == FLOOD_READS ? READ_TOLERANCE_NS : EVENT_TOLERANCE_NS;
+    u32 slot = class & 1;
+    u64 tat = b->tat[slot];
+    if (tat < now)
+        tat = now;
+    if (tat - now > tolerance) {
+        count(sc, CTR_SAMPLED);
+        u64 *n = sampled_by_cgroup.lookup(&cg);
+        if (n) {
+            __sync_fetch_and_add(n, 1);
+        } else {
+            u64 one = 1;
+            sampled_by_cgroup.update(&cg, &one);
+        }
+        return 0;
+    }
+    b->tat[slot] = tat + interval;
+    if (class == FLOOD_READS) {
+        u32 zero = 0;
+        u32 *behind = pressure.lookup(&zero);
+        if (behind && *behind) {
+            count(sc, CTR_SHED);
+            return 0;
+        }
+    }
+#endif
+    return 1;
+}
+
 /* Copy a finished record into the ring buffer. Decisive types wake the
  * consumer at once; the rest are batched until this CPU has WAKEUP_BYTES
  * queued or the consumer's drain interval passes (each wakeup costs the
@@ -281,11 +351,21 @@ static __always_inline u32 reread_if_empty(char *path, u32 size, u64 user_path)
     return n > 0 ? n : 0;
 }
 
-/* Does an open-family path cross to user space? Decided on the first
- * LPM_LEN bytes, read straight into the trie key, before the full path is
- * copied, so a filtered call never pays for the long copy. */
-static __always_inline int path_interesting(const char *user_path, u64 flags)
+/* Does an open-family path cross to user space, and how? 0: no; 1: yes;
+ * PATH_SENSITIVE: yes, and never sampled. Decided on the first LPM_LEN bytes,
+ * read straight into the trie key, before the full path is copied, so a
+ * filtered call never pays for the long copy. */
+static __always_inline u8 path_interest(const char *user_path, u64 flags)
 {
+#ifdef PATH_FILTER
+    struct lpm_key key = {};
+    key.prefixlen = LPM_LEN * 8;
+    bpf_probe_read_user_str(key.path, sizeof(key.path), user_path);
+    if (key.path[0] != '/')
+        return 1; /* relative: the kernel cannot judge it, user space can */
+    u8 *value = path_prefixes.lookup(&key);
+    if (value && *value == PATH_SENSITIVE)
+        return PATH_SENSITIVE;
 #ifdef SEND_WRITES
     if (flags & PROVEX_O_WRITE_MASK)
         return 1;
@@ -294,13 +374,7 @@ static __always_inline int path_interesting(const char *user_path, u64 flags)
      * through it, so user space must know what it names. */
     if (flags & (PROVEX_O_DIRECTORY | PROVEX_O_PATH))
         return 1;
-#ifdef PATH_FILTER
-    struct lpm_key key = {};
-    key.prefixlen = LPM_LEN * 8;
-    bpf_probe_read_user_str(key.path, sizeof(key.path), user_path);
-    if (key.path[0] != '/')
-        return 1; /* relative: the kernel cannot judge it, user space can */
-    return path_prefixes.lookup(&key) != NULL;
+    return value ? 1 : 0;
 #else
     return 1;
 #endif

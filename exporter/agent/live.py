@@ -18,6 +18,7 @@ from collections import OrderedDict
 from prometheus_client import Gauge
 
 from exporter.agent.build import StartupError, build_stages
+from exporter.agent.flood import FloodReporter, Pressure
 from exporter.agent.health import HealthState, serve
 from exporter.config import Config
 from exporter.emit.jsonlines import JsonLinesSink
@@ -30,7 +31,9 @@ from exporter.source.live import LiveSource
 log = logging.getLogger("provex.agent")
 
 WRITE_FLAGS = 0o1 | 0o2 | 0o100 | 0o1000  # O_WRONLY|O_RDWR|O_CREAT|O_TRUNC: the kernel learns these
-SWEEP_INTERVAL_S = 30.0  # orphaned enter records are rare; a slow sweep is enough
+SWEEP_INTERVAL_S = 30.0
+FLOOD_REPORT_S = 1.0  # how often flooding containers are named (one line each per interval)
+SHUTDOWN_DRAINS = 64  # orphaned enter records are rare; a slow sweep is enough
 
 BATCH_SIZE = Gauge(
     "provex_batch_events", "Events in the last batch drained from the ring buffer", registry=REGISTRY
@@ -40,7 +43,9 @@ BATCH_SIZE = Gauge(
 class HostMountPrefixes:
     """Widen the kernel's open-path filter to each container's host mounts as
     enrichment learns them: a read through a hostPath mounted at /data must
-    cross even though /data is no default prefix."""
+    cross even though /data is no default prefix. Where a mount reaches a
+    sensitive host path (probes.sensitive_paths), its path in the container is
+    marked sensitive too, so a flood cannot sample a read of it away."""
 
     def __init__(self, probes: Probes) -> None:
         self.probes = probes
@@ -51,9 +56,29 @@ class HostMountPrefixes:
             return
         for mount in event.container.host_mounts:
             prefix = mount.container_path.rstrip("/") + "/"
-            if prefix not in self.known:
-                self.known.add(prefix)
-                self.probes.add_path_prefix(prefix)
+            if prefix in self.known:
+                continue
+            self.known.add(prefix)
+            self.probes.add_path_prefix(prefix)
+            for path in sensitive_in_mount(
+                mount.host_path, mount.container_path, self.probes.config.sensitive_paths
+            ):
+                self.probes.add_path_prefix(path, sensitive=True)
+
+
+def sensitive_in_mount(host: str, container: str, sensitive: list[str]) -> list[str]:
+    """The container paths through which a host mount (host -> container) reaches the
+    sensitive host paths: hostPath / at /host reaches /etc/shadow as /host/etc/shadow;
+    hostPath /root/.ssh at /keys is sensitive as a whole."""
+    host = host.rstrip("/") + "/"
+    container = container.rstrip("/")
+    out = []
+    for path in sensitive:
+        if path.startswith(host):
+            out.append(container + "/" + path[len(host) :])
+        elif host.startswith(path):
+            out.append(container + "/")
+    return out
 
 
 class LearnedNames:
@@ -135,22 +160,37 @@ def run(args: argparse.Namespace, config: Config) -> int:
     deadline = time.monotonic() + args.duration if getattr(args, "duration", None) else None
     next_sweep = time.monotonic() + SWEEP_INTERVAL_S
     log.info("agent running", extra={"fields": {"command": args.command}})
+    identify = stages.enricher.identity if stages.enricher is not None else (lambda _cgroup: None)
+    floods = FloodReporter(probes.sampled_by_cgroup, identify)
+    pressure = Pressure(probes.set_pressure)
+    next_report = time.monotonic() + FLOOD_REPORT_S
     try:
         while not stop.is_set():
             batch = source.poll()
+            pressure.update(source.lag_ns)  # before the work: the kernel tightens at once
             BATCH_SIZE.set(len(batch))
             now = time.time_ns()
             if batch:
                 pipeline.feed(batch, now)
-            else:
+            if not source.backlog:
                 pipeline.tick(now)
-            if time.monotonic() >= next_sweep:
+            mono = time.monotonic()
+            if mono >= next_report:
+                floods.report()
+                next_report = mono + FLOOD_REPORT_S
+            if mono >= next_sweep:
                 probes.sweep_pending()
-                next_sweep = time.monotonic() + SWEEP_INTERVAL_S
-            if deadline is not None and time.monotonic() >= deadline:
+                probes.sweep_budgets()
+                next_sweep = mono + SWEEP_INTERVAL_S
+            if deadline is not None and mono >= deadline:
                 break
-        # What the kernel queued before we stopped still goes out.
-        pipeline.feed(source.poll(0), time.time_ns())
+        # What the kernel queued before we stopped still goes out (bounded: a flood may go on).
+        for _ in range(SHUTDOWN_DRAINS):
+            batch = source.poll(0)
+            pipeline.feed(batch, time.time_ns())
+            if not source.backlog:
+                break
+        floods.report()
         pipeline.finish()
     finally:
         state.ready.clear()

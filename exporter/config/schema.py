@@ -72,6 +72,32 @@ class ProbesConfig(msgspec.Struct, **_STRICT):
         default_factory=lambda: ["exec", "mount", "setns", "unshare", "connect"]
     )
     wakeup_bytes: int = 262144
+    # Fairness: one container's flood must not blind the agent to the others. Each cgroup
+    # may send this many reads of non-sensitive paths per second, and this many other
+    # events, with a burst of flood_burst_s seconds' worth; past that its events are sampled
+    # away in the kernel, counted per container and reported. 0 turns a budget off.
+    flood_read_rate: int = 10000
+    flood_event_rate: int = 10000
+    flood_burst_s: float = 0.1
+    # Reads of these paths (prefixes) are never sampled away; a host mount that reaches one
+    # adds its path inside the container too (a hostPath of / at /host adds /host/etc/shadow).
+    sensitive_paths: list[str] = msgspec.field(
+        default_factory=lambda: [
+            "/var/run/secrets/",
+            "/run/secrets/",
+            "/etc/shadow",
+            "/etc/gshadow",
+            "/etc/sudoers",
+            "/root/.ssh/",
+            "/etc/ssh/ssh_host_",
+            "/etc/kubernetes/",
+            "/var/lib/kubelet/",
+        ]
+    )
+    # A drain of the ring buffer stops after this many records or milliseconds (the rest
+    # stays in the ring for the next one), so memory stays bounded under any flood.
+    drain_max_records: int = 512
+    drain_max_ms: int = 20
 
 
 class EnrichConfig(msgspec.Struct, **_STRICT):

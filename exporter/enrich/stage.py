@@ -124,6 +124,19 @@ class EnrichStage:
         out, self._ready = self._ready, []
         return out
 
+    def identity(self, cgroup_id: int) -> ContainerInfo | None:
+        """What the caches know of a cgroup's container (and Pod), without waiting: for
+        reports about a container (e.g. one that floods), not for events."""
+        ref = self._ref(cgroup_id)
+        if not isinstance(ref, ContainerRef):
+            return None
+        info = ContainerInfo(id=ref.container_id, runtime=ref.runtime, cgroup_path=ref.cgroup_path)
+        if ref.pod_uid and self.pods is not None:
+            rec = self.pods.lookup(ref.container_id, ref.pod_uid)
+            if rec is not None:
+                info.pod = rec.info
+        return info
+
     # -- internals -----------------------------------------------------------
     def _send_context(self, entry: ProcEntry, event: Event, key: int, now_ns: int) -> None:
         """Put the process's cwd and root (from /proc) into the stream before its event."""

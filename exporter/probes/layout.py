@@ -25,6 +25,8 @@ COUNTERS = (
     "emitted",
     "lost_ringbuf",
     "lost_pending",
+    "sampled",  # past its cgroup's flood budget: dropped in the kernel, counted per cgroup too
+    "shed",  # a read within its budget, dropped while the agent lagged (probes pressure)
 )
 
 # Event type bits, as T_* in bpf/provex.h.

@@ -7,6 +7,7 @@ import ctypes
 import logging
 import os
 import platform
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ BPF_SOURCES = ("provex.h", "process.c", "file.c", "fsctx.c", "mount.c", "namespa
 # Entries of the path-prefix trie: configured prefixes and host mounts, plus names the
 # workload wrote or linked (learned in the kernel, the oldest pruned past LEARNED_NAMES_MAX).
 LPM_ENTRIES = 16384
+PATH_INTERESTING, PATH_LEARNED, PATH_SENSITIVE = 1, 2, 3  # path_prefixes values (bpf/provex.h)
 LEARNED_NAMES_MAX = 8192
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
@@ -119,6 +121,13 @@ def build_cflags(config: ProbesConfig, support: KernelSupport, limits: Limits) -
         flags.append("-DPATH_FILTER")
     if config.always_send_writes:
         flags.append("-DSEND_WRITES")
+    if config.flood_read_rate or config.flood_event_rate:
+        flags.append("-DFLOOD_CONTROL")
+        for name, rate in (("READ", config.flood_read_rate), ("EVENT", config.flood_event_rate)):
+            # GCRA: one event per interval, a burst of flood_burst_s seconds ahead; rate 0: no limit.
+            interval = 1_000_000_000 // rate if rate else 0
+            tolerance = int(config.flood_burst_s * 1_000_000_000) if rate else 2**62
+            flags += [f"-D{name}_INTERVAL_NS={interval}ULL", f"-D{name}_TOLERANCE_NS={tolerance}ULL"]
     return flags
 
 
@@ -171,6 +180,7 @@ class Probes:
         self._monitored: set[int] = set()
         self._monitored_paths: set[str] = set()
         self._configured: set[bytes] = set()  # path-filter keys set by config or host mounts
+        self._sensitive: set[bytes] = set()
         if config.monitor == "containers":
             self._seed_monitored()
         self._set_prefixes(config.open_path_prefixes)
@@ -243,6 +253,9 @@ class Probes:
     def _set_prefixes(self, prefixes: Iterable[str]) -> None:
         for prefix in prefixes:
             self.add_path_prefix(prefix)
+        if self.config.open_path_prefixes:
+            for path in self.config.sensitive_paths:
+                self.add_path_prefix(path, sensitive=True)
 
     def _lpm_key(self, path: str):
         raw = path.encode("utf-8", "surrogateescape")[: self.limits.lpm_len]
@@ -251,18 +264,24 @@ class Probes:
         key.path = raw
         return key, raw
 
-    def add_path_prefix(self, prefix: str) -> None:
-        """Let open-family paths under `prefix` cross (e.g. a container's host mount)."""
+    def add_path_prefix(self, prefix: str, sensitive: bool = False) -> None:
+        """Let open-family paths under `prefix` cross (e.g. a container's host mount);
+        `sensitive`: and never sample them away under a flood."""
         key, raw = self._lpm_key(prefix)
-        self.table("path_prefixes")[key] = self.table("path_prefixes").Leaf(1)
+        table = self.table("path_prefixes")
+        if not sensitive and raw in self._sensitive:
+            return
+        table[key] = table.Leaf(PATH_SENSITIVE if sensitive else PATH_INTERESTING)
         self._configured.add(raw)
+        if sensitive:
+            self._sensitive.add(raw)
 
     def learn_name(self, path: str) -> None:
         """What the kernel does for a name written or linked by an absolute path, for one
         the workload spelled relatively (resolved by the provenance graph)."""
         key, raw = self._lpm_key(path)
         if raw not in self._configured:
-            self.table("path_prefixes")[key] = self.table("path_prefixes").Leaf(2)
+            self.table("path_prefixes")[key] = self.table("path_prefixes").Leaf(PATH_LEARNED)
 
     def forget_name(self, path: str) -> None:
         """Drop a learned name from the path filter (configured prefixes stay)."""
@@ -291,6 +310,26 @@ class Probes:
                 values = table[table.Key(index * len(COUNTERS) + slot)]
                 out[(sc.name, name)] = sum(values)
         return out
+
+    def set_pressure(self, behind: bool) -> None:
+        """Tell the kernel the consumer is behind: every cgroup's budget shrinks."""
+        table = self.table("pressure")
+        table[table.Key(0)] = table.Leaf(1 if behind else 0)
+
+    def sampled_by_cgroup(self) -> dict[int, int]:
+        """Events the flood budget sampled away, per cgroup id (cumulative)."""
+        return {key.value: value.value for key, value in self.table("sampled_by_cgroup").items()}
+
+    def sweep_budgets(self, idle_ns: int = 10_000_000_000) -> int:
+        """Forget the budgets of cgroups idle for `idle_ns`: a fresh budget is a full one,
+        so this changes nothing but keeps the table from filling with gone containers."""
+        table = self.table("budgets")
+        horizon = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - idle_ns
+        stale = [key for key, value in table.items() if max(value.tat) < horizon]
+        for key in stale:
+            with contextlib.suppress(KeyError):
+                del table[key]
+        return len(stale)
 
     PENDING_MAPS = (
         "pending_open",
