@@ -31,8 +31,10 @@ def _paths(paths: Sequence[str | Path]) -> list[str | Path]:
     return list(paths) if paths else [DEFAULT_RULES_DIR]
 
 
-def lint(paths: Sequence[str | Path], out: TextIO = sys.stdout) -> int:
-    """Load and compile the rules; print every error with file:line. 0 = clean."""
+def lint(paths: Sequence[str | Path], out: TextIO = sys.stdout, strict: bool = False) -> int:
+    """Load and compile the rules as `provex run` does; print every error, skipped rule
+    and warning with file:line. 0 = the set loads (and, when strict, nothing was skipped
+    or warned about)."""
     try:
         rs = load_rules(_paths(paths))
     except RulesError as exc:
@@ -40,8 +42,16 @@ def lint(paths: Sequence[str | Path], out: TextIO = sys.stdout) -> int:
             print(f"ERROR {err}", file=out)
         print(f"{len(exc.errors)} error(s); nothing loaded", file=out)
         return 1
-    print(f"OK {len(rs.rules)} rules, {len(rs.correlations)} correlations in {len(rs.files)} files", file=out)
-    return 0
+    for err in rs.skipped:
+        print(f"SKIP {err}", file=out)
+    for err in rs.warnings:
+        print(f"WARNING {err}", file=out)
+    print(
+        f"OK {len(rs.rules)} rules, {len(rs.correlations)} correlations in {len(rs.files)} files;"
+        f" {len(rs.skipped)} skipped (not evaluable here), {len(rs.warnings)} warning(s)",
+        file=out,
+    )
+    return 1 if strict and (rs.skipped or rs.warnings) else 0
 
 
 def replay(ruleset: RuleSet, path: Path, config: CorrelateConfig | None = None) -> tuple[list[Alert], int]:
@@ -121,7 +131,8 @@ def add_rules_subcommands(subparsers: argparse._SubParsersAction) -> None:
     sub = rules.add_subparsers(dest="rules_command", required=True)
     p = sub.add_parser("lint", help="load and compile rules; report errors with file:line")
     p.add_argument("paths", nargs="*", help="rule files or directories (default: the shipped rules)")
-    p.set_defaults(func=lambda a: lint(a.paths))
+    p.add_argument("--strict", action="store_true", help="also fail on skipped rules and warnings")
+    p.set_defaults(func=lambda a: lint(a.paths, strict=a.strict))
     p = sub.add_parser("test", help="replay each rule file's positive and negative fixtures")
     p.add_argument("paths", nargs="*", help="rule files or directories (default: the shipped rules)")
     p.add_argument(
