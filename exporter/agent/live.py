@@ -16,10 +16,11 @@ import time
 
 from prometheus_client import Gauge
 
-from exporter.agent.build import StartupError, build_stages
-from exporter.agent.health import HealthState, serve
+from exporter.agent.build import Stages, StartupError, build_stages
+from exporter.agent.health import ExportCheck, HealthState, serve
 from exporter.config import Config
 from exporter.emit.jsonlines import JsonLinesSink
+from exporter.emit.otlp import OtlpSink
 from exporter.metrics import REGISTRY
 from exporter.model import Event
 from exporter.probes import metrics as probe_metrics
@@ -64,17 +65,39 @@ def tune_gc() -> None:
     gc.set_threshold(20000, 50, 50)
 
 
+def watch_dependencies(state: HealthState, stages: Stages) -> None:
+    """What /readyz reports as degraded: the API server's Pod watch, the collector."""
+    enricher = stages.enricher
+    if enricher is not None and getattr(enricher, "pods", None) is not None:
+        state.dependencies["apiserver"] = lambda: (
+            None if enricher.k8s_ready() else "no Pod watch: events carry container ids only"
+        )
+    if isinstance(stages.sink, OtlpSink):
+        state.dependencies["collector"] = ExportCheck()
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
 
-    state = HealthState()
-    server = serve(config.server.health_addr, state) if config.server.health_addr else None
+    state = HealthState(config.server.stall_after_s)
+    server = None
+    if config.server.health_addr:
+        try:
+            server = serve(config.server, state)
+        except (OSError, ValueError) as exc:
+            log.error(
+                "cannot serve /healthz, /readyz, /metrics",
+                extra={"fields": {"addr": config.server.health_addr, "error": str(exc)}},
+            )
+            return 2
     try:
         probes = Probes(config.probes)
     except (ProbeError, FileNotFoundError, PermissionError) as exc:
         log.error("cannot start the probes", extra={"fields": {"error": str(exc)}})
+        if server is not None:
+            server.shutdown()
         return 1
     probe_metrics.register(probes)
 
@@ -88,7 +111,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
     except StartupError as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         probes.close()
+        if server is not None:
+            server.shutdown()
         return 2
+    watch_dependencies(state, stages)
     pipeline = stages.pipeline
     pipeline.observers.append(HostMountPrefixes(probes))
     # The kernel reports each new cgroup before its first event: teach enrichment its path.
@@ -101,6 +127,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     log.info("agent running", extra={"fields": {"command": args.command}})
     try:
         while not stop.is_set():
+            state.beat()
             batch = source.poll()
             BATCH_SIZE.set(len(batch))
             now = time.time_ns()

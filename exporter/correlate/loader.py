@@ -473,7 +473,9 @@ def _compile_same(doc: _Doc, corr: Correlation, by_ref: dict[str, Rule], fail: A
 # ---------------------------------------------------------------- sets
 
 
-def _compile_all(paths: Iterable[str | Path], disabled: Iterable[str] = ()) -> tuple[RuleSet, list[RuleError]]:
+def _compile_all(
+    paths: Iterable[str | Path], disabled: Iterable[str] = ()
+) -> tuple[RuleSet, list[RuleError]]:
     errors: list[RuleError] = []
     warnings: list[RuleError] = []
     skipped: dict[str, RuleError] = {}  # id and name of a skipped rule -> why
