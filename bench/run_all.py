@@ -43,7 +43,10 @@ def scripts() -> list[str]:
 
 def run_one(name: str, quick: bool) -> dict[str, Any]:
     args = [sys.executable, str(BENCH / f"{name}.py"), *(QUICK.get(name, []) if quick else [])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     print(f"run_all: {name} ...", file=sys.stderr, flush=True)
     started = time.monotonic()
     # stderr passes through (progress); stdout is the script's JSON.

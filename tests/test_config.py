@@ -33,7 +33,9 @@ def test_wrong_type_is_refused_with_key_and_reason(tmp_path):
 
 def test_bad_enum_value(tmp_path):
     path = write(tmp_path, "output:\n  schema: xml\n")
-    expected = r"provex.yaml:2: key output.schema: 'xml' is not allowed; expected one of: auto, raw, ecs, ocsf"
+    expected = (
+        r"provex.yaml:2: key output.schema: 'xml' is not allowed; expected one of: auto, raw, ecs, ocsf"
+    )
     with pytest.raises(ConfigError, match=expected):
         load_config(path, environ={})
 

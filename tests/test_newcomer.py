@@ -25,7 +25,12 @@ def provex(*args: str, cwd: Path = REPO, pythonpath: str = "") -> subprocess.Com
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     return subprocess.run(
-        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, cwd=cwd, env=env, check=False
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        check=False,
     )
 
 
@@ -46,7 +51,9 @@ def test_the_sample_is_a_few_hundred_events_with_one_attack_chain() -> None:
 def test_alerts_only() -> None:
     result = provex("replay", "--alerts-only")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() and all(line.startswith('{"alert"') for line in result.stdout.splitlines())
+    assert result.stdout.splitlines() and all(
+        line.startswith('{"alert"') for line in result.stdout.splitlines()
+    )
 
 
 @pytest.mark.slow
@@ -95,7 +102,9 @@ def test_the_readme_worked_example_runs_as_written(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROVEX_"))}
     env["PYTHONPATH"] = str(REPO)
     script = f'provex() {{ "{sys.executable}" -m exporter "$@"; }}\nset -euo pipefail\n' + commands
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
+    result = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "2 passed, 0 failed" in out  # rules test: the positive and the negative fixture

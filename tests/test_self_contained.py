@@ -34,7 +34,13 @@ def test_nothing_reads_outside_the_repository() -> None:
 
 def test_reference_data_carries_its_licences_and_origin() -> None:
     reference = REPO / "tests" / "fixtures" / "reference"
-    for licence in ("ocsf/LICENSE", "ocsf/NOTICE", "ecs/LICENSE.txt", "ecs/NOTICE.txt", "sigma-linux/LICENSE"):
+    for licence in (
+        "ocsf/LICENSE",
+        "ocsf/NOTICE",
+        "ecs/LICENSE.txt",
+        "ecs/NOTICE.txt",
+        "sigma-linux/LICENSE",
+    ):
         assert (reference / licence).is_file(), licence
     readme = (reference / "README.md").read_text()
     for origin in ("github.com/ocsf/ocsf-schema", "github.com/elastic/ecs", "github.com/SigmaHQ/sigma"):

@@ -56,7 +56,10 @@ class HealthState:
             return False, "starting: the event loop has not run yet"
         age = self._clock() - self._beat
         if age > self.stall_after_s:
-            return False, f"stalled: the event loop has not turned for {age:.1f} s (bound {self.stall_after_s:g} s)"
+            return (
+                False,
+                f"stalled: the event loop has not turned for {age:.1f} s (bound {self.stall_after_s:g} s)",
+            )
         return True, f"event loop turned {age:.1f} s ago"
 
     def readiness(self) -> tuple[bool, list[str]]:
@@ -190,6 +193,8 @@ def _server_class(host: str, config: ServerConfig) -> type[ThreadingHTTPServer]:
 
         def handle_error(self, request: object, client_address: object) -> None:
             # A client that fails the TLS handshake or hangs up is its own problem, not a traceback.
-            log.debug("health request failed", exc_info=True, extra={"fields": {"client": str(client_address)}})
+            log.debug(
+                "health request failed", exc_info=True, extra={"fields": {"client": str(client_address)}}
+            )
 
     return Server

@@ -26,7 +26,11 @@ CONFIG_FLAGS: list[tuple[str, str, str]] = [
         "OTLP collector URL; means OTLP export (run: default $OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT)",
     ),
     ("--otlp-protocol", "output.otlp.protocol", "grpc | http/protobuf"),
-    ("--health-addr", "server.health_addr", "HOST:PORT serving /healthz, /readyz, /metrics (:PORT = 127.0.0.1)"),
+    (
+        "--health-addr",
+        "server.health_addr",
+        "HOST:PORT serving /healthz, /readyz, /metrics (:PORT = 127.0.0.1)",
+    ),
     ("--kubeconfig", "enrich.kubeconfig", "kubeconfig file (default $KUBECONFIG, then in-cluster)"),
     ("--node-name", "enrich.node_name", "this node's name (default $NODE_NAME)"),
     ("--rules-dir", "correlate.rules_dirs", "a directory of user Sigma rules (repeatable)"),
@@ -47,7 +51,9 @@ def _add_common(parser: argparse.ArgumentParser, flags: Sequence[str] = ()) -> N
         metavar="KEY=VALUE",
         help="override any config key, e.g. --set probes.ring_buffer_pages=256 (repeatable)",
     )
-    parser.add_argument("--log-level", metavar="LEVEL", help="debug | info | warning | error (config: log.level)")
+    parser.add_argument(
+        "--log-level", metavar="LEVEL", help="debug | info | warning | error (config: log.level)"
+    )
     for flag, key, text in CONFIG_FLAGS:
         if flag in flags:
             dest = flag.lstrip("-").replace("-", "_")

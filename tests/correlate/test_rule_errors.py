@@ -103,7 +103,9 @@ def test_correlation_naming_a_missing_rule(tmp_path):
 def test_one_bad_file_loads_nothing(tmp_path):
     write_rule(tmp_path, "good.yml", SIMPLE)
     write_rule(
-        tmp_path, "bad.yml", SIMPLE.replace("0001", "0003").replace("simple", "other").replace("level: high", "level: extreme")
+        tmp_path,
+        "bad.yml",
+        SIMPLE.replace("0001", "0003").replace("simple", "other").replace("level: high", "level: extreme"),
     )
     with pytest.raises(RulesError) as info:
         build_correlator(CorrelateConfig(rules_dirs=[str(tmp_path)]))
