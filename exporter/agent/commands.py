@@ -17,7 +17,7 @@ def replay(args: argparse.Namespace, config: Config) -> int:
     source = ReplaySource(args.file)
     try:
         # Events replay as recorded: no enrichment from this host.
-        stages = build_stages(config, enrich=False, correlate=True)
+        stages = build_stages(config, enrich=False, correlate=True, inherit_otlp_env=False)
     except StartupError as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         return 2

@@ -17,11 +17,12 @@ from collections import OrderedDict
 
 from prometheus_client import Gauge
 
-from exporter.agent.build import StartupError, build_stages
+from exporter.agent.build import Stages, StartupError, build_stages
 from exporter.agent.flood import FloodReporter, Pressure
-from exporter.agent.health import HealthState, serve
+from exporter.agent.health import ExportCheck, HealthState, serve
 from exporter.config import Config
 from exporter.emit.jsonlines import JsonLinesSink
+from exporter.emit.otlp import OtlpSink
 from exporter.metrics import REGISTRY
 from exporter.model import Event, EventType
 from exporter.probes import metrics as probe_metrics
@@ -123,17 +124,39 @@ def tune_gc() -> None:
     gc.set_threshold(20000, 50, 50)
 
 
+def watch_dependencies(state: HealthState, stages: Stages) -> None:
+    """What /readyz reports as degraded: the API server's Pod watch, the collector."""
+    enricher = stages.enricher
+    if enricher is not None and getattr(enricher, "pods", None) is not None:
+        state.dependencies["apiserver"] = lambda: (
+            None if enricher.k8s_ready() else "no Pod watch: events carry container ids only"
+        )
+    if isinstance(stages.sink, OtlpSink):
+        state.dependencies["collector"] = ExportCheck()
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
 
-    state = HealthState()
-    server = serve(config.server.health_addr, state) if config.server.health_addr else None
+    state = HealthState(config.server.stall_after_s)
+    server = None
+    if config.server.health_addr:
+        try:
+            server = serve(config.server, state)
+        except (OSError, ValueError) as exc:
+            log.error(
+                "cannot serve /healthz, /readyz, /metrics",
+                extra={"fields": {"addr": config.server.health_addr, "error": str(exc)}},
+            )
+            return 2
     try:
         probes = Probes(config.probes)
     except (ProbeError, FileNotFoundError, PermissionError) as exc:
         log.error("cannot start the probes", extra={"fields": {"error": str(exc)}})
+        if server is not None:
+            server.shutdown()
         return 1
     probe_metrics.register(probes)
 
@@ -147,7 +170,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
     except StartupError as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         probes.close()
+        if server is not None:
+            server.shutdown()
         return 2
+    watch_dependencies(state, stages)
     pipeline = stages.pipeline
     pipeline.observers.append(HostMountPrefixes(probes))
     if config.probes.open_path_prefixes:
@@ -166,6 +192,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     next_report = time.monotonic() + FLOOD_REPORT_S
     try:
         while not stop.is_set():
+            state.beat()
             batch = source.poll()
             pressure.update(source.lag_ns)  # before the work: the kernel tightens at once
             BATCH_SIZE.set(len(batch))

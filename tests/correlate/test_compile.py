@@ -106,7 +106,7 @@ def test_host_mount_resolution_is_longest_prefix_and_absolute_only(tmp_path):
 @pytest.mark.parametrize(
     ("detection", "cause"),
     [
-        ("      s:\n        NoSuchField: x\n      condition: s", "unknown_field:NoSuchField"),
+        ("      s:\n        TargetFilenme: x\n      condition: s", "unknown_field:TargetFilenme"),
         (
             "      s:\n        DestinationIp: 1.2.3.4\n      condition: s",
             "field_not_in_category:DestinationIp",

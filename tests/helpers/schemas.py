@@ -1,9 +1,10 @@
 """Validators for emitted documents against the real upstream schemas.
 
-The schemas live in the shared reference folder (`../shared/schemas` next to
-the repository, or $PROVEX_SCHEMAS_DIR); see its README for the rules applied
-here: ECS field existence, type, allowed values and expected event types;
-OCSF JSON Schema per class plus type_uid/metadata.version; ATT&CK ids.
+The schemas are copies of the upstream releases in tests/fixtures/reference/
+(see its README for versions and licences); the ATT&CK data is the package's
+own (exporter/correlate/data/). Rules applied here: ECS field existence, type,
+allowed values and expected event types; OCSF JSON Schema per class plus
+type_uid/metadata.version; ATT&CK ids.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import datetime as dt
 import functools
 import ipaddress
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,12 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
+REFERENCE = REPO / "tests" / "fixtures" / "reference"
+ATTACK_DATA = REPO / "exporter" / "correlate" / "data"
+
+
 def schemas_dir() -> Path:
-    env = os.environ.get("PROVEX_SCHEMAS_DIR")
-    path = Path(env) if env else REPO.parent / "shared" / "schemas"
-    if not (path / "ecs").is_dir():
-        raise FileNotFoundError(f"reference schemas not found at {path} (set PROVEX_SCHEMAS_DIR)")
-    return path
+    return REFERENCE
 
 
 # ---- ECS -------------------------------------------------------------------
@@ -184,7 +184,7 @@ def ocsf_errors(doc: dict[str, Any]) -> list[str]:
 
 @functools.cache
 def attack() -> dict[str, Any]:
-    with open(schemas_dir() / "attack" / "containers-techniques.json", encoding="utf-8") as fh:
+    with open(ATTACK_DATA / "containers-techniques.json", encoding="utf-8") as fh:
         return json.load(fh)
 
 
