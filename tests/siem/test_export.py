@@ -294,6 +294,28 @@ def test_values_are_translated_to_what_the_document_holds(tmp_path: Path) -> Non
     assert 'unmapped.provex.enrichment="late"' in (ocsf.query or "")
 
 
+def test_booleans_and_cidr_use_what_each_engine_compares(tmp_path: Path) -> None:
+    path = _rule(tmp_path, _SINGLE % "IsHostMount: true\n        HostMountReadOnly: true")
+    (eql_result,) = export("elasticsearch-eql", [path])
+    assert "provex.in_host_mount == true" in (eql_result.query or "")  # `:` is a string match
+    assert "provex.host_mount.read_only == true" in (eql_result.query or "")
+    (loki,) = export("loki", [path])
+    assert 'provex_in_host_mount="true"' in (loki.query or "")  # `| json` makes a string of it
+    (spl,) = export("splunk", [path])
+    assert "unmapped.provex.in_host_mount=true" in (spl.query or "")
+    net = _rule(
+        tmp_path, _SINGLE.replace("process_creation", "network_connection") % "DestinationIp|cidr: 10.0.0.0/8"
+    )
+    (loki,) = export("loki", [net])
+    assert 'destination_ip=ip("10.0.0.0/8")' in (loki.query or "")  # the label `| json` makes
+
+
+def test_read_only_false_has_no_home(tmp_path: Path) -> None:
+    (result,) = export("splunk", [_rule(tmp_path, _SINGLE % "HostMountReadOnly: false")])
+    assert result.query is None
+    assert "HostMountReadOnly: value 'false' has no home in OCSF" in (result.reason or "")
+
+
 def test_include_failed_drops_the_success_condition(tmp_path: Path) -> None:
     plain = _rule(tmp_path, _SINGLE % "Image: /bin/sh")
     (result,) = export("elasticsearch-eql", [plain])
