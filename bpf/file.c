@@ -17,8 +17,8 @@ static __always_inline int open_enter(u16 sc, s32 dirfd, const char *filename, u
     /* Reads are what floods are made of; writes, sensitive paths and the rest of
      * the probes share the per-cgroup event budget or none. */
     if (interest != PATH_SENSITIVE) {
-        u32 class = (flags & PROVEX_O_WRITE_MASK) ? FLOOD_EVENTS : FLOOD_READS;
-        if (!admitted(sc, cg, class))
+        int read = !(flags & PROVEX_O_WRITE_MASK);
+        if (!admitted(sc, cg, read ? FLOOD_READS : FLOOD_EVENTS, read && interest != PATH_LEARNED))
             return 0;
     }
     u32 zero = 0;

@@ -14,7 +14,7 @@ BPF_HASH(pending_link, u32, struct link_ev, 4096);
 static __always_inline int ctx_enter(u16 sc, s32 fd, const char *path)
 {
     u64 cg;
-    if (!enter_filter(sc, &cg) || !admitted(sc, cg, FLOOD_EVENTS))
+    if (!enter_filter(sc, &cg) || !admitted(sc, cg, FLOOD_EVENTS, 0))
         return 0;
     u32 zero = 0;
     struct open_ev *e = scratch_ctx.lookup(&zero);
@@ -68,7 +68,7 @@ static __always_inline int link_enter(u16 sc, s32 olddirfd, const char *oldname,
                                       const char *newname, u32 flags)
 {
     u64 cg;
-    if (!enter_filter(sc, &cg) || !admitted(sc, cg, FLOOD_EVENTS))
+    if (!enter_filter(sc, &cg) || !admitted(sc, cg, FLOOD_EVENTS, 0))
         return 0;
     u32 zero = 0;
     struct link_ev *e = scratch_link.lookup(&zero);
@@ -166,7 +166,7 @@ static __always_inline int dup_enter(u16 sc, s32 oldfd, s32 newfd, u32 flags)
         count(sc, CTR_FILTERED_OTHER);
         return 0;
     }
-    if (!admitted(sc, cg, FLOOD_EVENTS))
+    if (!admitted(sc, cg, FLOOD_EVENTS, 0))
         return 0;
     struct dup_ev e = {};
     fill_hdr(&e.h, sc, sizeof(e), cg);

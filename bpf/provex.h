@@ -176,6 +176,7 @@ BPF_HASH(verdicts, u64, u8, 16384);
  * value 3: a sensitive path (a secret, or one reached through a host mount),
  * never sampled away by the flood budget. */
 BPF_LPM_TRIE(path_prefixes, struct lpm_key, u8, LPM_ENTRIES);
+#define PATH_LEARNED 2
 #define PATH_SENSITIVE 3
 
 /* Fairness: one container's flood must not fill the ring for everyone (and an
@@ -194,9 +195,11 @@ struct budget {
 BPF_HASH(budgets, u64, struct budget, 16384);
 BPF_HASH(sampled_by_cgroup, u64, u64, 16384);
 /* Set by the agent while it lags behind the ring (its oldest record waited too
- * long): reads of non-sensitive paths within their budget are shed too (counted
+ * long): reads of configured prefixes within their budget are shed too (counted
  * as CTR_SHED, not held against the container), so the ring empties and
- * decisive events stop queueing behind bulk ones. */
+ * decisive events stop queueing behind bulk ones. Reads of sensitive paths and
+ * of names the workload wrote or linked (a download read by sed, a link read
+ * by cat: provenance) are never shed. */
 BPF_ARRAY(pressure, u32, 1);
 
 static __always_inline void count(u32 sc, u32 ctr)
@@ -271,7 +274,7 @@ static __always_inline int enter_filter(u16 sc, u64 *cg)
 
 /* Within the cgroup's budget for this class? (Approximate under races between
  * CPUs of one cgroup: a few events more or less, never a lost count.) */
-static __always_inline int admitted(u16 sc, u64 cg, u32 class)
+static __always_inline int admitted(u16 sc, u64 cg, u32 class, int sheddable)
 {
 #ifdef FLOOD_CONTROL
     struct budget *b = budgets.lookup(&cg);
@@ -301,7 +304,7 @@ static __always_inline int admitted(u16 sc, u64 cg, u32 class)
         return 0;
     }
     b->tat[slot] = tat + interval;
-    if (class == FLOOD_READS) {
+    if (sheddable) {
         u32 zero = 0;
         u32 *behind = pressure.lookup(&zero);
         if (behind && *behind) {
@@ -364,8 +367,8 @@ static __always_inline u8 path_interest(const char *user_path, u64 flags)
     if (key.path[0] != '/')
         return 1; /* relative: the kernel cannot judge it, user space can */
     u8 *value = path_prefixes.lookup(&key);
-    if (value && *value == PATH_SENSITIVE)
-        return PATH_SENSITIVE;
+    if (value && (*value == PATH_SENSITIVE || *value == PATH_LEARNED))
+        return *value;
 #ifdef SEND_WRITES
     if (flags & PROVEX_O_WRITE_MASK)
         return 1;

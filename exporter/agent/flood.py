@@ -95,9 +95,9 @@ class Pressure:
     def __init__(
         self,
         set_pressure: Callable[[bool], None],
-        on_ms: float = 50.0,
-        off_ms: float = 10.0,
-        on_after: int = 2,
+        on_ms: float = 200.0,
+        off_ms: float = 20.0,
+        on_after: int = 3,
         off_after: int = 200,
     ) -> None:
         self.set_pressure = set_pressure

@@ -118,8 +118,8 @@ def _image(e: Event) -> str:
         reexec = e.path in ("/proc/self/exe", f"/proc/{e.pid}/exe")
         if reexec and e.process is not None and e.process.exe.startswith("/"):
             return e.process.exe
-        if e.path.startswith("/"):
-            return e.path
+        if e.path:
+            return e.path  # as given when it cannot be resolved: never the caller's image
     if e.process is not None and e.process.exe:
         return e.process.exe
     return e.path if e.type is EventType.EXEC else ""

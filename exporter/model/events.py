@@ -128,7 +128,7 @@ class Event(msgspec.Struct, omit_defaults=True):
     cgroup_id: int = 0
     ret: int = 0  # syscall return value (negative errno on failure)
 
-    # open family / exec / creat; chdir, chroot (fchdir: dirfd is its fd); link, rename: the new name
+    # open family / exec / creat; chdir, chroot; link, rename: the new name (fchdir: fd below)
     path: str = ""  # the pathname the syscall was given, as given
     dirfd: int = 0
     flags: int = 0
@@ -136,7 +136,7 @@ class Event(msgspec.Struct, omit_defaults=True):
     argv: list[str] = []  # exec only
 
     # setns / unshare
-    fd: int = 0  # setns: the namespace (or pidfd) descriptor
+    fd: int = 0  # setns: the namespace (or pidfd) descriptor; fchdir: its fd; dup2/dup3: the old fd
     nstype: int = 0  # setns: nstype argument; unshare: flags
 
     # mount family; link and rename: the old name (symlink: the link's content)
@@ -178,7 +178,7 @@ class Event(msgspec.Struct, omit_defaults=True):
 def evidence_ref(event: Event, step: str = "") -> EvidenceRef:
     """The evidence record of one event."""
     destination = ""
-    if event.daddr:
+    if event.daddr and event.family in (2, 10):  # AF_INET, AF_INET6 (an AF_UNIX path is not one)
         destination = (
             f"[{event.daddr}]:{event.dport}" if ":" in event.daddr else f"{event.daddr}:{event.dport}"
         )
