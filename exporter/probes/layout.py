@@ -206,6 +206,31 @@ SYSCALLS: tuple[Syscall, ...] = (
     Syscall("cgroup_mkdir", None, CGROUP, ("cgroup/cgroup_mkdir",)),
 )
 
+# The maps the agent uses from user space (the build child hands over their fds); the
+# pending_* ones pair a syscall's entry with its exit per thread and are swept of orphans.
+PENDING_MAPS = (
+    "pending_open",
+    "pending_exec",
+    "pending_clone",
+    "pending_mount",
+    "pending_ns",
+    "pending_connect",
+    "pending_ctx",
+    "pending_link",
+    "pending_dup",
+)
+MAPS = (
+    "events",
+    "counters",
+    "monitored_cgroups",
+    "verdicts",
+    "path_prefixes",
+    "budgets",
+    "sampled_by_cgroup",
+    "pressure",
+    *PENDING_MAPS,
+)
+
 # Tracepoints that only gate part of a probe (not a decode row of their own).
 OPTIONAL_TRACEPOINTS = ("syscalls/sys_enter_clone", "syscalls/sys_enter_clone3")
 

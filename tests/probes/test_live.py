@@ -213,6 +213,12 @@ def test_flood_loss_is_counted_honestly(tmp_path, runc):
         assert agent.stop() == 0
 
 
+def test_the_running_agent_maps_no_compiler(agent):
+    """BCC compiles in a short-lived child: the agent holds fds, not LLVM (~62 MB mapped)."""
+    maps = Path(f"/proc/{agent.process.pid}/maps").read_text()
+    assert "libbcc" not in maps and "LLVM" not in maps
+
+
 def test_record_then_replay_is_identical(agent, runc, tmp_path):
     run = runc.run(
         ContainerSpec(["/bin/sh", "-c", "cat /etc/passwd; sysprobe openat2 /etc/shadow"], name="rec")
