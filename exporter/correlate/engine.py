@@ -54,6 +54,7 @@ class Correlator:
             for step in dict.fromkeys(corr.steps):  # each rule once, in order
                 self._states.setdefault(step.uid, []).append(state)
         self._skipped_failed = EVENTS_SKIPPED.labels("failed_syscall")
+        self._matches: dict[str, object] = {}  # rule uid -> its labelled counter (labels() costs per call)
 
     def process(self, event: Event) -> list[Alert]:
         out: list[Alert] = []
@@ -75,14 +76,20 @@ class Correlator:
         return out
 
     def _matched(self, rule: Rule, event: Event, view: EventView, out: list[Alert]) -> None:
-        MATCHES.labels(rule.uid).inc()
+        self._match_counter(rule.uid).inc()
         if rule.generate:
             key = {name: _text(view.get(name)) for name in rule.key_fields}
             self._emit(rule, key, [Match(event.ts_ns, event, 0, {})], out)
         for state in self._states.get(rule.uid, ()):
             for chain in state.feed(rule, event, view):
-                MATCHES.labels(state.corr.uid).inc()
+                self._match_counter(state.corr.uid).inc()
                 self._emit(state.corr, chain.key, chain.matches, out)
+
+    def _match_counter(self, uid: str):
+        counter = self._matches.get(uid)
+        if counter is None:
+            counter = self._matches[uid] = MATCHES.labels(uid)
+        return counter
 
     def _emit(
         self,

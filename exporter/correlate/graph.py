@@ -10,7 +10,9 @@ stays flat however long the input runs. A process that is still alive keeps
 its node past the window (its current and root directory are state, not
 history); only the budget, or its exit, removes it.
 
-Rules read the graph, not the spelling of a syscall. `add` annotates each
+Nodes and edges are kept for what a story needs (execs, writes, connects, links, renames,
+mounts, namespaces, lineage); a plain read changes the reading process's state (its fds, the
+network data it holds) and leaves no edge. Rules read the graph, not the spelling of a syscall. `add` annotates each
 event before any rule sees it:
   * every path is resolved against the process's root, current directory,
     dirfd and the links created in its container (Event.resolved_path,
@@ -82,6 +84,9 @@ _METRIC_EVERY = 1024  # events between gauge updates (a gauge set per event is w
 O_ACCMODE, O_WRONLY, O_RDWR, O_CREAT, O_TRUNC = 0o3, 0o1, 0o2, 0o100, 0o1000
 AF_INET, AF_INET6, EINPROGRESS = 2, 10, 115
 MS_BIND = 0x1000
+# A read that no rule or story needs as an edge: its effect on the process (fd, taint) is
+# kept in the process's state; only writes, execs, links and the rest become edges.
+WRITE_FLAGS = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC
 STDOUT_STDERR = (1, 2)
 MAX_FDS = 256  # per process: the most recent fds whose paths are remembered
 MAX_WRITES = 32  # per process: files written before its taint is known (the shell-redirect case)
@@ -152,7 +157,7 @@ class ProvenanceGraph:
         if handler is not None:
             handler(self, event, state)
         kind = _EDGE.get(event.type)
-        if kind is not None:
+        if kind is not None and not (event.type is EventType.OPEN and not event.flags & WRITE_FLAGS):
             target = self._target(event)
             if target is not None:
                 self._node(target, ts)
@@ -499,7 +504,7 @@ class ProvenanceGraph:
                 # a node left without edges is dropped with its last edge, not kept to the
                 # window's end (a live process keeps its node: its context is state)
                 for node in (u, v):
-                    if g.degree(node) == 0 and not self._alive(node):
+                    if not g._succ[node] and not g._pred[node] and not self._alive(node):
                         g.remove_node(node)
                         self._touched.pop(node, None)
                         self._count("node", cause)
@@ -513,8 +518,8 @@ class ProvenanceGraph:
                 touched[node] = self.now_ns
                 continue
             touched.popitem(last=False)
-            # a self-loop counts twice in degree; nodes here never have one
-            gone = g.degree(node)
+            # edges it takes along (a multigraph's degree counts each key; never a self-loop here)
+            gone = sum(map(len, g._succ[node].values())) + sum(map(len, g._pred[node].values()))
             g.remove_node(node)
             self.edge_count -= gone
             cause = "window" if ts < horizon else "budget"
