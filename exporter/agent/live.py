@@ -25,13 +25,13 @@ from exporter.emit.jsonlines import JsonLinesSink
 from exporter.emit.otlp import OtlpSink
 from exporter.metrics import REGISTRY
 from exporter.model import Event, EventType
+from exporter.model.linux import WRITE_FLAGS
 from exporter.probes import metrics as probe_metrics
 from exporter.probes.loader import LEARNED_NAMES_MAX, ProbeError, Probes
 from exporter.source.live import LiveSource
 
 log = logging.getLogger("provex.agent")
 
-WRITE_FLAGS = 0o1 | 0o2 | 0o100 | 0o1000  # O_WRONLY|O_RDWR|O_CREAT|O_TRUNC: the kernel learns these
 SWEEP_INTERVAL_S = 30.0
 FLOOD_REPORT_S = 1.0  # how often flooding containers are named (one line each per interval)
 SHUTDOWN_DRAINS = 64  # orphaned enter records are rare; a slow sweep is enough

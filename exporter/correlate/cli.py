@@ -71,7 +71,9 @@ def _fixture_root(rule_file: Path, fixtures: Path | None) -> Path:
     return rule_file.parent / "fixtures" / rule_file.stem
 
 
-def test(paths: Sequence[str | Path], fixtures: str | Path | None = None, out: TextIO = sys.stdout) -> int:
+def run_fixtures(
+    paths: Sequence[str | Path], fixtures: str | Path | None = None, out: TextIO = sys.stdout
+) -> int:
     """Replay every rule file's positive and negative fixtures. 0 = all as expected."""
     paths = _paths(paths)
     try:
@@ -97,9 +99,6 @@ def test(paths: Sequence[str | Path], fixtures: str | Path | None = None, out: T
                 print(f"{'PASS' if ok else 'FAIL'} {rule_file.name} {kind}/{case.name}: {detail}", file=out)
     print(f"{passed} passed, {failed} failed", file=out)
     return 1 if failed else 0
-
-
-test.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, despite its name
 
 
 def _alerting_ids(rs: RuleSet, file: str) -> set[str]:
@@ -185,7 +184,7 @@ def add_rules_subcommands(
     p.add_argument(
         "--fixtures", metavar="DIR", help="fixture root: DIR/<rule-file-stem>/{positive,negative}/"
     )
-    p.set_defaults(func=lambda a: _checked(a.paths, "test") or test(a.paths, a.fixtures))
+    p.set_defaults(func=lambda a: _checked(a.paths, "test") or run_fixtures(a.paths, a.fixtures))
     p = sub.add_parser("survey", help="count which rules of a Sigma corpus provex can evaluate, and why not")
     p.add_argument("paths", nargs="+", help="rule files or directories")
     p.set_defaults(func=lambda a: survey(a.paths))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.correlate.provenance import host_mount_of
-from exporter.model import Event, EventType, HostMount, ProcessInfo
+from exporter.model import Event, EventType, HostMount, ProcessInfo, linux
 
 Value = str | int | bool | list[str] | None
 _EMPTY_PROCESS = ProcessInfo(pid=0)
@@ -35,19 +35,13 @@ CATEGORY_DOC: dict[str, str] = {
 CATEGORIES = frozenset(CATEGORY_DOC)
 ALL = CATEGORIES
 
-O_WRONLY, O_RDWR, O_CREAT, O_TRUNC = 0o1, 0o2, 0o100, 0o1000
-EINPROGRESS = 115
-
-_NS_FLAGS = [  # CLONE_NEW* bits as setns nstype / unshare flags carry them
-    (0x00020000, "mnt"),
-    (0x04000000, "uts"),
-    (0x08000000, "ipc"),
-    (0x10000000, "user"),
-    (0x20000000, "pid"),
-    (0x40000000, "net"),
-    (0x02000000, "cgroup"),
-    (0x00000080, "time"),
-]
+O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, EINPROGRESS = (
+    linux.O_WRONLY,
+    linux.O_RDWR,
+    linux.O_CREAT,
+    linux.O_TRUNC,
+    linux.EINPROGRESS,
+)
 
 
 def categories_of(event: Event) -> tuple[str, ...]:
@@ -75,10 +69,6 @@ def succeeded(event: Event) -> bool:
     if event.ret >= 0:
         return True
     return event.type is EventType.CONNECT and event.ret == -EINPROGRESS
-
-
-def namespace_names(flags: int) -> list[str]:
-    return [name for bit, name in _NS_FLAGS if flags & bit]
 
 
 def subject_paths(event: Event) -> tuple[str, ...]:
@@ -304,8 +294,12 @@ _TABLE: list[Field] = [
         "NamespaceTypes",
         "list",
         _NS,
-        "CLONE_NEW* bits by name: mnt uts ipc user pid net cgroup time",
-        lambda e: namespace_names(e.nstype) if e.type in (EventType.SETNS, EventType.UNSHARE) else [],
+        'CLONE_NEW* bits by name: time mnt cgroup uts ipc user pid net; setns nstype 0: "any"',
+        lambda e: (
+            linux.namespace_names(e.nstype, e.type is EventType.SETNS)
+            if e.type in (EventType.SETNS, EventType.UNSHARE)
+            else []
+        ),
     ),
     Field(
         "NamespaceFd",

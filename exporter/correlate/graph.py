@@ -33,12 +33,7 @@ import networkx as nx
 from prometheus_client import Counter, Gauge
 
 from exporter.correlate.provenance import (
-    AT_EMPTY_PATH,
-    AT_FDCWD,
-    AT_SYMLINK_FOLLOW,
     DIRFD_SYSCALLS,
-    O_CLOEXEC,
-    O_NOFOLLOW,
     FsContext,
     Links,
     Resolved,
@@ -49,6 +44,23 @@ from exporter.correlate.provenance import (
 )
 from exporter.metrics import REGISTRY
 from exporter.model import Event, EventType, EvidenceRef, Resolution, evidence_ref
+from exporter.model.linux import (
+    AF_INET,
+    AF_INET6,
+    AT_EMPTY_PATH,
+    AT_FDCWD,
+    AT_SYMLINK_FOLLOW,
+    EINPROGRESS,
+    MS_BIND,
+    O_ACCMODE,
+    O_CLOEXEC,
+    O_CREAT,
+    O_NOFOLLOW,
+    O_RDWR,
+    O_TRUNC,
+    O_WRONLY,
+    WRITE_FLAGS,
+)
 
 GRAPH_NODES = Gauge("provex_correlate_graph_nodes", "Nodes in the provenance graph", registry=REGISTRY)
 GRAPH_EDGES = Gauge("provex_correlate_graph_edges", "Edges in the provenance graph", registry=REGISTRY)
@@ -81,12 +93,8 @@ _EDGE = {
     EventType.RENAME: "renamed",
 }
 _METRIC_EVERY = 1024  # events between gauge updates (a gauge set per event is wasted work)
-O_ACCMODE, O_WRONLY, O_RDWR, O_CREAT, O_TRUNC = 0o3, 0o1, 0o2, 0o100, 0o1000
-AF_INET, AF_INET6, EINPROGRESS = 2, 10, 115
-MS_BIND = 0x1000
-# A read that no rule or story needs as an edge: its effect on the process (fd, taint) is
-# kept in the process's state; only writes, execs, links and the rest become edges.
-WRITE_FLAGS = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC
+# A plain read (no WRITE_FLAGS) is no edge: no rule or story needs it as one, and its effect
+# on the process (fd, network data held) is kept in the process's state.
 STDOUT_STDERR = (1, 2)
 MAX_FDS = 256  # per process: the most recent fds whose paths are remembered
 MAX_WRITES = 32  # per process: files written before its taint is known (the shell-redirect case)

@@ -25,11 +25,6 @@ import yaml
 
 from exporter.model import HostMount, Resolution
 
-AT_FDCWD = -100
-AT_EMPTY_PATH = 0x1000
-AT_SYMLINK_FOLLOW = 0x400
-O_NOFOLLOW = 0o400000
-O_CLOEXEC = 0o2000000
 MAX_LINK_HOPS = 40  # the kernel's own limit (ELOOP)
 
 # Syscalls whose `dirfd` field is a real directory fd; the others resolve from the cwd.

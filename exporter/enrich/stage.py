@@ -14,6 +14,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cachetools import LRUCache
+
 from exporter.enrich.apiserver import ApiServerSet
 from exporter.enrich.cgroups import CgroupResolver, ContainerRef, classify_cgroup_path
 from exporter.enrich.fscontext import ContextReader
@@ -25,6 +27,7 @@ from exporter.enrich.redact import redact_argv
 from exporter.model import ContainerInfo, Event, EventType
 
 _UNCLASSIFIED = object()
+CACHE_MAX = 65536  # cgroups remembered per cache
 
 
 # The comm of runc's init stages (runc:[0:PARENT], runc:[1:CHILD], runc:[2:INIT]).
@@ -69,11 +72,12 @@ class EnrichStage:
         self._ready: list[Event] = []
         self._parked: OrderedDict[int, deque[_Parked]] = OrderedDict()
         self._n_parked = 0
-        self._refs: dict[int, ContainerRef | None] = {}
-        self._gave_up: set[int] = set()  # cgroups whose Pod did not come in time: no more waiting
+        # Bounded by LRU (a node's cgroups come and go): each one is refilled from its source.
+        self._refs: LRUCache[int, ContainerRef | None] = LRUCache(CACHE_MAX)
+        self._gave_up: LRUCache[int, bool] = LRUCache(CACHE_MAX)  # Pod did not come in time: no more waiting
         # cgroup id -> (pod cache generation, valid until now_ns, resolved ContainerInfo). The
         # ContainerInfo is shared by that container's events: downstream must not mutate it.
-        self._memo: dict[int, tuple[int, int, ContainerInfo]] = {}
+        self._memo: LRUCache[int, tuple[int, int, ContainerInfo]] = LRUCache(CACHE_MAX)
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -208,9 +212,7 @@ class EnrichStage:
                             break
                         self._release_late(head)
                         if head.why == "pod":
-                            if len(self._gave_up) >= 65536:
-                                self._gave_up.clear()
-                            self._gave_up.add(key)
+                            self._gave_up[key] = True
                 q.popleft()
                 self._n_parked -= 1
                 self._ready.append(head.event)
@@ -229,8 +231,6 @@ class EnrichStage:
             if path is None:
                 return _UNCLASSIFIED
             ref = classify_cgroup_path(path)
-            if len(self._refs) >= 65536:
-                self._refs.clear()  # bounded; refilled from the resolver's cache
             self._refs[cgroup_id] = ref
         return ref
 
@@ -246,8 +246,6 @@ class EnrichStage:
             return ""
         why = self._resolve_slow(event)
         if not why and event.container is not None and not event.late and self._mounts_settled(event):
-            if len(self._memo) >= 65536:
-                self._memo.clear()
             # Re-checked at least once a second of event time (e.g. a deleted Pod's grace ends).
             self._memo[cgroup_id] = (gen, now_ns + 1_000_000_000, event.container)
         return why
@@ -295,7 +293,7 @@ class EnrichStage:
                 LATE.labels("pod_unknown" if self.k8s_ready() else "k8s_unavailable").inc()
                 return ""
             return "pod"
-        self._gave_up.discard(event.cgroup_id)
+        self._gave_up.pop(event.cgroup_id, None)
         info.pod = rec.info
         spec = rec.container(ref.container_id)
         if spec is not None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from exporter.correlate.attack import attack
+from exporter.model import linux
 
 Transform = Callable[[Any, dict[str, dict[Any, Any]]], Any]
 TRANSFORMS: dict[str, Transform] = {}
@@ -81,26 +82,12 @@ def errno_name(ret: Any, _tables: dict) -> str | None:
     return _errno.errorcode.get(-ret, str(ret))
 
 
-# CLONE_NEW* bits as the kernel defines them (include/uapi/linux/sched.h).
-_NAMESPACE_BITS = (
-    (0x00000080, "time"),
-    (0x00020000, "mnt"),
-    (0x02000000, "cgroup"),
-    (0x04000000, "uts"),
-    (0x08000000, "ipc"),
-    (0x10000000, "user"),
-    (0x20000000, "pid"),
-    (0x40000000, "net"),
-)
-
-
 @transform("namespace_names")
 def namespace_names(flags: Any, _tables: dict) -> list[str] | None:
     """setns nstype / unshare flags -> ['mnt', 'pid']; setns nstype 0 = 'any'."""
     if not isinstance(flags, int):
         return None
-    names = [name for bit, name in _NAMESPACE_BITS if flags & bit]
-    return names or ["any"]
+    return linux.namespace_names(flags, setns=True)
 
 
 @transform("kv_pairs")

@@ -223,12 +223,6 @@ class Probes:
         self.table("verdicts").clear()
         log.debug("monitoring cgroup", extra={"fields": {"cgroup_id": cgroup_id, "cgroup": relpath}})
 
-    def monitor_cgroup(self, relpath: str) -> int:
-        """Start reporting a cgroup (path relative to the cgroup2 mount); returns its id."""
-        cgroup_id = (self.cgroup2 / relpath.strip("/")).stat().st_ino
-        self._add_monitored(cgroup_id, relpath)
-        return cgroup_id
-
     def on_cgroup_created(self, cgroup_id: int, hierarchy: int, relpath: str) -> None:
         """A cgroup_mkdir record: monitor it if it is a container."""
         if hierarchy != 0 or self.config.monitor != "containers":
@@ -240,10 +234,6 @@ class Probes:
         """An ancestor is monitored already: the kernel's ancestor check covers it."""
         parts = relpath.strip("/").split("/")
         return any("/" + "/".join(parts[:n]) in self._monitored_paths for n in range(1, len(parts)))
-
-    @property
-    def monitored_cgroups(self) -> frozenset[int]:
-        return frozenset(self._monitored)
 
     # -- open-family path interest -------------------------------------------------------
 

@@ -45,7 +45,7 @@ def test_lint_lists_skipped_rules_and_warnings_and_strict_fails_on_them(tmp_path
 
 
 def test_test_default_rules_all_pass():
-    code, text = _run(cli.test, [])
+    code, text = _run(cli.run_fixtures, [])
     assert code == 0
     assert text.splitlines()[-1].endswith(" passed, 0 failed")
 
@@ -60,19 +60,19 @@ def _user_rules(tmp_path, positive_path: str):
 
 def test_user_rules_with_fixtures_beside_them(tmp_path):
     _user_rules(tmp_path, "/etc/shadow")
-    code, text = _run(cli.test, [tmp_path / "simple.yml"])
+    code, text = _run(cli.run_fixtures, [tmp_path / "simple.yml"])
     assert code == 0 and "2 passed, 0 failed" in text
 
 
 def test_a_positive_that_does_not_fire_fails(tmp_path):
     _user_rules(tmp_path, "/etc/hostname")
-    code, text = _run(cli.test, [tmp_path / "simple.yml"])
+    code, text = _run(cli.run_fixtures, [tmp_path / "simple.yml"])
     assert code == 1 and "FAIL simple.yml positive/case.jsonl: no alert" in text
 
 
 def test_missing_fixtures_fail(tmp_path):
     write_rule(tmp_path, "simple.yml", SIMPLE)
-    code, text = _run(cli.test, [tmp_path / "simple.yml"])
+    code, text = _run(cli.run_fixtures, [tmp_path / "simple.yml"])
     assert code == 1 and "no positive fixtures" in text
 
 
