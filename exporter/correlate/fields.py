@@ -27,7 +27,7 @@ CATEGORY_DOC: dict[str, str] = {
     "process_creation": "exec: execve, execveat",
     "file_access": "open: open, openat, openat2, creat (every successful open)",
     "file_event": "open with O_WRONLY, O_RDWR or O_CREAT (a file written or created)",
-    "network_connection": "connect (AF_INET, AF_INET6)",
+    "network_connection": "connect to an IPv4 or IPv6 address (AF_UNIX connects are in the graph, not here)",
     "mount": "mount, fsopen, fsconfig, fsmount, move_mount, open_tree (provex)",
     "setns": "setns (provex)",
     "unshare": "unshare (provex)",
@@ -51,6 +51,8 @@ def categories_of(event: Event) -> tuple[str, ...]:
         if event.flags & (O_WRONLY | O_RDWR | O_CREAT):
             return ("file_access", "file_event")
         return ("file_access",)
+    if t is EventType.CONNECT and event.family not in linux.IP_FAMILIES:
+        return ()  # an AF_UNIX connect: not Sigma's network_connection (the graph still sees it)
     return _SINGLE.get(t, ())
 
 
