@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 import time
 
 from cachetools import LRUCache
 
 from exporter.enrich.metrics import CONTEXT_READS
+from exporter.enrich.worker import QueueWorker
 
 log = logging.getLogger("provex.enrich")
 
@@ -39,41 +38,27 @@ def read_context(proc: str, pid: int) -> Seed | None:
     return cwd.removesuffix(" (deleted)"), root, time.time_ns()
 
 
-class ContextReader:
+class ContextReader(QueueWorker[int]):
     """`get` answers from the cache; `request` queues a read for the worker."""
 
+    thread_name = "provex-fscontext"
+
     def __init__(self, proc: str = "/proc", max_entries: int = 16384) -> None:
+        super().__init__()
         self.proc = proc
         self._seeds: LRUCache[int, Seed | None] = LRUCache(max_entries)
-        self._queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
 
     def get(self, pid: int) -> Seed | None:
         return self._seeds.get(pid)
 
     def request(self, pid: int) -> None:
-        if self._thread is None:
-            self.read_now(pid)  # not started (tests): read on demand
-        else:
-            self._queue.put(pid)
+        self.submit(pid)
+
+    def handle(self, pid: int) -> None:
+        self.read_now(pid)
 
     def read_now(self, pid: int) -> Seed | None:
         seed = read_context(self.proc, pid)
         CONTEXT_READS.labels("read" if seed else "process_gone").inc()
         self._seeds[pid] = seed
         return seed
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="provex-fscontext", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def _run(self) -> None:
-        while (pid := self._queue.get()) is not None:
-            self.read_now(pid)

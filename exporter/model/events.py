@@ -208,7 +208,7 @@ class Alert(msgspec.Struct, omit_defaults=True):
     techniques: list[str] = []  # ATT&CK ids, e.g. ["T1611"]
     tactics: list[str] = []  # ATT&CK tactic short names, e.g. ["privilege-escalation"]
     description: str = ""
-    # The join key (group-by fields and their values), e.g. {"container.id": "..."}.
+    # The join key: the rule fields it groups by and their values, e.g. {"ContainerId": "..."}.
     key: dict[str, str] = {}
     first_ts_ns: int = 0  # first event of the chain
     decisive_ts_ns: int = 0  # the event that completed the match
