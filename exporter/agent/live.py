@@ -18,8 +18,9 @@ from prometheus_client import Gauge
 
 from exporter.agent.build import StartupError, build_stages
 from exporter.agent.health import HealthState, serve
+from exporter.agent.losses import KernelLossReporter, Ledger
 from exporter.config import Config
-from exporter.emit.jsonlines import JsonLinesSink
+from exporter.emit.jsonlines import JsonLinesSink, OutputError
 from exporter.metrics import REGISTRY
 from exporter.model import Event
 from exporter.probes import metrics as probe_metrics
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         log.error("cannot start the probes", extra={"fields": {"error": str(exc)}})
         return 1
     probe_metrics.register(probes)
+    ledger = Ledger()  # what this run loses, by cause: said at exit, and in the exit code
 
     try:
         if args.command == "record":  # raw, enriched events: the replay format
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             )
         else:
             stages = build_stages(config, enrich=True, correlate=True)
-    except StartupError as exc:
+    except (StartupError, OutputError) as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         probes.close()
         return 2
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     state.ready.set()
     deadline = time.monotonic() + args.duration if getattr(args, "duration", None) else None
     next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+    kernel_losses = KernelLossReporter(probes.counters)  # logged when they happen, once per interval
     log.info("agent running", extra={"fields": {"command": args.command}})
     try:
         while not stop.is_set():
@@ -108,6 +111,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 pipeline.feed(batch, now)
             else:
                 pipeline.tick(now)
+            kernel_losses.poll()
             if time.monotonic() >= next_sweep:
                 probes.sweep_pending()
                 next_sweep = time.monotonic() + SWEEP_INTERVAL_S
@@ -120,6 +124,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         state.ready.clear()
         stages.close()
         counters = probes.counters()
+        kernel_losses.report()
+        lost = ledger.lost()  # reads the kernel counters too: before probes.close()
         probes.close()
         if server is not None:
             server.shutdown()
@@ -132,4 +138,4 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 }
             },
         )
-    return 0
+    return ledger.finish(args.command, lost=lost)

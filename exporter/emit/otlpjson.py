@@ -3,19 +3,23 @@
 This is the format the collector's `otlpjsonfile` receiver reads (and what
 the `file` exporter writes), so `provex run > logs.jsonl` can be replayed
 into any collector. It is the default when no OTLP endpoint is configured.
+
+A line is written whole or not at all (exporter.emit.jsonlines.LineWriter);
+a failed write is an export failure with its cause (no_space, ...), which the
+export queue retries and, in the end, counts.
 """
 
 from __future__ import annotations
 
-import sys
-import threading
 from collections.abc import Sequence
-from typing import IO
 
 from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+
+from exporter.emit import outcome
+from exporter.emit.jsonlines import LineWriter, write_cause
 
 
 def request_to_json(request: object) -> str:
@@ -24,29 +28,26 @@ def request_to_json(request: object) -> str:
 
 
 class OtlpJsonLinesExporter(LogRecordExporter):
+    """Shared by the alert and event queues (one writer, so lines never interleave)."""
+
     def __init__(self, path: str = "") -> None:
-        self._own = bool(path) and path != "-"
-        self._out: IO[str] = open(path, "a", encoding="utf-8") if self._own else sys.stdout  # noqa: SIM115
-        self._lock = threading.Lock()
+        self.writer = LineWriter(path)
         self._closed = False
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        line = request_to_json(encode_logs(batch)) + "\n"
-        with self._lock:
-            if self._closed:
-                return LogRecordExportResult.FAILURE
-            try:
-                self._out.write(line)
-                self._out.flush()
-            except OSError:
-                return LogRecordExportResult.FAILURE
+        if self._closed:
+            outcome.attempt_failed("closed", "output closed")
+            return LogRecordExportResult.FAILURE
+        line = (request_to_json(encode_logs(batch)) + "\n").encode()
+        error = self.writer.write_now("events", line)
+        if error is not None:
+            outcome.attempt_failed(write_cause(error), f"{self.writer.name}: {error.strerror or error}")
+            return LogRecordExportResult.FAILURE
         return LogRecordExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
 
     def shutdown(self) -> None:
-        with self._lock:
-            if self._own and not self._closed:
-                self._out.close()
-            self._closed = True
+        self._closed = True
+        self.writer.close()

@@ -1,0 +1,248 @@
+"""A full disk never stops the agent and never leaves a partial line (real files on a tiny tmpfs)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from exporter.agent.losses import EXIT_LOST
+from exporter.config.schema import OtlpConfig, OutputConfig
+from exporter.emit import build_sink
+from exporter.emit.jsonlines import JsonLinesSink, LineWriter
+from exporter.model import decode_event, encode_event
+from exporter.scenarios.runc import ContainerSpec, Runc
+from tests.emit.test_resilience import alert, event, metric, wait_until
+from tests.helpers.agent import Agent
+from tests.mapping.records import AGENT
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs of our own (needs root to mount)."""
+    if os.geteuid() != 0:
+        if os.environ.get("PROVEX_REQUIRE_EBPF") == "1":
+            pytest.fail("full-disk tests need root to mount a tmpfs")
+        pytest.skip("full-disk tests need root to mount a tmpfs")
+    where = tmp_path / "tiny"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        if subprocess.run(["umount", str(where)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(where)], check=False)  # a file still open: detach
+
+
+def fill(where: Path, leave: int = 0) -> Path:
+    """Fill the file system, leaving about `leave` bytes free."""
+    filler = where / "filler"
+    stat = os.statvfs(where)
+    todo = max(stat.f_bavail * stat.f_frsize - leave, 0)
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while todo > 0 or leave == 0:
+            todo -= os.write(fd, b"\0" * min(max(todo, 512), 65536))
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return filler
+
+
+def whole_lines(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    assert not data or data.endswith(b"\n"), f"a partial line at the end of {path}: {data[-80:]!r}"
+    return data.splitlines()
+
+
+def test_full_disk_waits_retries_and_never_cuts_a_line(
+    tiny_tmpfs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="provex.emit")
+    filler = fill(tiny_tmpfs, leave=8192)
+    now = [0.0]
+    out = tiny_tmpfs / "events.jsonl"
+    sink = JsonLinesSink(writer=LineWriter(str(out), retry_interval_s=1.0, clock=lambda: now[0]))
+    written_before = metric("provex_exported_total", signal="events")
+    for n in range(150):  # ~30 KB of events: far more than the space left
+        sink.emit_event(event(n))
+        sink.batch_done()
+    lines = whole_lines(out)
+    assert 0 < len(lines) < 150
+    assert [decode_event(line).id for line in lines] == [f"ev-{n}" for n in range(len(lines))]
+    assert sink.writer.error is not None and sink.writer.error.errno == errno.ENOSPC
+    failures = [r for r in caplog.records if r.getMessage().startswith("output write failed")]
+    assert len(failures) == 1  # said once, not per line
+
+    filler.unlink()  # space comes back
+    sink.batch_done()  # within the retry interval: not tried yet
+    assert len(whole_lines(out)) == len(lines)
+    now[0] += 1.0
+    sink.batch_done()
+    assert [decode_event(line).id for line in whole_lines(out)] == [f"ev-{n}" for n in range(150)]
+    assert any(r.getMessage() == "output writable again" for r in caplog.records)
+    assert metric("provex_exported_total", signal="events") - written_before == 150
+    sink.close()
+
+
+def test_what_cannot_wait_is_counted_events_first(tiny_tmpfs: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="provex.emit")
+    fill(tiny_tmpfs)  # no space at all
+    out = tiny_tmpfs / "out.jsonl"
+    alert_bytes = len(msgspec.json.encode({"alert": alert(0)})) + 1
+    writer = LineWriter(str(out), keep_bytes=4 * alert_bytes + 1000, warn_interval_s=3600.0)
+    sink = JsonLinesSink(writer=writer)
+    dropped = {
+        s: metric("provex_export_dropped_total", signal=s, cause="no_space") for s in ("events", "alerts")
+    }
+    for n in range(60):
+        sink.emit_event(event(n))
+        if n % 20 == 0:
+            sink.emit_alert(alert(n))  # never raises, even though nothing can be written
+    sink.batch_done()
+    lost = {
+        s: metric("provex_export_dropped_total", signal=s, cause="no_space") - dropped[s]
+        for s in ("events", "alerts")
+    }
+    waiting = list(writer._pending)
+    assert lost["events"] > 0 and lost["alerts"] == 0  # events give way before alerts
+    assert sum(1 for line in waiting if line.signal == "alerts") == 3
+    assert lost["events"] + sum(1 for line in waiting if line.signal == "events") == 60
+    assert out.read_bytes() == b""
+    # One warning in the interval (the first loss), whatever the number of lines.
+    (warning,) = [r for r in caplog.records if r.getMessage() == "output lines not written"]
+    assert warning.fields["error"] == os.strerror(errno.ENOSPC)  # type: ignore[attr-defined]
+    # At close, what still waits is lost too, and said so, alerts by name.
+    sink.close()
+    assert metric("provex_export_dropped_total", signal="alerts", cause="no_space") - dropped["alerts"] == 3
+    assert metric("provex_export_dropped_total", signal="events", cause="no_space") - dropped["events"] == 60
+    warnings = [r for r in caplog.records if r.getMessage() == "output lines not written"]
+    assert len(warnings) == 2
+    said: dict[str, int] = {}
+    for w in warnings:
+        for key, n in w.fields["not_written"].items():  # type: ignore[attr-defined]
+            said[key] = said.get(key, 0) + n
+    assert said == {"events/no_space": 60, "alerts/no_space": 3}  # every loss is in a warning
+    assert warnings[-1].fields["alerts_not_written"] == [  # type: ignore[attr-defined]
+        f"{alert(n).rule_id}:alert-{n}" for n in (0, 20, 40)
+    ]
+
+
+def _records_in(path: Path) -> int:
+    count = 0
+    for line in whole_lines(path):
+        for rl in json.loads(line)["resourceLogs"]:
+            count += sum(len(sl["logRecords"]) for sl in rl["scopeLogs"])
+    return count
+
+
+def test_otlp_json_batches_on_a_full_disk(tiny_tmpfs: Path) -> None:
+    """--schema ecs --output FILE: a batch that does not fit is taken back whole, retried, then counted."""
+    filler = fill(tiny_tmpfs, leave=12000)
+    out = tiny_tmpfs / "out.otlp.jsonl"
+    otlp = OtlpConfig(
+        max_attempts=2, backoff_max_s=0.01, batch_size=40, batch_delay_ms=5, alert_queue_size=50
+    )
+    before = {
+        "exported": metric("provex_exported_total", signal="events"),
+        "no_space": metric("provex_export_dropped_total", signal="events", cause="no_space"),
+    }
+    sink = build_sink(OutputConfig(schema="ecs", file=str(out), otlp=otlp), **AGENT)
+    for n in range(100):
+        sink.emit_event(event(n))
+    sink.flush()
+    no_space = metric("provex_export_dropped_total", signal="events", cause="no_space") - before["no_space"]
+    exported = metric("provex_exported_total", signal="events") - before["exported"]
+    assert no_space > 0 and no_space % 5 == 0  # whole batches
+    assert exported + no_space == 100
+    assert _records_in(out) == exported  # whatever is in the file is whole
+    assert metric("provex_export_attempt_failures_total", signal="events", cause="no_space") > 0
+
+    filler.unlink()  # the disk has room again: the next batches go out
+    for n in range(100, 120):
+        sink.emit_event(event(n))
+    sink.close()
+    assert metric("provex_exported_total", signal="events") - before["exported"] == exported + 20
+    assert _records_in(out) == exported + 20
+
+
+def test_replay_onto_a_full_disk_exits_with_the_loss_said(tiny_tmpfs: Path, tmp_path: Path) -> None:
+    recording = tmp_path / "events.jsonl"
+    recording.write_bytes(b"".join(encode_event(event(n)) + b"\n" for n in range(2000)))  # ~300 KB
+    for schema in ("raw", "ecs"):
+        out = tiny_tmpfs / f"out.{schema}"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "replay",
+                str(recording),
+                "--schema",
+                schema,
+                "--output",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            check=False,
+        )
+        assert result.returncode == EXIT_LOST, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+        logs = [json.loads(line) for line in result.stderr.splitlines()]  # JSON lines only
+        (summary,) = [d for d in logs if "lost" in d and d["level"] == "error"]
+        assert summary["msg"].startswith("replay lost ") and "events/no_space" in summary["msg"]
+        written = len(whole_lines(out)) if schema == "raw" else _records_in(out)
+        assert written + summary["lost"]["events/no_space"] == 2000
+        out.unlink()
+
+
+@pytest.mark.ebpf
+@pytest.mark.containers
+@pytest.mark.slow
+def test_live_agent_on_a_full_disk_keeps_detecting(tiny_tmpfs: Path, tmp_path: Path) -> None:
+    """`provex run --output FILE` on a full tmpfs: no death, alerts counted and named, writes resume."""
+    out = tiny_tmpfs / "alerts.jsonl"
+    filler = fill(tiny_tmpfs)
+    agent = Agent(tmp_path, "--set", "output.raw_events=false", command="run", output=out)
+    runc = Runc(tmp_path / "runc")
+    unshare = ["sysprobe", "unshare", str(0x10000000)]
+    try:
+        alerts_before = sum(v for k, v in agent.metrics().items() if k.startswith("provex_alerts_total"))
+        run = runc.run(ContainerSpec(unshare, name="full-disk-1", privileged=True))
+        assert run.returncode == 0, run.stderr
+
+        def alerts_raised() -> float:
+            return (
+                sum(v for k, v in agent.metrics().items() if k.startswith("provex_alerts_total"))
+                - alerts_before
+            )
+
+        wait_until(lambda: alerts_raised() >= 1)  # detection goes on
+        assert agent.process.poll() is None
+        assert out.read_bytes() == b""
+        filler.unlink()  # room again: the waiting alert is written on the next retry
+        wait_until(lambda: out.exists() and out.read_bytes().endswith(b"\n"))
+        run = runc.run(ContainerSpec(unshare, name="full-disk-2", privileged=True))
+        assert run.returncode == 0, run.stderr
+        wait_until(lambda: len(whole_lines(out)) >= 2)
+        alerts = [msgspec.json.decode(line)["alert"] for line in whole_lines(out)]
+        assert {a["rule_title"] for a in alerts} == {"User Or Mount Namespace Created From A Container"}
+        stderr = agent.stderr_path.read_text()
+        assert "output write failed" in stderr and "output writable again" in stderr
+    finally:
+        code = agent.stop()
+        runc.close()
+    assert code == 0  # the alert waited and was written: nothing lost
