@@ -2,7 +2,8 @@
 
 Exit codes: 0 everything went through; 1 the agent could not run (probes);
 2 bad input (config, a file that cannot be read or written);
-3 (EXIT_LOST) the run completed but lost records: one error line says which and why.
+3 (EXIT_LOST) the run completed but lost records: one error line says which and why;
+130 a replay interrupted by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from exporter.source.replay import Progress, ReplayError, ReplaySource, count_li
 log = logging.getLogger("provex.agent")
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
 
 
 def replay(args: argparse.Namespace, config: Config) -> int:
@@ -44,13 +46,25 @@ def replay(args: argparse.Namespace, config: Config) -> int:
     if wait_when_full is not None:
         wait_when_full()
     started = time.monotonic()
+    interrupted = False
     try:
         stages.pipeline.feed(source, time.time_ns())
         stages.pipeline.finish()
+    except KeyboardInterrupt:  # Ctrl-C: what was read still goes out (bounded), then say where we were
+        interrupted = True
     finally:
         stages.close()
         if status is not None:
             status.clear()
+    if interrupted:
+        log.warning(
+            "replay interrupted",
+            extra={
+                "fields": {"file": args.file, "lines_read": source.lines_read, "exit_code": EXIT_INTERRUPTED}
+            },
+        )
+        ledger.finish("replay", records=source.lines_read)
+        return EXIT_INTERRUPTED
     log.info(
         "replay finished",
         extra={

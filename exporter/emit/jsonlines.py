@@ -19,11 +19,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
-from exporter.emit.metrics import EXPORT_DROPPED, EXPORTED, OUTPUT_WAITING
+from exporter.emit.metrics import EXPORT_DROPPED, EXPORTED, OUTPUT_ESCAPED, OUTPUT_WAITING
 from exporter.model import Alert, Event
 
 log = logging.getLogger("provex.emit")
@@ -43,6 +43,35 @@ WRITE_CAUSES = {
 
 def write_cause(exc: OSError | None) -> str:
     return WRITE_CAUSES.get(exc.errno or 0, "write_error") if exc is not None else "closed"
+
+
+def printable(value: Any) -> Any:
+    """`value` (builtins) with text that is not UTF-8 escaped: the kernel hands over file
+    names and arguments as bytes, decoded with surrogateescape, which no JSON or protobuf
+    encoder accepts. b"/etc/\\xff" becomes "/etc/\\\\xff": still readable as evidence."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            try:
+                return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            except UnicodeEncodeError:
+                return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(v) for v in value]
+    return value
+
+
+def encode_json(encoder: msgspec.json.Encoder, record: object, signal: str) -> bytes:
+    """One JSON document; a record with text that is not UTF-8 is written escaped, not refused."""
+    try:
+        return encoder.encode(record)
+    except UnicodeEncodeError:
+        OUTPUT_ESCAPED.labels(signal).inc()
+        return encoder.encode(printable(msgspec.to_builtins(record)))
 
 
 class OutputError(ValueError):
@@ -306,8 +335,11 @@ class LineWriter:
 
 
 def _stdout_fd() -> int:
-    sys.stdout.flush()  # whatever was printed before goes first
-    return sys.stdout.fileno()
+    try:
+        sys.stdout.flush()  # whatever was printed before goes first
+        return sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # stdout replaced by an object without a file
+        return 1
 
 
 class JsonLinesSink:
@@ -323,12 +355,12 @@ class JsonLinesSink:
         self._alerts = alerts
 
     def emit_event(self, event: Event) -> None:
-        self.writer.add("events", self._encoder.encode(event) + b"\n")
+        self.writer.add("events", encode_json(self._encoder, event, "events") + b"\n")
 
     def emit_alert(self, alert: Alert) -> None:
         if not self._alerts:
             return
-        line = self._encoder.encode({"alert": alert}) + b"\n"
+        line = encode_json(self._encoder, {"alert": alert}, "alerts") + b"\n"
         self.writer.add("alerts", line, label=f"{alert.rule_id}:{alert.id}")
         self.writer.flush()  # alerts never wait behind a buffer
 

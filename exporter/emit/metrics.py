@@ -57,3 +57,10 @@ MAP_SKIPPED = Counter(
     ["cause"],
     registry=REGISTRY,
 )
+OUTPUT_ESCAPED = Counter(
+    "provex_output_text_escaped",
+    "Records whose text held bytes that are not UTF-8 (a file name, an argument), written with "
+    "those bytes escaped as \\xNN instead of being refused by the encoder, by signal",
+    ["signal"],
+    registry=REGISTRY,
+)

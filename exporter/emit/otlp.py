@@ -14,11 +14,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 
-from exporter.emit.metrics import MAP_SKIPPED
+from exporter.emit.jsonlines import printable
+from exporter.emit.metrics import MAP_SKIPPED, OUTPUT_ESCAPED
 from exporter.emit.processor import DropReporter, ExportQueueProcessor
 from exporter.mapping import Document, Mapper
 from exporter.model import Alert, Event
@@ -26,6 +28,7 @@ from exporter.model import Alert, Event
 log = logging.getLogger("provex.emit")
 # Rate-limited warnings for records the mapping failed on (counted per record).
 _map_errors = DropReporter("mapping", interval_s=10.0, count=False)
+_encoder = msgspec.json.Encoder()
 
 ALERT_SCOPE = "provex.alerts"
 EVENT_SCOPE = "provex.events"
@@ -151,13 +154,19 @@ class OtlpSink:
         doc = map_or_count(self.mapper, record)
         if doc is None:
             return
+        body = doc.body
+        try:
+            _encoder.encode(body)  # cheap next to the mapping; the exporters' encoders refuse
+        except UnicodeEncodeError:  # text that is not UTF-8 (a whole batch would be lost)
+            OUTPUT_ESCAPED.labels("alerts" if isinstance(record, Alert) else "events").inc()
+            body = printable(body)
         logger.emit(
             LogRecord(
                 timestamp=ts_ns or None,
                 observed_timestamp=time.time_ns(),
                 severity_number=severity[0],
                 severity_text=severity[1],
-                body=doc.body,
+                body=body,
                 attributes=routing_attributes(record, doc, self.schema),
                 event_name=f"provex.{doc.kind}",
             )

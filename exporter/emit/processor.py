@@ -226,8 +226,8 @@ class ExportQueueProcessor(LogRecordProcessor):
             else:
                 deadline = time.monotonic() + self.delay_s
                 while len(self._queue) < self.max_batch and not self._stopping.is_set():
-                    if self._flush_requested and self._queue:
-                        break
+                    if (self._flush_requested and self._queue) or len(self._queue) >= self.max_queue:
+                        break  # asked to flush, or a full queue holds a caller back
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
