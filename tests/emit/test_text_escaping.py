@@ -15,7 +15,7 @@ from exporter.emit.jsonlines import JsonLinesSink
 from exporter.model import Alert, decode_event
 from exporter.scenarios.runc import ContainerSpec, Runc
 from tests.emit.test_resilience import alert, event, metric
-from tests.helpers.agent import Agent
+from tests.helpers.agent import Agent, assert_clean_exit
 from tests.helpers.otlp_receiver import OtlpReceiver
 from tests.mapping.records import AGENT
 
@@ -101,4 +101,4 @@ def test_live_agent_survives_a_file_name_that_is_not_utf8(tmp_path: Path) -> Non
     finally:
         code = agent.stop()
         runc.close()
-    assert code == 0
+    assert_clean_exit(code, agent.stderr_path)

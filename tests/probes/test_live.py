@@ -14,7 +14,7 @@ import pytest
 from exporter.agent.losses import EXIT_LOST
 from exporter.model import Event, EventType
 from exporter.scenarios.runc import ContainerSpec, Mount, Runc, build_helper
-from tests.helpers.agent import Agent
+from tests.helpers.agent import Agent, assert_clean_exit
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]
 
@@ -33,7 +33,7 @@ def runc(tmp_path_factory):
 def agent(tmp_path_factory):
     process = Agent(tmp_path_factory.mktemp("agent"))
     yield process
-    assert process.stop() == 0
+    assert_clean_exit(process.stop(), process.stderr_path)
 
 
 @pytest.fixture
