@@ -63,7 +63,7 @@ def replay(args: argparse.Namespace, config: Config) -> int:
                 "fields": {"file": args.file, "lines_read": source.lines_read, "exit_code": EXIT_INTERRUPTED}
             },
         )
-        ledger.finish("replay", records=source.lines_read)
+        ledger.finish("replay", lines_read=source.lines_read)
         return EXIT_INTERRUPTED
     log.info(
         "replay finished",
@@ -86,7 +86,7 @@ def replay(args: argparse.Namespace, config: Config) -> int:
             },
         )
         return EXIT_BAD_INPUT
-    return ledger.finish("replay", records=source.lines_read)
+    return ledger.finish("replay", lines_read=source.lines_read)
 
 
 def dispatch(args: argparse.Namespace, config: Config) -> int:

@@ -71,21 +71,22 @@ class Ledger:
         grown = {key: value - self._start.get(key, 0) for key, value in now.items()}
         return {key: n for key, n in sorted(grown.items()) if n > 0}
 
-    def finish(self, what: str, records: int | None = None, lost: dict[str, int] | None = None) -> int:
+    def finish(self, what: str, lines_read: int | None = None, lost: dict[str, int] | None = None) -> int:
         """Log the summary line if anything was lost; the exit code."""
         lost = self.lost() if lost is None else lost
         if not lost:
             return EXIT_OK
-        log.error(summary(lost, what, records), extra={"fields": {"lost": lost, "exit_code": EXIT_LOST}})
+        log.error(summary(lost, what, lines_read), extra={"fields": {"lost": lost, "exit_code": EXIT_LOST}})
         return EXIT_LOST
 
 
-def summary(lost: dict[str, int], what: str, records: int | None = None) -> str:
-    """One line: "replay lost 12 records of 133500: events/queue_full 10, replay_line/corrupt 2"."""
+def summary(lost: dict[str, int], what: str, lines_read: int | None = None) -> str:
+    """One line: "replay lost 12 records (133500 lines read): events/queue_full 10, replay_line/corrupt 2".
+    (Records: events, the alerts they raised, lines; each key says which and why.)"""
     total = sum(lost.values())
-    of = f" of {records}" if records is not None else ""
+    read = f" ({lines_read} lines read)" if lines_read is not None else ""
     causes = ", ".join(f"{key} {n}" for key, n in sorted(lost.items(), key=lambda kv: -kv[1]))
-    return f"{what} lost {total} records{of}: {causes}"
+    return f"{what} lost {total} records{read}: {causes}"
 
 
 class KernelLossReporter:

@@ -25,10 +25,10 @@ def test_the_ledger_counts_only_what_this_run_lost(caplog: pytest.LogCaptureFixt
     dropped.labels("alerts", "rejected").inc(2)
     skipped.labels("corrupt").inc(1)
     assert ledger.lost() == {"alerts/rejected": 2, "events/queue_full": 10, "replay_line/corrupt": 1}
-    assert ledger.finish("replay", records=100) == EXIT_LOST
+    assert ledger.finish("replay", lines_read=100) == EXIT_LOST
     (line,) = caplog.records
     assert line.getMessage() == (
-        "replay lost 13 records of 100: events/queue_full 10, alerts/rejected 2, replay_line/corrupt 1"
+        "replay lost 13 records (100 lines read): events/queue_full 10, alerts/rejected 2, replay_line/corrupt 1"
     )
     assert line.fields == {  # type: ignore[attr-defined]
         "lost": {"alerts/rejected": 2, "events/queue_full": 10, "replay_line/corrupt": 1},

@@ -160,4 +160,4 @@ def test_library_logs_are_json_and_a_lost_replay_says_so(tmp_path: Path) -> None
     assert any("UNAVAILABLE" in d["msg"] for d in sdk)
     assert result.returncode == EXIT_LOST
     (summary,) = [d for d in logs if d["level"] == "error" and "lost" in d]
-    assert summary["msg"] == "replay lost 20 records of 20: events/unavailable 20"
+    assert summary["msg"] == "replay lost 20 records (20 lines read): events/unavailable 20"

@@ -65,7 +65,7 @@ def test_replay_cli_keeps_going_after_a_bad_line(tmp_path):
     assert result.stdout == encode_event(sample(0)) + b"\n" + encode_event(sample(1)) + b"\n"
     assert b'"line": 2' in result.stderr and b"skipped replay line" in result.stderr
     (summary,) = [json.loads(line) for line in result.stderr.splitlines() if b'"lost"' in line]
-    assert summary["msg"] == "replay lost 1 records of 3: replay_line/corrupt 1"
+    assert summary["msg"] == "replay lost 1 records (3 lines read): replay_line/corrupt 1"
     assert summary["level"] == "error" and summary["lost"] == {"replay_line/corrupt": 1}
 
 
