@@ -293,7 +293,10 @@ class KubeClient:
         self._prefix = u.path.rstrip("/")
         self._ctx = _ssl_context(auth) if self._https else None
         self._lock = threading.Lock()
-        self._open: set[http.client.HTTPConnection] = set()
+        # Open connections, each with the abort generation it was opened in: close_all bumps
+        # the generation, so a request whose socket did not exist yet is aborted too.
+        self._open: dict[http.client.HTTPConnection, int] = {}
+        self._generation = 0
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "provex-enrich"}
@@ -313,16 +316,20 @@ class KubeClient:
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout_s)
         with self._lock:
-            self._open.add(conn)
+            self._open[conn] = self._generation
         return conn
 
     def _forget(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
-            self._open.discard(conn)
+            self._open.pop(conn, None)
         conn.close()
 
     def _request(self, conn: http.client.HTTPConnection, path: str) -> http.client.HTTPResponse:
         conn.request("GET", self._prefix + path, headers=self._headers())
+        with self._lock:
+            aborted = self._open.get(conn) != self._generation
+        if aborted:  # close_all came while this socket was being connected
+            raise ConnectionAbortedError(f"GET {path}: client closed")
         resp = conn.getresponse()
         if resp.status != 200:
             body = resp.read()
@@ -372,6 +379,7 @@ class KubeClient:
     def close_all(self) -> None:
         """Abort every open request (used to stop the watch thread)."""
         with self._lock:
+            self._generation += 1
             conns = list(self._open)
         for conn in conns:
             sock = conn.sock

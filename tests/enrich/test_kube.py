@@ -345,9 +345,14 @@ def test_410_gone_relists(api: FakeApiServer, as_http: bool) -> None:
     w.start()
     try:
         assert wait(w.connected.is_set)
-        api.compact()  # ends open watches; their resourceVersion is now too old
-        api.delete_pod(U1)
-        api.add_pod(make_pod("b", U2))
+        # The Pods change and the history is compacted in one step (the server's lock is
+        # re-entrant), so no watch, open or about to open, can see the changes as events:
+        # resuming from the listed version must get 410 Gone and relist. (Compacting first and
+        # changing after let an open watch deliver the changes, so no relist was needed.)
+        with api.cond:
+            api.delete_pod(U1)
+            api.add_pod(make_pod("b", U2))
+            api.compact()
         assert wait(lambda: w.lists >= 2)
         assert wait(lambda: cache.lookup("", U2) is not None)
         assert len(cache) == 1  # "a" vanished between lists: treated as deleted (still in grace)
@@ -368,6 +373,18 @@ def test_a_compaction_once_the_watch_is_open_always_ends_it(api: FakeApiServer) 
         events = list(client.watch(f"/api/v1/pods?watch=1&resourceVersion={rv}", 30, on_open=api.compact))
         assert events == []
         rv = client.get_json("/api/v1/pods")["metadata"]["resourceVersion"]
+
+
+def test_close_all_also_aborts_a_request_still_connecting(api: FakeApiServer) -> None:
+    """stop() closes every connection; one whose socket did not exist yet used to go on (and
+    a watch then held the watcher's thread past its 10 s join)."""
+    client = KubeClient(KubeAuth(server=api.url), timeout_s=5)
+    conn = client._connect(5)  # the request is about to be sent: no socket yet
+    client.close_all()
+    with pytest.raises(ConnectionAbortedError):
+        client._request(conn, "/version")
+    client._forget(conn)
+    assert client.get_json("/version")["major"] == "1"  # later requests are not affected
 
 
 def test_server_down_degrades_and_recovers(api: FakeApiServer) -> None:
