@@ -15,8 +15,11 @@ import pytest
 from exporter.agent.losses import EXIT_LOST
 from exporter.config.schema import OtlpConfig, OutputConfig
 from exporter.emit import build_sink
+from exporter.emit.factory import build_resource, make_exporter, resolve_otlp
+from exporter.emit.otlp import OtlpSink
 from exporter.emit.outcome import tap
 from exporter.emit.processor import ExportQueueProcessor
+from exporter.mapping import Mapper
 from exporter.metrics import render
 from exporter.model import encode_event
 from tests.emit.test_resilience import alert, event, metric, wait_until
@@ -110,31 +113,38 @@ def _gauge(name: str, signal: str) -> float:
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_a_failing_batch_is_visible_on_metrics_while_it_is_retried(protocol: str) -> None:
+    # Queues of their own (signal labels no other test shares): the gauges are process-wide.
+    signal = f"retry-test-{protocol}"
+    cause = "unavailable" if protocol == "grpc" else "http_503"
     with OtlpReceiver(protocol) as receiver:
         if protocol == "grpc":
             receiver.grpc_status = grpc.StatusCode.UNAVAILABLE
         else:
             receiver.http_status = 503
-        failures = metric("provex_export_attempt_failures_total", signal="events", cause=(
-            "unavailable" if protocol == "grpc" else "http_503"))  # fmt: skip
-        otlp = otlp_for(receiver, timeout_s=0.5, max_attempts=1000, backoff_max_s=0.05, batch_size=7)
-        sink = build_sink(OutputConfig(schema="ecs", otlp=otlp), **AGENT)
-        before = metric("provex_exported_total", signal="events")
-        for n in range(7):
-            sink.emit_event(event(n))
-        # The collector keeps failing: the batch shows as in flight and retrying.
-        wait_until(lambda: _gauge("provex_export_retrying", "events") == 7)
-        assert _gauge("provex_export_in_flight", "events") == 7
-        wait_until(lambda: receiver.attempts >= 3)
-        cause = "unavailable" if protocol == "grpc" else "http_503"
-        assert metric("provex_export_attempt_failures_total", signal="events", cause=cause) > failures
-        # It heals: the batch goes out, the gauges fall back to zero.
-        receiver.grpc_status, receiver.http_status = None, 200
-        receiver.wait_for(7)
-        wait_until(lambda: metric("provex_exported_total", signal="events") - before == 7)
-        wait_until(lambda: _gauge("provex_export_retrying", "events") == 0)
-        assert _gauge("provex_export_in_flight", "events") == 0
-        sink.close()
+        target = resolve_otlp(otlp_for(receiver, timeout_s=0.5))
+        assert target is not None
+        events = ExportQueueProcessor(
+            make_exporter(target), signal, max_batch=7, delay_s=0.01, max_attempts=100_000, backoff_max_s=0.05
+        )
+        alerts = ExportQueueProcessor(make_exporter(target), f"{signal}-alerts", delay_s=0)
+        sink = OtlpSink(Mapper("ecs", **AGENT), build_resource(), alerts, events)
+        try:
+            for n in range(7):
+                sink.emit_event(event(n))
+            # The collector keeps failing: the batch shows as in flight and retrying.
+            wait_until(lambda: _gauge("provex_export_retrying", signal) == 7)
+            assert _gauge("provex_export_in_flight", signal) == 7
+            wait_until(lambda: receiver.attempts >= 3)
+            assert metric("provex_export_attempt_failures_total", signal=signal, cause=cause) >= 2
+            assert metric("provex_exported_total", signal=signal) == 0
+            # It heals: the batch goes out, the gauges fall back to zero.
+            receiver.grpc_status, receiver.http_status = None, 200
+            receiver.wait_for(7)
+            wait_until(lambda: metric("provex_exported_total", signal=signal) == 7)
+            wait_until(lambda: _gauge("provex_export_retrying", signal) == 0)
+            assert _gauge("provex_export_in_flight", signal) == 0
+        finally:
+            sink.close()
 
 
 def test_library_logs_are_json_and_a_lost_replay_says_so(tmp_path: Path) -> None:
