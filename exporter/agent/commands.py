@@ -1,4 +1,10 @@
-"""What each `provex` subcommand does, once its config is loaded."""
+"""What each `provex` subcommand does, once its config is loaded.
+
+Exit codes: 0 everything went through; 1 the agent could not run (probes);
+2 bad input (config, a file that cannot be read or written);
+3 (EXIT_LOST) the run completed but lost records: one error line says which and why;
+130 a replay interrupted by Ctrl-C.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +13,80 @@ import logging
 import time
 
 from exporter.agent.build import StartupError, build_stages
+from exporter.agent.losses import Ledger
 from exporter.config import Config
-from exporter.source.replay import ReplaySource
+from exporter.source.replay import Progress, ReplayError, ReplaySource, count_lines
 
 log = logging.getLogger("provex.agent")
 
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
+
 
 def replay(args: argparse.Namespace, config: Config) -> int:
-    source = ReplaySource(args.file)
+    from exporter.logs import status_line
+
+    ledger = Ledger()
+    status = status_line()
+    progress = Progress(status.show, count_lines(args.file)) if status is not None else None
+    source = ReplaySource(args.file, on_line=progress)
+    try:
+        source.open()
+    except ReplayError as exc:
+        log.error("cannot open replay file", extra={"fields": {"file": args.file, "error": str(exc)}})
+        return EXIT_BAD_INPUT
     try:
         # Events replay as recorded: no enrichment from this host.
         stages = build_stages(config, enrich=False, correlate=True, inherit_otlp_env=False)
     except StartupError as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
-        return 2
+        return EXIT_BAD_INPUT
+    # A file can wait: a full export queue holds the reader back instead of dropping.
+    wait_when_full = getattr(stages.sink, "wait_when_full", None)
+    if wait_when_full is not None:
+        wait_when_full()
+    started = time.monotonic()
+    interrupted = False
     try:
         stages.pipeline.feed(source, time.time_ns())
         stages.pipeline.finish()
-    except FileNotFoundError as exc:
-        log.error("cannot open replay file", extra={"fields": {"file": args.file, "error": str(exc)}})
-        return 2
+    except KeyboardInterrupt:  # Ctrl-C: what was read still goes out (bounded), then say where we were
+        interrupted = True
     finally:
         stages.close()
-    if source.skipped:
+        if status is not None:
+            status.clear()
+    if interrupted:
         log.warning(
-            "replay finished with skipped lines",
-            extra={"fields": {"file": args.file, "skipped": len(source.skipped), "lines": source.lines_read}},
+            "replay interrupted",
+            extra={
+                "fields": {"file": args.file, "lines_read": source.lines_read, "exit_code": EXIT_INTERRUPTED}
+            },
         )
-    return 0
+        ledger.finish("replay", lines_read=source.lines_read)
+        return EXIT_INTERRUPTED
+    log.info(
+        "replay finished",
+        extra={
+            "fields": {
+                "file": args.file,
+                "lines": source.lines_read,
+                "events": source.events,
+                "skipped": source.skipped_count,
+                "seconds": round(time.monotonic() - started, 3),
+            }
+        },
+    )
+    if source.skipped_count and not source.events:
+        log.error(
+            f"{args.file}: no line is a provex event ({source.skipped_count} of {source.lines_read} lines "
+            "skipped): expected JSON lines written by `provex record`",
+            extra={
+                "fields": {"file": args.file, "skipped": source.skipped_count, "exit_code": EXIT_BAD_INPUT}
+            },
+        )
+        return EXIT_BAD_INPUT
+    return ledger.finish("replay", lines_read=source.lines_read)
 
 
 def dispatch(args: argparse.Namespace, config: Config) -> int:

@@ -20,8 +20,9 @@ from prometheus_client import Gauge
 from exporter.agent.build import Stages, StartupError, build_stages
 from exporter.agent.flood import FloodReporter, Pressure
 from exporter.agent.health import ExportCheck, HealthState, serve
+from exporter.agent.losses import KernelLossReporter, Ledger
 from exporter.config import Config
-from exporter.emit.jsonlines import JsonLinesSink
+from exporter.emit.jsonlines import JsonLinesSink, OutputError
 from exporter.emit.otlp import OtlpSink
 from exporter.metrics import REGISTRY
 from exporter.model import Event, EventType
@@ -159,6 +160,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             server.shutdown()
         return 1
     probe_metrics.register(probes)
+    ledger = Ledger()  # what this run loses, by cause: said at exit, and in the exit code
 
     try:
         if args.command == "record":  # raw, enriched events: the replay format
@@ -167,7 +169,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             )
         else:
             stages = build_stages(config, enrich=True, correlate=True)
-    except StartupError as exc:
+    except (StartupError, OutputError) as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         probes.close()
         if server is not None:
@@ -185,6 +187,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     state.ready.set()
     deadline = time.monotonic() + args.duration if getattr(args, "duration", None) else None
     next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+    kernel_losses = KernelLossReporter(probes.counters)  # logged when they happen, once per interval
     log.info("agent running", extra={"fields": {"command": args.command}})
     identify = stages.enricher.identity if stages.enricher is not None else (lambda _cgroup: None)
     floods = FloodReporter(probes.sampled_by_cgroup, identify)
@@ -201,6 +204,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 pipeline.feed(batch, now)
             if not source.backlog:
                 pipeline.tick(now)
+            kernel_losses.poll()
             mono = time.monotonic()
             if mono >= next_report:
                 floods.report()
@@ -223,6 +227,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         state.ready.clear()
         stages.close()
         counters = probes.counters()
+        kernel_losses.report()
+        lost = ledger.lost()  # reads the kernel counters too: before probes.close()
         probes.close()
         if server is not None:
             server.shutdown()
@@ -235,4 +241,4 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 }
             },
         )
-    return 0
+    return ledger.finish(args.command, lost=lost)

@@ -80,6 +80,9 @@ class Pipeline:
             self._forward(self.enricher.pop_ready(now_ns))
         if self.correlator is not None:
             self._alerts(self.correlator.flush(now_ns))
+        # What was released is visible now, not at the next drain; and what waits for a
+        # retry (a full disk) is retried while the node is quiet too.
+        self.sink.batch_done()
 
     def finish(self) -> None:
         """End of stream: release everything still parked, close every window, flush."""

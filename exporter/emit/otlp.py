@@ -14,18 +14,21 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 
-from exporter.emit.metrics import MAP_SKIPPED
-from exporter.emit.processor import DropReporter
+from exporter.emit.jsonlines import printable
+from exporter.emit.metrics import MAP_SKIPPED, OUTPUT_ESCAPED
+from exporter.emit.processor import DropReporter, ExportQueueProcessor
 from exporter.mapping import Document, Mapper
 from exporter.model import Alert, Event
 
 log = logging.getLogger("provex.emit")
 # Rate-limited warnings for records the mapping failed on (counted per record).
 _map_errors = DropReporter("mapping", interval_s=10.0, count=False)
+_encoder = msgspec.json.Encoder()
 
 ALERT_SCOPE = "provex.alerts"
 EVENT_SCOPE = "provex.events"
@@ -88,9 +91,24 @@ class _ByScope(LogRecordProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return all([p.force_flush(timeout_millis) for p in self._unique])
 
-    def shutdown(self) -> None:
+    def set_wait_when_full(self, wait: bool) -> None:
         for processor in self._unique:
-            processor.shutdown()
+            if isinstance(processor, ExportQueueProcessor):
+                processor.wait_when_full = wait
+
+    def shutdown(self) -> None:
+        # Stop every queue before closing any exporter: the alert and event queues
+        # may share one (the OTLP-JSON file), which must stay open until both are done.
+        exporters = []
+        for processor in self._unique:
+            if isinstance(processor, ExportQueueProcessor):
+                processor.stop()
+                if all(processor.exporter is not e for e in exporters):
+                    exporters.append(processor.exporter)
+            else:
+                processor.shutdown()
+        for exporter in exporters:
+            exporter.shutdown()
 
 
 class OtlpSink:
@@ -112,9 +130,8 @@ class OtlpSink:
         self.schema = mapper.schema
         self.raw_events = raw_events
         self.provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-        self.provider.add_log_record_processor(
-            _ByScope({ALERT_SCOPE: alert_processor, EVENT_SCOPE: event_processor})
-        )
+        self._processors = _ByScope({ALERT_SCOPE: alert_processor, EVENT_SCOPE: event_processor})
+        self.provider.add_log_record_processor(self._processors)
         # The Elasticsearch exporter picks its mapping mode per scope: an ECS
         # body is indexed verbatim as the document ("bodymap").
         scope_attrs = {"elastic.mapping.mode": "bodymap"} if self.schema == "ecs" else None
@@ -137,17 +154,28 @@ class OtlpSink:
         doc = map_or_count(self.mapper, record)
         if doc is None:
             return
+        body = doc.body
+        try:
+            _encoder.encode(body)  # cheap next to the mapping; the exporters' encoders refuse
+        except UnicodeEncodeError:  # text that is not UTF-8 (a whole batch would be lost)
+            OUTPUT_ESCAPED.labels("alerts" if isinstance(record, Alert) else "events").inc()
+            body = printable(body)
         logger.emit(
             LogRecord(
                 timestamp=ts_ns or None,
                 observed_timestamp=time.time_ns(),
                 severity_number=severity[0],
                 severity_text=severity[1],
-                body=doc.body,
+                body=body,
                 attributes=routing_attributes(record, doc, self.schema),
                 event_name=f"provex.{doc.kind}",
             )
         )
+
+    def wait_when_full(self) -> None:
+        """The source can wait (a replayed file): a full export queue holds the caller
+        back instead of dropping the oldest record."""
+        self._processors.set_wait_when_full(True)
 
     def batch_done(self) -> None:
         pass  # the export queues ship on their own schedule; never wait on the collector here

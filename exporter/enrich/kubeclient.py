@@ -70,68 +70,166 @@ def _b64(value: str, where: str) -> bytes:
         raise KubeConfigError(f"{where}: not valid base64: {exc}") from exc
 
 
+def _kind(value: object) -> str:
+    """How YAML would call a value's type, for messages."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "null" if value is None else type(value).__name__
+
+
+class _Kubeconfig:
+    """A parsed kubeconfig that knows the line of every key, for located errors."""
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        try:
+            self.root = yaml.compose(text, Loader=yaml.SafeLoader)
+            self.doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise KubeConfigError(f"{path}: not YAML: {exc}") from exc
+
+    def line(self, keys: tuple[str | int, ...]) -> int:
+        """1-based line of the value at `keys` (or of the deepest part of it that exists)."""
+        node = self.root
+        line = node.start_mark.line + 1 if node is not None else 1
+        for key in keys:
+            child = None
+            if isinstance(node, yaml.MappingNode):
+                child = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+                child = node.value[key]
+            if child is None:
+                break
+            node, line = child, child.start_mark.line + 1
+        return line
+
+    def error(self, keys: tuple[str | int, ...], name: str, message: str) -> KubeConfigError:
+        return KubeConfigError(f"{self.path}:{self.line(keys)}: {name}: {message}")
+
+    def typed(
+        self,
+        value: object,
+        kind: type | tuple[type, ...],
+        keys: tuple[str | int, ...],
+        name: str,
+        expected: str,
+    ) -> object:
+        if value is None or isinstance(value, kind):
+            return value
+        raise self.error(keys, name, f"expected {expected}, got {_kind(value)} {value!r:.60}")
+
+
+_CLUSTER_TEXT = ("server", "certificate-authority", "certificate-authority-data", "tls-server-name")
+_USER_TEXT = (
+    "token",
+    "tokenFile",
+    "client-certificate",
+    "client-key",
+    "client-certificate-data",
+    "client-key-data",
+)
+
+
 def load_kubeconfig(path: str) -> KubeAuth:
-    """The current context's cluster and user of one kubeconfig file."""
+    """The current context's cluster and user of one kubeconfig file.
+
+    Every value this reads is type-checked: a wrong one is refused with
+    file:line, the key and what was expected (never a traceback)."""
     try:
         with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
-    except OSError as exc:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
         raise KubeConfigError(f"{path}: cannot read kubeconfig: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise KubeConfigError(f"{path}: not YAML: {exc}") from exc
+    kc = _Kubeconfig(path, text)
+    doc = kc.doc
     if not isinstance(doc, dict):
-        raise KubeConfigError(f"{path}: expected a mapping with clusters/contexts/users")
+        raise KubeConfigError(f"{path}:1: expected a mapping with clusters/contexts/users, got {_kind(doc)}")
     base = os.path.dirname(os.path.abspath(path))
 
-    def named(section: str, name: str) -> dict:
-        for item in doc.get(section) or []:
-            if isinstance(item, dict) and item.get("name") == name:
-                value = item.get(section[:-1])
-                if isinstance(value, dict):
-                    return value
-        raise KubeConfigError(f"{path}: {section}: no entry named {name!r}")
+    def named(section: str, name: str) -> tuple[dict, tuple[str | int, ...]]:
+        entries = (
+            kc.typed(
+                doc.get(section), list, (section,), section, f"a list of entries with name and {section[:-1]}"
+            )
+            or []
+        )
+        for index, item in enumerate(entries):  # type: ignore[arg-type]
+            where = f"{section}[{index}]"
+            kc.typed(item, dict, (section, index), where, f"a mapping with name and {section[:-1]}")
+            if item.get("name") != name:
+                continue
+            keys = (section, index, section[:-1])
+            value = kc.typed(
+                item.get(section[:-1]), dict, keys, f"{section}[{name}].{section[:-1]}", "a mapping"
+            )
+            return value or {}, keys
+        raise kc.error((section,), section, f"no entry named {name!r}")
 
-    ctx_name = doc.get("current-context")
+    ctx_name = kc.typed(doc.get("current-context"), str, ("current-context",), "current-context", "text")
     if not ctx_name:
         raise KubeConfigError(f"{path}: current-context is not set")
-    ctx = named("contexts", ctx_name)
-    cluster = named("clusters", ctx.get("cluster", ""))
-    user = named("users", ctx["user"]) if ctx.get("user") else {}
+    ctx, ctx_keys = named("contexts", ctx_name)  # type: ignore[arg-type]
+    for key in ("cluster", "user"):
+        kc.typed(ctx.get(key), str, (*ctx_keys, key), f"contexts[{ctx_name}].{key}", "text")
+    cluster, cluster_keys = named("clusters", ctx.get("cluster") or "")
+    user, user_keys = named("users", ctx["user"]) if ctx.get("user") else ({}, ())
+    where_c = f"clusters[{ctx.get('cluster')}]"
+    where_u = f"users[{ctx.get('user')}]"
+    for section, keys, where, names in (
+        (cluster, cluster_keys, where_c, _CLUSTER_TEXT),
+        (user, user_keys, where_u, _USER_TEXT),
+    ):
+        for key in names:
+            kc.typed(section.get(key), str, (*keys, key), f"{where}.{key}", "text")
+    kc.typed(
+        cluster.get("insecure-skip-tls-verify"),
+        bool,
+        (*cluster_keys, "insecure-skip-tls-verify"),
+        f"{where_c}.insecure-skip-tls-verify",
+        "true or false",
+    )
     server = cluster.get("server")
     if not server or urllib.parse.urlsplit(server).scheme not in ("http", "https"):
-        raise KubeConfigError(
-            f"{path}: clusters[{ctx.get('cluster')}].server: expected an http(s) URL, got {server!r}"
+        raise kc.error(
+            (*cluster_keys, "server"), f"{where_c}.server", f"expected an http(s) URL, got {server!r}"
         )
     for unsupported in ("exec", "auth-provider"):
         if unsupported in user:
-            raise KubeConfigError(
-                f"{path}: users[{ctx.get('user')}].{unsupported}: credential plugins are not supported;"
-                " use a token, tokenFile or client certificate"
+            raise kc.error(
+                (*user_keys, unsupported),
+                f"{where_u}.{unsupported}",
+                "credential plugins are not supported; use a token, tokenFile or client certificate",
             )
 
     def file_of(d: dict, key: str) -> str:
         value = d.get(key) or ""
         return value if not value or os.path.isabs(value) else os.path.join(base, value)
 
-    where_c = f"{path}: clusters[{ctx.get('cluster')}]"
-    where_u = f"{path}: users[{ctx.get('user')}]"
+    def data_of(d: dict, keys: tuple[str | int, ...], where: str, key: str) -> bytes:
+        value = d.get(key)
+        return _b64(value, f"{path}:{kc.line((*keys, key))}: {where}.{key}") if value else b""
+
     return KubeAuth(
         server=server.rstrip("/"),
         ca_file=file_of(cluster, "certificate-authority"),
-        ca_data=_b64(cluster["certificate-authority-data"], f"{where_c}.certificate-authority-data").decode()
-        if cluster.get("certificate-authority-data")
-        else "",
+        ca_data=data_of(cluster, cluster_keys, where_c, "certificate-authority-data").decode(
+            errors="replace"
+        ),
         insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
         token=user.get("token") or "",
         token_file=file_of(user, "tokenFile"),
         client_cert_file=file_of(user, "client-certificate"),
         client_key_file=file_of(user, "client-key"),
-        client_cert_data=_b64(user["client-certificate-data"], f"{where_u}.client-certificate-data")
-        if user.get("client-certificate-data")
-        else b"",
-        client_key_data=_b64(user["client-key-data"], f"{where_u}.client-key-data")
-        if user.get("client-key-data")
-        else b"",
+        client_cert_data=data_of(user, user_keys, where_u, "client-certificate-data"),
+        client_key_data=data_of(user, user_keys, where_u, "client-key-data"),
         origin=path,
     )
 
@@ -195,7 +293,10 @@ class KubeClient:
         self._prefix = u.path.rstrip("/")
         self._ctx = _ssl_context(auth) if self._https else None
         self._lock = threading.Lock()
-        self._open: set[http.client.HTTPConnection] = set()
+        # Open connections, each with the abort generation it was opened in: close_all bumps
+        # the generation, so a request whose socket did not exist yet is aborted too.
+        self._open: dict[http.client.HTTPConnection, int] = {}
+        self._generation = 0
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "provex-enrich"}
@@ -215,16 +316,20 @@ class KubeClient:
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout_s)
         with self._lock:
-            self._open.add(conn)
+            self._open[conn] = self._generation
         return conn
 
     def _forget(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
-            self._open.discard(conn)
+            self._open.pop(conn, None)
         conn.close()
 
     def _request(self, conn: http.client.HTTPConnection, path: str) -> http.client.HTTPResponse:
         conn.request("GET", self._prefix + path, headers=self._headers())
+        with self._lock:
+            aborted = self._open.get(conn) != self._generation
+        if aborted:  # close_all came while this socket was being connected
+            raise ConnectionAbortedError(f"GET {path}: client closed")
         resp = conn.getresponse()
         if resp.status != 200:
             body = resp.read()
@@ -274,6 +379,7 @@ class KubeClient:
     def close_all(self) -> None:
         """Abort every open request (used to stop the watch thread)."""
         with self._lock:
+            self._generation += 1
             conns = list(self._open)
         for conn in conns:
             sock = conn.sock

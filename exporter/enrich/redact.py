@@ -1,109 +1,217 @@
 """Redaction of secrets in command lines, before anything leaves the agent.
 
-Covers the shapes secrets take on real command lines: `--password=x`,
-`--token x`, `token=x`, HTTP headers (`Authorization: Bearer x`), URLs with
-`user:pass@`, `-p<pw>` of mysql-like tools, `-u user:pass` of curl and
-`sshpass -p pw`. Redaction is idempotent.
+The patterns are data (redact.yaml, next to this file). Two passes:
+
+1. Across arguments: a flag named like a secret masks the next argument
+   (`--token x`), `NAME=value` masks its value, and tool rules handle short
+   options (`mysql -pSECRET`, `sshpass -p SECRET`, `curl -u user:SECRET`).
+2. Inside every argument: the same knowledge as regular expressions, so that
+   one argument holding a whole shell command (`sh -c '...'`), a JSON or YAML
+   document or a header is redacted too (`PGPASSWORD=x psql`,
+   `{"password":"z"}`, `Authorization: Bearer xyz`, `--password=y` mid-string).
+
+Only the secret becomes ***: paths, hosts and URLs (without their
+credentials) stay, since rules need them as evidence. Redaction is idempotent
+(a replayed, already redacted argv is unchanged). Live exec events and
+processes learned from /proc both go through `redact_argv`.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
 
 MASK = "***"
+PATTERNS_FILE = Path(__file__).with_name("redact.yaml")
 
-# A flag or key name that carries a secret value.
-_SECRET_KEY = re.compile(
-    r"(?:^|-)(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[-_]?key|apikey|access[-_]?key|private[-_]?key"
-    r"|credentials?|auth(?:orization)?|client[-_]?secret|session[-_]?key|cookie)$",
-    re.IGNORECASE,
-)
-_FLAG_EQ = re.compile(r"^(--?[A-Za-z0-9][A-Za-z0-9_.-]*)=(.*)$", re.DOTALL)
-_FLAG = re.compile(r"^--?([A-Za-z0-9][A-Za-z0-9_.-]*)$")
-_KEY_EQ = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*)=(.*)$", re.DOTALL)
-_HEADER = re.compile(
-    r"^\s*((?:proxy-)?authorization|x-api-key|x-auth-token|cookie|x-vault-token|private-token)\s*:\s*(.*)$",
-    re.IGNORECASE | re.DOTALL,
-)
-_URL_CREDS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/@:\s]*):([^/@\s]*)@")
-_MYSQL_LIKE = {"mysql", "mysqldump", "mysqladmin", "mysqlimport", "mysqlshow", "mariadb", "mariadb-dump"}
-_MYSQL_LIKE_PREFIX = ("mysql", "mariadb")
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")  # camelCase, snake_case, kebab-case, SHOUTING
+_QUOTED = re.compile(r"""^(["'])(.*)\1$""", re.DOTALL)
+# One argument that is NAME=value or --name=value (the whole value is the secret).
+_ARG_ASSIGNMENT = re.compile(r"^(--?[A-Za-z0-9][\w.-]*|[A-Za-z_][\w.-]*)=(.*)$", re.DOTALL)
+_LONG_FLAG = re.compile(r"^--[A-Za-z0-9][\w.-]*$")
+_ABSOLUTE_PATH = re.compile(r"^/[\w./-]*$")
 
 
-def _secret_name(name: str) -> bool:
-    name = name.lstrip("-")
-    # Match the last word: "--db-password", "AWS_SECRET_ACCESS_KEY", "--auth-token".
-    return bool(_SECRET_KEY.search(name.replace("_", "-").split(".")[-1]))
+@dataclass(frozen=True)
+class ToolRule:
+    tool: re.Pattern[str]  # the command's base name
+    flag: re.Pattern[str]
+    kind: str  # "next" | "glued" | "userpass"
+    in_text: re.Pattern[str]  # the same rule inside a string
 
 
-def _tool(argv: list[str]) -> str:
-    return argv[0].rsplit("/", 1)[-1] if argv else ""
+@dataclass(frozen=True)
+class TextRule:
+    name: str
+    pattern: re.Pattern[str]
+    name_group: str  # "" = every match is a secret
+
+
+@dataclass(frozen=True)
+class Patterns:
+    words: frozenset[str]
+    glued: tuple[str, ...]
+    needs_word_before: dict[str, frozenset[str] | None]  # None: any word before
+    never: frozenset[str]
+    file_words: frozenset[str]
+    tools: tuple[ToolRule, ...]
+    text: tuple[TextRule, ...]
+
+    def is_secret_name(self, name: str) -> bool:
+        name = name.lstrip("-")
+        if name.lower() in self.never:
+            return False
+        words = [w.lower() for w in _WORDS.findall(name)]
+        if not words:
+            return False
+        last = words[-1]
+        if last in self.needs_word_before:
+            allowed = self.needs_word_before[last]
+            return len(words) > 1 and (allowed is None or words[-2] in allowed)
+        if last in self.words:
+            return True
+        return any(last.endswith(suffix) for suffix in self.glued)
+
+    def keeps_value(self, name: str, value: str) -> bool:
+        """A file named by a credentials variable is evidence, not the secret itself."""
+        words = [w.lower() for w in _WORDS.findall(name)]
+        return bool(words) and words[-1] in self.file_words and bool(_ABSOLUTE_PATH.match(value))
+
+
+def _tool_text_pattern(tool: str, flag: str, kind: str) -> re.Pattern[str]:
+    # The tool's name as a command word, then anything up to the flag within one command.
+    head = rf"(?<![\w.-])(?:[\w./-]*/)?(?:{tool})(?=[ \t])[^;&|\n]*?(?<=[ \t])(?:{flag})"
+    quoted = r"\"[^\"\n]*\"|'[^'\n]*'"
+    value = {
+        "glued": rf"(?P<value>{quoted}|[^\s'\";&|]+)",
+        "next": rf"[ \t]+(?P<value>{quoted}|[^\s'\";&|-][^\s'\";&|]*)",
+        "userpass": r"[ \t]*[\"']?[^\s:'\";&|]+:(?P<value>[^\s'\";&|]+)",
+    }[kind]
+    return re.compile(head + value)
+
+
+@cache
+def patterns(path: Path = PATTERNS_FILE) -> Patterns:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    names = data["names"]
+    tools = tuple(
+        ToolRule(
+            tool=re.compile(rule["tool"]),
+            flag=re.compile(rule["flag"]),
+            kind=rule["kind"],
+            in_text=_tool_text_pattern(rule["tool"], rule["flag"], rule["kind"]),
+        )
+        for rule in data["tools"]
+    )
+    text = tuple(
+        TextRule(rule["name"], re.compile(rule["pattern"]), rule.get("name_group", ""))
+        for rule in data["in_text"]
+    )
+    return Patterns(
+        words=frozenset(names["words"]),
+        glued=tuple(names["glued"]),
+        needs_word_before={
+            word: None if before == "any" else frozenset(before)
+            for word, before in names["needs_word_before"].items()
+        },
+        never=frozenset(names["never"]),
+        file_words=frozenset(names.get("file_words", [])),
+        tools=tools,
+        text=text,
+    )
 
 
 def redact_argv(argv: list[str]) -> list[str]:
     """A copy of argv with secret values replaced by ***."""
     if not argv:
         return argv
-    tool = _tool(argv)
-    mysql_like = tool in _MYSQL_LIKE or tool.startswith(_MYSQL_LIKE_PREFIX)
-    out: list[str] = [_redact_value(argv[0])]
-    pending = ""  # what the previous flag says the next arg is: "secret" or "userpass"
+    p = patterns()
+    return [redact_text(arg, p) for arg in _redact_arguments(argv, p)]
+
+
+def redact_text(text: str, p: Patterns | None = None) -> str:
+    """Secrets inside one string (a shell command, a JSON or YAML document, a header)."""
+    p = p or patterns()
+    for rule in p.tools:
+        text = _sub(rule.in_text, text, None, p)
+    for text_rule in p.text:
+        text = _sub(text_rule.pattern, text, text_rule.name_group or None, p)
+    return text
+
+
+def _sub(pattern: re.Pattern[str], text: str, name_group: str | None, p: Patterns) -> str:
+    """Mask the `value` group of each match that is a secret. After a match that is not,
+    the search goes on from its value, so `--from-literal=password=x` and
+    `{"data": {"password": "x"}}` are still found."""
+    pos = 0
+    while (m := pattern.search(text, pos)) is not None:
+        value = m.group("value")
+        start, end = m.span("value")
+        if name_group is not None:
+            name = m.group(name_group)
+            if not p.is_secret_name(name) or p.keeps_value(name, _unquote(value)):
+                pos = start if start > m.start() else m.end()
+                continue
+        quoted = _QUOTED.match(value)
+        masked = f"{quoted.group(1)}{MASK}{quoted.group(1)}" if quoted else MASK
+        text = text[:start] + masked + text[end:]
+        pos = start + len(masked)
+    return text
+
+
+def _unquote(value: str) -> str:
+    quoted = _QUOTED.match(value)
+    return quoted.group(2) if quoted else value
+
+
+def _redact_arguments(argv: list[str], p: Patterns) -> list[str]:
+    """Pass 1: what one argument says about the next, and NAME=value arguments."""
+    tool = argv[0].rsplit("/", 1)[-1]
+    rules = [rule for rule in p.tools if rule.tool.fullmatch(tool)]
+    out = [argv[0]]
+    pending = ""  # what the previous argument says this one is: "secret" or "userpass"
     for arg in argv[1:]:
         if pending == "secret":
             out.append(MASK)
         elif pending == "userpass":
-            out.append(_redact_userpass(arg))
+            user, sep, _ = arg.partition(":")
+            out.append(f"{user}:{MASK}" if sep else arg)
         else:
-            out.append(_redact_one(arg, tool, mysql_like))
-        pending = "" if pending else _next_is(arg, tool)
+            out.append(_redact_argument(arg, rules, p))
+        pending = "" if pending else _next_is(arg, rules, p)
     return out
 
 
-def _next_is(arg: str, tool: str) -> str:
-    """Whether this (valueless) flag announces a secret as the next argument."""
-    m = _FLAG.match(arg)
-    if m is None:
-        return ""
-    if tool == "sshpass" and arg == "-p":
-        return "secret"
-    if tool == "curl" and arg in ("-u", "--user", "-U", "--proxy-user"):
-        return "userpass"
-    if arg.startswith("--") and _secret_name(m.group(1)):
+def _next_is(arg: str, rules: list[ToolRule], p: Patterns) -> str:
+    """Whether this flag, on its own, announces a secret as the next argument."""
+    for rule in rules:
+        if rule.kind in ("next", "userpass") and rule.flag.fullmatch(arg):
+            return "secret" if rule.kind == "next" else "userpass"
+    if _LONG_FLAG.match(arg) and p.is_secret_name(arg):
         return "secret"
     return ""
 
 
-def _redact_one(arg: str, tool: str, mysql_like: bool) -> str:
-    m = _FLAG_EQ.match(arg)
-    if m:
-        if _secret_name(m.group(1)):
+def _redact_argument(arg: str, rules: list[ToolRule], p: Patterns) -> str:
+    for rule in rules:
+        if rule.kind == "glued" and not arg.startswith("--"):
+            m = rule.flag.match(arg)
+            if m and len(arg) > m.end() and arg[m.end() :] != MASK:
+                return arg[: m.end()] + MASK  # mysql -pSECRET (a bare -p prompts instead)
+        if rule.kind == "userpass" and not arg.startswith("--"):
+            m = rule.flag.match(arg)
+            if m and len(arg) > m.end() and ":" in arg[m.end() :]:
+                user = arg[m.end() :].partition(":")[0]
+                return f"{arg[: m.end()]}{user}:{MASK}"  # curl -uuser:SECRET
+    m = _ARG_ASSIGNMENT.match(arg)
+    if m and p.is_secret_name(m.group(1)) and not p.keeps_value(m.group(1), m.group(2)):
+        value = m.group(2)
+        # --name=value: the whole value. NAME=value with spaces may be a whole shell
+        # command (sh -c 'PGPASSWORD=x psql ...'): pass 2 masks just the word.
+        if value and (m.group(1).startswith("-") or not any(c.isspace() for c in value)):
             return f"{m.group(1)}={MASK}"
-        return f"{m.group(1)}={_redact_value(m.group(2))}"
-    if (
-        mysql_like
-        and arg.startswith("-p")
-        and not arg.startswith("--")
-        and len(arg) > 2
-        and arg != "-p" + MASK
-    ):
-        return f"-p{MASK}"  # mysql -pSECRET (a bare -p prompts instead)
-    if _FLAG.match(arg):
-        return arg
-    m = _KEY_EQ.match(arg)
-    if m and _secret_name(m.group(1)):
-        return f"{m.group(1)}={MASK}"
-    return _redact_value(arg)
-
-
-def _redact_value(arg: str) -> str:
-    m = _HEADER.match(arg)
-    if m:
-        return f"{m.group(1)}: {MASK}"
-    if "@" not in arg:
-        return arg
-    return _URL_CREDS.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", arg)
-
-
-def _redact_userpass(arg: str) -> str:
-    user, sep, _ = arg.partition(":")
-    return f"{user}:{MASK}" if sep else arg
+    return arg

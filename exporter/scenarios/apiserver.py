@@ -287,7 +287,10 @@ class _Handler(BaseHTTPRequestHandler):
         since = int(q.get("resourceVersion") or 0)
         timeout = float(q.get("timeoutSeconds") or 1800)
         with api.cond:
+            # One snapshot: a compaction after this point must end this watch, however
+            # late this thread gets to run (else it would watch on from a forgotten version).
             too_old = since and since < api.oldest_rv
+            epoch = api.epoch
         if too_old and api.gone_as_http:
             return self._send(
                 410, _status(410, "Expired", f"too old resource version: {since} ({api.oldest_rv})")
@@ -303,7 +306,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self._chunk({"type": "ERROR", "object": _status(410, "Expired", msg)})
                 return
             with api.cond:
-                epoch = api.epoch
                 if since == 0:  # "any": synthetic ADDED for the current state first
                     backlog = [(api.rv, "ADDED", p) for p in api.pods.values()]
                 else:

@@ -17,7 +17,7 @@ from exporter.correlate.engine import build_correlator
 from exporter.mapping.mapper import Mapper
 from exporter.scenarios.runc import ContainerSpec, Runc
 from exporter.source.replay import ReplaySource
-from tests.helpers.agent import Agent
+from tests.helpers.agent import Agent, assert_clean_exit
 from tests.helpers.otlp_receiver import OtlpReceiver
 from tests.helpers.schemas import ecs_errors, ocsf_errors
 
@@ -78,7 +78,7 @@ def test_live_alert_reaches_the_collector_over_grpc(tmp_path, runc):
         assert alert.attributes["container.id"] == cid
         assert alert.severity_number > 0
     finally:
-        assert agent.stop() == 0
+        assert_clean_exit(agent.stop(), agent.stderr_path)
         receiver.stop()
 
 
@@ -96,7 +96,7 @@ def test_recorded_run_replayed_over_http_gives_the_mapped_documents(tmp_path, ru
             lambda evs: any(e.cgroup_id == run.cgroup_id and e.syscall == "unshare" for e in evs)
         )
     finally:
-        assert recorder.stop() == 0
+        assert_clean_exit(recorder.stop(), recorder.stderr_path)
     events_file = tmp_path / "events.jsonl"
     assert events_file.exists()
 

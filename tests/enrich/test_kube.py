@@ -8,6 +8,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -33,7 +34,8 @@ U3 = "33333333-3333-4333-8333-333333333333"
 C1, C2, C3 = "1" * 64, "2" * 64, "3" * 64
 
 
-def wait(pred, timeout: float = 10.0) -> bool:
+def wait(pred, timeout: float = 30.0) -> bool:
+    """Wait for a condition; the timeout only bounds a failure (a busy machine is slow, not wrong)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
@@ -97,8 +99,79 @@ def test_kubeconfig_errors_name_file_and_key(
     if message is None:
         assert load_kubeconfig(str(p)).insecure
         return
-    with pytest.raises(KubeConfigError, match=rf"{p}: {message}"):
+    with pytest.raises(KubeConfigError, match=rf"{p}:\d+: {message}"):
         load_kubeconfig(str(p))
+
+
+# Wrong types anywhere the loader reads: a located error (file:line, key, what was expected).
+MALFORMED = [
+    ("clusters: 5\n", 1, "clusters: expected a list of entries with name and cluster, got a number 5"),
+    ("clusters: {name: k}\n", 1, "clusters: expected a list .* got a mapping"),
+    ("clusters:\n- just-a-name\n", 2, r"clusters\[0\]: expected a mapping with name and cluster, got text"),
+    ("clusters:\n- name: k\n  cluster: [a]\n", 3, r"clusters\[k\]\.cluster: expected a mapping, got a list"),
+    (
+        "clusters:\n- name: k\n  cluster: {server: 6443}\n",
+        3,
+        r"clusters\[k\]\.server: expected text, got a number",
+    ),
+    (
+        "clusters:\n- name: k\n  cluster:\n    server: https://a\n    insecure-skip-tls-verify: 'yes'\n",
+        5,
+        r"clusters\[k\]\.insecure-skip-tls-verify: expected true or false, got text 'yes'",
+    ),
+    (
+        "clusters:\n- name: k\n  cluster:\n    server: https://a\n    certificate-authority-data: [1]\n",
+        5,
+        r"clusters\[k\]\.certificate-authority-data: expected text, got a list",
+    ),
+    ("contexts: 7\n", 1, "contexts: expected a list"),
+    (
+        "contexts:\n- name: c\n  context: {cluster: [k], user: u}\n",
+        3,
+        r"contexts\[c\]\.cluster: expected text",
+    ),
+    ("users:\n- name: u\n  user: {token: 12345}\n", 3, r"users\[u\]\.token: expected text, got a number"),
+    (
+        "users:\n- name: u\n  user: {client-key: {a: b}}\n",
+        3,
+        r"users\[u\]\.client-key: expected text, got a mapping",
+    ),
+    ("current-context: [c]\n", 1, "current-context: expected text, got a list"),
+]
+VALID = {
+    "current-context": "current-context: c\n",
+    "clusters": "clusters:\n- name: k\n  cluster: {server: 'https://10.0.0.1:6443'}\n",
+    "contexts": "contexts:\n- name: c\n  context: {cluster: k, user: u}\n",
+    "users": "users:\n- name: u\n  user: {token: t}\n",
+}
+
+
+@pytest.mark.parametrize(("section", "line", "message"), MALFORMED, ids=[m[2][:40] for m in MALFORMED])
+def test_malformed_kubeconfig_values_get_a_located_error(
+    tmp_path: Path, section: str, line: int, message: str
+) -> None:
+    key = section.split(":", 1)[0]
+    others = "".join(text for name, text in VALID.items() if name != key)
+    p = tmp_path / "config"
+    p.write_text(section + others)  # the malformed section first: its lines are the file's
+    with pytest.raises(KubeConfigError, match=rf"^{p}:{line}: {message}"):
+        load_kubeconfig(str(p))
+
+
+def test_malformed_kubeconfig_is_refused_by_provex_run_without_a_traceback(tmp_path: Path) -> None:
+    p = tmp_path / "config"
+    p.write_text("clusters: 5\n" + VALID["contexts"] + VALID["users"] + VALID["current-context"])
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "run", "--kubeconfig", str(p)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    if "cannot start the probes" not in result.stderr:  # needs root and BCC to get as far as enrichment
+        assert f"{p}:1: clusters: expected a list" in result.stderr
 
 
 def test_kubeconfig_unusable_files(tmp_path: Path) -> None:
@@ -272,9 +345,14 @@ def test_410_gone_relists(api: FakeApiServer, as_http: bool) -> None:
     w.start()
     try:
         assert wait(w.connected.is_set)
-        api.compact()  # ends open watches; their resourceVersion is now too old
-        api.delete_pod(U1)
-        api.add_pod(make_pod("b", U2))
+        # The Pods change and the history is compacted in one step (the server's lock is
+        # re-entrant), so no watch, open or about to open, can see the changes as events:
+        # resuming from the listed version must get 410 Gone and relist. (Compacting first and
+        # changing after let an open watch deliver the changes, so no relist was needed.)
+        with api.cond:
+            api.delete_pod(U1)
+            api.add_pod(make_pod("b", U2))
+            api.compact()
         assert wait(lambda: w.lists >= 2)
         assert wait(lambda: cache.lookup("", U2) is not None)
         assert len(cache) == 1  # "a" vanished between lists: treated as deleted (still in grace)
@@ -282,6 +360,31 @@ def test_410_gone_relists(api: FakeApiServer, as_http: bool) -> None:
         assert metric("provex_k8s_relists_total", cause="gone") > relists
     finally:
         w.stop()
+
+
+def test_a_compaction_once_the_watch_is_open_always_ends_it(api: FakeApiServer) -> None:
+    """The relist test's old race: the server read its watch epoch only after answering, so a
+    compaction the client made as soon as the watch opened could go unseen by that watch."""
+    api.add_pod(make_pod("a", U1))
+    client = KubeClient(KubeAuth(server=api.url), timeout_s=5)
+    rv = client.get_json("/api/v1/pods")["metadata"]["resourceVersion"]
+    for _ in range(20):
+        # Ends at once when the compaction is seen; otherwise only at the 30 s idle timeout.
+        events = list(client.watch(f"/api/v1/pods?watch=1&resourceVersion={rv}", 30, on_open=api.compact))
+        assert events == []
+        rv = client.get_json("/api/v1/pods")["metadata"]["resourceVersion"]
+
+
+def test_close_all_also_aborts_a_request_still_connecting(api: FakeApiServer) -> None:
+    """stop() closes every connection; one whose socket did not exist yet used to go on (and
+    a watch then held the watcher's thread past its 10 s join)."""
+    client = KubeClient(KubeAuth(server=api.url), timeout_s=5)
+    conn = client._connect(5)  # the request is about to be sent: no socket yet
+    client.close_all()
+    with pytest.raises(ConnectionAbortedError):
+        client._request(conn, "/version")
+    client._forget(conn)
+    assert client.get_json("/version")["major"] == "1"  # later requests are not affected
 
 
 def test_server_down_degrades_and_recovers(api: FakeApiServer) -> None:

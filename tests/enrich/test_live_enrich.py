@@ -9,7 +9,7 @@ import pytest
 
 from exporter.scenarios.apiserver import FakeApiServer, make_pod
 from exporter.scenarios.runc import ContainerSpec, Runc
-from tests.helpers.agent import Agent
+from tests.helpers.agent import Agent, assert_clean_exit
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]
 
@@ -33,7 +33,7 @@ def agent(api, tmp_path_factory):
     kubeconfig = api.write_kubeconfig(str(tmp / "kubeconfig"))
     process = Agent(tmp, "--kubeconfig", kubeconfig, "--node-name", "node-a")
     yield process
-    assert process.stop() == 0
+    assert_clean_exit(process.stop(), process.stderr_path)
 
 
 @pytest.fixture(scope="module")

@@ -111,6 +111,12 @@ class OtlpReceiver:
         self.port = port or free_port()
         self.tls = tls
         self.http_status = status  # HTTP: answer with this status (e.g. 503 for a sick collector)
+        # gRPC: fail every Export with this status (e.g. UNAVAILABLE), after counting the attempt.
+        self.grpc_status: grpc.StatusCode | None = None
+        # Both: accept the request but answer partial_success, rejecting this many of its records
+        # (-1: all of them) with this message. Rejected requests are not kept in `received`.
+        self.reject: tuple[int, str] | None = None
+        self.attempts = 0  # Export calls seen, answered or not
         self.received: list[Received] = []
         self._cond = threading.Condition()
         self._grpc: grpc.Server | None = None
@@ -128,6 +134,23 @@ class OtlpReceiver:
         with self._cond:
             self.received.append(Received(request, headers, time.perf_counter_ns(), time.time_ns()))
             self._cond.notify_all()
+
+    def _answer_to(
+        self, request: logs_service_pb2.ExportLogsServiceRequest, headers: dict[str, str]
+    ) -> logs_service_pb2.ExportLogsServiceResponse:
+        """Keep the request, or answer partial_success as configured."""
+        with self._cond:
+            self.attempts += 1
+            self._cond.notify_all()
+        response = logs_service_pb2.ExportLogsServiceResponse()
+        if self.reject is None:
+            self._keep(request, headers)
+            return response
+        count, message = self.reject
+        total = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+        response.partial_success.rejected_log_records = total if count < 0 else min(count, total)
+        response.partial_success.error_message = message
+        return response
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -163,8 +186,12 @@ class OtlpReceiver:
 
         class Servicer(logs_service_pb2_grpc.LogsServiceServicer):
             def Export(self, request, context):
-                receiver._keep(request, {k: v for k, v in context.invocation_metadata()})
-                return logs_service_pb2.ExportLogsServiceResponse()
+                if receiver.grpc_status is not None:
+                    with receiver._cond:
+                        receiver.attempts += 1
+                        receiver._cond.notify_all()
+                    context.abort(receiver.grpc_status, "collector stand-in: answering with an error")
+                return receiver._answer_to(request, {k: v for k, v in context.invocation_metadata()})
 
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Servicer(), server)
@@ -208,11 +235,14 @@ class OtlpReceiver:
                     self._answer(415, b"")
                     return
                 if receiver.http_status != 200:
+                    with receiver._cond:
+                        receiver.attempts += 1
+                        receiver._cond.notify_all()
                     self._answer(receiver.http_status, b"")
                     return
                 request = logs_service_pb2.ExportLogsServiceRequest.FromString(data)
-                receiver._keep(request, {k.lower(): v for k, v in self.headers.items()})
-                self._answer(200, logs_service_pb2.ExportLogsServiceResponse().SerializeToString())
+                response = receiver._answer_to(request, {k.lower(): v for k, v in self.headers.items()})
+                self._answer(200, response.SerializeToString())
 
             def _answer(self, status: int, body: bytes) -> None:
                 self.send_response(status)

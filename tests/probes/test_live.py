@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from exporter.agent.losses import EXIT_LOST
 from exporter.model import Event, EventType
 from exporter.scenarios.runc import ContainerSpec, Mount, Runc, build_helper
-from tests.helpers.agent import Agent
+from tests.helpers.agent import Agent, assert_clean_exit
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]
 
@@ -31,7 +33,7 @@ def runc(tmp_path_factory):
 def agent(tmp_path_factory):
     process = Agent(tmp_path_factory.mktemp("agent"))
     yield process
-    assert process.stop() == 0
+    assert_clean_exit(process.stop(), process.stderr_path)
 
 
 @pytest.fixture
@@ -209,8 +211,24 @@ def test_flood_loss_is_counted_honestly(tmp_path, runc):
         assert len(flood) + lost + sampled >= n
         assert len(flood) <= n
         assert lost > 0, "a 16 KiB ring buffer should overflow under this flood"
+        # The loss is logged while the agent runs (once per interval), not only at exit.
+        deadline = time.monotonic() + 30  # bounds a failing test only
+        while "kernel lost events" not in agent.stderr_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (warning, *_) = [
+            json.loads(line)
+            for line in agent.stderr_path.read_text().splitlines()
+            if "kernel lost events" in line
+        ]
+        assert warning["total"] > 0 and "openat" in warning["lost"].get("lost_ringbuf", {})
     finally:
-        assert agent.stop() == 0
+        code = agent.stop()
+    # A run that lost records says so: exit 3 and one summary line.
+    assert code == EXIT_LOST
+    (summary,) = [
+        json.loads(line) for line in agent.stderr_path.read_text().splitlines() if '"exit_code"' in line
+    ]
+    assert summary["msg"].startswith("record lost ") and summary["lost"]["kernel/lost_ringbuf"] > 0
 
 
 def test_the_running_agent_maps_no_compiler(agent):

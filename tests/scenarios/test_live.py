@@ -17,6 +17,7 @@ from exporter.scenarios.agent import AgentProcess
 from exporter.scenarios.lab import Lab, TrialRun
 from exporter.scenarios.library import RuleRef, Scenario, default_rules, load_library
 from exporter.scenarios.session import Outcome, Session, judge
+from tests.helpers.agent import assert_clean_exit
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]
 
@@ -55,7 +56,7 @@ def world(tmp_path_factory):
             session.wait_for(run, WAIT_S)
         caught_up = session.barrier(WAIT_S)
         yield World(lab, agent, session, rules, runs, caught_up)
-        assert agent.stop() == 0, agent.stderr_tail()
+        assert_clean_exit(agent.stop(), agent.stderr_path)
     finally:
         if agent is not None and agent.alive():
             agent.stop()

@@ -19,7 +19,7 @@ from exporter.mapping import Mapper
 from exporter.model import Event, EventType
 from exporter.scenarios.runc import ContainerSpec, Runc
 from exporter.siem.export import export
-from tests.helpers.agent import Agent
+from tests.helpers.agent import Agent, assert_clean_exit
 from tests.siem import eqlrun
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]
@@ -99,7 +99,7 @@ def test_exported_eql_sequence_matches_the_attack_and_not_the_benign_pods(tmp_pa
 
         events = agent.wait_for(complete)
     finally:
-        assert agent.stop() == 0
+        assert_clean_exit(agent.stop(), agent.stderr_path)
     mine = [e for e in events if e.cgroup_id in cgroups]
     assert complete(mine), "the agent did not record every step"
 

@@ -1,11 +1,15 @@
+import json
+import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
 
 import msgspec
 
+from exporter.agent.losses import EXIT_LOST
 from exporter.model import Event, EventType, encode_event
-from exporter.source.replay import ReplaySource
+from exporter.source.replay import Progress, ReplaySource
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,7 +60,8 @@ def test_replay_cli_keeps_going_after_a_bad_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "exporter", "replay", str(path)], capture_output=True, cwd=REPO, check=False
     )
-    assert result.returncode == 0
+    # The rest plays, and the run says what it lost: exit 3 and one summary line.
+    assert result.returncode == EXIT_LOST
     # Each event comes back as it was, plus what the provenance graph resolved.
     out = [msgspec.json.decode(line, type=Event) for line in result.stdout.splitlines()]
     assert [(e.resolved_path, e.resolution) for e in out] == [
@@ -67,6 +72,9 @@ def test_replay_cli_keeps_going_after_a_bad_line(tmp_path):
         sample(1),
     ]
     assert b'"line": 2' in result.stderr and b"skipped replay line" in result.stderr
+    (summary,) = [json.loads(line) for line in result.stderr.splitlines() if b'"lost"' in line]
+    assert summary["msg"] == "replay lost 1 records (3 lines read): replay_line/corrupt 1"
+    assert summary["level"] == "error" and summary["lost"] == {"replay_line/corrupt": 1}
 
 
 def test_replay_of_a_missing_file_is_a_clear_error(tmp_path):
@@ -78,3 +86,131 @@ def test_replay_of_a_missing_file_is_a_clear_error(tmp_path):
     )
     assert result.returncode == 2
     assert b"cannot open replay file" in result.stderr
+
+
+def provex(*args: str, **kw) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args], capture_output=True, cwd=REPO, check=False, **kw
+    )
+
+
+def json_lines(stderr: bytes) -> list[dict]:
+    return [json.loads(line) for line in stderr.splitlines()]  # every line is JSON
+
+
+def test_a_file_that_is_no_recording_is_refused(tmp_path):
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"".join(bytes([0x80 + n % 100, 0xFE, 0x01]) + b"\n" for n in range(71)))
+    result = provex("replay", str(garbage))
+    assert result.returncode == 2
+    last = json_lines(result.stderr)[-1]
+    assert last["level"] == "error"
+    assert "no line is a provex event (71 of 71 lines skipped)" in last["msg"]
+    # One warning per bad line up to a bound, not one per line of a large binary file.
+    assert sum(b"skipped replay line" in line for line in result.stderr.splitlines()) == 20
+
+
+def test_a_directory_is_a_clear_error(tmp_path):
+    result = provex("replay", str(tmp_path))
+    assert result.returncode == 2 and b"Traceback" not in result.stderr
+    (line,) = json_lines(result.stderr)
+    assert line["msg"] == "cannot open replay file" and "is a directory" in line["error"]
+
+
+def test_output_replaces_an_existing_file_and_is_private(tmp_path):
+    recording = tmp_path / "events.jsonl"
+    recording.write_bytes(encode_event(sample(0)) + b"\n")
+    out = tmp_path / "out.jsonl"
+    out.write_text("left over from an earlier run\n" * 100)
+    for _ in range(2):
+        assert provex("replay", str(recording), "--output", str(out)).returncode == 0
+    assert out.read_bytes() == encode_event(sample(0)) + b"\n"
+    fresh = tmp_path / "fresh.jsonl"
+    assert provex("replay", str(recording), "--output", str(fresh)).returncode == 0
+    assert fresh.stat().st_mode & 0o777 == 0o600
+
+
+def test_output_into_a_missing_directory_is_a_clear_error(tmp_path):
+    recording = tmp_path / "events.jsonl"
+    recording.write_bytes(encode_event(sample(0)) + b"\n")
+    for schema in ("raw", "ecs"):
+        target = tmp_path / "no" / "such" / "dir" / "out.jsonl"
+        result = provex("replay", str(recording), "--schema", schema, "--output", str(target))
+        assert result.returncode == 2 and b"Traceback" not in result.stderr, result.stderr
+        last = json_lines(result.stderr)[-1]
+        assert f"directory {target.parent} does not exist" in last["error"]
+
+
+def test_a_file_source_waits_instead_of_dropping(tmp_path):
+    """Export queues far smaller than the file: the reader is held back, nothing is dropped."""
+    n = 1500
+    recording = tmp_path / "events.jsonl"
+    recording.write_bytes(b"".join(encode_event(sample(i)) + b"\n" for i in range(n)))
+    out = tmp_path / "out.otlp.jsonl"
+    result = provex(
+        "replay", str(recording), "--schema", "ecs", "--output", str(out),
+        "--set", "output.otlp.queue_size=8", "--set", "output.otlp.alert_queue_size=2",
+        "--set", "output.otlp.batch_size=4", "--set", "correlate.default_rules=false",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert b"dropped" not in result.stderr
+    records = 0
+    for line in out.read_bytes().splitlines():
+        for rl in json.loads(line)["resourceLogs"]:
+            records += sum(len(sl["logRecords"]) for sl in rl["scopeLogs"])
+    assert records == n
+    (finished,) = [d for d in json_lines(result.stderr) if d["msg"] == "replay finished"]
+    assert finished["events"] == n and finished["skipped"] == 0
+
+
+def test_progress_on_a_terminal_only(tmp_path):
+    recording = tmp_path / "events.jsonl"
+    recording.write_bytes(b"".join(encode_event(sample(i)) + b"\n" for i in range(3000)))
+    # Not a terminal (a pipe): no progress, only JSON lines.
+    piped = provex("replay", str(recording), "--output", str(tmp_path / "a.jsonl"))
+    assert piped.returncode == 0 and b"\r" not in piped.stderr
+    json_lines(piped.stderr)
+    # A terminal: the status line, kept out of the way of the log lines.
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "replay", str(recording), "--output", str(tmp_path / "b.jsonl")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal, cwd=REPO,
+        )  # fmt: skip
+        os.close(terminal)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal closed: the process is gone
+                break
+            if not chunk:
+                break
+            seen += chunk
+        assert process.wait() == 0
+    finally:
+        os.close(controller)
+    assert b"replay: 3,000/3,000 events (100%)" in seen
+    # Every log line still parses once the status line's control sequences are taken out.
+    text = seen.replace(b"\r\n", b"\n").replace(b"\x1b[K", b"")
+    for line in text.split(b"\n"):
+        line = line.split(b"\r")[-1].strip()
+        if line and not line.startswith(b"replay:"):
+            json.loads(line)
+
+
+def test_progress_text():
+    shown: list[str] = []
+    now = [0.0]
+    progress = Progress(shown.append, total=10_000, interval_s=1.0, clock=lambda: now[0])
+    now[0] = 2.0
+    progress(5000)
+    now[0] = 2.5
+    progress(6000)  # within the interval: not shown
+    now[0] = 4.0
+    progress(10_000)
+    assert shown == [
+        "replay: 5,000/10,000 events (50%), 2,500 events/s",
+        "replay: 10,000/10,000 events (100%), 2,500 events/s",
+    ]
+    assert Progress(shown.append, total=None).text(42, 2.0) == "replay: 42 events, 21 events/s"
