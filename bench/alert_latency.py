@@ -52,6 +52,12 @@ def main() -> int:
     parser.add_argument("--alerts", type=int, default=300)
     parser.add_argument("--gap-ms", type=float, default=20, help="pause between decisive syscalls")
     parser.add_argument("--protocol", choices=["grpc", "http/protobuf"], default="grpc")
+    parser.add_argument(
+        "--load",
+        type=int,
+        default=5000,
+        help="raw events per second from another container meanwhile, every one exported (0: none)",
+    )
     args = parser.parse_args()
 
     receiver = OtlpReceiver(args.protocol).start()
@@ -63,8 +69,24 @@ def main() -> int:
         command="run",
     )
     runtime = Runc(workdir / "runc")
+    load = None
     try:
         gap = args.gap_ms / 1000
+        if args.load:  # a busy neighbour: monitored opens, each one a raw event over OTLP
+            seconds = args.alerts * (gap + 0.01) + 30
+            load = runtime.start(
+                ContainerSpec(
+                    [
+                        "/bin/sysprobe",
+                        "flood",
+                        "/etc/hostname",
+                        str(int(args.load * seconds)),
+                        str(args.load),
+                    ],
+                    name="load",
+                )
+            )
+            time.sleep(1.0)
         script = f"i=0; while [ $i -lt {args.alerts} ]; do sysprobe unshare {CLONE_NEWUSER} >/dev/null; sleep {gap}; i=$((i+1)); done"
         run = runtime.run(
             ContainerSpec(["/bin/sh", "-c", script], name="latency", privileged=True),
@@ -84,6 +106,8 @@ def main() -> int:
             elif body.get("event", {}).get("action") == "unshare":
                 events.append(latency_ms)
     finally:
+        if load is not None:
+            load.stop()
         agent.stop()
         receiver.stop()
         runtime.close()
@@ -91,6 +115,7 @@ def main() -> int:
         "benchmark": "alert_latency",
         "path": "decisive syscall (kernel timestamp) -> OTLP receiver (wall clock on arrival)",
         "protocol": args.protocol,
+        "raw_event_load_per_s": args.load,
         "alerts_expected": args.alerts,
         "alert_path": percentiles(alerts),
         "baseline_batched_event_path": percentiles(events),

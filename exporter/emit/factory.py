@@ -206,4 +206,12 @@ def build_sink(
         **common,
     )
     resource = build_resource(node_name, cluster_name, hostname, resource_attrs)
-    return OtlpSink(mapper, resource, alerts, events, raw_events=config.raw_events)
+    return OtlpSink(
+        mapper,
+        resource,
+        alerts,
+        events,
+        raw_events=config.raw_events,
+        raw_queue_size=otlp.queue_size,
+        drop_warning_interval_s=otlp.drop_warning_interval_s,
+    )

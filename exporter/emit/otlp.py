@@ -19,6 +19,7 @@ from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 
+from exporter.emit.deferred import DeferredEvents
 from exporter.emit.jsonlines import printable
 from exporter.emit.metrics import MAP_SKIPPED, OUTPUT_ESCAPED
 from exporter.emit.processor import DropReporter, ExportQueueProcessor
@@ -125,6 +126,8 @@ class OtlpSink:
         alert_processor: LogRecordProcessor,
         event_processor: LogRecordProcessor,
         raw_events: bool = True,
+        raw_queue_size: int = 20000,
+        drop_warning_interval_s: float = 10.0,
     ) -> None:
         self.mapper = mapper
         self.schema = mapper.schema
@@ -138,10 +141,18 @@ class OtlpSink:
         version = mapper.agent["version"]
         self._alerts = self.provider.get_logger(ALERT_SCOPE, version, attributes=scope_attrs)
         self._events = self.provider.get_logger(EVENT_SCOPE, version, attributes=scope_attrs)
+        # Raw events are mapped on a thread of their own: never ahead of an alert.
+        self._deferred = (
+            DeferredEvents(self._emit_event, raw_queue_size, DropReporter("events", drop_warning_interval_s))
+            if raw_events
+            else None
+        )
 
     def emit_event(self, event: Event) -> None:
-        if not self.raw_events:
-            return
+        if self._deferred is not None:
+            self._deferred.put(event)
+
+    def _emit_event(self, event: Event) -> None:
         self._emit(self._events, event, event.ts_ns, (SeverityNumber.INFO, "info"))
 
     def emit_alert(self, alert: Alert) -> None:
@@ -176,14 +187,20 @@ class OtlpSink:
         """The source can wait (a replayed file): a full export queue holds the caller
         back instead of dropping the oldest record."""
         self._processors.set_wait_when_full(True)
+        if self._deferred is not None:
+            self._deferred.wait_when_full = True
 
     def batch_done(self) -> None:
         pass  # the export queues ship on their own schedule; never wait on the collector here
 
     def flush(self, timeout_s: float = 10.0) -> None:
+        if self._deferred is not None:
+            self._deferred.wait_empty(timeout_s)
         self.provider.force_flush(int(timeout_s * 1000))
 
     def close(self, timeout_s: float = 5.0) -> None:
         # Bounded: a dead collector must not hold the agent's shutdown.
+        if self._deferred is not None:
+            self._deferred.stop(timeout_s)
         self.provider.force_flush(int(timeout_s * 1000))
         self.provider.shutdown()
