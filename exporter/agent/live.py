@@ -173,7 +173,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 config, enrich=True, correlate=False, sink=JsonLinesSink(args.output, alerts=False)
             )
         else:
-            stages = build_stages(config, enrich=True, correlate=True)
+            stages = build_stages(config, enrich=True, correlate=True, raw_in_child=True)
     except (StartupError, OutputError) as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         probes.close()

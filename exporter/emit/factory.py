@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import requests
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.resources import Resource
@@ -20,6 +21,7 @@ from exporter.emit.jsonlines import JsonLinesSink
 from exporter.emit.otlp import OtlpSink
 from exporter.emit.otlpjson import OtlpJsonLinesExporter
 from exporter.emit.processor import ExportQueueProcessor
+from exporter.emit.shipper import RawShipper, SplitSink
 from exporter.mapping import Mapper
 
 log = logging.getLogger("provex.emit")
@@ -153,14 +155,17 @@ def build_sink(
     resource_attrs: Mapping[str, str] | None = None,
     exporter: LogRecordExporter | None = None,
     inherit_env: bool = True,
-) -> JsonLinesSink | OtlpSink:
+    raw_in_child: bool = False,
+) -> JsonLinesSink | OtlpSink | SplitSink:
     """The Sink (exporter.agent.pipeline.Sink) for `output.*`.
 
     raw: JSON lines (the replay format); ecs/ocsf: mapped documents over OTLP,
     or as OTLP-JSON lines when no endpoint is configured. `inherit_env`: may an
     endpoint come from OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT (see exporter.config.output).
 
-    `exporter` replaces the transport (tests, benchmarks).
+    `exporter` replaces the transport (tests, benchmarks). `raw_in_child`: raw events to a
+    collector are mapped, encoded and exported by a child process (exporter.emit.shipper),
+    so that they never hold the agent's alert path.
     """
     try:
         plan = plan_output(config, inherit_env=inherit_env and exporter is None)
@@ -183,6 +188,17 @@ def build_sink(
             # One writer for both paths, so lines never interleave.
             alert_exporter = event_exporter = OtlpJsonLinesExporter(config.file)
         else:
+            if raw_in_child and config.raw_events:
+                alerts_only = msgspec.structs.replace(config, raw_events=False)
+                alert_sink = build_sink(
+                    alerts_only,
+                    node_name=node_name,
+                    cluster_name=cluster_name,
+                    hostname=hostname,
+                    resource_attrs=resource_attrs,
+                    inherit_env=False,
+                )
+                return SplitSink(alert_sink, RawShipper(config, node_name, cluster_name))
             alert_exporter, event_exporter = make_exporter(target), make_exporter(target)
     common = {
         "max_attempts": otlp.max_attempts,
