@@ -69,9 +69,11 @@ def _containers(n: int) -> list[ContainerInfo]:
     return out
 
 
-def generate(n: int, step_ns: int = 10_000_000, seed: int = 7) -> Iterator[Event]:
+def generate(n: int, step_ns: int = 10_000_000, seed: int = 7, context: bool = False) -> Iterator[Event]:
     """A deterministic mix: opens 55 %, connects 15 %, exec 8 %, fork 8 %, exit 7 %, rest rare syscalls,
-    with a scan burst, a token chain and a download-and-execute chain injected now and then."""
+    with a scan burst, a token chain and a download-and-execute chain injected now and then.
+    `context`: a fifth of the opens become relative paths, chdir, dup2 onto stdout and links
+    (the provenance graph's context work; the classic mix is what earlier runs measured)."""
     rng = random.Random(seed)
     containers = _containers(50)
     procs = {pid: ProcessInfo(pid=pid, exe=rng.choice(EXECS), ppid=pid - 1) for pid in range(1000, 3000)}
@@ -101,6 +103,9 @@ def generate(n: int, step_ns: int = 10_000_000, seed: int = 7) -> Iterator[Event
             )
             continue
         r = rng.random()
+        if context and r < 0.11:
+            yield _context_event(rng, base)
+            continue
         if r < 0.55:
             write = rng.random() < 0.1
             path = f"/tmp/f{rng.randrange(5000)}" if write else rng.choice(READS)
@@ -137,6 +142,26 @@ def generate(n: int, step_ns: int = 10_000_000, seed: int = 7) -> Iterator[Event
             )
 
 
+def _context_event(rng: random.Random, base: dict) -> Event:
+    """Relative opens, chdir, dup2 onto stdout, symlinks: the context the graph keeps per process."""
+    r = rng.random()
+    if r < 0.6:
+        path = rng.choice(["conf/app.yaml", "../data/db", "./cache/x", "log.txt"])
+        return Event(type=EventType.OPEN, syscall="openat", path=path, dirfd=-100, ret=4, **base)
+    if r < 0.8:
+        path = rng.choice(["/srv/app", "/tmp", "..", "work"])
+        return Event(type=EventType.CHDIR, syscall="chdir", path=path, **base)
+    if r < 0.95:
+        return Event(type=EventType.DUP, syscall="dup2", fd=3, ret=1, **base)
+    return Event(
+        type=EventType.LINK,
+        syscall="symlink",
+        source="/etc/hosts",
+        path=f"/tmp/l{rng.randrange(500)}",
+        **base,
+    )
+
+
 def _rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -153,13 +178,16 @@ def main() -> None:
     ap.add_argument("--window-s", type=float, default=defaults.window_s)
     ap.add_argument("--max-nodes", type=int, default=defaults.max_nodes)
     ap.add_argument("--max-edges", type=int, default=defaults.max_edges)
+    ap.add_argument(
+        "--context-mix", action="store_true", help="add relative opens, chdir, dup2 and links to the mix"
+    )
     args = ap.parse_args()
     n = args.events
     step_ns = args.step_us * 1000
 
     start = time.perf_counter()
     count = 0
-    for _ in generate(n, step_ns):
+    for _ in generate(n, step_ns, context=args.context_mix):
         count += 1
     baseline_s = time.perf_counter() - start
 
@@ -170,7 +198,7 @@ def main() -> None:
     alerts = 0
     rss_start = _rss_mb()
     start = time.perf_counter()
-    for i, ev in enumerate(generate(n, step_ns), 1):
+    for i, ev in enumerate(generate(n, step_ns, context=args.context_mix), 1):
         alerts += len(correlator.process(ev))
         if i % every == 0:
             nodes, edges = correlator.graph.size
@@ -191,6 +219,7 @@ def main() -> None:
         json.dumps(
             {
                 "events": n,
+                "mix": "context" if args.context_mix else "classic",
                 "event_time_span_s": n * step_ns / 1e9,
                 "config": {
                     "window_s": config.window_s,

@@ -203,8 +203,26 @@ def score_benign(outcomes: list[Outcome], events_of: Any) -> dict[str, Any]:
     }
 
 
+def _alert_sample(o: Outcome, a: Any) -> dict[str, Any]:
+    """What an unexpected alert was about, from its document."""
+    return {
+        "scenario": o.scenario.name,
+        "trial": o.run.prepared.trial,
+        "pod": o.run.prepared.pod_name,
+        "rule": a.rule_title,
+        "alert_pod": a.pod_name,
+        "syscall": dig(a.doc, "event.action") if a.doc else None,
+        "process": dig(a.doc, "process.name") if a.doc else None,
+        "executable": dig(a.doc, "process.executable") if a.doc else None,
+        "parent": dig(a.doc, "process.parent.executable") if a.doc else None,
+        "late": dig(a.doc, "labels.provex_enrichment") if a.doc else None,
+        "decisive_after_trial_end_ms": round((a.decisive_ts_ns - o.run.ended_ns) / 1e6, 3),
+        "decisive_after_trial_start_ms": round((a.decisive_ts_ns - o.run.started_ns) / 1e6, 3),
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    library = load_library()
+    library = load_library(args.library or None)
     scenarios = [s for s in library if not args.scenario or s.name in args.scenario]
     missing = set(args.scenario or []) - {s.name for s in library}
     if missing:
@@ -281,24 +299,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             | {"class": v[0].scenario.klass, "rule": v[0].scenario.rule}
             for k, v in sorted(by_scenario.items(), key=lambda kv: (kv[1][0].scenario.klass, kv[0]))
         },
-        "other_rule_alert_samples": [
-            {
-                "scenario": o.scenario.name,
-                "trial": o.run.prepared.trial,
-                "pod": o.run.prepared.pod_name,
-                "rule": a.rule_title,
-                "alert_pod": a.pod_name,
-                "syscall": dig(a.doc, "event.action") if a.doc else None,
-                "process": dig(a.doc, "process.name") if a.doc else None,
-                "executable": dig(a.doc, "process.executable") if a.doc else None,
-                "parent": dig(a.doc, "process.parent.executable") if a.doc else None,
-                "late": dig(a.doc, "labels.provex_enrichment") if a.doc else None,
-                "decisive_after_trial_end_ms": round((a.decisive_ts_ns - o.run.ended_ns) / 1e6, 3),
-                "decisive_after_trial_start_ms": round((a.decisive_ts_ns - o.run.started_ns) / 1e6, 3),
-            }
-            for o in attacks
-            for a in o.wrong_alerts()
-        ][:10],
+        "other_rule_alert_samples": [_alert_sample(o, a) for o in attacks for a in o.wrong_alerts()][:10],
+        "false_positive_samples": [_alert_sample(o, a) for o in benign for a in o.alerts][:10],
         "error_samples": [
             {"scenario": o.scenario.name, "exit": o.run.returncode, "stderr": o.run.stderr[-300:]}
             for o in outcomes
@@ -406,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=20, help="trials per scenario (20)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the interleaving (7)")
     parser.add_argument("--scenario", action="append", help="only this scenario (repeatable)")
+    parser.add_argument(
+        "--library",
+        action="append",
+        help="scenario file instead of the shipped library (repeatable; e.g. bench/variants/heldout.yaml)",
+    )
     parser.add_argument("--settle", type=float, default=10.0, help="seconds to wait for late alerts (10)")
     parser.add_argument("--out", default=str(REPO / "out" / "eval"), help="output directory (out/eval)")
     parser.add_argument("--agent-arg", action="append", default=[], help="extra agent argument (repeatable)")

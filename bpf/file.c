@@ -9,9 +9,17 @@ static __always_inline int open_enter(u16 sc, s32 dirfd, const char *filename, u
     u64 cg;
     if (!enter_filter(sc, &cg))
         return 0;
-    if (!path_interesting(filename, flags)) {
+    u8 interest = path_interest(filename, flags);
+    if (!interest) {
         count(sc, CTR_FILTERED_PATH);
         return 0;
+    }
+    /* Reads are what floods are made of; writes, sensitive paths and the rest of
+     * the probes share the per-cgroup event budget or none. */
+    if (interest != PATH_SENSITIVE) {
+        int read = !(flags & PROVEX_O_WRITE_MASK);
+        if (!admitted(sc, cg, read ? FLOOD_READS : FLOOD_EVENTS, read && interest != PATH_LEARNED))
+            return 0;
     }
     u32 zero = 0;
     struct open_ev *e = scratch_open.lookup(&zero);
@@ -40,12 +48,14 @@ static __always_inline int open_exit(long ret)
     if (e->path[0] == 0) {
         e->path_len = reread_if_empty(e->path, sizeof(e->path), e->user_path);
         /* the entry check could not see the path; apply it now */
-        if (e->path[0] == '/' && !path_interesting((const char *)e->user_path, e->flags)) {
+        if (e->path[0] == '/' && !path_interest((const char *)e->user_path, e->flags)) {
             count(e->h.sc, CTR_FILTERED_PATH);
             pending_open.delete(&tid);
             return 0;
         }
     }
+    if (ret >= 0 && (e->flags & PROVEX_O_WRITE_MASK))
+        learn_name(e->path, e->path_len);
     emit(e, BOUNDED_SIZE(offsetof(struct open_ev, path) + e->path_len, sizeof(struct open_ev)), e->h.sc, T_OPEN);
     pending_open.delete(&tid);
     return 0;

@@ -7,7 +7,7 @@ BPF_HASH(pending_mount, u32, struct mount_ev, 4096);
 static __always_inline struct mount_ev *mount_begin(u16 sc)
 {
     u64 cg;
-    if (!enter_filter(sc, &cg))
+    if (!enter_filter(sc, &cg) || !admitted(sc, cg, FLOOD_EVENTS, 0))
         return NULL;
     u32 zero = 0;
     struct mount_ev *e = scratch_mount.lookup(&zero);

@@ -6,7 +6,7 @@ BPF_HASH(pending_ns, u32, struct ns_ev, 4096);
 static __always_inline int ns_enter(u16 sc, s32 fd, u64 nstype)
 {
     u64 cg;
-    if (!enter_filter(sc, &cg))
+    if (!enter_filter(sc, &cg) || !admitted(sc, cg, FLOOD_EVENTS, 0))
         return 0;
     struct ns_ev e = {};
     fill_hdr(&e.h, sc, sizeof(e), cg);

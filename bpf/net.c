@@ -18,6 +18,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect)
         count(SC_CONNECT, CTR_FILTERED_OTHER); /* netlink, packet, vsock, ... */
         return 0;
     }
+    if (!admitted(SC_CONNECT, cg, FLOOD_EVENTS, 0))
+        return 0;
     struct connect_ev e = {};
     fill_hdr(&e.h, SC_CONNECT, sizeof(e), cg);
     e.fd = args->fd;

@@ -10,7 +10,7 @@ static __always_inline int exec_enter(u16 sc, s32 dirfd, const char *filename,
                                       const char *const *argv, u32 flags)
 {
     u64 cg;
-    if (!enter_filter(sc, &cg))
+    if (!enter_filter(sc, &cg) || !admitted(sc, cg, FLOOD_EVENTS, 0))
         return 0;
     u32 zero = 0;
     struct exec_ev *e = scratch_exec.lookup(&zero);
@@ -110,6 +110,8 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
         count(SC_FORK, CTR_FILTERED_OTHER); /* a thread, not a process */
         return 0;
     }
+    if (!admitted(SC_FORK, cg, FLOOD_EVENTS, 0))
+        return 0;
     struct proc_ev e = {};
     fill_hdr(&e.h, SC_FORK, sizeof(e), cg);
     e.child_pid = args->child_pid;
@@ -127,6 +129,8 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         count(SC_EXIT, CTR_FILTERED_OTHER); /* a thread ending, not the process */
         return 0;
     }
+    if (!admitted(SC_EXIT, cg, FLOOD_EVENTS, 0))
+        return 0;
     struct proc_ev e = {};
     fill_hdr(&e.h, SC_EXIT, sizeof(e), cg);
     emit(&e, sizeof(e), SC_EXIT, T_EXIT);

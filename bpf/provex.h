@@ -7,11 +7,14 @@
  *
  * The loader (exporter/probes/loader.py) defines, with -D:
  *   SC_<NAME>       one id per syscall or kernel event (the decode table's index)
+ *   CTR_<NAME>      counter slots; T_<TYPE> event type bits (both from layout.py)
  *   NSC             number of ids; NCTR number of counters per id
  *   PATH_MAX_LEN, ARGV_MAX, ARG_LEN, LPM_LEN
  *   MONITOR_ALL     report every cgroup (otherwise only monitored ones)
  *   PATH_FILTER     apply the open-family path prefix filter
  *   SEND_WRITES     open-family writes/creates always cross
+ *   FLOOD_CONTROL   per-cgroup budgets: READ_INTERVAL_NS, READ_TOLERANCE_NS (reads of
+ *                   non-sensitive paths), EVENT_INTERVAL_NS, EVENT_TOLERANCE_NS (the rest)
  *   WAKEUP_MASK     bit per event type: wake the consumer at once
  *   WAKEUP_BYTES    otherwise wake once a CPU has queued this many bytes
  *   HAVE_<TRACEPOINT> for tracepoints that exist on this kernel
@@ -30,28 +33,16 @@
  */
 #include <uapi/linux/ptrace.h>
 
-#define CTR_SEEN 0
-#define CTR_FILTERED_CGROUP 1
-#define CTR_FILTERED_PATH 2
-#define CTR_FILTERED_OTHER 3
-#define CTR_EMITTED 4
-#define CTR_LOST_RINGBUF 5
-#define CTR_LOST_PENDING 6
-
-#define T_EXEC (1 << 0)
-#define T_OPEN (1 << 1)
-#define T_MOUNT (1 << 2)
-#define T_SETNS (1 << 3)
-#define T_UNSHARE (1 << 4)
-#define T_CONNECT (1 << 5)
-#define T_FORK (1 << 6)
-#define T_EXIT (1 << 7)
-#define T_CONTROL (1 << 8)
+/* CTR_* (counter slots), T_* (event type bits, T_CONTROL for control records)
+ * and SC_* come from the loader as -D defines, generated from
+ * exporter/probes/layout.py, so C and Python cannot disagree. */
 
 #define BPF_RB_NO_WAKEUP_FLAG 1
 #define BPF_RB_FORCE_WAKEUP_FLAG 2
 
 #define PROVEX_AT_FDCWD -100
+#define PROVEX_O_DIRECTORY 0200000
+#define PROVEX_O_PATH 010000000
 #define PROVEX_O_WRITE_MASK (01 | 02 | 0100 | 01000) /* O_WRONLY|O_RDWR|O_CREAT|O_TRUNC */
 #define PROVEX_CLONE_THREAD 0x00010000
 
@@ -87,6 +78,20 @@ struct open_ev {
     u32 path_len; /* bytes of path, with its NUL */
     u64 user_path; /* the caller's pointer, to read again at exit if entry could not */
     char path[PATH_MAX_LEN];
+};
+
+/* Names a process creates or moves: symlink (old = the link's content), link
+ * and rename (old = the existing name, through olddirfd). */
+struct link_ev {
+    struct event_hdr h;
+    s32 olddirfd;
+    s32 newdirfd;
+    u32 flags;
+    u32 new_len; /* bytes of newpath, with its NUL */
+    u64 user_old;
+    u64 user_new;
+    char oldpath[PATH_MAX_LEN];
+    char newpath[PATH_MAX_LEN];
 };
 
 struct exec_ev {
@@ -129,6 +134,15 @@ struct connect_ev {
     u32 pad;
 };
 
+/* dup2/dup3 onto a standard stream: what a process's stdin/stdout/stderr now name. */
+struct dup_ev {
+    struct event_hdr h;
+    s32 oldfd;
+    s32 newfd;
+    u32 flags;
+    u32 pad;
+};
+
 struct proc_ev {
     struct event_hdr h;
     u32 child_pid;
@@ -157,7 +171,36 @@ BPF_HASH(monitored_cgroups, u64, u8, 65536);
  * (a plain hash: cheaper than LRU on every lookup; when full, verdicts are just
  * computed again) */
 BPF_HASH(verdicts, u64, u8, 16384);
-BPF_LPM_TRIE(path_prefixes, struct lpm_key, u8, 1024);
+/* Value 1: a configured prefix or a host mount (set by the agent); value 2: a
+ * name the workload wrote, linked or renamed (set here, pruned by the agent);
+ * value 3: a sensitive path (a secret, or one reached through a host mount),
+ * never sampled away by the flood budget. */
+BPF_LPM_TRIE(path_prefixes, struct lpm_key, u8, LPM_ENTRIES);
+#define PATH_LEARNED 2
+#define PATH_SENSITIVE 3
+
+/* Fairness: one container's flood must not fill the ring for everyone (and an
+ * attacker must not be able to make noise first to go unseen). Each cgroup has
+ * two budgets, kept as GCRA theoretical arrival times: reads of non-sensitive
+ * paths (FLOOD_READS), and every other event (FLOOD_EVENTS). Past its budget an
+ * event is sampled away in the kernel, counted per syscall (CTR_SAMPLED) and per
+ * cgroup (sampled_by_cgroup) so the agent can name the flooding container.
+ * Control records, writes of reads' class and sensitive paths are never
+ * sampled; the ring keeps one order, which the provenance graph needs. */
+#define FLOOD_READS 0
+#define FLOOD_EVENTS 1
+struct budget {
+    u64 tat[2];
+};
+BPF_HASH(budgets, u64, struct budget, 16384);
+BPF_HASH(sampled_by_cgroup, u64, u64, 16384);
+/* Set by the agent while it lags behind the ring (its oldest record waited too
+ * long): reads of configured prefixes within their budget are shed too (counted
+ * as CTR_SHED, not held against the container), so the ring empties and
+ * decisive events stop queueing behind bulk ones. Reads of sensitive paths and
+ * of names the workload wrote or linked (a download read by sed, a link read
+ * by cat: provenance) are never shed. */
+BPF_ARRAY(pressure, u32, 1);
 
 static __always_inline void count(u32 sc, u32 ctr)
 {
@@ -229,6 +272,50 @@ static __always_inline int enter_filter(u16 sc, u64 *cg)
     return 1;
 }
 
+/* Within the cgroup's budget for this class? (Approximate under races between
+ * CPUs of one cgroup: a few events more or less, never a lost count.) */
+static __always_inline int admitted(u16 sc, u64 cg, u32 class, int sheddable)
+{
+#ifdef FLOOD_CONTROL
+    struct budget *b = budgets.lookup(&cg);
+    if (!b) {
+        struct budget fresh = {};
+        budgets.insert(&cg, &fresh);
+        b = budgets.lookup(&cg);
+        if (!b)
+            return 1; /* the table is full: no budget rather than no events */
+    }
+    u64 now = bpf_ktime_get_boot_ns();
+    u64 interval = class == FLOOD_READS ? READ_INTERVAL_NS : EVENT_INTERVAL_NS;
+    u64 tolerance = class == FLOOD_READS ? READ_TOLERANCE_NS : EVENT_TOLERANCE_NS;
+    u32 slot = class & 1;
+    u64 tat = b->tat[slot];
+    if (tat < now)
+        tat = now;
+    if (tat - now > tolerance) {
+        count(sc, CTR_SAMPLED);
+        u64 *n = sampled_by_cgroup.lookup(&cg);
+        if (n) {
+            __sync_fetch_and_add(n, 1);
+        } else {
+            u64 one = 1;
+            sampled_by_cgroup.update(&cg, &one);
+        }
+        return 0;
+    }
+    b->tat[slot] = tat + interval;
+    if (sheddable) {
+        u32 zero = 0;
+        u32 *behind = pressure.lookup(&zero);
+        if (behind && *behind) {
+            count(sc, CTR_SHED);
+            return 0;
+        }
+    }
+#endif
+    return 1;
+}
+
 /* Copy a finished record into the ring buffer. Decisive types wake the
  * consumer at once; the rest are batched until this CPU has WAKEUP_BYTES
  * queued or the consumer's drain interval passes (each wakeup costs the
@@ -267,23 +354,52 @@ static __always_inline u32 reread_if_empty(char *path, u32 size, u64 user_path)
     return n > 0 ? n : 0;
 }
 
-/* Does an open-family path cross to user space? Decided on the first
- * LPM_LEN bytes, read straight into the trie key, before the full path is
- * copied, so a filtered call never pays for the long copy. */
-static __always_inline int path_interesting(const char *user_path, u64 flags)
+/* Does an open-family path cross to user space, and how? 0: no; 1: yes;
+ * PATH_SENSITIVE: yes, and never sampled. Decided on the first LPM_LEN bytes,
+ * read straight into the trie key, before the full path is copied, so a
+ * filtered call never pays for the long copy. */
+static __always_inline u8 path_interest(const char *user_path, u64 flags)
 {
-#ifdef SEND_WRITES
-    if (flags & PROVEX_O_WRITE_MASK)
-        return 1;
-#endif
 #ifdef PATH_FILTER
     struct lpm_key key = {};
     key.prefixlen = LPM_LEN * 8;
     bpf_probe_read_user_str(key.path, sizeof(key.path), user_path);
     if (key.path[0] != '/')
         return 1; /* relative: the kernel cannot judge it, user space can */
-    return path_prefixes.lookup(&key) != NULL;
+    u8 *value = path_prefixes.lookup(&key);
+    if (value && (*value == PATH_SENSITIVE || *value == PATH_LEARNED))
+        return *value;
+#ifdef SEND_WRITES
+    if (flags & PROVEX_O_WRITE_MASK)
+        return 1;
+#endif
+    /* A directory opened for its fd: a later openat/execveat/fchdir resolves
+     * through it, so user space must know what it names. */
+    if (flags & (PROVEX_O_DIRECTORY | PROVEX_O_PATH))
+        return 1;
+    return value ? 1 : 0;
 #else
     return 1;
+#endif
+}
+
+/* A name the workload just wrote, linked or renamed: let later reads of it
+ * cross the path filter, so a file's provenance (downloaded, then copied,
+ * then read through a link) is not cut by the filter. Done here, not by the
+ * agent, because the read often follows within a millisecond. NOEXIST keeps
+ * configured prefixes as they are; the agent prunes the oldest learned ones. */
+static __always_inline void learn_name(const char *path, u32 len)
+{
+#ifdef PATH_FILTER
+    if (len < 2 || path[0] != '/')
+        return;
+    struct lpm_key key = {};
+    u32 n = len - 1;
+    if (n > LPM_LEN)
+        n = LPM_LEN;
+    key.prefixlen = n * 8;
+    __builtin_memcpy(key.path, path, LPM_LEN);
+    u8 learned = 2;
+    path_prefixes.insert(&key, &learned);
 #endif
 }

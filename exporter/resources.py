@@ -18,3 +18,9 @@ def data_dir(name: str) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"provex data directory {name!r} is missing from this installation")
+
+
+def sample_recording() -> Path:
+    """The recording `provex replay` plays when given no file (a few hundred events of
+    benign workloads and one token-exfiltration chain; see scripts/record-sample.py)."""
+    return _PACKAGE / "samples" / "recording.jsonl"

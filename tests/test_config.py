@@ -21,22 +21,22 @@ def test_unknown_key_is_refused_with_file_line_and_key(tmp_path):
     path = write(tmp_path, "probes:\n  ring_buffer_pages: 64\n  path_mx: 3\n")
     with pytest.raises(ConfigError) as err:
         load_config(path, environ={})
-    assert f"{path}:3" in str(err.value)
-    assert "probes.path_mx" in str(err.value)
-    assert "unknown field" in str(err.value)
+    assert str(err.value) == f"{path}:3: unknown key probes.path_mx; did you mean probes.path_max?"
 
 
 def test_wrong_type_is_refused_with_key_and_reason(tmp_path):
     path = write(tmp_path, "output:\n  schema: ecs\nprobes:\n  path_max: lots\n")
     with pytest.raises(ConfigError) as err:
         load_config(path, environ={})
-    assert f"{path}:4" in str(err.value)
-    assert "probes.path_max" in str(err.value) and "Expected `int`" in str(err.value)
+    assert str(err.value) == f"{path}:4: key probes.path_max: 'lots' is not allowed; expected an integer"
 
 
 def test_bad_enum_value(tmp_path):
     path = write(tmp_path, "output:\n  schema: xml\n")
-    with pytest.raises(ConfigError, match=r"provex.yaml:2: key output.schema: Invalid enum value 'xml'"):
+    expected = (
+        r"provex.yaml:2: key output.schema: 'xml' is not allowed; expected one of: auto, raw, ecs, ocsf"
+    )
+    with pytest.raises(ConfigError, match=expected):
         load_config(path, environ={})
 
 

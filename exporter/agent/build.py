@@ -28,20 +28,33 @@ class Stages:
             part()
 
 
-def build_stages(config: Config, *, enrich: bool, correlate: bool, sink: Sink | None = None) -> Stages:
-    """Enricher (started), correlator and sink for a command."""
+def build_stages(
+    config: Config,
+    *,
+    enrich: bool,
+    correlate: bool,
+    sink: Sink | None = None,
+    inherit_otlp_env: bool = True,
+) -> Stages:
+    """Enricher (started), correlator and sink for a command (`correlate=False`: the
+    provenance graph without rules). `inherit_otlp_env`: may the OTLP endpoint come from
+    OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT (not for a replay)."""
+    from exporter.correlate.engine import Correlator, build_correlator
     from exporter.correlate.errors import RulesError
+    from exporter.correlate.loader import RuleSet
     from exporter.emit.factory import build_sink
     from exporter.enrich.factory import build_enricher
 
-    correlator = None
     if correlate:
-        from exporter.correlate.engine import build_correlator
-
         try:
             correlator = build_correlator(config.correlate)
         except RulesError as exc:
             raise StartupError(str(exc)) from None
+        _log_rule_notes(correlator.ruleset)
+    else:
+        # No rules, but the provenance graph still resolves every path: a recording carries
+        # what the graph knew, and replaying it gives the same stream back.
+        correlator = Correlator(RuleSet([], [], []), config.correlate)
     closers = []
     enricher = None
     if enrich:
@@ -54,10 +67,28 @@ def build_stages(config: Config, *, enrich: bool, correlate: bool, sink: Sink | 
     if sink is None:
         try:
             sink = build_sink(
-                config.output, node_name=config.enrich.node_name, cluster_name=config.enrich.cluster_name
+                config.output,
+                node_name=config.enrich.node_name,
+                cluster_name=config.enrich.cluster_name,
+                inherit_env=inherit_otlp_env,
             )
         except ValueError as exc:
             raise StartupError(f"output: {exc}") from None
     closers.insert(0, sink.close)  # closed last: what the others flush still goes out
     pipeline = Pipeline(sink, enricher=enricher, correlator=correlator, emit_events=config.output.raw_events)
     return Stages(pipeline, sink, enricher, closers)
+
+
+def _log_rule_notes(ruleset: Any) -> None:
+    """One line each for skipped rules and tag warnings, counted by cause
+    (`provex rules lint` lists them one by one)."""
+    for kind, items in (("rules skipped: not evaluable here", ruleset.skipped),
+                        ("rule warnings", ruleset.warnings)):  # fmt: skip
+        if items:
+            causes: dict[str, int] = {}
+            for item in items:
+                causes[item.cause] = causes.get(item.cause, 0) + 1
+            log.warning(
+                kind,
+                extra={"fields": {"count": len(items), "by_cause": causes, "first": str(items[0])}},
+            )

@@ -37,7 +37,7 @@ def replay(args: argparse.Namespace, config: Config) -> int:
         return EXIT_BAD_INPUT
     try:
         # Events replay as recorded: no enrichment from this host.
-        stages = build_stages(config, enrich=False, correlate=True)
+        stages = build_stages(config, enrich=False, correlate=True, inherit_otlp_env=False)
     except StartupError as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         return EXIT_BAD_INPUT

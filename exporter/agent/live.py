@@ -13,23 +13,29 @@ import logging
 import signal
 import threading
 import time
+from collections import OrderedDict
 
 from prometheus_client import Gauge
 
-from exporter.agent.build import StartupError, build_stages
-from exporter.agent.health import HealthState, serve
+from exporter.agent.build import Stages, StartupError, build_stages
+from exporter.agent.flood import FloodReporter, Pressure
+from exporter.agent.health import ExportCheck, HealthState, serve
 from exporter.agent.losses import KernelLossReporter, Ledger
 from exporter.config import Config
-from exporter.emit.jsonlines import JsonLinesSink, OutputError
+from exporter.emit.jsonlines import JsonLinesSink, OutputFileError
+from exporter.emit.otlp import OtlpSink
 from exporter.metrics import REGISTRY
-from exporter.model import Event
+from exporter.model import Event, EventType
+from exporter.model.linux import WRITE_FLAGS
 from exporter.probes import metrics as probe_metrics
-from exporter.probes.loader import ProbeError, Probes
+from exporter.probes.loader import LEARNED_NAMES_MAX, ProbeError, Probes
 from exporter.source.live import LiveSource
 
 log = logging.getLogger("provex.agent")
 
-SWEEP_INTERVAL_S = 30.0  # orphaned enter records are rare; a slow sweep is enough
+SWEEP_INTERVAL_S = 30.0
+FLOOD_REPORT_S = 1.0  # how often flooding containers are named (one line each per interval)
+SHUTDOWN_DRAINS = 64  # orphaned enter records are rare; a slow sweep is enough
 
 BATCH_SIZE = Gauge(
     "provex_batch_events", "Events in the last batch drained from the ring buffer", registry=REGISTRY
@@ -39,7 +45,9 @@ BATCH_SIZE = Gauge(
 class HostMountPrefixes:
     """Widen the kernel's open-path filter to each container's host mounts as
     enrichment learns them: a read through a hostPath mounted at /data must
-    cross even though /data is no default prefix."""
+    cross even though /data is no default prefix. Where a mount reaches a
+    sensitive host path (probes.sensitive_paths), its path in the container is
+    marked sensitive too, so a flood cannot sample a read of it away."""
 
     def __init__(self, probes: Probes) -> None:
         self.probes = probes
@@ -50,9 +58,61 @@ class HostMountPrefixes:
             return
         for mount in event.container.host_mounts:
             prefix = mount.container_path.rstrip("/") + "/"
-            if prefix not in self.known:
-                self.known.add(prefix)
-                self.probes.add_path_prefix(prefix)
+            if prefix in self.known:
+                continue
+            self.known.add(prefix)
+            self.probes.add_path_prefix(prefix)
+            for path in sensitive_in_mount(
+                mount.host_path, mount.container_path, self.probes.config.sensitive_paths
+            ):
+                self.probes.add_path_prefix(path, sensitive=True)
+
+
+def sensitive_in_mount(host: str, container: str, sensitive: list[str]) -> list[str]:
+    """The container paths through which a host mount (host -> container) reaches the
+    sensitive host paths: hostPath / at /host reaches /etc/shadow as /host/etc/shadow;
+    hostPath /root/.ssh at /keys is sensitive as a whole."""
+    host = host.rstrip("/") + "/"
+    container = container.rstrip("/")
+    out = []
+    for path in sensitive:
+        if path.startswith(host):
+            out.append(container + "/" + path[len(host) :])
+        elif host.startswith(path):
+            out.append(container + "/")
+    return out
+
+
+class LearnedNames:
+    """Keep the names the workload wrote, linked or renamed in the kernel's path filter,
+    bounded: the kernel adds each one spelled absolutely (bpf/provex.h: learn_name); this
+    adds the relatively spelled ones (resolved by the graph) and forgets the oldest past
+    LEARNED_NAMES_MAX, so the trie never fills."""
+
+    def __init__(self, probes: Probes, limit: int = LEARNED_NAMES_MAX) -> None:
+        self.probes = probes
+        self.limit = limit
+        self.names: OrderedDict[str, None] = OrderedDict()
+
+    def __call__(self, event: Event) -> None:
+        t = event.type
+        if t is EventType.OPEN:
+            if event.ret < 0 or not event.flags & WRITE_FLAGS:
+                return
+        elif t not in (EventType.LINK, EventType.RENAME) or event.ret != 0:
+            return
+        name = event.path
+        if not name.startswith("/"):
+            name = event.resolved_path
+            if not name:
+                return
+            self.probes.learn_name(name)
+        names = self.names
+        names[name] = None
+        names.move_to_end(name)
+        while len(names) > self.limit:
+            old, _ = names.popitem(last=False)
+            self.probes.forget_name(old)
 
 
 def tune_gc() -> None:
@@ -65,17 +125,39 @@ def tune_gc() -> None:
     gc.set_threshold(20000, 50, 50)
 
 
+def watch_dependencies(state: HealthState, stages: Stages) -> None:
+    """What /readyz reports as degraded: the API server's Pod watch, the collector."""
+    enricher = stages.enricher
+    if enricher is not None and getattr(enricher, "pods", None) is not None:
+        state.dependencies["apiserver"] = lambda: (
+            None if enricher.k8s_ready() else "no Pod watch: events carry container ids only"
+        )
+    if isinstance(stages.sink, OtlpSink):
+        state.dependencies["collector"] = ExportCheck()
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
 
-    state = HealthState()
-    server = serve(config.server.health_addr, state) if config.server.health_addr else None
+    state = HealthState(config.server.stall_after_s)
+    server = None
+    if config.server.health_addr:
+        try:
+            server = serve(config.server, state)
+        except (OSError, ValueError) as exc:
+            log.error(
+                "cannot serve /healthz, /readyz, /metrics",
+                extra={"fields": {"addr": config.server.health_addr, "error": str(exc)}},
+            )
+            return 2
     try:
         probes = Probes(config.probes)
     except (ProbeError, FileNotFoundError, PermissionError) as exc:
         log.error("cannot start the probes", extra={"fields": {"error": str(exc)}})
+        if server is not None:
+            server.shutdown()
         return 1
     probe_metrics.register(probes)
     ledger = Ledger()  # what this run loses, by cause: said at exit, and in the exit code
@@ -87,12 +169,17 @@ def run(args: argparse.Namespace, config: Config) -> int:
             )
         else:
             stages = build_stages(config, enrich=True, correlate=True)
-    except (StartupError, OutputError) as exc:
+    except (StartupError, OutputFileError) as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         probes.close()
+        if server is not None:
+            server.shutdown()
         return 2
+    watch_dependencies(state, stages)
     pipeline = stages.pipeline
     pipeline.observers.append(HostMountPrefixes(probes))
+    if config.probes.open_path_prefixes:
+        pipeline.observers.append(LearnedNames(probes))
     # The kernel reports each new cgroup before its first event: teach enrichment its path.
     learn = stages.enricher.cgroups.remember if stages.enricher is not None else None
     source = LiveSource(probes, on_cgroup=learn)
@@ -102,23 +189,39 @@ def run(args: argparse.Namespace, config: Config) -> int:
     next_sweep = time.monotonic() + SWEEP_INTERVAL_S
     kernel_losses = KernelLossReporter(probes.counters)  # logged when they happen, once per interval
     log.info("agent running", extra={"fields": {"command": args.command}})
+    identify = stages.enricher.identity if stages.enricher is not None else (lambda _cgroup: None)
+    floods = FloodReporter(probes.sampled_by_cgroup, identify)
+    pressure = Pressure(probes.set_pressure)
+    next_report = time.monotonic() + FLOOD_REPORT_S
     try:
         while not stop.is_set():
+            state.beat()
             batch = source.poll()
+            pressure.update(source.lag_ns)  # before the work: the kernel tightens at once
             BATCH_SIZE.set(len(batch))
             now = time.time_ns()
             if batch:
                 pipeline.feed(batch, now)
-            else:
+            if not source.backlog:
                 pipeline.tick(now)
             kernel_losses.poll()
-            if time.monotonic() >= next_sweep:
+            mono = time.monotonic()
+            if mono >= next_report:
+                floods.report()
+                next_report = mono + FLOOD_REPORT_S
+            if mono >= next_sweep:
                 probes.sweep_pending()
-                next_sweep = time.monotonic() + SWEEP_INTERVAL_S
-            if deadline is not None and time.monotonic() >= deadline:
+                probes.sweep_budgets()
+                next_sweep = mono + SWEEP_INTERVAL_S
+            if deadline is not None and mono >= deadline:
                 break
-        # What the kernel queued before we stopped still goes out.
-        pipeline.feed(source.poll(0), time.time_ns())
+        # What the kernel queued before we stopped still goes out (bounded: a flood may go on).
+        for _ in range(SHUTDOWN_DRAINS):
+            batch = source.poll(0)
+            pipeline.feed(batch, time.time_ns())
+            if not source.backlog:
+                break
+        floods.report()
         pipeline.finish()
     finally:
         state.ready.clear()

@@ -59,8 +59,9 @@ class Pipeline:
         self.enricher = enricher
         self.correlator = correlator
         self.emit_events = emit_events
-        # Called with every enriched event (e.g. to widen the kernel's path filter).
+        # Called with every enriched and correlated event (e.g. to widen the kernel's path filter).
         self.observers = list(observers)
+        self._counts: dict = {}  # event type -> its labelled counter
 
     def feed(self, events: Iterable[Event], now_ns: int) -> None:
         """Take a batch from the source; pass on whatever enrichment has ready."""
@@ -100,12 +101,16 @@ class Pipeline:
     def _forward_chunk(self, batch: list[Event]) -> None:
         # Correlate the chunk before shipping its raw events: an alert must not wait
         # behind the mapping of the raw events that came before it in the same drain.
+        counts = self._counts
         for event in batch:
-            EVENTS_BY_TYPE.labels(event.type.value).inc()
-            for observe in self.observers:
-                observe(event)
+            counter = counts.get(event.type)
+            if counter is None:
+                counter = counts[event.type] = EVENTS_BY_TYPE.labels(event.type.value)
+            counter.inc()
             if self.correlator is not None:
                 self._alerts(self.correlator.process(event))
+            for observe in self.observers:  # after the graph: they see resolved paths
+                observe(event)
         if self.emit_events:
             for event in batch:
                 self.sink.emit_event(event)

@@ -5,17 +5,32 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, config_to_yaml, load_config
+from exporter.config.loader import Origins
+from exporter.config.output import OutputError, plan_output
+from exporter.resources import sample_recording
 
 # Dedicated flags and the config key each one sets (applied after --set).
 CONFIG_FLAGS: list[tuple[str, str, str]] = [
-    ("--output", "output.file", "write to FILE instead of stdout"),
-    ("--schema", "output.schema", "raw | ecs | ocsf"),
-    ("--otlp-endpoint", "output.otlp.endpoint", "OTLP collector URL (default $OTEL_EXPORTER_OTLP_ENDPOINT)"),
+    ("--output", "output.file", "write to FILE instead of stdout (replaced if it exists)"),
+    ("--schema", "output.schema", "auto | raw | ecs | ocsf (auto: ecs with an OTLP endpoint, else raw)"),
+    ("--alerts-only", "output.raw_events", "ship alerts only, not every raw event (output.raw_events=false)"),
+    (
+        "--otlp-endpoint",
+        "output.otlp.endpoint",
+        "OTLP collector URL; means OTLP export (run: default $OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT)",
+    ),
     ("--otlp-protocol", "output.otlp.protocol", "grpc | http/protobuf"),
-    ("--health-addr", "server.health_addr", "HOST:PORT serving /healthz, /readyz, /metrics"),
+    (
+        "--health-addr",
+        "server.health_addr",
+        "HOST:PORT serving /healthz, /readyz, /metrics (:PORT = 127.0.0.1)",
+    ),
     ("--kubeconfig", "enrich.kubeconfig", "kubeconfig file (default $KUBECONFIG, then in-cluster)"),
     ("--node-name", "enrich.node_name", "this node's name (default $NODE_NAME)"),
     ("--rules-dir", "correlate.rules_dirs", "a directory of user Sigma rules (repeatable)"),
@@ -23,6 +38,7 @@ CONFIG_FLAGS: list[tuple[str, str, str]] = [
     ("--monitor", "probes.monitor", "containers | all (all includes the host's own processes)"),
 ]
 _LIST_KEYS = {"correlate.rules_dirs", "correlate.disabled_rules"}
+_SWITCHES = {"--alerts-only": "false"}  # flags without a value: the value they set
 
 
 def _add_common(parser: argparse.ArgumentParser, flags: Sequence[str] = ()) -> None:
@@ -35,27 +51,61 @@ def _add_common(parser: argparse.ArgumentParser, flags: Sequence[str] = ()) -> N
         metavar="KEY=VALUE",
         help="override any config key, e.g. --set probes.ring_buffer_pages=256 (repeatable)",
     )
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", metavar="LEVEL", help="debug | info | warning | error (config: log.level)"
+    )
     for flag, key, text in CONFIG_FLAGS:
         if flag in flags:
             dest = flag.lstrip("-").replace("-", "_")
+            if flag in _SWITCHES:
+                parser.add_argument(flag, dest=dest, action="store_const", const=_SWITCHES[flag], help=text)
+                continue
             action = "append" if key in _LIST_KEYS else "store"
             parser.add_argument(flag, dest=dest, action=action, help=f"{text} (config: {key})")
 
 
-def build_config(args: argparse.Namespace) -> Config:
-    overrides = list(args.overrides)
+def _flags(args: argparse.Namespace) -> list[tuple[str, str, object]]:
+    out: list[tuple[str, str, object]] = []
     for flag, key, _ in CONFIG_FLAGS:
         value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
-        if value is None:
-            continue
-        if key in _LIST_KEYS:
-            overrides.append(f"{key}=[{', '.join(repr(v) for v in value)}]")
-        else:
-            overrides.append(f"{key}={value}")
-    if args.log_level:
-        overrides.append(f"log.level={args.log_level}")
-    return load_config(args.config, overrides)
+        if value is not None:
+            out.append((flag, key, value))
+    if getattr(args, "log_level", None):
+        out.append(("--log-level", "log.level", args.log_level))
+    return out
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """The effective config of a command: file, variables, --set and flags, with the
+    output decided (schema, OTLP endpoint: see exporter.config.output)."""
+    origins = Origins()
+    config = load_config(args.config, list(args.overrides), flags=_flags(args), origins=origins)
+    if args.command not in ("run", "replay"):
+        return config
+    try:
+        plan = plan_output(config.output, inherit_env=args.command == "run", labels=origins.labels())
+    except OutputError as exc:
+        raise ConfigError(str(exc)) from None
+    return msgspec.structs.replace(config, output=plan.output)
+
+
+def _check_paths(args: argparse.Namespace) -> str | None:
+    """Files named on the command line that cannot be used: a one-line reason, or None."""
+    replay_file = getattr(args, "file", None)
+    if args.command == "replay" and replay_file != "-":
+        path = Path(replay_file)
+        if path.is_dir():
+            return f"cannot open replay file {replay_file}: is a directory; expected a recording (JSON lines) or -"
+        if not path.exists():
+            return f"cannot open replay file {replay_file}: no such file"
+    output = getattr(args, "output", None)
+    if output and output != "-":
+        path = Path(output)
+        if path.is_dir():
+            return f"--output {output}: is a directory; expected a file path"
+        if not path.parent.is_dir():
+            return f"--output {output}: directory {path.parent} does not exist"
+    return None
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -63,6 +113,7 @@ def make_parser() -> argparse.ArgumentParser:
         prog="provex",
         description="eBPF security exporter: container escape and lateral movement, as OTLP logs",
     )
+    parser.add_argument("--version", action="version", version=f"provex {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the agent on this host (live, needs root)")
@@ -74,16 +125,33 @@ def make_parser() -> argparse.ArgumentParser:
     record.add_argument("--output", "-o", required=True, metavar="FILE", help="where to write events")
     record.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
 
-    replay = sub.add_parser("replay", help="run recorded events through the pipeline")
+    replay = sub.add_parser(
+        "replay",
+        help="run recorded events through the rules and the output (default: the bundled sample)",
+    )
     _add_common(
         replay,
-        ["--output", "--schema", "--otlp-endpoint", "--otlp-protocol", "--rules-dir", "--disable-rule"],
+        [
+            "--output",
+            "--schema",
+            "--alerts-only",
+            "--otlp-endpoint",
+            "--otlp-protocol",
+            "--rules-dir",
+            "--disable-rule",
+        ],
     )
-    replay.add_argument("file", metavar="FILE", help="JSON-lines file written by `provex record` (- = stdin)")
+    replay.add_argument(
+        "file",
+        metavar="FILE",
+        nargs="?",
+        default=str(sample_recording()),
+        help="JSON-lines file written by `provex record` (- = stdin; default: the bundled sample)",
+    )
 
     from exporter.correlate.cli import add_rules_subcommands
 
-    add_rules_subcommands(sub)
+    add_rules_subcommands(sub, config_flags=lambda p: _add_common(p, ["--rules-dir", "--disable-rule"]))
     from exporter.scenarios.cli import add_scenario_subcommands
 
     add_scenario_subcommands(sub)
@@ -97,16 +165,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"provex {__version__}")
         return 0
-    if hasattr(args, "func"):  # subcommands that need no agent config (rules ...)
+    if getattr(args, "func", None) is not None:  # subcommands that need no agent config (rules ...)
         return int(args.func(args))
     try:
         config = build_config(args)
     except ConfigError as exc:
-        print(f"provex: config refused: {exc}", file=sys.stderr)
+        print(f"provex: {exc}", file=sys.stderr)
         return 2
+    if getattr(args, "with_config", None) is not None:  # rules list: the rules the agent would load
+        return int(args.with_config(args, config))
     if getattr(args, "print_config", False):
         sys.stdout.write(config_to_yaml(config))
         return 0
+    problem = _check_paths(args)
+    if problem:
+        print(f"provex: {problem}", file=sys.stderr)
+        return 2
 
     from exporter.logs import setup_logging
 

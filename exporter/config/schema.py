@@ -72,6 +72,32 @@ class ProbesConfig(msgspec.Struct, **_STRICT):
         default_factory=lambda: ["exec", "mount", "setns", "unshare", "connect"]
     )
     wakeup_bytes: int = 262144
+    # Fairness: one container's flood must not blind the agent to the others. Each cgroup
+    # may send this many reads of non-sensitive paths per second, and this many other
+    # events, with a burst of flood_burst_s seconds' worth; past that its events are sampled
+    # away in the kernel, counted per container and reported. 0 turns a budget off.
+    flood_read_rate: int = 10000
+    flood_event_rate: int = 10000
+    flood_burst_s: float = 0.1
+    # Reads of these paths (prefixes) are never sampled away; a host mount that reaches one
+    # adds its path inside the container too (a hostPath of / at /host adds /host/etc/shadow).
+    sensitive_paths: list[str] = msgspec.field(
+        default_factory=lambda: [
+            "/var/run/secrets/",
+            "/run/secrets/",
+            "/etc/shadow",
+            "/etc/gshadow",
+            "/etc/sudoers",
+            "/root/.ssh/",
+            "/etc/ssh/ssh_host_",
+            "/etc/kubernetes/",
+            "/var/lib/kubelet/",
+        ]
+    )
+    # A drain of the ring buffer stops after this many records or milliseconds (the rest
+    # stays in the ring for the next one), so memory stays bounded under any flood.
+    drain_max_records: int = 512
+    drain_max_ms: int = 20
 
 
 class EnrichConfig(msgspec.Struct, **_STRICT):
@@ -108,17 +134,21 @@ class CorrelateConfig(msgspec.Struct, **_STRICT):
 
 
 class OtlpConfig(msgspec.Struct, **_STRICT):
-    # Standard variables apply when a key is empty: OTEL_EXPORTER_OTLP_LOGS_* first,
-    # then OTEL_EXPORTER_OTLP_* (endpoint, protocol, headers, certificate, insecure).
-    # "" = $OTEL_EXPORTER_OTLP_LOGS_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT; none = no OTLP.
+    # The collector: http(s)://host:port (gRPC) or the URL of /v1/logs (HTTP; a base URL
+    # gets /v1/logs). "" = $OTEL_EXPORTER_OTLP_LOGS_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT
+    # for `provex run` (not when output.file is set); `provex replay` exports only to an
+    # endpoint it is given. An endpoint means OTLP export (output.schema auto -> ecs).
     endpoint: str = ""
     protocol: Literal["grpc", "http/protobuf", ""] = ""  # default: $OTEL_EXPORTER_OTLP_PROTOCOL or grpc
+    # Empty keys leave the OpenTelemetry SDK's exporter to read the standard variables
+    # itself: OTEL_EXPORTER_OTLP_[LOGS_]HEADERS, _CERTIFICATE, _CLIENT_KEY,
+    # _CLIENT_CERTIFICATE, _INSECURE, _TIMEOUT, _COMPRESSION.
     headers: dict[str, str] = {}
     insecure: bool | None = None  # grpc: plaintext; default from the endpoint's scheme
     certificate: str = ""  # CA bundle (PEM) that signs the collector's certificate
     client_key: str = ""  # mTLS: client key and certificate (PEM)
     client_certificate: str = ""
-    timeout_s: float = 10.0  # one export request, including the exporter's own retries
+    timeout_s: float | None = None  # one export request; none = $OTEL_EXPORTER_OTLP_TIMEOUT or 10 s
     queue_size: int = 20000  # raw events waiting for export; beyond it they are dropped (counted)
     alert_queue_size: int = 2000
     # Raw events are batched; alerts are exported at once, never behind a batch.
@@ -133,7 +163,8 @@ class OtlpConfig(msgspec.Struct, **_STRICT):
 class OutputConfig(msgspec.Struct, **_STRICT):
     # What leaves the agent: "raw" (JSON lines, the replay format), or "ecs" /
     # "ocsf" documents (mappings/<schema>.yaml) as OpenTelemetry log records.
-    schema: Literal["raw", "ecs", "ocsf"] = "raw"
+    # "auto": ecs when there is an OTLP endpoint, raw otherwise.
+    schema: Literal["auto", "raw", "ecs", "ocsf"] = "auto"
     # ecs/ocsf without an OTLP endpoint: OTLP-JSON lines (what the collector's
     # otlpjsonfile receiver reads) here; "" = stdout. raw: the JSON lines file.
     file: str = ""
@@ -142,7 +173,17 @@ class OutputConfig(msgspec.Struct, **_STRICT):
 
 
 class ServerConfig(msgspec.Struct, **_STRICT):
-    health_addr: str = ""  # HOST:PORT for /healthz, /readyz, /metrics; "" = off
+    # HOST:PORT for /healthz, /readyz and /metrics; "" = off. ":PORT" binds 127.0.0.1:
+    # nothing is reachable from outside the host unless an address says so.
+    health_addr: str = ""
+    # /healthz fails (503) when the event loop has not turned for this long.
+    stall_after_s: float = 30.0
+    # Serve HTTPS with this certificate and key (PEM files).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # /metrics answers only "Authorization: Bearer <token>" with the token in this
+    # file; /healthz and /readyz stay open for the kubelet's probes.
+    metrics_token_file: str = ""
 
 
 class LogConfig(msgspec.Struct, **_STRICT):

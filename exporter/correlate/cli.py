@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -31,8 +31,10 @@ def _paths(paths: Sequence[str | Path]) -> list[str | Path]:
     return list(paths) if paths else [DEFAULT_RULES_DIR]
 
 
-def lint(paths: Sequence[str | Path], out: TextIO = sys.stdout) -> int:
-    """Load and compile the rules; print every error with file:line. 0 = clean."""
+def lint(paths: Sequence[str | Path], out: TextIO = sys.stdout, strict: bool = False) -> int:
+    """Load and compile the rules as `provex run` does; print every error, skipped rule
+    and warning with file:line. 0 = the set loads (and, when strict, nothing was skipped
+    or warned about)."""
     try:
         rs = load_rules(_paths(paths))
     except RulesError as exc:
@@ -40,8 +42,16 @@ def lint(paths: Sequence[str | Path], out: TextIO = sys.stdout) -> int:
             print(f"ERROR {err}", file=out)
         print(f"{len(exc.errors)} error(s); nothing loaded", file=out)
         return 1
-    print(f"OK {len(rs.rules)} rules, {len(rs.correlations)} correlations in {len(rs.files)} files", file=out)
-    return 0
+    for err in rs.skipped:
+        print(f"SKIP {err}", file=out)
+    for err in rs.warnings:
+        print(f"WARNING {err}", file=out)
+    print(
+        f"OK {len(rs.rules)} rules, {len(rs.correlations)} correlations in {len(rs.files)} files;"
+        f" {len(rs.skipped)} skipped (not evaluable here), {len(rs.warnings)} warning(s)",
+        file=out,
+    )
+    return 1 if strict and (rs.skipped or rs.warnings) else 0
 
 
 def replay(ruleset: RuleSet, path: Path, config: CorrelateConfig | None = None) -> tuple[list[Alert], int]:
@@ -61,7 +71,9 @@ def _fixture_root(rule_file: Path, fixtures: Path | None) -> Path:
     return rule_file.parent / "fixtures" / rule_file.stem
 
 
-def test(paths: Sequence[str | Path], fixtures: str | Path | None = None, out: TextIO = sys.stdout) -> int:
+def run_fixtures(
+    paths: Sequence[str | Path], fixtures: str | Path | None = None, out: TextIO = sys.stdout
+) -> int:
     """Replay every rule file's positive and negative fixtures. 0 = all as expected."""
     paths = _paths(paths)
     try:
@@ -89,9 +101,6 @@ def test(paths: Sequence[str | Path], fixtures: str | Path | None = None, out: T
     return 1 if failed else 0
 
 
-test.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, despite its name
-
-
 def _alerting_ids(rs: RuleSet, file: str) -> set[str]:
     ids = {r.uid for r in rs.rules if r.file == file and r.generate}
     return ids | {c.uid for c in rs.correlations if c.file == file}
@@ -110,24 +119,72 @@ def _check(rs: RuleSet, case: Path, expected: set[str], positive: bool) -> tuple
 
 def survey(paths: Iterable[str | Path], out: TextIO = sys.stdout) -> int:
     """Print what of a foreign Sigma corpus loads and evaluates, grouped by cause (JSON)."""
+    problem = missing_paths(paths)
+    if problem:
+        print(f"provex rules survey: {problem}", file=sys.stderr)
+        return 2
     result = _survey(paths)
     print(json.dumps(result.summary(), indent=2), file=out)
     return 0
 
 
-def add_rules_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    """Adds `rules {lint,test,survey,fields,export}`; each parser sets `func(args) -> int`."""
-    rules = subparsers.add_parser("rules", help="check, test and survey Sigma rules")
+def missing_paths(paths: Iterable[str | Path]) -> str | None:
+    """A one-line reason when a named rule file or directory does not exist."""
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        return f"{', '.join(missing)}: no such file or directory (expected Sigma rule files or directories)"
+    return None
+
+
+def list_rules(config: CorrelateConfig, out: TextIO = sys.stdout) -> int:
+    """`provex rules list`: the rules the agent loads with this config, like `falco -L`."""
+    from exporter.correlate.engine import build_correlator
+
+    try:
+        ruleset = build_correlator(config).ruleset
+    except RulesError as exc:
+        for err in exc.errors:
+            print(f"ERROR {err}", file=out)
+        print(f"{len(exc.errors)} error(s); nothing loaded", file=out)
+        return 1
+    rows = [(r.name, r.level, ",".join(r.techniques), r.title) for r in ruleset.rules if r.generate]
+    rows += [(c.name, c.level, ",".join(c.techniques), c.title) for c in ruleset.correlations]
+    width = max([len(r[0]) for r in rows] + [4])
+    tech = max([len(r[2]) for r in rows] + [10])
+    print(f"{'NAME'.ljust(width)}  {'LEVEL':<13}  {'TECHNIQUES'.ljust(tech)}  TITLE", file=out)
+    for name, level, techniques, title in sorted(rows):
+        print(f"{name.ljust(width)}  {level:<13}  {techniques.ljust(tech)}  {title}", file=out)
+    steps = sum(not r.generate for r in ruleset.rules)
+    print(
+        f"{len(rows)} rules alert ({len(ruleset.correlations)} of them chains over {steps} steps);"
+        f" {len(ruleset.skipped)} skipped as not evaluable here (`provex rules lint` says why)",
+        file=out,
+    )
+    return 0
+
+
+def add_rules_subcommands(
+    subparsers: argparse._SubParsersAction,
+    config_flags: Callable[[argparse.ArgumentParser], None] = lambda p: None,
+) -> None:
+    """Adds `rules {list,lint,test,survey,fields,export}`. Each parser sets `func(args) -> int`,
+    except `list`, which needs the agent's config: it sets `with_config(args, config) -> int`
+    and gets its config flags from `config_flags`."""
+    rules = subparsers.add_parser("rules", help="list, check, test and survey Sigma rules")
     sub = rules.add_subparsers(dest="rules_command", required=True)
+    p = sub.add_parser("list", help="the rules the agent loads (default rules, --rules-dir, --config)")
+    config_flags(p)
+    p.set_defaults(func=None, with_config=lambda a, config: list_rules(config.correlate))
     p = sub.add_parser("lint", help="load and compile rules; report errors with file:line")
     p.add_argument("paths", nargs="*", help="rule files or directories (default: the shipped rules)")
-    p.set_defaults(func=lambda a: lint(a.paths))
+    p.add_argument("--strict", action="store_true", help="also fail on skipped rules and warnings")
+    p.set_defaults(func=lambda a: _checked(a.paths, "lint") or lint(a.paths, strict=a.strict))
     p = sub.add_parser("test", help="replay each rule file's positive and negative fixtures")
     p.add_argument("paths", nargs="*", help="rule files or directories (default: the shipped rules)")
     p.add_argument(
         "--fixtures", metavar="DIR", help="fixture root: DIR/<rule-file-stem>/{positive,negative}/"
     )
-    p.set_defaults(func=lambda a: test(a.paths, a.fixtures))
+    p.set_defaults(func=lambda a: _checked(a.paths, "test") or run_fixtures(a.paths, a.fixtures))
     p = sub.add_parser("survey", help="count which rules of a Sigma corpus provex can evaluate, and why not")
     p.add_argument("paths", nargs="+", help="rule files or directories")
     p.set_defaults(func=lambda a: survey(a.paths))
@@ -137,4 +194,13 @@ def add_rules_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target", required=True, choices=TARGET_NAMES)
     p.add_argument("paths", nargs="*", help="rule files or directories (default: the shipped rules)")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
-    p.set_defaults(func=lambda a: run_cli(a.target, a.paths, a.output))
+    p.set_defaults(func=lambda a: _checked(a.paths, "export") or run_cli(a.target, a.paths, a.output))
+
+
+def _checked(paths: Sequence[str], command: str) -> int:
+    """2 (and the reason on stderr) when a named path is missing; 0 to go on."""
+    problem = missing_paths(paths)
+    if problem:
+        print(f"provex rules {command}: {problem}", file=sys.stderr)
+        return 2
+    return 0

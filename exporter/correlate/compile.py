@@ -9,6 +9,7 @@ does. Anything the engine cannot evaluate raises `Unsupported` with a cause.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from collections.abc import Callable
@@ -45,9 +46,10 @@ Test = Callable[[Value], bool]
 class Unsupported(Exception):
     """The rule is valid Sigma but cannot be evaluated on provex events."""
 
-    def __init__(self, cause: str, message: str, field: str = "") -> None:
+    def __init__(self, cause: str, message: str, field: str = "", suggestion: str = "") -> None:
         self.cause = cause
         self.field = field
+        self.suggestion = suggestion  # a known name close to the unknown one: likely a typo
         super().__init__(message)
 
 
@@ -68,10 +70,27 @@ def compile_condition(node: object, category: str) -> Predicate:
     raise Unsupported("condition", f"unsupported condition element {type(node).__name__}")
 
 
+def condition_fields(node: object) -> frozenset[str]:
+    """Every field a parsed condition reads."""
+    if isinstance(node, ConditionAND | ConditionOR | ConditionNOT):
+        return frozenset().union(*(condition_fields(a) for a in node.args))
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        extra = {node.value.field} if isinstance(node.value, SigmaFieldReference) else set()
+        return frozenset({node.field, *extra}) if node.field else frozenset(extra)
+    return frozenset()
+
+
 def check_field(name: str, category: str) -> None:
     field = FIELDS.get(name)
     if field is None:
-        raise Unsupported("unknown_field", f"unknown field {name!r} (see exporter/correlate/FIELDS.md)", name)
+        near = difflib.get_close_matches(name, list(FIELDS), 1, 0.8)
+        hint = f": did you mean {near[0]!r}?" if near else ""
+        raise Unsupported(
+            "unknown_field",
+            f"unknown field {name!r}{hint} (see exporter/correlate/FIELDS.md)",
+            name,
+            near[0] if near else "",
+        )
     if category not in field.categories:
         raise Unsupported(
             "field_not_in_category",

@@ -74,10 +74,6 @@ class Deduplicator:
     def close_all(self) -> list[Alert]:
         return self.close_until(2**63 - 1)
 
-    @property
-    def open_windows(self) -> int:
-        return len(self._open)
-
 
 def _followup(window: _Window) -> Alert:
     last = window.last

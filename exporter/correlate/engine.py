@@ -23,7 +23,7 @@ from exporter.correlate.ids import stable_id
 from exporter.correlate.loader import DEFAULT_RULES_DIR, Correlation, Rule, RuleSet, load_rules
 from exporter.correlate.sequence import CorrelationState, Match
 from exporter.metrics import REGISTRY
-from exporter.model import Alert, Event, EvidenceRef
+from exporter.model import Alert, Event, EvidenceRef, evidence_ref
 
 log = logging.getLogger("provex.correlate")
 
@@ -54,6 +54,7 @@ class Correlator:
             for step in dict.fromkeys(corr.steps):  # each rule once, in order
                 self._states.setdefault(step.uid, []).append(state)
         self._skipped_failed = EVENTS_SKIPPED.labels("failed_syscall")
+        self._matches: dict[str, object] = {}  # rule uid -> its labelled counter (labels() costs per call)
 
     def process(self, event: Event) -> list[Alert]:
         out: list[Alert] = []
@@ -75,14 +76,20 @@ class Correlator:
         return out
 
     def _matched(self, rule: Rule, event: Event, view: EventView, out: list[Alert]) -> None:
-        MATCHES.labels(rule.uid).inc()
+        self._match_counter(rule.uid).inc()
         if rule.generate:
             key = {name: _text(view.get(name)) for name in rule.key_fields}
             self._emit(rule, key, [Match(event.ts_ns, event, 0, {})], out)
         for state in self._states.get(rule.uid, ()):
             for chain in state.feed(rule, event, view):
-                MATCHES.labels(state.corr.uid).inc()
+                self._match_counter(state.corr.uid).inc()
                 self._emit(state.corr, chain.key, chain.matches, out)
+
+    def _match_counter(self, uid: str):
+        counter = self._matches.get(uid)
+        if counter is None:
+            counter = self._matches[uid] = MATCHES.labels(uid)
+        return counter
 
     def _emit(
         self,
@@ -92,16 +99,16 @@ class Correlator:
         out: list[Alert],
     ) -> None:
         steps = rule.steps if isinstance(rule, Correlation) else [rule]
-        evidence = [
-            EvidenceRef(
-                id=m.event.id,
-                ts_ns=m.ts,
-                type=m.event.type,
-                syscall=m.event.syscall,
-                step=steps[m.step].name if m.step < len(steps) else rule.name,
-            )
-            for m in matches
-        ]
+        evidence: list[EvidenceRef] = []
+        seen: set[str] = set()
+        for m in matches:
+            step = steps[m.step] if m.step < len(steps) else rule
+            # The graph's story of the file first (oldest first), then the matching event.
+            story = m.event.origin if isinstance(step, Rule) and step.reads_origin else []
+            for ref in [*story, evidence_ref(m.event, step.name)]:
+                if ref.id not in seen:
+                    seen.add(ref.id)
+                    evidence.append(ref)
         decisive = _decisive(matches)
         alert = Alert(
             id=stable_id(rule.uid, *(f"{k}={v}" for k, v in sorted(key.items())), *(e.id for e in evidence)),
@@ -112,7 +119,7 @@ class Correlator:
             tactics=list(rule.tactics),
             description=rule.description,
             key=key,
-            first_ts_ns=min(m.ts for m in matches),
+            first_ts_ns=min(ref.ts_ns for ref in evidence),
             decisive_ts_ns=decisive.ts,
             evidence=evidence,
             event=decisive.event,

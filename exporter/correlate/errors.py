@@ -20,6 +20,12 @@ class RuleError(Exception):
         return f"{where}: {self.message}{who}"
 
 
+class NotApplicable(RuleError):
+    """A valid rule provex cannot evaluate: its logsource is not produced here, or
+    it needs a field provex has no value for. It is skipped with a warning, not
+    refused: a community corpus mixes such rules with ones that run."""
+
+
 class RulesError(Exception):
     """A rule set was refused: every error found, nothing of it loaded."""
 

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.model import Event, EventType, HostMount, ProcessInfo
+from exporter.correlate.provenance import host_mount_of
+from exporter.model import Event, EventType, HostMount, ProcessInfo, linux
 
 Value = str | int | bool | list[str] | None
 _EMPTY_PROCESS = ProcessInfo(pid=0)
@@ -26,7 +27,7 @@ CATEGORY_DOC: dict[str, str] = {
     "process_creation": "exec: execve, execveat",
     "file_access": "open: open, openat, openat2, creat (every successful open)",
     "file_event": "open with O_WRONLY, O_RDWR or O_CREAT (a file written or created)",
-    "network_connection": "connect (AF_INET, AF_INET6)",
+    "network_connection": "connect to an IPv4 or IPv6 address (AF_UNIX connects are in the graph, not here)",
     "mount": "mount, fsopen, fsconfig, fsmount, move_mount, open_tree (provex)",
     "setns": "setns (provex)",
     "unshare": "unshare (provex)",
@@ -34,19 +35,13 @@ CATEGORY_DOC: dict[str, str] = {
 CATEGORIES = frozenset(CATEGORY_DOC)
 ALL = CATEGORIES
 
-O_WRONLY, O_RDWR, O_CREAT, O_TRUNC = 0o1, 0o2, 0o100, 0o1000
-EINPROGRESS = 115
-
-_NS_FLAGS = [  # CLONE_NEW* bits as setns nstype / unshare flags carry them
-    (0x00020000, "mnt"),
-    (0x04000000, "uts"),
-    (0x08000000, "ipc"),
-    (0x10000000, "user"),
-    (0x20000000, "pid"),
-    (0x40000000, "net"),
-    (0x02000000, "cgroup"),
-    (0x00000080, "time"),
-]
+O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, EINPROGRESS = (
+    linux.O_WRONLY,
+    linux.O_RDWR,
+    linux.O_CREAT,
+    linux.O_TRUNC,
+    linux.EINPROGRESS,
+)
 
 
 def categories_of(event: Event) -> tuple[str, ...]:
@@ -56,6 +51,8 @@ def categories_of(event: Event) -> tuple[str, ...]:
         if event.flags & (O_WRONLY | O_RDWR | O_CREAT):
             return ("file_access", "file_event")
         return ("file_access",)
+    if t is EventType.CONNECT and event.family not in linux.IP_FAMILIES:
+        return ()  # an AF_UNIX connect: not Sigma's network_connection (the graph still sees it)
     return _SINGLE.get(t, ())
 
 
@@ -76,57 +73,45 @@ def succeeded(event: Event) -> bool:
     return event.type is EventType.CONNECT and event.ret == -EINPROGRESS
 
 
-def namespace_names(flags: int) -> list[str]:
-    return [name for bit, name in _NS_FLAGS if flags & bit]
-
-
-def subject_path(event: Event) -> str:
-    """The path an event acts on: the opened or executed file, a mount's source."""
-    if event.type is EventType.MOUNT:
-        return event.source or event.path
-    if event.type in (EventType.OPEN, EventType.EXEC):
-        return event.path
-    return ""
+def subject_paths(event: Event) -> tuple[str, ...]:
+    """The absolute paths an event acts on, resolved by the provenance graph: the
+    opened file; the executed file and, for an interpreter, the file it was handed
+    (first: it is what runs); a mount's source."""
+    t = event.type
+    if t is EventType.EXEC:
+        image = event.resolved_path or (event.path if event.path.startswith("/") else "")
+        return tuple(p for p in (event.interpreted_path, image) if p)
+    if t is EventType.OPEN:
+        path = event.resolved_path or (event.path if event.path.startswith("/") else "")
+        return (path,) if path else ()
+    if t is EventType.MOUNT:
+        path = event.resolved_path or event.source or event.path
+        return (posixpath.normpath(path),) if path.startswith("/") else ()
+    return ()
 
 
 def resolve_host_mount(event: Event) -> tuple[HostMount, str] | None:
-    """The host mount an event's path falls in and the host path it reaches.
-
-    Only absolute paths resolve: a relative path depends on a working
-    directory (or dirfd) the event does not carry, so it is not guessed.
-    The longest matching container_path wins (mounts nest).
-    """
+    """The host mount an event's (resolved) path falls in and the host path it reaches."""
     container = event.container
     if container is None or not container.host_mounts:
         return None
-    path = subject_path(event)
-    if not path.startswith("/"):
-        return None
-    path = posixpath.normpath(path)
-    if path.startswith("//"):
-        path = "/" + path.lstrip("/")
-    best: HostMount | None = None
-    for mount in container.host_mounts:
-        root = mount.container_path.rstrip("/") or "/"
-        if (path == root or path.startswith(root + "/") or root == "/") and (
-            best is None or len(root) > len(best.container_path.rstrip("/") or "/")
-        ):
-            best = mount
-    if best is None:
-        return None
-    root = best.container_path.rstrip("/") or "/"
-    rest = path[len(root) :] if root != "/" else path
-    host = best.host_path.rstrip("/") + rest if rest else best.host_path
-    return best, host or "/"
+    for path in subject_paths(event):
+        hit = host_mount_of(path, container.host_mounts)
+        if hit is not None:
+            return hit
+    return None
 
 
 def _image(e: Event) -> str:
-    # Re-executing oneself (busybox applets, runc): the image is the one already known.
-    reexec = e.type is EventType.EXEC and e.path in ("/proc/self/exe", f"/proc/{e.pid}/exe")
-    if reexec and e.process is not None and e.process.exe.startswith("/"):
-        return e.process.exe
-    if e.type is EventType.EXEC and e.path.startswith("/"):
-        return e.path
+    if e.type is EventType.EXEC:
+        # Resolved by the graph (cwd, root, links; /proc/self/exe is the known image).
+        if e.resolved_path:
+            return e.resolved_path
+        reexec = e.path in ("/proc/self/exe", f"/proc/{e.pid}/exe")
+        if reexec and e.process is not None and e.process.exe.startswith("/"):
+            return e.process.exe
+        if e.path:
+            return e.path  # as given when it cannot be resolved: never the caller's image
     if e.process is not None and e.process.exe:
         return e.process.exe
     return e.path if e.type is EventType.EXEC else ""
@@ -208,10 +193,12 @@ _FILE = frozenset({"file_access", "file_event"})
 _PATHS = frozenset({"file_access", "file_event", "process_creation", "mount"})
 _NS = frozenset({"setns", "unshare"})
 _NET = frozenset({"network_connection"})
+_EXEC = frozenset({"process_creation"})
 _MOUNT = frozenset({"mount"})
 _open = _of(EventType.OPEN)
 _conn = _of(EventType.CONNECT)
 _mnt = _of(EventType.MOUNT)
+_exec = _of(EventType.EXEC)
 
 _TABLE: list[Field] = [
     # Sigma's Linux names
@@ -229,11 +216,56 @@ _TABLE: list[Field] = [
     Field("ProcessId", "integer", ALL, "pid (thread group id)", lambda e: e.pid),
     Field("ParentProcessId", "integer", ALL, "ppid", lambda e: e.ppid),
     Field(
-        "TargetFilename", "string", _FILE, "open path, as given (may be relative)", _open(lambda e: e.path)
+        "TargetFilename",
+        "string",
+        _FILE,
+        "the opened file, resolved (root, cwd, dirfd, known links); as given if it cannot be",
+        _open(lambda e: e.resolved_path or e.path),
     ),
     Field("DestinationIp", "string", _NET, "connect destination address", _conn(lambda e: e.daddr)),
     Field("DestinationPort", "integer", _NET, "connect destination port", lambda e: e.dport),
     Field("Initiated", "string", _NET, '"true": connect is always outbound', _conn(lambda e: "true")),
+    # provex: provenance (what the graph resolved)
+    Field(
+        "TargetFilenameAsGiven",
+        "string",
+        _FILE,
+        "the open path as the syscall was given it",
+        _open(lambda e: e.path),
+    ),
+    Field(
+        "ImageAsGiven", "string", _EXEC, "the exec path as the syscall was given it", _exec(lambda e: e.path)
+    ),
+    Field(
+        "PathResolution",
+        "string",
+        _PATHS,
+        "resolved, root_assumed, cwd_unknown, dirfd_unknown, pivoted, link_loop",
+        lambda e: e.resolution,
+    ),
+    Field(
+        "InterpretedFile",
+        "string",
+        _EXEC,
+        "exec of an interpreter (data/interpreters.yaml): the script or program it was handed, resolved",
+        _exec(lambda e: e.interpreted_path),
+    ),
+    Field(
+        "ExecutedFiles",
+        "list",
+        _EXEC,
+        "what the exec runs: the interpreted file (if any) and the image, resolved",
+        lambda e: list(subject_paths(e)) if e.type is EventType.EXEC else [],
+    ),
+    Field(
+        "ExecutedFileFromNetwork",
+        "boolean",
+        _EXEC,
+        "an executed file was written, in this container within the window, by a process that "
+        "held network data (it, or a process it forked from, connected out, before or after the "
+        "write; or it read such a file); renames and links followed",
+        lambda e: bool(e.origin),
+    ),
     # provex: process and syscall
     Field("EventType", "string", ALL, "exec, open, connect, mount, setns, unshare", lambda e: e.type.value),
     Field("Syscall", "string", ALL, "the variant: openat2, execveat, fsopen, ...", lambda e: e.syscall),
@@ -264,8 +296,12 @@ _TABLE: list[Field] = [
         "NamespaceTypes",
         "list",
         _NS,
-        "CLONE_NEW* bits by name: mnt uts ipc user pid net cgroup time",
-        lambda e: namespace_names(e.nstype) if e.type in (EventType.SETNS, EventType.UNSHARE) else [],
+        'CLONE_NEW* bits by name: time mnt cgroup uts ipc user pid net; setns nstype 0: "any"',
+        lambda e: (
+            linux.namespace_names(e.nstype, e.type is EventType.SETNS)
+            if e.type in (EventType.SETNS, EventType.UNSHARE)
+            else []
+        ),
     ),
     Field(
         "NamespaceFd",
@@ -303,7 +339,7 @@ _TABLE: list[Field] = [
         "IsHostMount",
         "boolean",
         _PATHS,
-        "the path (mount: source) lies in a host mount",
+        "the resolved path (exec: the image or the interpreted file; mount: its source) lies in a host mount",
         lambda e: resolve_host_mount(e) is not None,
     ),
     Field("HostMountPath", "string", _PATHS, "the host path it reaches through that mount", _host_path),

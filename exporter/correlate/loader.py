@@ -1,8 +1,13 @@
 """Load Sigma rule files, validate them with pySigma, compile them for the engine.
 
 A rule set loads whole or not at all: every error of every file is collected
-with its file:line and the set is refused (RulesError). `survey` loads a
-foreign corpus leniently and reports, per rule, whether it can be evaluated.
+with its file:line and the set is refused (RulesError). A valid rule that
+provex cannot evaluate (a logsource it does not produce, a field it has no
+value for) is skipped, not refused, and listed in `RuleSet.skipped`; so is a
+correlation over such a rule. A name close to one provex knows is taken for a
+typo and refused with a suggestion. ATT&CK tags outside the Enterprise list
+are warnings (`RuleSet.warnings`). `survey` reports, per cause, what of a
+foreign corpus runs.
 
 provex extensions are top-level `x-provex-*` keys (pySigma keeps them in
 `custom_attributes`, so the files stay valid Sigma):
@@ -14,6 +19,7 @@ provex extensions are top-level `x-provex-*` keys (pySigma keeps them in
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +30,15 @@ from sigma.correlations import SigmaCorrelationConditionOperator, SigmaCorrelati
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
-from exporter.correlate.attack import TagError, techniques_and_tactics
-from exporter.correlate.compile import Predicate, Unsupported, check_field, compile_condition
-from exporter.correlate.errors import RuleError, RulesError
+from exporter.correlate.attack import techniques_and_tactics
+from exporter.correlate.compile import (
+    Predicate,
+    Unsupported,
+    check_field,
+    compile_condition,
+    condition_fields,
+)
+from exporter.correlate.errors import NotApplicable, RuleError, RulesError
 from exporter.correlate.fields import CATEGORIES
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "rules"
@@ -57,6 +69,13 @@ class Rule:
     include_failed: bool = False
     key_fields: list[str] = field(default_factory=lambda: ["ContainerId"])
     generate: bool = True  # alerts on its own (false when only a correlation step)
+    fields: frozenset[str] = frozenset()  # the fields its detection reads
+
+    @property
+    def reads_origin(self) -> bool:
+        """Its detection asks the graph where an executed file came from: the alert then
+        carries that story (connect, writes, reads) as evidence."""
+        return "ExecutedFileFromNetwork" in self.fields
 
 
 @dataclass(eq=False)
@@ -93,6 +112,8 @@ class RuleSet:
     rules: list[Rule]
     correlations: list[Correlation]
     files: list[str]
+    skipped: list[RuleError] = field(default_factory=list)  # valid, but not evaluable here
+    warnings: list[RuleError] = field(default_factory=list)  # loaded; worth a look (ATT&CK tags)
 
 
 @dataclass
@@ -207,22 +228,21 @@ def _sigma_error_line(doc: _Doc, exc: Exception) -> int:
 # ---------------------------------------------------------------- rules
 
 
-def _meta(doc: _Doc, sigma: SigmaRule | SigmaCorrelationRule, strict: bool) -> dict[str, Any]:
+def _meta(doc: _Doc, sigma: SigmaRule | SigmaCorrelationRule, warnings: list[RuleError]) -> dict[str, Any]:
     title = sigma.title or ""
     uid = str(sigma.id) if sigma.id else (sigma.name or "")
     if not uid:
         raise RuleError(doc.file, doc.line("title"), "a rule needs an `id` (or a `name`)", "invalid", title)
-    try:
-        techniques, tactics = techniques_and_tactics([str(t) for t in sigma.tags], strict)
-    except TagError as exc:
-        raise RuleError(doc.file, doc.line("tags"), str(exc), "unknown_technique", title) from exc
+    tags = techniques_and_tactics([str(t) for t in sigma.tags])
+    for message in tags.warnings:
+        warnings.append(RuleError(doc.file, doc.line("tags"), message, "unknown_attack_tag", title))
     return {
         "uid": uid,
         "name": sigma.name or uid,
         "title": title,
         "level": sigma.level.name.lower() if sigma.level else "medium",
-        "techniques": techniques,
-        "tactics": tactics,
+        "techniques": tags.techniques,
+        "tactics": tags.tactics,
         "description": (sigma.description or "").strip(),
         "file": doc.file,
         "line": doc.node.start_mark.line + 1,
@@ -241,34 +261,55 @@ def _check_extensions(doc: _Doc, allowed: set[str], title: str) -> None:
             )
 
 
-def _compile_rule(doc: _Doc, strict: bool) -> Rule:
+def _check_logsource(doc: _Doc, sigma: SigmaRule, title: str) -> str:
+    """The rule's category; NotApplicable when provex does not produce its logsource,
+    RuleError when the category looks like a misspelt one of provex's."""
+    ls = sigma.logsource
+    if not ls.service and ls.product in (None, "linux") and ls.category in CATEGORIES:
+        return ls.category
+    where = f"product={ls.product} service={ls.service} category={ls.category}"
+    near = difflib.get_close_matches(ls.category or "", sorted(CATEGORIES), 1, 0.8)
+    if near and not ls.service and ls.product in (None, "linux"):
+        raise RuleError(
+            doc.file,
+            doc.line("logsource", "category"),
+            f"unknown logsource category {ls.category!r}: did you mean {near[0]!r}?"
+            f" (provex produces: {', '.join(sorted(CATEGORIES))})",
+            "logsource_typo",
+            title,
+        )
+    raise NotApplicable(
+        doc.file,
+        doc.line("logsource"),
+        f"logsource not produced by provex ({where})",
+        f"logsource:{ls.service or ls.category or 'product-only'}",
+        title,
+    )
+
+
+def _compile_rule(doc: _Doc, warnings: list[RuleError]) -> Rule:
     sigma = SigmaRule.from_dict(doc.data, collect_errors=True)
     title = str(doc.data.get("title", ""))
     if sigma.errors:
         exc = sigma.errors[0]
         raise RuleError(doc.file, _sigma_error_line(doc, exc), f"invalid Sigma: {exc}", "sigma", title)
-    meta = _meta(doc, sigma, strict)
+    meta = _meta(doc, sigma, warnings)
     _check_extensions(doc, _RULE_KEYS, title)
-    ls = sigma.logsource
-    if ls.service or (ls.product and ls.product != "linux") or ls.category not in CATEGORIES:
-        where = f"product={ls.product} service={ls.service} category={ls.category}"
-        raise RuleError(
-            doc.file,
-            doc.line("logsource"),
-            f"logsource not produced by provex ({where})",
-            f"logsource:{ls.service or ls.category or 'product-only'}",
-            title,
-        )
-    category = ls.category
+    category = _check_logsource(doc, sigma, title)
     try:
         conditions = sigma.detection.parsed_condition
         if len(conditions) != 1:
             raise Unsupported("condition", "exactly one condition is supported")
-        predicate = compile_condition(conditions[0].parse(), category)
+        parsed = conditions[0].parse()
+        predicate = compile_condition(parsed, category)
+        fields = condition_fields(parsed)
     except Unsupported as exc:
         line = _field_line(_sub(doc.node, "detection"), exc.field) if exc.field else None
         cause = f"{exc.cause}:{exc.field}" if exc.field else exc.cause
-        raise RuleError(doc.file, line or doc.line("detection"), str(exc), cause, title) from exc
+        # A field far from every provex field is one provex has no value for (a
+        # community rule's DestinationHostname); a near miss is a typo.
+        kind = NotApplicable if exc.cause == "unknown_field" and not exc.suggestion else RuleError
+        raise kind(doc.file, line or doc.line("detection"), str(exc), cause, title) from exc
     except SigmaError as exc:
         raise RuleError(
             doc.file, _sigma_error_line(doc, exc), f"invalid Sigma: {exc}", "sigma", title
@@ -293,6 +334,7 @@ def _compile_rule(doc: _Doc, strict: bool) -> Rule:
         predicate=predicate,
         include_failed=include_failed,
         key_fields=key_fields,
+        fields=fields,
     )
 
 
@@ -304,7 +346,9 @@ def _sub(node: yaml.Node, key: str) -> yaml.Node:
     return node
 
 
-def _compile_correlation(doc: _Doc, by_ref: dict[str, Rule], strict: bool) -> Correlation:
+def _compile_correlation(
+    doc: _Doc, by_ref: dict[str, Rule], skipped: dict[str, RuleError], warnings: list[RuleError]
+) -> Correlation:
     sigma = SigmaCorrelationRule.from_dict(doc.data, collect_errors=True)
     title = str(doc.data.get("title", ""))
     if sigma.errors:
@@ -312,7 +356,7 @@ def _compile_correlation(doc: _Doc, by_ref: dict[str, Rule], strict: bool) -> Co
         raise RuleError(
             doc.file, _sigma_error_line(doc, exc), f"invalid Sigma correlation: {exc}", "sigma", title
         )
-    meta = _meta(doc, sigma, strict)
+    meta = _meta(doc, sigma, warnings)
     _check_extensions(doc, _CORR_KEYS, title)
 
     def fail(message: str, *path: str, cause: str = "invalid") -> RuleError:
@@ -326,6 +370,14 @@ def _compile_correlation(doc: _Doc, by_ref: dict[str, Rule], strict: bool) -> Co
     steps: list[Rule] = []
     for ref in sigma.rules:
         rule = by_ref.get(str(ref.reference))
+        if rule is None and str(ref.reference) in skipped:
+            raise NotApplicable(
+                doc.file,
+                doc.line("correlation", "rules"),
+                f"step {ref.reference!r} is skipped ({skipped[str(ref.reference)].message})",
+                "skipped_step",
+                title,
+            )
         if rule is None:
             raise fail(
                 f"correlation names rule {ref.reference!r}, which is not in the loaded rule set",
@@ -438,9 +490,11 @@ def _compile_same(doc: _Doc, corr: Correlation, by_ref: dict[str, Rule], fail: A
 
 
 def _compile_all(
-    paths: Iterable[str | Path], strict: bool, disabled: Iterable[str] = ()
+    paths: Iterable[str | Path], disabled: Iterable[str] = ()
 ) -> tuple[RuleSet, list[RuleError]]:
     errors: list[RuleError] = []
+    warnings: list[RuleError] = []
+    skipped: dict[str, RuleError] = {}  # id and name of a skipped rule -> why
     files = rule_files(paths)
     docs = [d for f in files for d in _read_docs(f, errors)]
     rules: list[Rule] = []
@@ -456,8 +510,15 @@ def _compile_all(
                 RuleError(doc.file, line, "rule collections (action:) are not supported", "collection")
             )
             continue
+        mine: list[RuleError] = []  # warnings count only for rules that load
         try:
-            rule = _compile_rule(doc, strict)
+            rule = _compile_rule(doc, mine)
+        except NotApplicable as exc:
+            for ref in (doc.data.get("id"), doc.data.get("name")):
+                if ref:
+                    skipped[str(ref)] = exc
+            skipped.setdefault(f"{exc.file}:{exc.line}", exc)
+            continue
         except RuleError as exc:
             errors.append(exc)
             continue
@@ -475,16 +536,22 @@ def _compile_all(
             continue
         by_ref[rule.uid] = by_ref[rule.name] = rule
         rules.append(rule)
+        warnings += mine
     correlations: list[Correlation] = []
     for doc in corr_docs:
+        mine = []
         try:
-            correlations.append(_compile_correlation(doc, by_ref, strict))
+            correlations.append(_compile_correlation(doc, by_ref, skipped, mine))
+            warnings += mine
+        except NotApplicable as exc:
+            skipped.setdefault(f"{exc.file}:{exc.line}", exc)
         except RuleError as exc:
             errors.append(exc)
     referenced = {id(s) for c in correlations for s in c.steps}
     for rule in rules:
         rule.generate = id(rule) not in referenced
-    ruleset = RuleSet(rules, correlations, [str(f) for f in files])
+    unique_skipped = list({id(e): e for e in skipped.values()}.values())
+    ruleset = RuleSet(rules, correlations, [str(f) for f in files], unique_skipped, warnings)
     unknown = [d for d in disabled if not _named(ruleset, d)]
     errors += [
         RuleError("correlate.disabled_rules", 0, f"no rule has id, name or title {d!r}", "config")
@@ -505,12 +572,13 @@ def _without(ruleset: RuleSet, off: set[str]) -> RuleSet:
     corrs = [c for c in ruleset.correlations if not off & {c.uid, c.name, c.title}]
     corrs = [c for c in corrs if not any(off & {s.uid, s.name, s.title} for s in c.steps)]
     rules = [r for r in ruleset.rules if not off & {r.uid, r.name, r.title}]
-    return RuleSet(rules, corrs, ruleset.files)
+    return RuleSet(rules, corrs, ruleset.files, ruleset.skipped, ruleset.warnings)
 
 
-def load_rules(paths: Iterable[str | Path], *, disabled: Iterable[str] = (), strict: bool = True) -> RuleSet:
-    """Load and compile every rule under `paths`; refuse the whole set on any error."""
-    ruleset, errors = _compile_all(paths, strict, disabled)
+def load_rules(paths: Iterable[str | Path], *, disabled: Iterable[str] = ()) -> RuleSet:
+    """Load and compile every rule under `paths`; refuse the whole set on any error.
+    Rules provex cannot evaluate are skipped and listed in the result's `skipped`."""
+    ruleset, errors = _compile_all(paths, disabled)
     if errors:
         raise RulesError(errors)
     return ruleset
@@ -537,13 +605,14 @@ class SurveyResult:
 
 
 def survey(paths: Iterable[str | Path]) -> SurveyResult:
-    """Load a foreign corpus leniently (ATT&CK tags unchecked): what can run, what cannot and why."""
-    ruleset, errors = _compile_all(paths, strict=False)
+    """What of a foreign corpus runs, what cannot and why: the run loader's own verdicts,
+    without refusing the set for the rules it would refuse."""
+    ruleset, errors = _compile_all(paths)
     bad: dict[str, list[str]] = {}
-    for e in errors:
+    for e in [*errors, *ruleset.skipped]:
         bad.setdefault(e.cause, []).append(str(e))
     good = [f"{r.file}:{r.line}" for r in ruleset.rules] + [
         f"{c.file}:{c.line}" for c in ruleset.correlations
     ]
-    total = len(good) + len(errors)
+    total = len(good) + len(errors) + len(ruleset.skipped)
     return SurveyResult(len(ruleset.files), total, good, bad, ruleset)

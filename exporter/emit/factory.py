@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.resources import Resource
 
 from exporter import __version__
+from exporter.config.output import OutputError, plan_output
 from exporter.config.schema import OtlpConfig, OutputConfig
 from exporter.emit.jsonlines import JsonLinesSink
 from exporter.emit.otlp import OtlpSink
@@ -20,78 +22,60 @@ from exporter.emit.otlpjson import OtlpJsonLinesExporter
 from exporter.emit.processor import ExportQueueProcessor
 from exporter.mapping import Mapper
 
-PROTOCOLS = ("grpc", "http/protobuf")
+log = logging.getLogger("provex.emit")
 
 
 class OutputConfigError(ValueError):
     pass
 
 
-def _env(name: str) -> str:
-    """OTEL_EXPORTER_OTLP_LOGS_<name>, else OTEL_EXPORTER_OTLP_<name>."""
-    return os.environ.get(f"OTEL_EXPORTER_OTLP_LOGS_{name}") or os.environ.get(
-        f"OTEL_EXPORTER_OTLP_{name}", ""
-    )
-
-
 @dataclass(frozen=True)
 class OtlpTarget:
-    """Where and how OTLP goes, after config and the standard variables."""
+    """Where and how OTLP goes. Only what the config sets is here: whatever it leaves
+    empty (headers, certificates, insecure, timeout, compression) the SDK's exporter
+    reads from the standard OTEL_EXPORTER_OTLP_* variables itself."""
 
     protocol: str
     endpoint: str  # grpc: http(s)://host:port; http: the full URL of /v1/logs
+    source: str = "config"  # or the variable the endpoint came from
     headers: dict[str, str] = field(default_factory=dict)
     insecure: bool | None = None
     certificate: str = ""
     client_key: str = ""
     client_certificate: str = ""
-    timeout_s: float = 10.0
+    timeout_s: float | None = None
 
 
-def _parse_headers(text: str) -> dict[str, str]:
-    """The OTEL_EXPORTER_OTLP_HEADERS format: k1=v1,k2=v2 (values URL-encoded)."""
-    from urllib.parse import unquote
-
-    headers = {}
-    for part in text.split(","):
-        if "=" in part:
-            key, value = part.split("=", 1)
-            headers[unquote(key.strip()).lower()] = unquote(value.strip())
-    return headers
+def resolve_otlp(config: OtlpConfig, inherit_env: bool = True) -> OtlpTarget | None:
+    """The OTLP destination, or None when neither config nor (if inherited) environment names one."""
+    try:
+        plan = plan_output(OutputConfig(schema="ecs", otlp=config), inherit_env=inherit_env)
+    except OutputError as exc:
+        raise OutputConfigError(str(exc)) from None
+    return _target(plan.output.otlp, plan.endpoint_source)
 
 
-def resolve_otlp(config: OtlpConfig) -> OtlpTarget | None:
-    """The OTLP destination, or None when neither config nor environment names one."""
-    protocol = config.protocol or _env("PROTOCOL") or "grpc"
-    if protocol not in PROTOCOLS:
-        raise OutputConfigError(f"OTLP protocol {protocol!r} is not supported: expected one of {PROTOCOLS}")
-    signal_url = os.environ.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "")
-    base_url = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
-    endpoint = config.endpoint or signal_url or base_url
-    if not endpoint:
+def _target(otlp: OtlpConfig, source: str) -> OtlpTarget | None:
+    if not otlp.endpoint:
         return None
-    if (
-        protocol == "http/protobuf"
-        and endpoint != signal_url
-        and not endpoint.rstrip("/").endswith("/v1/logs")
-    ):
-        # A base URL (config or OTEL_EXPORTER_OTLP_ENDPOINT) gets the signal path.
-        endpoint = endpoint.rstrip("/") + "/v1/logs"
-    if "://" not in endpoint:
-        endpoint = "http://" + endpoint
-    insecure = config.insecure
-    if insecure is None and _env("INSECURE"):
-        insecure = _env("INSECURE").lower() == "true"
+    for key in ("certificate", "client_key", "client_certificate"):
+        path = getattr(otlp, key)
+        if path and not Path(path).is_file():
+            raise OutputConfigError(f"output.otlp.{key} {path}: no such file")
     return OtlpTarget(
-        protocol=protocol,
-        endpoint=endpoint,
-        headers=dict(config.headers) or _parse_headers(_env("HEADERS")),
-        insecure=insecure,
-        certificate=config.certificate or _env("CERTIFICATE"),
-        client_key=config.client_key or _env("CLIENT_KEY"),
-        client_certificate=config.client_certificate or _env("CLIENT_CERTIFICATE"),
-        timeout_s=config.timeout_s,
+        protocol=otlp.protocol,
+        endpoint=otlp.endpoint,
+        source=source,
+        headers=dict(otlp.headers),
+        insecure=otlp.insecure,
+        certificate=otlp.certificate,
+        client_key=otlp.client_key,
+        client_certificate=otlp.client_certificate,
+        timeout_s=otlp.timeout_s,
     )
+
+
+_CERTIFICATE_VARS = ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE")
 
 
 class _PinnedVerifySession(requests.Session):
@@ -105,14 +89,14 @@ class _PinnedVerifySession(requests.Session):
 
 
 def make_exporter(target: OtlpTarget) -> LogRecordExporter:
-    """The SDK's OTLP log exporter for `target` (gRPC or HTTP/protobuf)."""
+    """The SDK's OTLP log exporter for `target` (gRPC or HTTP/protobuf); None arguments
+    leave the exporter to its standard variables."""
     if target.protocol == "grpc":
         import grpc
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
 
         credentials = None
-        secure = target.endpoint.startswith("https://") or target.insecure is False
-        if secure and (target.certificate or target.client_certificate):
+        if target.certificate or target.client_certificate:
             read = lambda p: Path(p).read_bytes() if p else None  # noqa: E731
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=read(target.certificate),
@@ -121,16 +105,18 @@ def make_exporter(target: OtlpTarget) -> LogRecordExporter:
             )
         return GrpcExporter(
             endpoint=target.endpoint,
-            insecure=target.insecure if target.insecure is not None else not secure,
+            insecure=target.insecure,
             credentials=credentials,
             headers=target.headers or None,
             timeout=target.timeout_s,
         )
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpExporter
 
+    # A CA bundle from config or from the OTLP variables must beat $REQUESTS_CA_BUNDLE.
+    pinned = target.certificate or any(os.environ.get(v) for v in _CERTIFICATE_VARS)
     return HttpExporter(
         endpoint=target.endpoint,
-        session=_PinnedVerifySession() if target.certificate else None,
+        session=_PinnedVerifySession() if pinned else None,
         certificate_file=target.certificate or None,
         client_key_file=target.client_key or None,
         client_certificate_file=target.client_certificate or None,
@@ -166,22 +152,24 @@ def build_sink(
     hostname: str = "",
     resource_attrs: Mapping[str, str] | None = None,
     exporter: LogRecordExporter | None = None,
+    inherit_env: bool = True,
 ) -> JsonLinesSink | OtlpSink:
-    """The Sink (exporter.agent.pipeline) for `output.*`.
+    """The Sink (exporter.agent.pipeline.Sink) for `output.*`.
 
     raw: JSON lines (the replay format); ecs/ocsf: mapped documents over OTLP,
-    or as OTLP-JSON lines when no endpoint is configured.
+    or as OTLP-JSON lines when no endpoint is configured. `inherit_env`: may an
+    endpoint come from OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT (see exporter.config.output).
 
     `exporter` replaces the transport (tests, benchmarks).
     """
+    try:
+        plan = plan_output(config, inherit_env=inherit_env and exporter is None)
+    except OutputError as exc:
+        raise OutputConfigError(str(exc)) from None
+    if plan.note:
+        log.info("OTLP endpoint not used", extra={"fields": {"reason": plan.note}})
+    config = plan.output
     if config.schema == "raw":
-        target = resolve_otlp(config.otlp)
-        if target is not None:
-            # Raw events are the replay format, not OTLP: say so rather than ignore the endpoint.
-            raise OutputConfigError(
-                f"an OTLP endpoint is configured ({target.endpoint}) but output.schema is raw, "
-                "which writes JSON lines: choose --schema ecs or --schema ocsf to export OTLP"
-            )
         return JsonLinesSink(config.file)
     hostname = hostname or socket.gethostname()
     node_name = node_name or os.environ.get("NODE_NAME", "") or hostname
@@ -190,7 +178,7 @@ def build_sink(
     if exporter is not None:
         alert_exporter = event_exporter = exporter
     else:
-        target = resolve_otlp(otlp)
+        target = _target(otlp, plan.endpoint_source)
         if target is None:
             # One writer for both paths, so lines never interleave.
             alert_exporter = event_exporter = OtlpJsonLinesExporter(config.file)

@@ -113,7 +113,6 @@ class ApiServerRefresher:
         self.target = target
         self.period_s = period_s
         self.warn = warn or RateLimitedWarning()
-        self.refreshes = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -133,7 +132,6 @@ class ApiServerRefresher:
                     path=path,
                     error=str(exc)[:300],
                 )
-        self.refreshes += 1
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="provex-k8s-apiserver", daemon=True)

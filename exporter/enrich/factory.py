@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from exporter.config.schema import EnrichConfig
 from exporter.enrich.apiserver import ApiServerRefresher, ApiServerSet
 from exporter.enrich.cgroups import CgroupResolver, find_cgroup2_root
+from exporter.enrich.fscontext import ContextReader
 from exporter.enrich.kubeclient import KubeClient, resolve_auth, server_addresses
 from exporter.enrich.mounts import MountResolver
 from exporter.enrich.pods import PodCache
@@ -76,7 +77,8 @@ def build_enricher(
     processes = ProcessTable(cfg.process_table_max, cfg.lineage_depth)
     apiservers = ApiServerSet(cfg.apiserver_addresses)
     mounts = MountResolver(proc)
-    lifecycle: list = [cgroups, _ProcLoader(processes, proc, root), mounts]
+    contexts = ContextReader(proc)
+    lifecycle: list = [cgroups, _ProcLoader(processes, proc, root), mounts, contexts]
     pods: PodCache | None = None
     watcher: PodWatcher | None = None
     if cfg.kubernetes:
@@ -112,6 +114,7 @@ def build_enricher(
         pods=pods,
         apiservers=apiservers,
         mounts=mounts,
+        contexts=contexts,
         wait_ms=cfg.enrichment_wait_ms,
         park_max=cfg.park_max,
         k8s_ready=ready,

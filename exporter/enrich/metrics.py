@@ -53,3 +53,9 @@ MOUNT_ERRORS = Counter(
     ["cause"],
     registry=REGISTRY,
 )
+CONTEXT_READS = Counter(
+    "provex_enrich_context_reads",
+    "Reads of a process's cwd and root from /proc (processes the stream did not see start), by outcome",
+    ["outcome"],
+    registry=REGISTRY,
+)

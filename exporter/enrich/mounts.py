@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import errno
 import logging
-import queue
-import threading
 
 from exporter.enrich.metrics import MOUNT_ERRORS
 from exporter.enrich.mountinfo import MountinfoError, host_bind_mounts, parse_mountinfo
+from exporter.enrich.worker import QueueWorker
 from exporter.model import HostMount
 
 # A process that exited between its event and this read: ENOENT, or EINVAL/ESRCH while dying.
@@ -17,22 +16,19 @@ _GONE = frozenset({errno.ENOENT, errno.ESRCH, errno.EINVAL})
 log = logging.getLogger("provex.enrich")
 
 
-class MountResolver:
+class MountResolver(QueueWorker[tuple[str, int]]):
     """`get` answers from the cache; `request` queues a resolution for the worker."""
 
+    thread_name = "provex-mounts"
+
     def __init__(self, proc: str = "/proc", host_pid: str = "1", max_containers: int = 16384) -> None:
+        super().__init__()
         self.proc = proc
         self.host_pid = host_pid
         self.max_containers = max_containers
         self._mounts: dict[str, tuple[HostMount, ...]] = {}
         self._requested: set[str] = set()
-        self._queue: queue.SimpleQueue[tuple[str, int] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
         self.generation = 0
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
 
     def get(self, container_id: str) -> tuple[HostMount, ...] | None:
         return self._mounts.get(container_id)
@@ -44,9 +40,8 @@ class MountResolver:
             self._requested.clear()  # bounded; resolved ones stay in _mounts until it is cleared too
             self._mounts.clear()
         self._requested.add(container_id)
-        if self._thread is None:
-            return  # not started (tests, replay): resolve_now() does it on demand
-        self._queue.put((container_id, pid))
+        if self.running:  # not started (tests, replay): resolve_now() does it on demand
+            self.submit((container_id, pid))
 
     def resolve_now(self, container_id: str, pid: int) -> tuple[HostMount, ...]:
         try:
@@ -83,17 +78,5 @@ class MountResolver:
         with open(f"{self.proc}/{pid}/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
             return f.read()
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="provex-mounts", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            self.resolve_now(*item)
+    def handle(self, item: tuple[str, int]) -> None:
+        self.resolve_now(*item)

@@ -12,6 +12,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from exporter.enrich.fscontext import read_context
 from exporter.enrich.metrics import PROCESS_EVICTIONS, PROCESS_MISSES
 from exporter.enrich.redact import redact_argv
 from exporter.model import Event, EventType, ProcessInfo
@@ -27,6 +28,12 @@ class ProcEntry:
     uid: int = 0
     cgroup_id: int = 0
     exited_ns: int = 0
+    # Filesystem context: a process whose fork the stream carried needs none; the others
+    # get a CONTEXT event (cwd, root read from /proc) before their first event.
+    forked_in_stream: bool = False
+    context: tuple[str, str, int] | None = None  # (cwd, root, read at), from /proc
+    context_sent: bool = False
+    context_asked: bool = False
 
 
 class ProcessTable:
@@ -68,6 +75,7 @@ class ProcessTable:
                     start_ns=event.ts_ns,
                     uid=event.uid,
                     cgroup_id=event.cgroup_id,
+                    forked_in_stream=True,
                 )
             )
             return parent
@@ -165,7 +173,14 @@ def read_proc_entry(
     argv = [a.decode("utf-8", "replace") for a in cmdline.split(b"\0")[:-1]] if cmdline else []
     cgroup_id = _cgroup_id(base, cgroup_root) if cgroup_root else 0
     return ProcEntry(
-        pid=pid, exe=exe, argv=redact_argv(argv), ppid=ppid, start_ns=start_ns, uid=uid, cgroup_id=cgroup_id
+        pid=pid,
+        exe=exe,
+        argv=redact_argv(argv),
+        ppid=ppid,
+        start_ns=start_ns,
+        uid=uid,
+        cgroup_id=cgroup_id,
+        context=read_context(proc, pid),
     )
 
 

@@ -14,16 +14,20 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cachetools import LRUCache
+
 from exporter.enrich.apiserver import ApiServerSet
 from exporter.enrich.cgroups import CgroupResolver, ContainerRef, classify_cgroup_path
+from exporter.enrich.fscontext import ContextReader
 from exporter.enrich.metrics import LATE, PARK_OVERFLOW, PARKED
 from exporter.enrich.mounts import MountResolver
 from exporter.enrich.pods import PodCache
-from exporter.enrich.proctable import ProcessTable
+from exporter.enrich.proctable import ProcEntry, ProcessTable
 from exporter.enrich.redact import redact_argv
 from exporter.model import ContainerInfo, Event, EventType
 
 _UNCLASSIFIED = object()
+CACHE_MAX = 65536  # cgroups remembered per cache
 
 
 # The comm of runc's init stages (runc:[0:PARENT], runc:[1:CHILD], runc:[2:INIT]).
@@ -47,6 +51,7 @@ class EnrichStage:
         pods: PodCache | None = None,
         apiservers: ApiServerSet | None = None,
         mounts: MountResolver | None = None,
+        contexts: ContextReader | None = None,
         wait_ms: int = 50,
         park_max: int = 10000,
         k8s_ready: Callable[[], bool] = lambda: True,
@@ -59,6 +64,7 @@ class EnrichStage:
         self.pods = pods
         self.apiservers = apiservers or ApiServerSet()
         self.mounts = mounts
+        self.contexts = contexts
         self.wait_ns = wait_ms * 1_000_000
         self.park_max = park_max
         self.k8s_ready = k8s_ready
@@ -66,11 +72,12 @@ class EnrichStage:
         self._ready: list[Event] = []
         self._parked: OrderedDict[int, deque[_Parked]] = OrderedDict()
         self._n_parked = 0
-        self._refs: dict[int, ContainerRef | None] = {}
-        self._gave_up: set[int] = set()  # cgroups whose Pod did not come in time: no more waiting
+        # Bounded by LRU (a node's cgroups come and go): each one is refilled from its source.
+        self._refs: LRUCache[int, ContainerRef | None] = LRUCache(CACHE_MAX)
+        self._gave_up: LRUCache[int, bool] = LRUCache(CACHE_MAX)  # Pod did not come in time: no more waiting
         # cgroup id -> (pod cache generation, valid until now_ns, resolved ContainerInfo). The
         # ContainerInfo is shared by that container's events: downstream must not mutate it.
-        self._memo: dict[int, tuple[int, int, ContainerInfo]] = {}
+        self._memo: LRUCache[int, tuple[int, int, ContainerInfo]] = LRUCache(CACHE_MAX)
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -92,6 +99,8 @@ class EnrichStage:
             self._enqueue(key, _Parked(event, now_ns, True), now_ns)
             return
         entry = self.processes.observe(event)
+        if not entry.forked_in_stream and not entry.context_sent:
+            self._send_context(entry, event, key, now_ns)
         if event.argv:
             # A successful exec already stored the redacted argv in the table.
             ok_exec = event.type is EventType.EXEC and event.ret >= 0
@@ -119,7 +128,49 @@ class EnrichStage:
         out, self._ready = self._ready, []
         return out
 
+    def identity(self, cgroup_id: int) -> ContainerInfo | None:
+        """What the caches know of a cgroup's container (and Pod), without waiting: for
+        reports about a container (e.g. one that floods), not for events."""
+        ref = self._ref(cgroup_id)
+        if not isinstance(ref, ContainerRef):
+            return None
+        info = ContainerInfo(id=ref.container_id, runtime=ref.runtime, cgroup_path=ref.cgroup_path)
+        if ref.pod_uid and self.pods is not None:
+            rec = self.pods.lookup(ref.container_id, ref.pod_uid)
+            if rec is not None:
+                info.pod = rec.info
+        return info
+
     # -- internals -----------------------------------------------------------
+    def _send_context(self, entry: ProcEntry, event: Event, key: int, now_ns: int) -> None:
+        """Put the process's cwd and root (from /proc) into the stream before its event."""
+        if entry.context is None and self.contexts is not None:
+            entry.context = self.contexts.get(entry.pid)
+            if entry.context is None and not entry.context_asked:
+                entry.context_asked = True
+                # runc init still stands in the host's tree: its pivot_root, in the stream, says
+                # where the container's view begins.
+                if not event.comm.startswith(RUNTIME_INIT_COMM):
+                    self.contexts.request(entry.pid)
+                    entry.context = self.contexts.get(entry.pid)
+        if entry.context is None:
+            return
+        entry.context_sent = True
+        cwd, root, read_ns = entry.context
+        seed = Event(
+            id=f"{event.id}-ctx",
+            type=EventType.CONTEXT,
+            syscall="procfs",
+            ts_ns=min(read_ns, event.ts_ns),
+            pid=event.pid,
+            tid=event.pid,
+            comm=event.comm,
+            cgroup_id=event.cgroup_id,
+            path=cwd,
+            target=root,
+        )
+        self._enqueue(key, _Parked(seed, now_ns, True), now_ns)
+
     def _enqueue(self, key: int, p: _Parked, now_ns: int) -> None:
         q = self._parked.get(key)
         if q is None and p.done:
@@ -161,9 +212,7 @@ class EnrichStage:
                             break
                         self._release_late(head)
                         if head.why == "pod":
-                            if len(self._gave_up) >= 65536:
-                                self._gave_up.clear()
-                            self._gave_up.add(key)
+                            self._gave_up[key] = True
                 q.popleft()
                 self._n_parked -= 1
                 self._ready.append(head.event)
@@ -182,8 +231,6 @@ class EnrichStage:
             if path is None:
                 return _UNCLASSIFIED
             ref = classify_cgroup_path(path)
-            if len(self._refs) >= 65536:
-                self._refs.clear()  # bounded; refilled from the resolver's cache
             self._refs[cgroup_id] = ref
         return ref
 
@@ -199,8 +246,6 @@ class EnrichStage:
             return ""
         why = self._resolve_slow(event)
         if not why and event.container is not None and not event.late and self._mounts_settled(event):
-            if len(self._memo) >= 65536:
-                self._memo.clear()
             # Re-checked at least once a second of event time (e.g. a deleted Pod's grace ends).
             self._memo[cgroup_id] = (gen, now_ns + 1_000_000_000, event.container)
         return why
@@ -248,7 +293,7 @@ class EnrichStage:
                 LATE.labels("pod_unknown" if self.k8s_ready() else "k8s_unavailable").inc()
                 return ""
             return "pod"
-        self._gave_up.discard(event.cgroup_id)
+        self._gave_up.pop(event.cgroup_id, None)
         info.pod = rec.info
         spec = rec.container(ref.container_id)
         if spec is not None:

@@ -25,7 +25,11 @@ File grammar (see mappings/ecs.yaml for a commented example):
           | {from: PATH, fn: TRANSFORM, map: {..} | TABLE, default: ANY}
 
 PATH starts at `record` ("event" or "alert"), `event` (for an alert: its
-decisive event), `alert` or `agent` (node identity given to the Mapper).
+decisive event), `alert`, `agent` (node identity given to the Mapper) or
+`rule`: `rule.NAME` is the rule field NAME (exporter/correlate/FIELDS.md) of
+that event, the very value the Sigma rules matched, so a document field set
+from it carries what the rules used (exporter/siem/homes.py names it as the
+field's home in the SIEM).
 """
 
 from __future__ import annotations
@@ -39,11 +43,12 @@ from typing import Any
 
 import msgspec
 
+from exporter.correlate.fields import FIELDS, EventView
 from exporter.mapping._yaml import LocatedDict, LocatedList, YamlSyntaxError, load_located
 from exporter.mapping.functions import TRANSFORMS
 from exporter.model import Alert, Event
 
-ROOTS = ("record", "event", "alert", "agent")
+ROOTS = ("record", "event", "alert", "agent", "rule")
 _MISSING = object()
 
 
@@ -122,7 +127,7 @@ def _resolve(ctx: dict[str, Any], path: tuple[str, ...]) -> Any:
     for part in path:
         if value is None:
             return None
-        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+        value = value.get(part) if isinstance(value, dict | EventView) else getattr(value, part, None)
     return value
 
 
@@ -159,9 +164,11 @@ class Mapping:
     # -- applying -----------------------------------------------------------
 
     def context(self, record: Event | Alert, agent: dict[str, Any]) -> dict[str, Any]:
+        # `rule`: the rule fields of the event, computed on first use (EventView caches them).
         if isinstance(record, Alert):
-            return {"record": "alert", "alert": record, "event": record.event, "agent": agent}
-        return {"record": "event", "event": record, "alert": None, "agent": agent}
+            view = EventView(record.event) if record.event is not None else None
+            return {"record": "alert", "alert": record, "event": record.event, "agent": agent, "rule": view}
+        return {"record": "event", "event": record, "alert": None, "agent": agent, "rule": EventView(record)}
 
     def kind_of(self, ctx: dict[str, Any]) -> str | None:
         for name, predicates in self.kinds:
@@ -252,6 +259,13 @@ class Mapping:
         parts = tuple(text.split("."))
         if parts[0] not in ROOTS:
             raise self._fail(node, f"path {text!r} must start with one of {list(ROOTS)}", key)
+        if parts[0] == "rule" and (len(parts) != 2 or parts[1] not in FIELDS):
+            raise self._fail(
+                node,
+                f"path {text!r} must be rule.NAME with NAME a rule field "
+                "(exporter/correlate/FIELDS.md, `provex rules fields`)",
+                key,
+            )
         return parts
 
     def _condition(self, node: Any) -> tuple[Predicate, ...]:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno as _errno
+import ipaddress as _ip
 import posixpath
 from collections.abc import Callable
 from typing import Any
+
+from exporter.correlate.attack import attack
+from exporter.model import linux
 
 Transform = Callable[[Any, dict[str, dict[Any, Any]]], Any]
 TRANSFORMS: dict[str, Transform] = {}
@@ -59,6 +63,12 @@ def dirname(path: Any, _tables: dict) -> str | None:
     return posixpath.dirname(path) or None if path else None
 
 
+@transform("present")
+def present(value: Any, _tables: dict) -> bool:
+    """True when the value is there (non-empty), else False: a flag written either way."""
+    return value not in (None, "", [], {})
+
+
 @transform("string")
 def string(value: Any, _tables: dict) -> str | None:
     return None if value is None or value == "" else str(value)
@@ -72,26 +82,12 @@ def errno_name(ret: Any, _tables: dict) -> str | None:
     return _errno.errorcode.get(-ret, str(ret))
 
 
-# CLONE_NEW* bits as the kernel defines them (include/uapi/linux/sched.h).
-_NAMESPACE_BITS = (
-    (0x00000080, "time"),
-    (0x00020000, "mnt"),
-    (0x02000000, "cgroup"),
-    (0x04000000, "uts"),
-    (0x08000000, "ipc"),
-    (0x10000000, "user"),
-    (0x20000000, "pid"),
-    (0x40000000, "net"),
-)
-
-
 @transform("namespace_names")
 def namespace_names(flags: Any, _tables: dict) -> list[str] | None:
     """setns nstype / unshare flags -> ['mnt', 'pid']; setns nstype 0 = 'any'."""
     if not isinstance(flags, int):
         return None
-    names = [name for bit, name in _NAMESPACE_BITS if flags & bit]
-    return names or ["any"]
+    return linux.namespace_names(flags, setns=True)
 
 
 @transform("kv_pairs")
@@ -145,47 +141,63 @@ def _tactic(short: str, tables: dict) -> dict[str, str]:
     }
 
 
+def _technique_tactics(technique: str) -> frozenset[str] | None:
+    """The tactics ATT&CK gives a technique (None: not in the shipped ATT&CK data)."""
+    known = attack().techniques
+    tactics = known.get(technique) or known.get(_technique_parent(technique))
+    return frozenset(tactics) if tactics else None
+
+
+def _paired_tactics(alert: Any) -> list[str]:
+    """The rule's tactics that ATT&CK pairs with one of its techniques: a tactic tag no
+    technique of the rule belongs to is not an ATT&CK statement about this alert (all of
+    them when no technique is known)."""
+    tactics = list(alert.get("tactics") or []) if alert else []
+    of: set[str] = set()
+    for technique in alert.get("techniques") or [] if alert else []:
+        of |= _technique_tactics(technique) or set()
+    return [t for t in tactics if t in of] if of else tactics
+
+
 @transform("ocsf_attacks")
 def ocsf_attacks(alert: Any, tables: dict) -> list[dict[str, Any]] | None:
-    """One OCSF `attack` per technique; the alert's tactics apply to each.
-
-    The Alert carries techniques and tactics as two lists (a rule's tags do
-    not pair them), so every attack lists all of the rule's tactics.
-    """
+    """One OCSF `attack` per technique, with those of the rule's tactics that the
+    technique belongs to in ATT&CK (the rule's tags do not pair them)."""
     if not alert or not alert.get("techniques"):
         return None
     version = tables.get("attack_meta", {}).get("version")
-    tactics = [_tactic(t, tables) for t in alert.get("tactics", [])]
     attacks = []
     for technique in alert["techniques"]:
         parent = _technique_parent(technique)
-        attack: dict[str, Any] = {"technique": {"uid": parent, "src_url": _technique_url(parent)}}
+        attack_: dict[str, Any] = {"technique": {"uid": parent, "src_url": _technique_url(parent)}}
         if parent != technique:
-            attack["sub_technique"] = {"uid": technique, "src_url": _technique_url(technique)}
+            attack_["sub_technique"] = {"uid": technique, "src_url": _technique_url(technique)}
+        belongs = _technique_tactics(technique)
+        tactics = [_tactic(t, tables) for t in alert.get("tactics", []) if belongs is None or t in belongs]
         if len(tactics) == 1:
-            attack["tactic"] = tactics[0]
+            attack_["tactic"] = tactics[0]
         if tactics:
-            attack["tactics"] = tactics
+            attack_["tactics"] = tactics
         if version:
-            attack["version"] = version
-        attacks.append(attack)
+            attack_["version"] = version
+        attacks.append(attack_)
     return attacks
 
 
 @transform("attack_tactic_ids")
-def attack_tactic_ids(tactics: Any, tables: dict) -> list[str] | None:
-    ids = [_tactic(t, tables).get("uid") for t in tactics or []]
+def attack_tactic_ids(alert: Any, tables: dict) -> list[str] | None:
+    ids = [_tactic(t, tables).get("uid") for t in _paired_tactics(alert)]
     return [i for i in ids if i] or None
 
 
 @transform("attack_tactic_names")
-def attack_tactic_names(tactics: Any, tables: dict) -> list[str] | None:
-    return [_tactic(t, tables)["name"] for t in tactics] if tactics else None
+def attack_tactic_names(alert: Any, tables: dict) -> list[str] | None:
+    return [_tactic(t, tables)["name"] for t in _paired_tactics(alert)] or None
 
 
 @transform("attack_tactic_urls")
-def attack_tactic_urls(tactics: Any, tables: dict) -> list[str] | None:
-    urls = [_tactic(t, tables).get("src_url") for t in tactics or []]
+def attack_tactic_urls(alert: Any, tables: dict) -> list[str] | None:
+    urls = [_tactic(t, tables).get("src_url") for t in _paired_tactics(alert)]
     return [u for u in urls if u] or None
 
 
@@ -194,17 +206,69 @@ def evidence_ids(evidence: Any, _tables: dict) -> list[str] | None:
     return [ref["id"] for ref in evidence] if evidence else None
 
 
+# What an EvidenceRef may say of the event beyond its identity, in order.
+_EVIDENCE_DETAILS = ("pid", "path", "host_path", "destination", "source", "fstype")
+
+
+@transform("ecs_evidence")
+def ecs_evidence(evidence: Any, tables: dict) -> list[dict[str, Any]] | None:
+    """Each event the alert rests on, with what it touched (provex.evidence, nested)."""
+    if not evidence:
+        return None
+    out = []
+    for ref in evidence:
+        entry: dict[str, Any] = {"id": ref["id"], "timestamp": iso8601(ref["ts_ns"], tables)}
+        for key in ("step", "type", "syscall", *_EVIDENCE_DETAILS):
+            if ref.get(key):
+                entry[key] = ref[key]
+        out.append(entry)
+    return out
+
+
+def _endpoint(destination: str) -> dict[str, Any]:
+    """'ip:port' or '[ip]:port' -> an OCSF network endpoint; anything else by name."""
+    host, sep, port = destination.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ip = str(_ip.ip_address(host))
+    except ValueError:
+        return {"name": destination}
+    endpoint: dict[str, Any] = {"ip": ip}
+    if sep and port.isdigit():
+        endpoint["port"] = int(port)
+    return endpoint
+
+
 @transform("ocsf_evidences")
 def ocsf_evidences(evidence: Any, _tables: dict) -> list[dict[str, Any]] | None:
-    """Each event the alert rests on: its id, what it was and which step it met."""
+    """Each event the alert rests on: its id, what it was, which step it met, and what it
+    touched: the file (resolved path), the process, the connect's destination endpoint; what
+    OCSF's evidences object has no attribute for (host path, mount source and type) in data."""
     if not evidence:
         return None
     out = []
     for ref in evidence:
         data = {"type": ref["type"], "syscall": ref["syscall"], "time": ref["ts_ns"] // 1_000_000}
-        if ref.get("step"):
-            data["step"] = ref["step"]
-        out.append({"uid": ref["id"], "name": f"{ref['type']}:{ref['syscall']}", "data": data})
+        for key in ("step", "host_path"):
+            if ref.get(key):
+                data[key] = ref[key]
+        mount = {key: ref[key] for key in ("source", "fstype") if ref.get(key)}
+        if mount:
+            data["mount"] = mount
+        item: dict[str, Any] = {"uid": ref["id"], "name": f"{ref['type']}:{ref['syscall']}", "data": data}
+        if ref.get("path"):
+            item["file"] = {
+                "path": ref["path"],
+                "name": basename(ref["path"], _tables),
+                # an exec's file is the executed image, a regular file (as process.file);
+                # elsewhere the event does not say what the path names
+                "type_id": 1 if ref["type"] == "exec" else 0,
+            }
+        if ref.get("pid"):
+            item["process"] = {"pid": ref["pid"]}
+        if ref.get("destination"):
+            item["dst_endpoint"] = _endpoint(ref["destination"])
+        out.append(item)
     return out
 
 

@@ -9,8 +9,10 @@ from exporter.model.events import (
     HostMount,
     PodInfo,
     ProcessInfo,
+    Resolution,
     decode_event,
     encode_event,
+    evidence_ref,
 )
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "HostMount",
     "PodInfo",
     "ProcessInfo",
+    "Resolution",
     "decode_event",
     "encode_event",
+    "evidence_ref",
 ]

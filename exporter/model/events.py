@@ -24,6 +24,26 @@ class EventType(enum.StrEnum):
     CONNECT = "connect"
     FORK = "fork"  # sched_process_fork: lineage only
     EXIT = "exit"  # sched_process_exit: lineage only
+    # Filesystem context, for path resolution in the provenance graph:
+    CHDIR = "chdir"  # chdir, fchdir
+    CHROOT = "chroot"  # chroot, pivot_root
+    LINK = "link"  # symlink, symlinkat, link, linkat
+    RENAME = "rename"  # rename, renameat, renameat2
+    DUP = "dup"  # dup2, dup3 onto fd 0-2: fd is the old fd, ret the standard stream it now is
+    # A process's current and root directory read from /proc (syscall "procfs"), for
+    # processes the stream did not see start: it seeds their context in the graph.
+    CONTEXT = "context"
+
+
+class Resolution(enum.StrEnum):
+    """How the correlate stage resolved an event's path (Event.resolution)."""
+
+    RESOLVED = "resolved"  # from the process's root, current directory, dirfd and known links
+    ROOT_ASSUMED = "root_assumed"  # absolute path, the process's root not known: "/" assumed
+    CWD_UNKNOWN = "cwd_unknown"  # relative path, the current directory not known: not resolved
+    DIRFD_UNKNOWN = "dirfd_unknown"  # the dirfd (or fexecve fd) names nothing known: not resolved
+    PIVOTED = "pivoted"  # after the workload's own pivot_root: relative to its new root
+    LINK_LOOP = "link_loop"  # more than 40 known symbolic links on the way (ELOOP): not resolved
 
 
 class HostMount(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -72,6 +92,22 @@ class ProcessInfo(msgspec.Struct, omit_defaults=True):
     parent_argv: list[str] = []
 
 
+class EvidenceRef(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One event an alert rests on, with what it touched (so the alert reads on its own)."""
+
+    id: str
+    ts_ns: int
+    type: EventType
+    syscall: str
+    step: str = ""  # the rule (or correlation step) it satisfied, or how a chain links it
+    pid: int = 0
+    path: str = ""  # the file it touched, resolved (open, exec, link, rename)
+    host_path: str = ""  # that file on the host, through a host mount
+    destination: str = ""  # connect: ip:port ("[ip]:port" for IPv6)
+    source: str = ""  # mount: its source
+    fstype: str = ""  # mount: the file system type
+
+
 class Event(msgspec.Struct, omit_defaults=True):
     """One syscall (or lineage event) as the kernel reported it, plus enrichment.
 
@@ -92,7 +128,7 @@ class Event(msgspec.Struct, omit_defaults=True):
     cgroup_id: int = 0
     ret: int = 0  # syscall return value (negative errno on failure)
 
-    # open family / exec / creat
+    # open family / exec / creat; chdir, chroot; link, rename: the new name (fchdir: fd below)
     path: str = ""  # the pathname the syscall was given, as given
     dirfd: int = 0
     flags: int = 0
@@ -100,10 +136,10 @@ class Event(msgspec.Struct, omit_defaults=True):
     argv: list[str] = []  # exec only
 
     # setns / unshare
-    fd: int = 0  # setns: the namespace (or pidfd) descriptor
+    fd: int = 0  # setns: the namespace (or pidfd) descriptor; fchdir: its fd; dup2/dup3: the old fd
     nstype: int = 0  # setns: nstype argument; unshare: flags
 
-    # mount family
+    # mount family; link and rename: the old name (symlink: the link's content)
     source: str = ""
     target: str = ""
     fstype: str = ""
@@ -119,25 +155,47 @@ class Event(msgspec.Struct, omit_defaults=True):
     # fork
     child_pid: int = 0
 
+    # link, rename: the old name's dirfd
+    source_dirfd: int = 0
+
+    # provenance, filled by exporter.correlate (the graph knows the process's context)
+    resolved_path: str = ""  # the path's absolute form inside the container (open, exec, chdir, ...)
+    resolution: str = ""  # a Resolution value; "" where the event names no path
+    host_path: str = ""  # the host file it reaches when it lies in one of the container's host mounts
+    interpreted_path: str = ""  # exec of an interpreter: the script or program it was handed (resolved)
+    resolved_source: str = ""  # link, rename: the old name, resolved
+    # exec: how the executed (or interpreted) file came from the network, oldest first:
+    # the connect, then each write or read that carried it to this file.
+    origin: list[EvidenceRef] = []
+
     # enrichment, filled by exporter.enrich
     container: ContainerInfo | None = None
     process: ProcessInfo | None = None
     # True when the enrichment deadline passed before identity was known.
     late: bool = False
 
-    @property
-    def ok(self) -> bool:
-        return self.ret >= 0
 
-
-class EvidenceRef(msgspec.Struct, frozen=True, omit_defaults=True):
-    """One event an alert rests on."""
-
-    id: str
-    ts_ns: int
-    type: EventType
-    syscall: str
-    step: str = ""  # the rule (or correlation step) it satisfied
+def evidence_ref(event: Event, step: str = "") -> EvidenceRef:
+    """The evidence record of one event."""
+    destination = ""
+    if event.daddr and event.family in (2, 10):  # AF_INET, AF_INET6 (an AF_UNIX path is not one)
+        destination = (
+            f"[{event.daddr}]:{event.dport}" if ":" in event.daddr else f"{event.daddr}:{event.dport}"
+        )
+    is_mount = event.type is EventType.MOUNT
+    return EvidenceRef(
+        id=event.id,
+        ts_ns=event.ts_ns,
+        type=event.type,
+        syscall=event.syscall,
+        step=step,
+        pid=event.pid,
+        path=event.resolved_path or (event.path if event.type is not EventType.CONNECT else ""),
+        host_path=event.host_path,
+        destination=destination,
+        source=event.source if is_mount else "",
+        fstype=event.fstype if is_mount else "",
+    )
 
 
 class Alert(msgspec.Struct, omit_defaults=True):
@@ -150,7 +208,7 @@ class Alert(msgspec.Struct, omit_defaults=True):
     techniques: list[str] = []  # ATT&CK ids, e.g. ["T1611"]
     tactics: list[str] = []  # ATT&CK tactic short names, e.g. ["privilege-escalation"]
     description: str = ""
-    # The join key (group-by fields and their values), e.g. {"container.id": "..."}.
+    # The join key: the rule fields it groups by and their values, e.g. {"ContainerId": "..."}.
     key: dict[str, str] = {}
     first_ts_ns: int = 0  # first event of the chain
     decisive_ts_ns: int = 0  # the event that completed the match

@@ -25,6 +25,8 @@ COUNTERS = (
     "emitted",
     "lost_ringbuf",
     "lost_pending",
+    "sampled",  # past its cgroup's flood budget: dropped in the kernel, counted per cgroup too
+    "shed",  # a read within its budget, dropped while the agent lagged (probes pressure)
 )
 
 # Event type bits, as T_* in bpf/provex.h.
@@ -37,10 +39,26 @@ TYPE_BITS = {
     EventType.CONNECT: 1 << 5,
     EventType.FORK: 1 << 6,
     EventType.EXIT: 1 << 7,
+    EventType.CHDIR: 1 << 9,
+    EventType.CHROOT: 1 << 10,
+    EventType.LINK: 1 << 11,
+    EventType.RENAME: 1 << 12,
+    EventType.DUP: 1 << 13,
 }
+CONTROL_BIT = 1 << 8  # control records (cgroup_mkdir): always wake the consumer
 
 # Families: which payload struct (see bpf/provex.h) a record carries.
-OPEN, EXEC, MOUNT, NS, CONNECT, PROC, CGROUP = "open", "exec", "mount", "ns", "connect", "proc", "cgroup"
+OPEN, EXEC, MOUNT, NS, CONNECT, PROC, CGROUP, LINK, DUP = (
+    "open",
+    "exec",
+    "mount",
+    "ns",
+    "connect",
+    "proc",
+    "cgroup",
+    "link",
+    "dup",
+)
 
 
 def _text(raw: bytes) -> str:
@@ -154,10 +172,64 @@ SYSCALLS: tuple[Syscall, ...] = (
     ),
     Syscall("fork", EventType.FORK, PROC, ("sched/sched_process_fork",), {"child_pid": "child_pid"}),
     Syscall("exit", EventType.EXIT, PROC, ("sched/sched_process_exit",)),
+    # Filesystem context: chdir family in the open_ev layout (fchdir's fd in dirfd).
+    Syscall("chdir", EventType.CHDIR, OPEN, ("syscalls/sys_enter_chdir",), {"path": "path"}),
+    Syscall("fchdir", EventType.CHDIR, OPEN, ("syscalls/sys_enter_fchdir",), {"fd": "dirfd"}),
+    Syscall("chroot", EventType.CHROOT, OPEN, ("syscalls/sys_enter_chroot",), {"path": "path"}),
+    Syscall("pivot_root", EventType.CHROOT, OPEN, ("syscalls/sys_enter_pivot_root",), {"path": "path"}),
+    *(
+        Syscall(
+            name,
+            kind,
+            LINK,
+            (f"syscalls/sys_enter_{name}",),
+            {
+                "source": "oldpath",
+                "path": "newpath",
+                "dirfd": "newdirfd",
+                "source_dirfd": "olddirfd",
+                "flags": "flags",
+            },
+        )
+        for name, kind in (
+            ("symlink", EventType.LINK),
+            ("symlinkat", EventType.LINK),
+            ("link", EventType.LINK),
+            ("linkat", EventType.LINK),
+            ("rename", EventType.RENAME),
+            ("renameat", EventType.RENAME),
+            ("renameat2", EventType.RENAME),
+        )
+    ),
+    Syscall("dup2", EventType.DUP, DUP, ("syscalls/sys_enter_dup2",), {"fd": "oldfd"}),
+    Syscall("dup3", EventType.DUP, DUP, ("syscalls/sys_enter_dup3",), {"fd": "oldfd", "flags": "flags"}),
     Syscall("cgroup_mkdir", None, CGROUP, ("cgroup/cgroup_mkdir",)),
 )
 
-SYSCALL_IDS = {sc.name: i for i, sc in enumerate(SYSCALLS)}
+# The maps the agent uses from user space (the build child hands over their fds); the
+# pending_* ones pair a syscall's entry with its exit per thread and are swept of orphans.
+PENDING_MAPS = (
+    "pending_open",
+    "pending_exec",
+    "pending_clone",
+    "pending_mount",
+    "pending_ns",
+    "pending_connect",
+    "pending_ctx",
+    "pending_link",
+    "pending_dup",
+)
+MAPS = (
+    "events",
+    "counters",
+    "monitored_cgroups",
+    "verdicts",
+    "path_prefixes",
+    "budgets",
+    "sampled_by_cgroup",
+    "pressure",
+    *PENDING_MAPS,
+)
 
 # Tracepoints that only gate part of a probe (not a decode row of their own).
 OPTIONAL_TRACEPOINTS = ("syscalls/sys_enter_clone", "syscalls/sys_enter_clone3")
@@ -245,6 +317,28 @@ def payload_structs(limits: Limits) -> dict[str, type[ctypes.Structure]]:
             ],
         ),
         PROC: struct("ProcEv", [("child_pid", ctypes.c_uint32), ("pad", ctypes.c_uint32)]),
+        DUP: struct(
+            "DupEv",
+            [
+                ("oldfd", ctypes.c_int32),
+                ("newfd", ctypes.c_int32),
+                ("flags", ctypes.c_uint32),
+                ("pad", ctypes.c_uint32),
+            ],
+        ),
+        LINK: struct(
+            "LinkEv",
+            [
+                ("olddirfd", ctypes.c_int32),
+                ("newdirfd", ctypes.c_int32),
+                ("flags", ctypes.c_uint32),
+                ("new_len", ctypes.c_uint32),
+                ("user_old", ctypes.c_uint64),
+                ("user_new", ctypes.c_uint64),
+                ("oldpath", path),
+                ("newpath", path),
+            ],
+        ),
         CGROUP: struct(
             "CgroupEv",
             [("id", ctypes.c_uint64), ("level", ctypes.c_int32), ("pad", ctypes.c_uint32), ("path", path)],
@@ -254,7 +348,7 @@ def payload_structs(limits: Limits) -> dict[str, type[ctypes.Structure]]:
 
 # Families whose last field is variable-length: the kernel copies only its used
 # bytes, so a record may be shorter than its struct (never shorter than this field's offset).
-VARIABLE_TAIL = {OPEN: "path", EXEC: "argv"}
+VARIABLE_TAIL = {OPEN: "path", EXEC: "argv", LINK: "newpath"}
 
 
 def min_record_size(family: str, struct: type[ctypes.Structure]) -> int:

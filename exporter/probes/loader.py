@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import json
 import logging
 import os
 import platform
+import socket
+import struct
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +22,16 @@ from exporter.config.schema import ProbesConfig
 from exporter.metrics import REGISTRY
 from exporter.model import EventType
 from exporter.probes import cgroups
+from exporter.probes.bpfsys import BpfMap, RingBuffer
 from exporter.probes.layout import (
+    CONTROL_BIT,
     COUNTERS,
     OPTIONAL_TRACEPOINTS,
+    PENDING_MAPS,
     SYSCALLS,
     TYPE_BITS,
     Limits,
 )
-from exporter.resources import data_dir
 
 log = logging.getLogger("provex.probes")
 
@@ -34,7 +41,12 @@ PENDING_SWEPT = Counter(
     registry=REGISTRY,
 )
 
-BPF_SOURCES = ("provex.h", "process.c", "file.c", "mount.c", "namespace.c", "net.c")
+BUILD_TIMEOUT_S = 300  # BCC's compile takes ~5 s here; a cold cache on a busy node more
+# Entries of the path-prefix trie: configured prefixes and host mounts, plus names the
+# workload wrote or linked (learned in the kernel, the oldest pruned past LEARNED_NAMES_MAX).
+LPM_ENTRIES = 16384
+PATH_INTERESTING, PATH_LEARNED, PATH_SENSITIVE = 1, 2, 3  # path_prefixes values (bpf/provex.h)
+LEARNED_NAMES_MAX = 8192
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
 
@@ -98,9 +110,13 @@ def build_cflags(config: ProbesConfig, support: KernelSupport, limits: Limits) -
         f"-DARG_LEN={limits.arg_len}",
         f"-DLPM_LEN={limits.lpm_len}",
         f"-DRINGBUF_PAGES={config.ring_buffer_pages}",
-        f"-DWAKEUP_MASK={_type_mask(config.wakeup_types) | (1 << 8)}",  # control records always wake
+        f"-DLPM_ENTRIES={LPM_ENTRIES}",
+        f"-DWAKEUP_MASK={_type_mask(config.wakeup_types) | CONTROL_BIT}",  # control records always wake
         f"-DWAKEUP_BYTES={config.wakeup_bytes}",
+        f"-DT_CONTROL={CONTROL_BIT}",
     ]
+    flags += [f"-DCTR_{name.upper()}={slot}" for slot, name in enumerate(COUNTERS)]
+    flags += [f"-DT_{kind.name}={bit}" for kind, bit in TYPE_BITS.items()]
     flags += [f"-DSC_{sc.name.upper()}={i}" for i, sc in enumerate(SYSCALLS)]
     for tracepoint in support.tracepoints:
         flags.append(f"-DHAVE_{tracepoint.split('/')[1].upper()}")
@@ -110,26 +126,26 @@ def build_cflags(config: ProbesConfig, support: KernelSupport, limits: Limits) -
         flags.append("-DPATH_FILTER")
     if config.always_send_writes:
         flags.append("-DSEND_WRITES")
+    if config.flood_read_rate or config.flood_event_rate:
+        flags.append("-DFLOOD_CONTROL")
+        for name, rate in (("READ", config.flood_read_rate), ("EVENT", config.flood_event_rate)):
+            # GCRA: one event per interval, a burst of flood_burst_s seconds ahead; rate 0: no limit.
+            interval = 1_000_000_000 // rate if rate else 0
+            tolerance = int(config.flood_burst_s * 1_000_000_000) if rate else 2**62
+            flags += [f"-D{name}_INTERVAL_NS={interval}ULL", f"-D{name}_TOLERANCE_NS={tolerance}ULL"]
     return flags
 
 
-def bpf_source() -> str:
-    root = data_dir("bpf")
-    return "\n".join((root / name).read_text() for name in BPF_SOURCES)
-
-
-def _malloc_trim() -> None:
-    """Give back the compiler's heap (~27 MB after one BCC compile)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 class Probes:
-    """The compiled, attached BPF programs and their maps."""
+    """The attached BPF programs and their maps, held by file descriptor.
+
+    BCC compiles and attaches them in a short-lived child (exporter.probes.build), which
+    passes the agent the fds of every map and attachment and exits: the long-lived
+    process keeps no compiler. Maps are then read and written through bpf(2) and the
+    ring buffer through mmap (exporter.probes.bpfsys).
+    """
 
     def __init__(self, config: ProbesConfig) -> None:
-        from bcc import BPF  # imported here: the rest of provex runs without BCC
-
         self.config = config
         self.limits = Limits(
             path_max=config.path_max, argv_max=config.argv_max_args, arg_len=config.argv_arg_max
@@ -152,15 +168,16 @@ class Probes:
         if missing:
             log.warning("tracepoints missing on this kernel", extra={"fields": {"syscalls": missing}})
         self.missing = missing
-        cflags = build_cflags(config, self.support, self.limits)
-        try:
-            self.bpf = BPF(text=bpf_source().encode(), cflags=cflags)
-        except Exception as exc:
-            raise ProbeError(f"BPF programs failed to compile or load: {exc}") from exc
-        _malloc_trim()
+        manifest, fds = _build_in_child(build_cflags(config, self.support, self.limits))
+        self._fds = fds
+        self.maps = {name: BpfMap(fds[index], name) for name, index in manifest["maps"].items()}
+        self.attached = sorted(manifest["tracepoints"])
+        self._ring: RingBuffer | None = None
         self.cgroup2 = cgroups.find_cgroup2_mount()
         self._monitored: set[int] = set()
         self._monitored_paths: set[str] = set()
+        self._configured: set[bytes] = set()  # path-filter keys set by config or host mounts
+        self._sensitive: set[bytes] = set()
         if config.monitor == "containers":
             self._seed_monitored()
         self._set_prefixes(config.open_path_prefixes)
@@ -172,14 +189,15 @@ class Probes:
                     "cgroup2": str(self.cgroup2),
                     "monitor": config.monitor,
                     "monitored_cgroups": len(self._monitored),
+                    "tracepoints": len(self.attached),
                     "syscalls": [sc.name for sc in SYSCALLS if sc.name not in missing],
                 }
             },
         )
 
-    def table(self, name: str):
-        """A BPF map by name (BCC wants bytes)."""
-        return self.bpf[name.encode()]
+    def table(self, name: str) -> BpfMap:
+        """A BPF map by name."""
+        return self.maps[name]
 
     # -- which cgroups are monitored -------------------------------------------------
 
@@ -198,19 +216,12 @@ class Probes:
     def _add_monitored(self, cgroup_id: int, relpath: str) -> None:
         if cgroup_id in self._monitored:
             return
-        table = self.table("monitored_cgroups")
-        table[table.Key(cgroup_id)] = table.Leaf(1)
+        self.maps["monitored_cgroups"].update(_u64(cgroup_id), b"\x01")
         self._monitored.add(cgroup_id)
         self._monitored_paths.add("/" + relpath.strip("/"))
         # A cached "not monitored" verdict may exist for this id or its children.
         self.table("verdicts").clear()
         log.debug("monitoring cgroup", extra={"fields": {"cgroup_id": cgroup_id, "cgroup": relpath}})
-
-    def monitor_cgroup(self, relpath: str) -> int:
-        """Start reporting a cgroup (path relative to the cgroup2 mount); returns its id."""
-        cgroup_id = (self.cgroup2 / relpath.strip("/")).stat().st_ino
-        self._add_monitored(cgroup_id, relpath)
-        return cgroup_id
 
     def on_cgroup_created(self, cgroup_id: int, hierarchy: int, relpath: str) -> None:
         """A cgroup_mkdir record: monitor it if it is a container."""
@@ -224,69 +235,145 @@ class Probes:
         parts = relpath.strip("/").split("/")
         return any("/" + "/".join(parts[:n]) in self._monitored_paths for n in range(1, len(parts)))
 
-    @property
-    def monitored_cgroups(self) -> frozenset[int]:
-        return frozenset(self._monitored)
-
     # -- open-family path interest -------------------------------------------------------
 
     def _set_prefixes(self, prefixes: Iterable[str]) -> None:
         for prefix in prefixes:
             self.add_path_prefix(prefix)
+        if self.config.open_path_prefixes:
+            for path in self.config.sensitive_paths:
+                self.add_path_prefix(path, sensitive=True)
 
-    def add_path_prefix(self, prefix: str) -> None:
-        """Let open-family paths under `prefix` cross (e.g. a container's host mount)."""
-        raw = prefix.encode()[: self.limits.lpm_len]
-        table = self.table("path_prefixes")
-        key = table.Key()
-        key.prefixlen = len(raw) * 8
-        key.path = raw
-        table[key] = table.Leaf(1)
+    def _lpm_key(self, path: str) -> tuple[bytes, bytes]:
+        """struct lpm_key (bpf/provex.h): the prefix length in bits, then the path bytes."""
+        raw = path.encode("utf-8", "surrogateescape")[: self.limits.lpm_len]
+        return struct.pack("<I", len(raw) * 8) + raw.ljust(self.limits.lpm_len, b"\0"), raw
+
+    def add_path_prefix(self, prefix: str, sensitive: bool = False) -> None:
+        """Let open-family paths under `prefix` cross (e.g. a container's host mount);
+        `sensitive`: and never sample them away under a flood."""
+        key, raw = self._lpm_key(prefix)
+        if not sensitive and raw in self._sensitive:
+            return
+        self.maps["path_prefixes"].update(key, bytes([PATH_SENSITIVE if sensitive else PATH_INTERESTING]))
+        self._configured.add(raw)
+        if sensitive:
+            self._sensitive.add(raw)
+
+    def learn_name(self, path: str) -> None:
+        """What the kernel does for a name written or linked by an absolute path, for one
+        the workload spelled relatively (resolved by the provenance graph)."""
+        key, raw = self._lpm_key(path)
+        if raw not in self._configured:
+            self.maps["path_prefixes"].update(key, bytes([PATH_LEARNED]))
+
+    def forget_name(self, path: str) -> None:
+        """Drop a learned name from the path filter (configured prefixes stay)."""
+        key, raw = self._lpm_key(path)
+        if raw not in self._configured:
+            self.maps["path_prefixes"].delete(key)
 
     # -- ring buffer and counters ------------------------------------------------------
 
     def open_ring_buffer(self, callback: Callable[[object, int, int], int]) -> None:
-        self.table("events").open_ring_buffer(callback)
+        self._ring = RingBuffer(self.maps["events"].fd, callback)
 
     def poll(self, timeout_ms: int) -> None:
-        self.bpf.ring_buffer_poll(timeout_ms)
+        assert self._ring is not None, "open_ring_buffer first"
+        self._ring.poll(timeout_ms)
 
     def consume(self) -> None:
-        self.bpf.ring_buffer_consume()
+        assert self._ring is not None, "open_ring_buffer first"
+        self._ring.consume()
 
     def counters(self) -> dict[tuple[str, str], int]:
         """Kernel counters summed over CPUs: {(syscall, counter): value}."""
-        table = self.table("counters")
+        table = self.maps["counters"]
         out: dict[tuple[str, str], int] = {}
         for index, sc in enumerate(SYSCALLS):
             for slot, name in enumerate(COUNTERS):
-                values = table[table.Key(index * len(COUNTERS) + slot)]
-                out[(sc.name, name)] = sum(values)
+                cpus = table.per_cpu(struct.pack("<I", index * len(COUNTERS) + slot))
+                out[(sc.name, name)] = sum(struct.unpack("<Q", v)[0] for v in cpus)
         return out
 
-    PENDING_MAPS = (
-        "pending_open",
-        "pending_exec",
-        "pending_mount",
-        "pending_ns",
-        "pending_connect",
-        "pending_clone",
-    )
+    def set_pressure(self, behind: bool) -> None:
+        """Tell the kernel the consumer lags: reads are shed (bpf/provex.h: pressure)."""
+        self.maps["pressure"].update(struct.pack("<I", 0), struct.pack("<I", 1 if behind else 0))
+
+    def sampled_by_cgroup(self) -> dict[int, int]:
+        """Events the flood budget sampled away, per cgroup id (cumulative)."""
+        return {_from_u64(k): _from_u64(v) for k, v in self.maps["sampled_by_cgroup"].items()}
+
+    def sweep_budgets(self, idle_ns: int = 10_000_000_000) -> int:
+        """Forget the budgets of cgroups idle for `idle_ns`: a fresh budget is a full one,
+        so this changes nothing but keeps the table from filling with gone containers."""
+        table = self.maps["budgets"]
+        horizon = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - idle_ns
+        stale = [key for key, value in table.items() if max(struct.unpack("<2Q", value)) < horizon]
+        for key in stale:
+            table.delete(key)
+        return len(stale)
 
     def sweep_pending(self, proc: str = "/proc") -> int:
         """Delete enter records whose thread is gone (it died inside the syscall, or its
         tid changed in a multi-threaded execve): they would never see their exit."""
         swept = 0
-        for name in self.PENDING_MAPS:
-            table = self.table(name)
+        for name in PENDING_MAPS:
+            table = self.maps[name]
             for key in list(table.keys()):
-                if not os.path.exists(f"{proc}/{key.value}"):
-                    with contextlib.suppress(KeyError):
-                        del table[key]
-                        swept += 1
+                tid = struct.unpack("<I", key)[0]
+                if not os.path.exists(f"{proc}/{tid}") and table.delete(key):
+                    swept += 1
         if swept:
             PENDING_SWEPT.inc(swept)
         return swept
 
     def close(self) -> None:
-        self.bpf.cleanup()
+        """Detach: closing the attachment fds (the child is long gone) ends the programs."""
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds = []
+
+
+def _u64(value: int) -> bytes:
+    return struct.pack("<Q", value)
+
+
+def _from_u64(raw: bytes) -> int:
+    return struct.unpack("<Q", raw[:8])[0]
+
+
+def _build_in_child(cflags: list[str]) -> tuple[dict, list[int]]:
+    """Run exporter.probes.build in a child: it compiles, loads and attaches, sends back the
+    fds of every map and attachment, and exits."""
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "exporter.probes.build", str(child.fileno())],
+            stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(child.fileno(),),
+        )
+        child.close()
+        _, err = proc.communicate(json.dumps(cflags).encode(), timeout=BUILD_TIMEOUT_S)
+        if proc.returncode != 0:
+            detail = err.decode(errors="replace").strip().splitlines()
+            raise ProbeError(
+                f"BPF programs failed to compile or load: {detail[-1] if detail else proc.returncode}"
+            )
+        message, fds, _, _ = socket.recv_fds(parent, 1 << 16, 1024)
+    except subprocess.TimeoutExpired as exc:
+        proc.kill()
+        raise ProbeError(f"compiling the BPF programs took longer than {BUILD_TIMEOUT_S} s") from exc
+    finally:
+        parent.close()
+    manifest = json.loads(message)
+    if len(fds) != len(manifest["maps"]) + len(manifest["tracepoints"]):
+        for fd in fds:
+            os.close(fd)
+        raise ProbeError("the BPF build child sent an incomplete set of file descriptors")
+    return manifest, fds

@@ -67,6 +67,9 @@ class _NullGuard:
     def convert_condition_field_eq_val_re(self, cond: Any, state: ConversionState) -> Any:
         return self._guard(cond, super().convert_condition_field_eq_val_re(cond, state))  # type: ignore[misc]
 
+    def convert_condition_field_eq_val_bool(self, cond: Any, state: ConversionState) -> Any:
+        return self._guard(cond, super().convert_condition_field_eq_val_bool(cond, state))  # type: ignore[misc]
+
 
 class ProvexEqlBackend(_NullGuard, EqlBackend):
     """Elasticsearch EQL.
@@ -75,7 +78,7 @@ class ProvexEqlBackend(_NullGuard, EqlBackend):
 
     Upstream's ordered-temporal template appends `by <nothing> with runs=2`
     after the last step (not EQL); a sequence needs only its steps. Numbers
-    compare with `==` (`:` is EQL's string match). value_count would become
+    and booleans compare with `==` (`:` is EQL's string match). value_count would become
     `with runs=N` (N events in a row with one value), which is not "N distinct
     values": refused.
     """
@@ -93,6 +96,10 @@ class ProvexEqlBackend(_NullGuard, EqlBackend):
 
     def convert_condition_field_eq_val_num(self, cond: Any, state: ConversionState) -> Any:
         return self._guard(cond, f"{self.escape_and_quote_field(cond.field)} == {cond.value}")
+
+    def convert_condition_field_eq_val_bool(self, cond: Any, state: ConversionState) -> Any:
+        value = "true" if cond.value.boolean else "false"
+        return self._guard(cond, f"{self.escape_and_quote_field(cond.field)} == {value}")
 
     def convert_condition_field_eq_val_re(self, cond: Any, state: ConversionState) -> Any:
         """Lucene regexes always match the whole value and have no ^ or $ anchors:
@@ -151,7 +158,23 @@ class ProvexESQLBackend(_NullGuard, ESQLBackend):
 
 class ProvexLogQLBackend(LogQLBackend):
     """Loki LogQL over the OTLP log line: the ECS body as JSON, in the streams
-    of service_name="provex" (Loki's label for the resource's service.name)."""
+    of service_name="provex" (Loki's label for the resource's service.name).
+    The json parser turns a JSON boolean into the label value "true" or "false":
+    a boolean compares as that string (upstream has no boolean)."""
+
+    bool_values: ClassVar[dict[bool, str | None]] = {True: '"true"', False: '"false"'}
+
+    def convert_condition_field_eq_val_cidr(self, cond: Any, state: ConversionState) -> Any:
+        """Upstream's CIDR template names the field unsanitised (`destination.ip`), which is
+        not a label the json parser makes (`destination_ip`) nor valid LogQL."""
+        network = cond.value.network
+        return self.cidr_expression.format(
+            field=self.escape_and_quote_field(cond.field),
+            value=str(network),
+            network=network.network_address,
+            prefixlen=network.prefixlen,
+            netmask=network.netmask,
+        )
 
     def select_log_parser(self, rule: SigmaRule) -> Any:
         return LogQLLogParser.JSON

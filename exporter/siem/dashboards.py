@@ -47,7 +47,9 @@ EVENT_COLUMNS = [
     "container.id",
     "process.executable",
     "process.command_line",
-    "file.path",
+    "file.path",  # the path the agent resolved (root, cwd, dirfd, links)
+    "provex.path_as_given",  # the path the process typed
+    "provex.host_path",  # the node's file, through a host mount
     "destination.ip",
     "destination.port",
 ]

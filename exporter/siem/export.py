@@ -228,6 +228,14 @@ def run(
 ) -> int:
     """The CLI: print (or write) the export; 0 even when some rules are not exported,
     1 when a rule does not load (nothing written), 2 for a bad target or path."""
+    if output:
+        where = Path(output)
+        problem = "is a directory" if where.is_dir() else ""
+        if not problem and not where.parent.is_dir():
+            problem = f"directory {where.parent} does not exist"
+        if problem:
+            print(f"ERROR -o {output}: {problem}; expected a file path", file=sys.stderr)
+            return 2
     try:
         results = export(target, paths)
     except RulesError as exc:
@@ -240,7 +248,11 @@ def run(
         return 2
     text = render(target, results)
     if output:
-        Path(output).write_text(text)
+        try:
+            Path(output).write_text(text)
+        except OSError as exc:
+            print(f"ERROR -o {output}: cannot write: {exc.strerror}", file=sys.stderr)
+            return 2
     else:
         out.write(text)
     skipped = [r for r in results if r.query is None]

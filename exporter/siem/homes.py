@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-Scalar = str | int
+Scalar = str | int | bool
 
 
 EXISTS = "<exists>"
@@ -37,7 +37,9 @@ Entry = Home | str
 # Per logsource category where the home differs ("*": every other category).
 PerCategory = dict[str, Entry]
 
-_HOST_MOUNT = "host-mount resolution is done by the agent and not written into the documents"
+# The flag is written only where the path lies in a host mount: "false" would also
+# have to match every document of a path outside one.
+_READ_ONLY = {"true": [True]}
 _EVENT_TYPE_ACTIONS: dict[str, list[Scalar]] = {
     "exec": ["execve", "execveat"],
     "open": ["open", "openat", "openat2", "creat"],
@@ -59,9 +61,19 @@ ECS: dict[str, Entry | PerCategory] = {
     "DestinationIp": Home("destination.ip"),
     "DestinationPort": Home("destination.port"),
     "Initiated": Home("network.direction", {"true": ["egress"]}),
+    # What the provenance graph resolved: ECS custom fields (mappings/fields/provex.yml).
+    "TargetFilenameAsGiven": Home("provex.path_as_given"),
+    "ImageAsGiven": Home("provex.path_as_given"),
+    "PathResolution": Home("provex.path_resolution"),
+    "InterpretedFile": Home("provex.interpreted_file"),
+    "ExecutedFiles": Home("provex.executed_files"),
+    "ExecutedFileFromNetwork": Home("provex.executable_from_network"),
     "EventType": Home("event.action", _EVENT_TYPE_ACTIONS),
     "Syscall": Home("event.action"),
-    "Comm": Home("process.name"),
+    "Comm": {
+        "process_creation": "an exec's process.name names the new image; the comm at the syscall is the caller's",
+        "*": Home("process.name"),
+    },
     "ThreadId": Home("process.thread.id"),
     "UserId": Home("user.id", text=True),
     "GroupId": Home("group.id", text=True),
@@ -72,7 +84,7 @@ ECS: dict[str, Entry | PerCategory] = {
     "OpenWrite": "ECS event.type says change or creation, and O_CREAT without write is creation too",
     "OpenCreate": Home("event.type", {"true": ["creation"]}),
     "OpenTruncate": "ECS documents do not carry O_TRUNC",
-    "DestinationEndpoint": "ECS has destination.ip and destination.port, no joined ip:port field",
+    "DestinationEndpoint": Home("provex.destination_endpoint"),
     "DestinationIsApiServer": Home("labels.provex_destination", {"true": ["kubernetes-apiserver"]}),
     "AddressFamily": Home("network.type", {"2": ["ipv4"], "10": ["ipv6"]}),
     "NamespaceType": "ECS documents carry namespace names (labels.provex_namespaces), not the raw flags",
@@ -92,11 +104,11 @@ ECS: dict[str, Entry | PerCategory] = {
     "PodNamespace": Home("orchestrator.namespace"),
     "PodUid": Home("orchestrator.resource.id"),
     "ServiceAccount": "the ECS mapping does not carry the Pod's service account",
-    "NodeName": Home("host.name"),
-    "IsHostMount": _HOST_MOUNT,
-    "HostMountPath": _HOST_MOUNT,
-    "HostMountContainerPath": _HOST_MOUNT,
-    "HostMountReadOnly": _HOST_MOUNT,
+    "NodeName": "host.name is the agent's node on every document, also without a Pod (NodeName is empty there)",
+    "IsHostMount": Home("provex.in_host_mount"),
+    "HostMountPath": Home("provex.host_path"),
+    "HostMountContainerPath": Home("provex.host_mount.container_path"),
+    "HostMountReadOnly": Home("provex.host_mount.read_only", _READ_ONLY),
     "IsLate": Home("labels.provex_enrichment", {"true": ["late"]}),
 }
 
@@ -115,6 +127,13 @@ OCSF: dict[str, Entry | PerCategory] = {
     "DestinationIp": Home("dst_endpoint.ip"),
     "DestinationPort": Home("dst_endpoint.port"),
     "Initiated": Home("connection_info.direction_id", {"true": [2]}),
+    # What the provenance graph resolved: unmapped.provex, the ECS custom fields' names.
+    "TargetFilenameAsGiven": Home("unmapped.provex.path_as_given"),
+    "ImageAsGiven": Home("unmapped.provex.path_as_given"),
+    "PathResolution": Home("unmapped.provex.path_resolution"),
+    "InterpretedFile": Home("unmapped.provex.interpreted_file"),
+    "ExecutedFiles": Home("unmapped.provex.executed_files"),
+    "ExecutedFileFromNetwork": Home("unmapped.provex.executable_from_network"),
     "EventType": "OCSF has no single field for it: the logsource category selects the class",
     "Syscall": {
         "file_access": Home("unmapped.linux.syscall"),
@@ -135,14 +154,15 @@ OCSF: dict[str, Entry | PerCategory] = {
     "OpenWrite": "only the raw flags (unmapped.linux.open_flags) say it, and Sigma has no bit test",
     "OpenCreate": Home("activity_id", {"true": [1]}),
     "OpenTruncate": "only the raw flags (unmapped.linux.open_flags) say it, and Sigma has no bit test",
-    "DestinationEndpoint": "OCSF has dst_endpoint.ip and dst_endpoint.port, no joined ip:port field",
+    "DestinationEndpoint": Home("unmapped.provex.destination_endpoint"),
     "DestinationIsApiServer": Home("dst_endpoint.svc_name", {"true": ["kubernetes-apiserver"]}),
     "AddressFamily": Home("connection_info.protocol_ver_id", {"2": [4], "10": [6]}),
     "NamespaceType": Home("unmapped.linux.nstype"),
     "NamespaceTypes": Home("unmapped.linux.namespaces"),
     "NamespaceFd": Home("unmapped.linux.fd"),
     "MountSource": Home("unmapped.linux.mount.source"),
-    "MountTarget": Home("file.path"),
+    # file.path of a mount without a target (fsopen, fsconfig, open_tree) names its source.
+    "MountTarget": Home("unmapped.linux.mount.target"),
     "MountFsType": Home("unmapped.linux.mount.fstype"),
     "MountFlags": Home("unmapped.linux.mount.flags"),
     "IsContainer": Home("actor.process.container.uid", {"true": [EXISTS]}),
@@ -154,11 +174,11 @@ OCSF: dict[str, Entry | PerCategory] = {
     "PodNamespace": Home("unmapped.k8s.pod.namespace"),
     "PodUid": Home("actor.process.container.pod_uuid"),
     "ServiceAccount": Home("unmapped.k8s.pod.service_account"),
-    "NodeName": Home("device.name"),
-    "IsHostMount": _HOST_MOUNT,
-    "HostMountPath": _HOST_MOUNT,
-    "HostMountContainerPath": _HOST_MOUNT,
-    "HostMountReadOnly": _HOST_MOUNT,
+    "NodeName": Home("unmapped.k8s.pod.node"),
+    "IsHostMount": Home("unmapped.provex.in_host_mount"),
+    "HostMountPath": Home("unmapped.provex.host_path"),
+    "HostMountContainerPath": Home("unmapped.provex.host_mount.container_path"),
+    "HostMountReadOnly": Home("unmapped.provex.host_mount.read_only", _READ_ONLY),
     "IsLate": Home("unmapped.provex.enrichment", {"true": ["late"]}),
 }
 
@@ -196,8 +216,8 @@ LOGSOURCES: dict[str, dict[str, Conditions | str]] = {
 # The array-valued fields among the homes and logsource fields (a test checks
 # them against the golden documents). Splunk names them with a `{}` suffix.
 ARRAY_FIELDS: dict[str, frozenset[str]] = {
-    "ecs": frozenset({"event.type", "labels.provex_namespaces"}),
-    "ocsf": frozenset({"unmapped.linux.namespaces"}),
+    "ecs": frozenset({"event.type", "labels.provex_namespaces", "provex.executed_files"}),
+    "ocsf": frozenset({"unmapped.linux.namespaces", "unmapped.provex.executed_files"}),
 }
 SCALAR_LOGSOURCES: dict[str, Conditions | str] = {
     **LOGSOURCES["ecs"],

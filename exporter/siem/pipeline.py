@@ -121,9 +121,11 @@ def _lookup(name: str, home: Any, raw: Any, schema: str) -> list[Any]:
         ) from None
 
 
-def _typed(value: str | int) -> SigmaString | SigmaNumber | SigmaExists:
+def _typed(value: str | int | bool) -> SigmaString | SigmaNumber | SigmaBool | SigmaExists:
     if value == EXISTS:
         return SigmaExists(True)
+    if isinstance(value, bool):  # before int: a bool is an int in Python
+        return SigmaBool(value)
     return SigmaNumber(value) if isinstance(value, int) else SigmaString(value)
 
 

@@ -109,8 +109,12 @@ class LiveSource:
     """Drains the ring buffer in batches.
 
     `poll()` waits up to the drain interval for a wakeup (decisive events wake
-    it at once), then consumes everything queued, including records the kernel
-    queued without a wakeup.
+    it at once), then consumes what is queued, including records the kernel
+    queued without a wakeup, up to `probes.drain_max_records` records or
+    `probes.drain_max_ms`: under a flood the producer never lets the ring run
+    dry, and an unbounded drain would hold every record (and every other
+    container's decisive event) in one growing batch. What is left stays in
+    the ring for the next poll, which returns at once.
     """
 
     def __init__(self, probes: Any, on_cgroup: Callable[[int, str], None] | None = None) -> None:
@@ -119,13 +123,25 @@ class LiveSource:
         self.on_cgroup = on_cgroup
         self.decoder = Decoder(probes.limits, boot_to_wall_offset_ns())
         self._batch: list[Event] = []
+        self.max_records = max(1, probes.config.drain_max_records)
+        self.max_ns = probes.config.drain_max_ms * 1_000_000
+        self._deadline = 0
+        self._full = False
+        self.lag_ns = 0  # how long the oldest record of the last drain waited in the ring
         self._callback = self._on_record  # keep a reference: BCC holds only a C pointer
         probes.open_ring_buffer(self._callback)
 
     def _on_record(self, _ctx: Any, data: int, size: int) -> int:
         record = self.decoder.decode(data, size)
         if isinstance(record, Event):
-            self._batch.append(record)
+            batch = self._batch
+            batch.append(record)
+            # libbpf stops consuming on a negative return; this record is kept (it was decoded).
+            if len(batch) >= self.max_records or (
+                len(batch) % 256 == 0 and time.monotonic_ns() >= self._deadline
+            ):
+                self._full = True
+                return -1
         elif record is not None:
             cgroup_id, hierarchy, path = record
             self.probes.on_cgroup_created(cgroup_id, hierarchy, path)
@@ -135,7 +151,16 @@ class LiveSource:
 
     def poll(self, timeout_ms: int | None = None) -> list[Event]:
         wait = self.probes.config.drain_interval_ms if timeout_ms is None else timeout_ms
+        self._full = False
+        self._deadline = time.monotonic_ns() + wait * 1_000_000 + self.max_ns
         self.probes.poll(wait)
-        self.probes.consume()
+        if not self._full:
+            self.probes.consume()
         batch, self._batch = self._batch, []
+        self.lag_ns = time.time_ns() - batch[0].ts_ns if batch else 0
         return batch
+
+    @property
+    def backlog(self) -> bool:
+        """The last poll stopped at its bound: more is waiting in the ring."""
+        return self._full

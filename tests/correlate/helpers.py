@@ -12,7 +12,6 @@ S = 1_000_000_000
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "correlate"  # the SigmaHQ survey report
 RULE_FIXTURES = REPO / "exporter" / "correlate" / "rules" / "fixtures"
-SHARED = REPO.parent / "shared"
 
 _n = 0
 

@@ -6,6 +6,7 @@ import pytest
 
 from exporter.correlate import RulesError, load_rules
 from exporter.correlate.fields import EventView
+from exporter.correlate.graph import ProvenanceGraph
 from exporter.model import EventType
 
 from .helpers import container, event, write_rule
@@ -89,17 +90,23 @@ def test_null_exists_and_not(tmp_path):
 def test_host_mount_resolution_is_longest_prefix_and_absolute_only(tmp_path):
     rule = _rule(tmp_path, "file_access", "      s:\n        HostMountPath: /var/lib/x/f\n      condition: s")
     c = container(mounts=[("/", "/host"), ("/var/lib/x", "/host/var/lib/y")])
-    assert _matches(rule, event(path="/host/var/lib/y/f", container=c))  # the nested mount wins
-    assert _matches(rule, event(path="/host/var/lib/x/f", container=c))  # through "/" -> /host
-    assert _matches(rule, event(path="/host/tmp/../var/lib/x/f", container=c))  # normalised
-    assert not _matches(rule, event(path="host/var/lib/y/f", container=c))  # relative: never guessed
-    assert not _matches(rule, event(path="/hostile/var/lib/x/f", container=c))  # prefix is not a mount
+
+    def resolved(ev):  # rules see events after the provenance graph resolved their paths
+        ProvenanceGraph(600, 100, 100).add(ev)
+        return ev
+
+    assert _matches(rule, resolved(event(path="/host/var/lib/y/f", container=c)))  # the nested mount wins
+    assert _matches(rule, resolved(event(path="/host/var/lib/x/f", container=c)))  # through "/" -> /host
+    assert _matches(rule, resolved(event(path="/host/tmp/../var/lib/x/f", container=c)))  # normalised
+    # relative with no known working directory: never guessed
+    assert not _matches(rule, resolved(event(path="host/var/lib/y/f", container=c)))
+    assert not _matches(rule, resolved(event(path="/hostile/var/lib/x/f", container=c)))  # not a mount
 
 
 @pytest.mark.parametrize(
     ("detection", "cause"),
     [
-        ("      s:\n        NoSuchField: x\n      condition: s", "unknown_field:NoSuchField"),
+        ("      s:\n        TargetFilenme: x\n      condition: s", "unknown_field:TargetFilenme"),
         (
             "      s:\n        DestinationIp: 1.2.3.4\n      condition: s",
             "field_not_in_category:DestinationIp",

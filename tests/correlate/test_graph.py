@@ -20,7 +20,7 @@ def test_edges_for_every_event_kind():
     c = container("c1")
     g.add(event(EventType.FORK, t=1, pid=10, child_pid=11, container=c))
     g.add(event(EventType.EXEC, t=2, pid=11, ppid=10, path="/bin/x", container=c))
-    g.add(event(EventType.OPEN, t=3, pid=11, ppid=10, path="/etc/x", container=c))
+    g.add(event(EventType.OPEN, t=3, pid=11, ppid=10, path="/etc/x", flags=0o101, container=c))
     g.add(event(EventType.CONNECT, t=4, pid=11, ppid=10, daddr="10.0.0.1", dport=80, container=c))
     g.add(event(EventType.SETNS, t=5, pid=11, ppid=10, fd=3, nstype=0x20000, container=c))
     g.add(event(EventType.UNSHARE, t=6, pid=11, ppid=10, nstype=0x10000000, container=c))
@@ -40,6 +40,13 @@ def test_edges_for_every_event_kind():
     assert g.g.nodes[("proc", 11)]["ppid"] == 10
 
 
+def test_a_plain_read_leaves_no_edge_but_its_fd():
+    g = ProvenanceGraph(600, 1000, 1000)
+    g.add(event(EventType.OPEN, t=1, pid=10, path="/etc/hosts", ret=4, container=container("c1")))
+    assert not [d for _, _, d in g.g.edges(data=True) if d["kind"] == "opened"]
+    assert g.g.nodes[("proc", 10)]["state"].fds[4][0] == "/etc/hosts"
+
+
 def test_lineage():
     g = ProvenanceGraph(600, 1000, 1000)
     g.add(event(EventType.FORK, t=1, pid=1, child_pid=10))
@@ -54,7 +61,7 @@ def test_lineage():
 def test_window_evicts_by_event_time():
     g = ProvenanceGraph(10, 10_000, 10_000)
     for i in range(1000):
-        g.add(event(EventType.OPEN, t=i, pid=i % 7, path=f"/f{i}"))
+        g.add(event(EventType.OPEN, t=i, pid=i % 7, path=f"/f{i}", flags=0o101))
     nodes, edges = g.size
     assert edges <= 11 and nodes <= 11 + 7
     assert g.evicted["edge"] > 900
@@ -65,7 +72,7 @@ def test_budget_bounds_size_however_long_the_input(max_nodes, max_edges):
     g = ProvenanceGraph(3600, max_nodes, max_edges)
     peak = (0, 0)
     for i in range(20_000):
-        g.add(event(EventType.OPEN, t=i * 0.001, pid=i % 50, path=f"/f{i}"))
+        g.add(event(EventType.OPEN, t=i * 0.001, pid=i % 50, path=f"/f{i}", flags=0o101))
         peak = max(peak, g.size)
     assert peak[0] <= max_nodes and peak[1] <= max_edges
     assert g.edge_count == g.g.number_of_edges()

@@ -25,14 +25,27 @@ def test_lint_default_rules_is_clean():
 
 
 def test_lint_reports_file_and_line(tmp_path):
-    path = write_rule(tmp_path, "r.yml", SIMPLE.replace("TargetFilename:", "Nonsense:"))
+    path = write_rule(tmp_path, "r.yml", SIMPLE.replace("TargetFilename:", "TargetFilenam:"))
     code, text = _run(lint, [tmp_path])
     assert code == 1
-    assert f"ERROR {path}:9: unknown field 'Nonsense'" in text
+    assert f"ERROR {path}:9: unknown field 'TargetFilenam': did you mean 'TargetFilename'?" in text
+    assert text.splitlines()[-1] == "1 error(s); nothing loaded"
+
+
+def test_lint_lists_skipped_rules_and_warnings_and_strict_fails_on_them(tmp_path):
+    path = write_rule(tmp_path, "r.yml", SIMPLE.replace("TargetFilename:", "LogonId:"))
+    write_rule(tmp_path, "w.yml", SIMPLE.replace("0001", "0009").replace("name: simple", "name: w")
+               .replace("attack.t1611", "attack.stealth"))  # fmt: skip
+    code, text = _run(lint, [tmp_path])
+    assert code == 0
+    assert f"SKIP {path}:9: unknown field 'LogonId'" in text
+    assert "WARNING " in text and "'attack.stealth'" in text
+    assert text.splitlines()[-1].startswith("OK 1 rules, 0 correlations in 2 files; 1 skipped")
+    assert _run(lint, [tmp_path], strict=True)[0] == 1
 
 
 def test_test_default_rules_all_pass():
-    code, text = _run(cli.test, [])
+    code, text = _run(cli.run_fixtures, [])
     assert code == 0
     assert text.splitlines()[-1].endswith(" passed, 0 failed")
 
@@ -47,19 +60,19 @@ def _user_rules(tmp_path, positive_path: str):
 
 def test_user_rules_with_fixtures_beside_them(tmp_path):
     _user_rules(tmp_path, "/etc/shadow")
-    code, text = _run(cli.test, [tmp_path / "simple.yml"])
+    code, text = _run(cli.run_fixtures, [tmp_path / "simple.yml"])
     assert code == 0 and "2 passed, 0 failed" in text
 
 
 def test_a_positive_that_does_not_fire_fails(tmp_path):
     _user_rules(tmp_path, "/etc/hostname")
-    code, text = _run(cli.test, [tmp_path / "simple.yml"])
+    code, text = _run(cli.run_fixtures, [tmp_path / "simple.yml"])
     assert code == 1 and "FAIL simple.yml positive/case.jsonl: no alert" in text
 
 
 def test_missing_fixtures_fail(tmp_path):
     write_rule(tmp_path, "simple.yml", SIMPLE)
-    code, text = _run(cli.test, [tmp_path / "simple.yml"])
+    code, text = _run(cli.run_fixtures, [tmp_path / "simple.yml"])
     assert code == 1 and "no positive fixtures" in text
 
 

@@ -42,13 +42,30 @@ def test_positive_alerts_carry_the_whole_chain():
     case = RULE_FIXTURES / "download_and_execute" / "positive" / "sh_curl_then_exec.jsonl"
     alerts, _ = replay(RULESET, case)
     (alert,) = [a for a in alerts if a.rule_title == "Downloaded File Executed"]
-    assert [e.step for e in alert.evidence] == ["dl_connect", "dl_write", "dl_exec"]
+    # The graph's story of the file, then the exec that ran it.
+    assert [e.step for e in alert.evidence] == ["connect", "write", "download_and_execute"]
+    assert [e.destination for e in alert.evidence] == ["198.51.100.7:80", "", ""]
+    assert [e.path for e in alert.evidence] == ["", "/tmp/x", "/tmp/x"]
     assert alert.techniques == ["T1105"]
     assert alert.tactics == ["command-and-control", "execution"]
     assert alert.level == "high"
-    assert alert.key == {"ContainerId": "c0ffee04dd"}
+    assert alert.key == {"ContainerId": "c0ffee04dd", "ExecutedFiles": "/tmp/x"}
     assert alert.first_ts_ns == alert.evidence[0].ts_ns < alert.decisive_ts_ns == alert.evidence[-1].ts_ns
     assert alert.event is not None and alert.event.path == "/tmp/x"
+
+
+def test_a_staged_download_carries_every_hop():
+    case = RULE_FIXTURES / "download_and_execute" / "positive" / "staged_through_sed.jsonl"
+    alerts, _ = replay(RULESET, case)
+    (alert,) = alerts
+    hops = [(e.step, e.path or e.destination) for e in alert.evidence]
+    assert hops == [
+        ("connect", "198.51.100.7:80"),
+        ("write", "/tmp/raw"),
+        ("read", "/tmp/raw"),
+        ("write", "/tmp/stage2"),
+        ("download_and_execute", "/tmp/stage2"),
+    ]
 
 
 def _all_events():

@@ -82,7 +82,7 @@ def provex_definitions() -> dict[str, Any]:
 def build() -> dict[str, Any]:
     agent = _obj(
         {
-            "schema": {"enum": ["raw", "ecs", "ocsf"]},
+            "schema": {"enum": ["", "raw", "ecs", "ocsf"]},
             "logLevel": {"enum": ["debug", "info", "warning", "error"]},
             "monitor": {"enum": ["containers", "all"]},
             "healthPort": _PORT,
@@ -221,11 +221,24 @@ def build() -> dict[str, Any]:
             "metrics": _obj(
                 {
                     "podAnnotations": _BOOL,
-                    "serviceMonitor": _obj(
-                        {"enabled": _BOOL, "interval": _DURATION, "labels": _STR_MAP}, ["enabled"]
+                    "tls": _obj({"existingSecret": _SECRET_NAME}, ["existingSecret"]),
+                    "authorization": _obj(
+                        {"existingSecret": _SECRET_NAME, "key": {"type": "string", "minLength": 1}},
+                        ["existingSecret", "key"],
                     ),
+                    "serviceMonitor": _obj(
+                        {
+                            "enabled": _BOOL,
+                            "interval": _DURATION,
+                            "scrapeTimeout": _DURATION,
+                            "labels": _STR_MAP,
+                            "tlsConfig": _ANY_OBJ,
+                        },
+                        ["enabled"],
+                    ),
+                    "networkPolicy": _obj({"enabled": _BOOL, "from": _LIST_OBJ}, ["enabled"]),
                 },
-                ["podAnnotations", "serviceMonitor"],
+                ["podAnnotations", "tls", "authorization", "serviceMonitor", "networkPolicy"],
             ),
             "collector": collector,
             # Helm passes this to every chart; allow it so `--set global.x` still installs.

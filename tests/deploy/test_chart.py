@@ -220,19 +220,25 @@ def test_rbac_and_service_account_can_be_left_to_the_user(renderer: Renderer) ->
 def test_agent_runs_provex_with_probes_and_node_name(renderer: Renderer) -> None:
     rendered = renderer.render()
     container = agent_container(rendered)
-    assert container["args"][:4] == ["provex", "run", "--config", "/etc/provex/provex.yaml"]
     port = {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"]
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
-    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    # Bound on the Pod's own IP: what the kubelet's probes and the scrape reach, nothing else.
+    assert container["args"][:6] == [
+        "provex", "run", "--config", "/etc/provex/provex.yaml", "--health-addr", f"$(POD_IP):{port}"
+    ]  # fmt: skip
+    probe = {"path": "/healthz", "port": "metrics", "scheme": "HTTP"}
+    assert container["livenessProbe"]["httpGet"] == probe
+    assert container["readinessProbe"]["httpGet"] == {**probe, "path": "/readyz"}
+    assert container["startupProbe"]["httpGet"] == probe
     env = {e["name"]: e for e in container["env"]}
     assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert list(env).index("POD_IP") == 0  # $(POD_IP) expands only from variables defined before
     assert container["resources"]["limits"]["memory"] and container["resources"]["requests"]["cpu"]
     annotations = rendered.find("DaemonSet", "provex")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(port)
     config = yaml.safe_load(rendered.find("ConfigMap", "provex")["data"]["provex.yaml"])
-    assert config["server"]["health_addr"] == f"0.0.0.0:{port}"
+    assert "server" not in config  # the address is the Pod's, on the command line
 
 
 def _agent_config(rendered: Rendered, tmp_path: Path) -> Any:
@@ -244,8 +250,8 @@ def _agent_config(rendered: Rendered, tmp_path: Path) -> Any:
 
 def test_agent_config_is_accepted_by_the_provex_loader(renderer: Renderer, tmp_path: Path) -> None:
     config = _agent_config(renderer.render(), tmp_path)
-    assert config.output.schema == "ecs"
-    assert config.output.otlp.endpoint == ""  # no collector: JSON lines on stdout
+    assert config.output.schema == "raw"  # no collector, no endpoint: JSON lines on stdout
+    assert config.output.otlp.endpoint == ""
     assert config.correlate.rules_dirs == ["/etc/provex/rules"]
     assert config.enrich.node_name == ""  # falls back to $NODE_NAME (downward API)
     assert config.output.otlp.insecure is None  # decided from the endpoint's scheme
@@ -267,7 +273,7 @@ def test_agent_sends_to_the_bundled_collector(renderer: Renderer, tmp_path: Path
     config = _agent_config(renderer.render(values), tmp_path)
     port = 4318 if values.get("otlp", {}).get("protocol") == "http/protobuf" else 4317
     assert config.output.otlp.endpoint == f"http://provex-collector.provex-system.svc:{port}"
-    assert config.output.schema == values["agent"]["schema"]
+    assert config.output.schema == ("ocsf" if backend == "splunk" else "ecs")  # what the backend reads
     assert config.output.otlp.insecure is True
 
 
@@ -367,7 +373,12 @@ def test_collector_pipeline_per_backend(renderer: Renderer, backend: str) -> Non
     pod = rendered.find(kind, "-collector")["spec"]["template"]["spec"]
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
     if backend == "elasticsearch":
-        assert exporter["mapping"] == {"mode": "bodymap"} == event_exporter["mapping"]
+        # mapping::mode is deprecated (collector-contrib v0.144.0): the scope attribute decides.
+        assert "mapping" not in exporter and "mapping" not in event_exporter
+        assert config["processors"]["transform/bodymap"]["log_statements"] == [
+            {"context": "scope", "statements": ['set(attributes["elastic.mapping.mode"], "bodymap")']}
+        ]
+        assert "transform/bodymap" in alerts["processors"] and "transform/bodymap" in events["processors"]
         assert exporter["logs_index"] == "logs-provex.alerts-prod"
         assert event_exporter["logs_index"] == "logs-provex.events-default"
         assert exporter["flush"]["interval"] == "100ms"  # not the bulk indexer's 30 s default
@@ -462,20 +473,112 @@ def test_collector_runs_unprivileged(renderer: Renderer) -> None:
 # --- NOTES.txt -------------------------------------------------------------------
 
 
+SPLUNK_TOKEN = {"token": {"existingSecret": "splunk-hec"}}
+# Where the first alert is, and how to find it, for each destination and schema the chart can render.
+NOTES_CASES: list[tuple[str, dict[str, Any], str, str]] = [
+    ("stdout", {}, "raw", "grep '{\"alert\"'"),
+    ("stdout", {"agent": {"schema": "ecs"}}, "ecs", "grep '\"provex.alerts\"'"),
+    ("stdout", {"agent": {"schema": "ocsf"}}, "ocsf", "grep '\"provex.alerts\"'"),
+    ("endpoint", {"otlp": {"endpoint": "https://otel:4317"}}, "ecs", "(event.kind: alert)"),
+    (
+        "endpoint",
+        {"otlp": {"endpoint": "https://otel:4317"}, "agent": {"schema": "ocsf"}},
+        "ocsf",
+        "class_uid 2004",
+    ),
+]
+for _backend, _ecs, _ocsf in [
+    ("elasticsearch", 'event.kind : "alert"', "class_uid : 2004"),
+    ("loki", '| json | event_kind="alert"', '| json | class_uid="2004"'),
+    ("splunk", 'event.kind="alert"', 'class_name="Detection Finding"'),
+]:
+    _collector = {"enabled": True, "backend": _backend, "splunk": SPLUNK_TOKEN}
+    _default = "ocsf" if _backend == "splunk" else "ecs"
+    NOTES_CASES += [
+        (_backend, {"collector": _collector}, _default, _ocsf if _default == "ocsf" else _ecs),
+        (_backend, {"collector": _collector, "agent": {"schema": "ecs"}}, "ecs", _ecs),
+        (_backend, {"collector": _collector, "agent": {"schema": "ocsf"}}, "ocsf", _ocsf),
+    ]
+
+
 @pytest.mark.parametrize(
-    ("values", "expected"),
-    [
-        (None, "grep '\"alert\"'"),
-        ("elasticsearch", 'event.kind : "alert"'),
-        ("loki", "LogQL"),
-        ("splunk", "index=security"),
-    ],
+    ("where", "values", "schema", "query"),
+    NOTES_CASES,
+    ids=[f"{w}-{s}-{'set' if 'agent' in v else 'auto'}" for w, v, s, _ in NOTES_CASES],
 )
-def test_notes_tell_how_to_see_the_first_alert(renderer: Renderer, values: str | None, expected: str) -> None:
-    rendered = renderer.render(fixture_values(values) if values else None)
-    assert "kubectl run provex-smoke" in rendered.notes
-    assert expected in rendered.notes
-    assert "<no value>" not in rendered.notes
+def test_notes_match_what_the_agent_ships(
+    renderer: Renderer, tmp_path: Path, where: str, values: dict[str, Any], schema: str, query: str
+) -> None:
+    """The backend sets the schema it reads unless one is chosen, and NOTES name the schema and
+    the query of the output the agent's own config (checked by provex's loader) really produces."""
+    rendered = renderer.render(values)
+    config = _agent_config(rendered, tmp_path)
+    assert config.output.schema == schema
+    notes = rendered.notes
+    assert "kubectl run provex-smoke" in notes
+    assert query in notes
+    assert "<no value>" not in notes
+    if schema != "raw":
+        assert f"as {schema.upper()} documents" in notes
+    if where == "stdout":
+        assert config.output.otlp.endpoint == ""
+    else:
+        assert config.output.otlp.endpoint
+
+
+def test_raw_with_an_endpoint_is_refused(renderer: Renderer) -> None:
+    with pytest.raises(RenderError, match=r"agent\.schema=raw writes JSON lines on stdout"):
+        renderer.render({"agent": {"schema": "raw"}, "otlp": {"endpoint": "http://otel:4317"}})
+
+
+# --- exposure: TLS, a token, a NetworkPolicy, a ServiceMonitor -------------------------
+
+
+def test_exposure_is_opt_in_and_coherent(renderer: Renderer, tmp_path: Path) -> None:
+    values = fixture_values("everything")
+    rendered = renderer.render(values, api_versions="monitoring.coreos.com/v1")
+    _validate_all(rendered)
+    container = agent_container(rendered)
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS"
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/etc/provex/tls"]["readOnly"] and mounts["/etc/provex/metrics-token"]["readOnly"]
+    pod = rendered.find("DaemonSet", "provex")["spec"]["template"]
+    assert pod["metadata"]["annotations"]["prometheus.io/scheme"] == "https"
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["spec"]["volumes"] if "secret" in v}
+    assert secrets == {"metrics-tls": "provex-metrics-tls", "metrics-token": "provex-metrics-token"}
+    config = _agent_config(rendered, tmp_path)
+    assert (config.server.tls_cert_file, config.server.tls_key_file) == (
+        "/etc/provex/tls/tls.crt",
+        "/etc/provex/tls/tls.key",
+    )
+    assert config.server.metrics_token_file == "/etc/provex/metrics-token/token"
+    endpoint = rendered.find("ServiceMonitor", "provex")["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == values["metrics"]["serviceMonitor"]["tlsConfig"]
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "provex-metrics-token", "key": "token"},
+    }
+    assert rendered.find("Service", "-metrics")["spec"]["publishNotReadyAddresses"] is True
+    policy = rendered.find("NetworkPolicy", "-agent")["spec"]
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "agent"
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    assert "NetworkPolicy admits only connections to that port" in rendered.notes
+
+
+def test_no_exposure_options_by_default(renderer: Renderer) -> None:
+    rendered = renderer.render()
+    kinds = {o["kind"] for _, o in rendered.objects()}
+    assert "NetworkPolicy" not in kinds and "ServiceMonitor" not in kinds
+    assert not any(
+        "secret" in v for v in rendered.find("DaemonSet", "provex")["spec"]["template"]["spec"]["volumes"]
+    )
 
 
 # --- ServiceMonitor (a CRD: no model in the Kubernetes client) --------------------
@@ -503,7 +606,33 @@ _SERVICE_MONITOR_SPEC = {
                 "properties": {
                     "port": {"type": "string"},
                     "path": {"type": "string"},
+                    "scheme": {"enum": ["http", "https"]},
                     "interval": {"type": "string", "pattern": _DURATION},
+                    "scrapeTimeout": {"type": "string", "pattern": _DURATION},
+                    "tlsConfig": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "ca": {"type": "object"},
+                            "cert": {"type": "object"},
+                            "keySecret": {"type": "object"},
+                            "serverName": {"type": "string"},
+                            "insecureSkipVerify": {"type": "boolean"},
+                        },
+                    },
+                    "authorization": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "type": {"type": "string"},
+                            "credentials": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["name", "key"],
+                                "properties": {"name": {"type": "string"}, "key": {"type": "string"}},
+                            },
+                        },
+                    },
                     "relabelings": {
                         "type": "array",
                         "items": {

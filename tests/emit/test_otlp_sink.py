@@ -224,11 +224,43 @@ def test_raw_schema_with_an_otlp_endpoint_is_refused(monkeypatch):
     from exporter.config.schema import OtlpConfig, OutputConfig
     from exporter.emit.factory import OutputConfigError, build_sink
 
-    with pytest.raises(OutputConfigError, match="choose --schema ecs or --schema ocsf"):
+    with pytest.raises(
+        OutputConfigError, match=r"OTLP needs the ecs or ocsf schema, but output\.schema is raw"
+    ):
         build_sink(OutputConfig(schema="raw", otlp=OtlpConfig(endpoint="http://127.0.0.1:4317")))
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
-    with pytest.raises(OutputConfigError, match=r"output\.schema is raw"):
-        build_sink(OutputConfig(schema="raw"))
+
+
+def test_an_endpoint_means_otlp_export_as_ecs(monkeypatch, tmp_path):
+    """Like any OpenTelemetry program: an endpoint (config or OTEL_EXPORTER_OTLP_ENDPOINT) means
+    OTLP, shaped as ECS unless a schema is chosen; an explicit raw ignores the variable."""
+    from exporter.config.output import plan_output
+    from exporter.config.schema import OtlpConfig, OutputConfig
+
+    plan = plan_output(OutputConfig(otlp=OtlpConfig(endpoint="collector:4317")), environ={})
+    assert (plan.output.schema, plan.output.otlp.endpoint, plan.output.otlp.protocol) == (
+        "ecs",
+        "http://collector:4317",
+        "grpc",
+    )
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+    plan = plan_output(OutputConfig(), environ=env)
+    assert (plan.output.schema, plan.output.otlp.endpoint, plan.endpoint_source) == (
+        "ecs",
+        "http://c:4318/v1/logs",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    )
+    # Not inherited: by a replay, by a run writing a file, or when raw JSON lines are asked for.
+    for output, inherit in (
+        (OutputConfig(), False),
+        (OutputConfig(file="x"), True),
+        (OutputConfig(schema="raw"), True),
+    ):
+        plan = plan_output(output, environ=env, inherit_env=inherit)
+        assert plan.output.otlp.endpoint == "" and plan.output.schema in ("raw", "ecs")
+        assert "OTEL_EXPORTER_OTLP_ENDPOINT is set but not used" in plan.note
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    sink = build_sink(OutputConfig(file=str(tmp_path / "raw.jsonl")))  # raw: the variable stays unused
+    sink.close()
 
 
 def test_the_consumer_never_waits_for_the_collector_between_batches():

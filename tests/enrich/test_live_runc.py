@@ -93,11 +93,11 @@ def _event(c: Container) -> Event:
                  cgroup_id=c.cgroup_id, path="/data/x")  # fmt: skip
 
 
-def _pop_until(stage, now_ns: int, timeout: float = 10.0) -> list[Event]:
+def _pop_until(stage, now_ns: int, count: int = 1, timeout: float = 10.0) -> list[Event]:
     deadline = time.monotonic() + timeout
     out: list[Event] = []
-    while not out and time.monotonic() < deadline:
-        out = stage.pop_ready(now_ns)
+    while len(out) < count and time.monotonic() < deadline:
+        out += stage.pop_ready(now_ns)
         time.sleep(0.01)
     return out
 
@@ -107,7 +107,10 @@ def test_real_container_without_pod_gets_identity_and_bind_mounts(container: Con
     stage.start()
     try:
         stage.push(_event(container), 0)
-        (out,) = _pop_until(stage, 1)  # long before the deadline: resolved, not late
+        seed, out = _pop_until(stage, 1, count=2)  # long before the deadline: resolved, not late
+        # The container started before the stage: its context, read from /proc, comes first,
+        # as paths inside the container.
+        assert (seed.type, seed.pid, seed.path, seed.target) == (EventType.CONTEXT, container.pid, "/", "/")
         assert not out.late
         assert out.container.id == container.cid
         assert out.container.cgroup_path == f"/kubepods/besteffort/pod{container.pod_uid}/{container.cid}"
@@ -134,7 +137,7 @@ def test_real_container_with_its_pod_from_the_api(container: Container, tmp_path
             while not stage.k8s_ready() and time.monotonic() < deadline:
                 time.sleep(0.01)
             stage.push(_event(container), 0)
-            (out,) = stage.pop_ready(0)
+            _seed, out = stage.pop_ready(0)
             assert not out.late
             c = out.container
             assert (c.id, c.runtime, c.name, c.image) == (container.cid, "containerd", "app", "busybox:1.36")

@@ -47,7 +47,9 @@ class Agent:
         self.output = Path(output) if output else tmp / "events.jsonl"
         self.port = free_port()
         self.stderr_path = tmp / "agent.stderr"
-        args = [sys.executable, "-m", "exporter", command, "--output", str(self.output)]
+        args = [sys.executable, "-m", "exporter", command]
+        if "--otlp-endpoint" not in extra:  # a file or an endpoint, never both
+            args += ["--output", str(self.output)]
         args += ["--health-addr", f"127.0.0.1:{self.port}", *extra]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()

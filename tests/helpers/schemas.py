@@ -1,9 +1,13 @@
 """Validators for emitted documents against the real upstream schemas.
 
-The schemas live in the shared reference folder (`../shared/schemas` next to
-the repository, or $PROVEX_SCHEMAS_DIR); see its README for the rules applied
-here: ECS field existence, type, allowed values and expected event types;
-OCSF JSON Schema per class plus type_uid/metadata.version; ATT&CK ids.
+The schemas are copies of the upstream releases in tests/fixtures/reference/
+(see its README for versions and licences); the ATT&CK data is the package's
+own (exporter/correlate/data/). Rules applied here: ECS field existence, type,
+allowed values and expected event types; OCSF JSON Schema per class plus
+type_uid/metadata.version; ATT&CK ids. provex's own custom fields
+(mappings/fields/*.yml, in ECS's schema format) are validated the same way: an
+ECS document may hold exactly ECS's fields and those; OCSF's free-form
+`unmapped.provex.*` must match them where it uses their names.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import datetime as dt
 import functools
 import ipaddress
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +25,12 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
+REFERENCE = REPO / "tests" / "fixtures" / "reference"
+ATTACK_DATA = REPO / "exporter" / "correlate" / "data"
+
+
 def schemas_dir() -> Path:
-    env = os.environ.get("PROVEX_SCHEMAS_DIR")
-    path = Path(env) if env else REPO.parent / "shared" / "schemas"
-    if not (path / "ecs").is_dir():
-        raise FileNotFoundError(f"reference schemas not found at {path} (set PROVEX_SCHEMAS_DIR)")
-    return path
+    return REFERENCE
 
 
 # ---- ECS -------------------------------------------------------------------
@@ -37,6 +40,33 @@ def schemas_dir() -> Path:
 def ecs_fields() -> dict[str, dict[str, Any]]:
     with open(schemas_dir() / "ecs" / "ecs_flat-9.4.0.yml", encoding="utf-8") as fh:
         return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+CUSTOM_FIELDS = REPO / "mappings" / "fields"
+
+
+@functools.cache
+def custom_fields() -> dict[str, dict[str, Any]]:
+    """provex's ECS custom fields (mappings/fields/*.yml, ECS's schema format), flat
+    like ecs_flat.yml: dotted name -> its definition (type, normalize, allowed_values)."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(CUSTOM_FIELDS.glob("*.yml")):
+        with open(path, encoding="utf-8") as fh:
+            for fieldset in yaml.safe_load(fh):
+                for spec in fieldset["fields"]:
+                    name = f"{fieldset['name']}.{spec['name']}"
+                    out[name] = {**spec, "flat_name": name, "normalize": spec.get("normalize") or []}
+    return out
+
+
+@functools.cache
+def ecs_and_custom_fields() -> dict[str, dict[str, Any]]:
+    """What an ECS document of provex may hold: ECS 9.4.0 and exactly provex's custom fields."""
+    ecs = ecs_fields()
+    clash = sorted(set(custom_fields()) & set(ecs))
+    if clash:
+        raise AssertionError(f"custom fields redefine ECS fields: {clash}")
+    return {**ecs, **custom_fields()}
 
 
 _STRING_TYPES = {"keyword", "wildcard", "constant_keyword", "match_only_text", "text"}
@@ -83,39 +113,59 @@ def _flatten(doc: dict[str, Any], fields: dict[str, Any], prefix: str = "") -> d
     return out
 
 
+def _nested_errors(name: str, value: Any, fields: dict[str, dict[str, Any]]) -> list[str]:
+    """Each object of an object or nested field whose sub-fields are defined, field by field."""
+    prefix = name + "."
+    if not any(f.startswith(prefix) for f in fields):
+        return []  # a free-form object (labels, ...)
+    errors = []
+    for i, entry in enumerate(value if isinstance(value, list) else [value]):
+        if isinstance(entry, dict):  # anything else is reported as a type error
+            for key, leaf in _flatten(entry, fields, prefix).items():
+                errors += [f"[{i}] {e}" for e in _field_errors(key, leaf, fields)]
+    return errors
+
+
+def _field_errors(name: str, value: Any, fields: dict[str, dict[str, Any]]) -> list[str]:
+    spec = fields.get(name)
+    if spec is None:
+        return [f"{name}: not an ECS field (nor a provex custom field, mappings/fields/)"]
+    errors = []
+    is_array = "array" in (spec.get("normalize") or [])
+    values = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not is_array and spec["type"] not in _OBJECT_TYPES:
+        errors.append(f"{name}: ECS does not expect an array here")
+    if is_array and not isinstance(value, list):
+        errors.append(f"{name}: ECS expects an array")
+    for v in values:
+        if not _ecs_type_ok(spec["type"], v):
+            errors.append(f"{name}: {v!r} is not of ECS type {spec['type']}")
+    if spec["type"] in _OBJECT_TYPES:
+        errors += _nested_errors(name, value, fields)
+    if spec["type"] in _OBJECT_TYPES and name == "labels":
+        for lk, lv in value.items():
+            items = lv if isinstance(lv, list) else [lv]
+            if not all(isinstance(i, str) for i in items):
+                errors.append(f"labels.{lk}: labels hold keyword values only")
+    allowed = spec.get("allowed_values")
+    if allowed:
+        names = {a["name"]: a for a in allowed}
+        for v in values:
+            if v not in names:
+                errors.append(f"{name}: {v!r} not among allowed values")
+    return errors
+
+
 def ecs_errors(doc: dict[str, Any]) -> list[str]:
-    """Every way `doc` breaks ECS 9.4.0 (empty list = valid)."""
-    fields = ecs_fields()
+    """Every way `doc` breaks ECS 9.4.0 plus provex's custom fields (empty list = valid)."""
+    fields = ecs_and_custom_fields()
     errors = []
     flat = _flatten(doc, fields)
     for name in ("@timestamp", "ecs.version"):
         if name not in flat:
             errors.append(f"{name}: required field missing")
     for name, value in flat.items():
-        spec = fields.get(name)
-        if spec is None:
-            errors.append(f"{name}: not an ECS field")
-            continue
-        is_array = "array" in (spec.get("normalize") or [])
-        values = value if isinstance(value, list) else [value]
-        if isinstance(value, list) and not is_array and spec["type"] not in _OBJECT_TYPES:
-            errors.append(f"{name}: ECS does not expect an array here")
-        if is_array and not isinstance(value, list):
-            errors.append(f"{name}: ECS expects an array")
-        for v in values:
-            if not _ecs_type_ok(spec["type"], v):
-                errors.append(f"{name}: {v!r} is not of ECS type {spec['type']}")
-        if spec["type"] in _OBJECT_TYPES and name == "labels":
-            for lk, lv in value.items():
-                items = lv if isinstance(lv, list) else [lv]
-                if not all(isinstance(i, str) for i in items):
-                    errors.append(f"labels.{lk}: labels hold keyword values only")
-        allowed = spec.get("allowed_values")
-        if allowed:
-            names = {a["name"]: a for a in allowed}
-            for v in values:
-                if v not in names:
-                    errors.append(f"{name}: {v!r} not among allowed values")
+        errors += _field_errors(name, value, fields)
     categories = flat.get("event.category", [])
     for event_type in flat.get("event.type", []):
         expected = set()
@@ -176,6 +226,13 @@ def ocsf_errors(doc: dict[str, Any]) -> list[str]:
                 errors.append(f"{name_key} {doc[name_key]!r} is not the caption {caption!r} of {id_key}")
     if doc.get("class_name") not in (None, cls["caption"]):
         errors.append(f"class_name {doc['class_name']!r} != {cls['caption']!r}")
+    # unmapped.provex.* carries the ECS custom fields of the same name: same types.
+    provex = (doc.get("unmapped") or {}).get("provex")
+    if isinstance(provex, dict):
+        fields = custom_fields()
+        for key, leaf in _flatten(provex, fields, "provex.").items():
+            if key in fields:
+                errors += [f"unmapped.{e}" for e in _field_errors(key, leaf, fields)]
     return errors
 
 
@@ -184,7 +241,7 @@ def ocsf_errors(doc: dict[str, Any]) -> list[str]:
 
 @functools.cache
 def attack() -> dict[str, Any]:
-    with open(schemas_dir() / "attack" / "containers-techniques.json", encoding="utf-8") as fh:
+    with open(ATTACK_DATA / "containers-techniques.json", encoding="utf-8") as fh:
         return json.load(fh)
 
 

@@ -55,6 +55,8 @@ def test_unknown_schema_in_config_is_refused_with_file_line(tmp_path: Path) -> N
         ("  - id: a\n    set:\n      x: {form: event.pid}\n", 8, "must be a constant"),
         ("  - id: a\n    set: {x: 1\n", 8, "but got"),  # YAML syntax error at end of file
         ("  - id: a\n    set: {x: 1}\n    set: {y: 1}\n", 8, "duplicate key 'set'"),
+        ("  - id: a\n    set:\n      x: {from: rule.TargetFile}\n", 8, "NAME a rule field"),
+        ("  - id: a\n    when: {rule.IsHostMount.x: true}\n    set: {x: 1}\n", 7, "must be rule.NAME"),
     ],
 )
 def test_malformed_mapping_is_refused_with_file_line(

@@ -176,8 +176,13 @@ def test_host_process_is_filtered_in_the_kernel(agent, tmp_path):
 
 
 def test_flood_loss_is_counted_honestly(tmp_path, runc):
-    """A tiny ring buffer under a flood: the agent stays up and every record is accounted for."""
-    agent = Agent(tmp_path, "--set", "probes.ring_buffer_pages=4", "--set", "probes.wakeup_bytes=1000000")
+    """A tiny ring buffer under a flood: the agent stays up and every record is accounted for.
+    The flood budget is raised so that the ring, not the budget, is what overflows."""
+    agent = Agent(
+        tmp_path,
+        *("--set", "probes.ring_buffer_pages=4", "--set", "probes.wakeup_bytes=1000000"),
+        *("--set", "probes.flood_read_rate=1000000", "--set", "probes.flood_burst_s=1"),
+    )
     try:
         n = 200_000
         run = runc.run(
@@ -197,11 +202,13 @@ def test_flood_loss_is_counted_honestly(tmp_path, runc):
         events = agent.wait_for(settled, limit_s=60)
         flood = of(events, cg, "openat", path="/etc/hostname")
         lost = agent.kernel("openat", "lost_ringbuf") + agent.kernel("openat", "lost_pending")
+        # The flood budget samples most of them away in the kernel (counted, per container too).
+        sampled = agent.kernel("openat", "sampled") + agent.kernel("openat", "shed")
         assert agent.process.poll() is None, "agent died under the flood"
         # Everything the kernel emitted reached the agent's output...
         assert seen["emitted"] == seen["delivered"]
-        # ...and every flood call was either delivered or counted as lost.
-        assert len(flood) + lost >= n
+        # ...and every flood call was either delivered, sampled or counted as lost.
+        assert len(flood) + lost + sampled >= n
         assert len(flood) <= n
         assert lost > 0, "a 16 KiB ring buffer should overflow under this flood"
         # The loss is logged while the agent runs (once per interval), not only at exit.
@@ -222,6 +229,12 @@ def test_flood_loss_is_counted_honestly(tmp_path, runc):
         json.loads(line) for line in agent.stderr_path.read_text().splitlines() if '"exit_code"' in line
     ]
     assert summary["msg"].startswith("record lost ") and summary["lost"]["kernel/lost_ringbuf"] > 0
+
+
+def test_the_running_agent_maps_no_compiler(agent):
+    """BCC compiles in a short-lived child: the agent holds fds, not LLVM (~62 MB mapped)."""
+    maps = Path(f"/proc/{agent.process.pid}/maps").read_text()
+    assert "libbcc" not in maps and "LLVM" not in maps
 
 
 def test_record_then_replay_is_identical(agent, runc, tmp_path):

@@ -1,13 +1,15 @@
-"""The probe life cycle in process: maps the agent manages from user space."""
+"""The probe life cycle in process: maps the agent manages from user space, by fd."""
 
 from __future__ import annotations
 
 import ctypes
+import os
+import struct
 
 import pytest
 
 from exporter.config import load_config
-from exporter.probes.layout import SYSCALLS, payload_structs
+from exporter.probes.layout import MAPS, PENDING_MAPS, SYSCALLS, payload_structs
 from exporter.probes.loader import Probes
 
 pytestmark = [pytest.mark.ebpf]
@@ -20,30 +22,58 @@ def probes():
     loaded.close()
 
 
-def test_orphaned_enter_records_are_swept(probes, tmp_path):
+def test_the_build_child_hands_over_every_map_and_attachment(probes):
+    assert set(probes.maps) == set(MAPS)
+    assert len(probes.attached) >= len(SYSCALLS)  # enter and exit tracepoints
+
+
+def test_orphaned_enter_records_are_swept(probes):
     table = probes.table("pending_open")
     gone_tid = 4_000_000  # above pid_max: no such thread
-    table[table.Key(gone_tid)] = table.Leaf()
+    table.update(struct.pack("<I", gone_tid), bytes(table.value_size))
     assert probes.sweep_pending() >= 1
-    assert all(k.value != gone_tid for k in table)
+    assert struct.pack("<I", gone_tid) not in set(table.keys())
 
 
-def test_record_layouts_match_the_c_structs(probes):
-    """The ctypes mirrors have the sizes the compiled program uses for its pairing maps.
-    (exec is left to the live decoding tests: BCC's own type for its 2-D argv is wrong.)"""
+def test_record_layouts_match_the_compiled_maps(probes):
+    """The ctypes mirrors have the sizes the compiled program gives its pairing maps' values,
+    exec (2-D argv) included."""
     structs = payload_structs(probes.limits)
-    families = (
-        ("open", "pending_open"),
-        ("mount", "pending_mount"),
-        ("ns", "pending_ns"),
-        ("connect", "pending_connect"),
-    )
-    for family, map_name in families:
-        leaf = probes.table(map_name).Leaf
-        assert ctypes.sizeof(leaf) == ctypes.sizeof(structs[family]), family
-    assert {sc.name for sc in SYSCALLS} >= {"openat2", "fsmount", "move_mount", "open_tree", "execveat"}
+    families = {
+        "pending_open": "open",
+        "pending_exec": "exec",
+        "pending_mount": "mount",
+        "pending_ns": "ns",
+        "pending_connect": "connect",
+        "pending_ctx": "open",
+        "pending_link": "link",
+        "pending_dup": "dup",
+    }
+    assert set(families) == set(PENDING_MAPS) - {"pending_clone"}
+    for map_name, family in families.items():
+        assert probes.table(map_name).value_size == ctypes.sizeof(structs[family]), map_name
+    # the offsets the decoder relies on for the variable tails, from the C layout
+    # (bpf/provex.h: a 64-byte header; exec_ev: dirfd, flags, argc, pad, user_path, path, argv)
+    exec_ev = structs["exec"]
+    assert exec_ev.path.offset == 64 + 24 and exec_ev.argv.offset == 64 + 24 + probes.limits.path_max
 
 
-def test_counters_cover_every_syscall(probes):
-    counters = probes.counters()
-    assert {name for name, _ in counters} == {sc.name for sc in SYSCALLS}
+def test_the_kernel_counts_what_it_saw(probes):
+    before = probes.counters()
+    for _ in range(100):
+        os.close(os.open("/etc/hostname", os.O_RDONLY))
+    after = probes.counters()
+    # this process is on the host: seen and filtered by cgroup, nothing emitted
+    assert after[("openat", "seen")] - before[("openat", "seen")] >= 100
+    assert after[("openat", "filtered_cgroup")] - before[("openat", "filtered_cgroup")] >= 100
+    assert {name for name, _ in after} == {sc.name for sc in SYSCALLS}
+
+
+def test_path_prefixes_are_written_and_forgotten_by_fd(probes):
+    trie = probes.table("path_prefixes")
+    before = len(list(trie.keys()))
+    probes.learn_name("/tmp/provex-test-learned")
+    assert len(list(trie.keys())) == before + 1
+    probes.forget_name("/tmp/provex-test-learned")
+    probes.forget_name("/etc/")  # a configured prefix is never forgotten
+    assert len(list(trie.keys())) == before

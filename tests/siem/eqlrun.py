@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import eql
+
+from exporter.correlate.loader import DEFAULT_RULES_DIR
 
 
 def timestamp_ns(doc: dict[str, Any]) -> int:
@@ -33,3 +36,17 @@ def run(query: str, docs: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]
     events = sorted((eql.Event("any", timestamp_ns(d), d) for d in docs), key=lambda e: e.time)
     engine.stream_events(events)
     return matches
+
+
+def token_chain_without_lineage(directory: Path) -> Path:
+    """The shipped token-exfiltration rule file without its `x-provex-lineage` (kin) join,
+    which no SIEM query can say: what `provex rules export` can turn into an EQL sequence."""
+    text = (Path(DEFAULT_RULES_DIR) / "sa_token_exfiltration.yml").read_text()
+    head, sep, tail = text.partition("x-provex-lineage:\n")
+    assert sep, "the shipped chain no longer has x-provex-lineage"
+    rest = tail.split("\n")
+    while rest and rest[0].startswith("  "):
+        rest.pop(0)
+    path = directory / "sa_token_exfiltration.yml"
+    path.write_text(head + "\n".join(rest))
+    return path

@@ -79,7 +79,7 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: sysprobe open|openat|openat2|creat|execve|execveat|connect|connect-unix|"
-                        "setns|setns-pidfd|unshare|mount|newmount|open-tree|flood|sleep ARGS...\n");
+                        "setns|setns-pidfd|unshare|mount|newmount|open-tree|openat-dirfd|fexecve|flood|sleep ARGS...\n");
         return 2;
     }
     const char *op = argv[1];
@@ -104,6 +104,18 @@ int main(int argc, char **argv)
         errno = ENOSYS;
         return report(-1);
 #endif
+    }
+    if (!strcmp(op, "openat-dirfd") && argc > 3) { /* openat-dirfd DIR REL: openat through a dirfd */
+        int dirfd = open(argv[2], O_RDONLY | O_DIRECTORY);
+        if (dirfd < 0)
+            return report(dirfd);
+        return report(syscall(SYS_openat, dirfd, argv[3], O_RDONLY));
+    }
+    if (!strcmp(op, "fexecve") && argc > 3) { /* fexecve PATH ARGV0 ARGS: execveat(fd, "", AT_EMPTY_PATH) */
+        int fd = open(argv[2], O_PATH | O_CLOEXEC);
+        if (fd < 0)
+            return report(fd);
+        return report(syscall(SYS_execveat, fd, "", &argv[3], NULL, AT_EMPTY_PATH));
     }
     if (!strcmp(op, "execve") && argc > 2)
         return report(syscall(SYS_execve, argv[2], &argv[2], NULL));

@@ -19,9 +19,8 @@ Credentials come from existing Secrets through environment variables
 elasticsearch/{{ .kind }}:
   endpoints: [{{ $c.elasticsearch.endpoint | quote }}]
   logs_index: {{ ternary $c.elasticsearch.alertsIndex $c.elasticsearch.eventsIndex $alerts | quote }}
-  # provex ships ECS documents as the log body: index the body as it is.
-  mapping:
-    mode: bodymap
+  # The body (provex's document) is indexed as it is: the `elastic.mapping.mode: bodymap`
+  # scope attribute says so (transform/bodymap); `mapping::mode` is deprecated since v0.144.0.
   {{- if $c.elasticsearch.auth.existingSecret }}
   user: ${env:ELASTICSEARCH_USERNAME}
   password: ${env:ELASTICSEARCH_PASSWORD}
@@ -82,6 +81,7 @@ splunk_hec/{{ .kind }}:
 {{- define "provex.collector.config" -}}
 {{- $c := .Values.collector -}}
 {{- $loki := eq $c.backend "loki" -}}
+{{- $elastic := eq $c.backend "elasticsearch" -}}
 {{- $lokiAuth := and $loki $c.loki.auth.existingSecret -}}
 {{- $scope := include "provex.collector.alertsScope" . -}}
 extensions:
@@ -116,6 +116,17 @@ processors:
     logs:
       log_record:
         - instrumentation_scope.name == {{ $scope | quote }}
+  {{- if $elastic }}
+  # The Elasticsearch exporter picks its mapping mode per scope: bodymap indexes
+  # the body verbatim. provex sets it on its scopes; set it again in case a hop
+  # in between rewrote the scope.
+  transform/bodymap:
+    error_mode: ignore
+    log_statements:
+      - context: scope
+        statements:
+          - set(attributes["elastic.mapping.mode"], "bodymap")
+  {{- end }}
   {{- if $loki }}
   # Loki indexes resource attributes as labels: promote the Pod's namespace
   # and name from the record to the resource.
@@ -142,6 +153,9 @@ service:
       processors:
         - memory_limiter
         - filter/only_alerts
+        {{- if $elastic }}
+        - transform/bodymap
+        {{- end }}
         {{- if $loki }}
         - groupbyattrs
         {{- end }}
@@ -151,6 +165,9 @@ service:
       processors:
         - memory_limiter
         - filter/only_events
+        {{- if $elastic }}
+        - transform/bodymap
+        {{- end }}
         {{- if $loki }}
         - groupbyattrs
         {{- end }}

@@ -65,6 +65,32 @@ app.kubernetes.io/component: collector
 {{- end -}}
 {{- end -}}
 
+{{/*
+The schema the agent ships: agent.schema, else what the destination reads: the
+bundled collector's backend (Splunk indexes OCSF, Elasticsearch and Loki ECS),
+ECS for another OTLP endpoint, raw JSON lines on stdout with no endpoint at all.
+*/}}
+{{- define "provex.schema" -}}
+{{- $endpoint := include "provex.otlpEndpoint" . -}}
+{{- if .Values.agent.schema -}}
+{{- if and (eq .Values.agent.schema "raw") $endpoint -}}
+{{- fail (printf "agent.schema=raw writes JSON lines on stdout, but the agent exports OTLP to %s: choose ecs or ocsf, or leave agent.schema empty" $endpoint) -}}
+{{- end -}}
+{{- .Values.agent.schema -}}
+{{- else if .Values.collector.enabled -}}
+{{- ternary "ocsf" "ecs" (eq .Values.collector.backend "splunk") -}}
+{{- else if $endpoint -}}
+ecs
+{{- else -}}
+raw
+{{- end -}}
+{{- end -}}
+
+{{/* https when the agent serves its endpoints with TLS. */}}
+{{- define "provex.metricsScheme" -}}
+{{- ternary "https" "http" (ne .Values.metrics.tls.existingSecret "") -}}
+{{- end -}}
+
 {{/* Capabilities the agent gets; the README says why each one. */}}
 {{- define "provex.capabilities" -}}
 {{- $caps := list "BPF" "PERFMON" "SYS_RESOURCE" "SYS_PTRACE" -}}
@@ -95,12 +121,23 @@ it. rules_dirs is appended to, so user rules from values always load.
 {{- if .Values.otlp.headers -}}
 {{- $_ := set $otlp "headers" .Values.otlp.headers -}}
 {{- end -}}
+{{- $server := dict -}}
+{{- if .Values.metrics.tls.existingSecret -}}
+{{- $_ := set $server "tls_cert_file" "/etc/provex/tls/tls.crt" -}}
+{{- $_ := set $server "tls_key_file" "/etc/provex/tls/tls.key" -}}
+{{- end -}}
+{{- if .Values.metrics.authorization.existingSecret -}}
+{{- $_ := set $server "metrics_token_file" (printf "/etc/provex/metrics-token/%s" .Values.metrics.authorization.key) -}}
+{{- end -}}
+{{/* server.health_addr is the Pod's own IP, given on the command line (see the DaemonSet). */}}
 {{- $cfg := dict
   "probes" (dict "monitor" .Values.agent.monitor)
-  "output" (dict "schema" .Values.agent.schema "otlp" $otlp)
-  "server" (dict "health_addr" (printf "0.0.0.0:%d" (int .Values.agent.healthPort)))
+  "output" (dict "schema" (include "provex.schema" .) "otlp" $otlp)
   "enrich" (dict "kubernetes" true)
   "log" (dict "level" .Values.agent.logLevel) -}}
+{{- if $server -}}
+{{- $_ := set $cfg "server" $server -}}
+{{- end -}}
 {{- $user := deepCopy .Values.agent.config -}}
 {{- $dirs := list -}}
 {{- with $user.correlate -}}

@@ -1,0 +1,263 @@
+"""Path resolution and interpreter operands: what a process really touched.
+
+A path in a syscall is relative to things the syscall does not carry: the
+process's root directory (chroot), its current directory, the directory fd
+it passed, and the symbolic links on the way. The provenance graph keeps
+those per process and per container; this module turns (context, path) into
+the absolute path inside the container, walking components the way the
+kernel does (a `..` after a symlink goes to the parent of its target).
+
+Everything here is pure: no I/O, no clock. Only links the graph has seen
+being created (in this container, inside the window) are followed; links that
+came with the image or predate the agent are not known, so those paths resolve
+as spelled (see README: "What provenance does not resolve").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from exporter.model import HostMount, Resolution
+
+MAX_LINK_HOPS = 40  # the kernel's own limit (ELOOP)
+
+# Syscalls whose `dirfd` field is a real directory fd; the others resolve from the cwd.
+DIRFD_SYSCALLS = frozenset({"openat", "openat2", "execveat", "symlinkat", "linkat", "renameat", "renameat2"})
+INTERPRETERS_FILE = Path(__file__).resolve().parent / "data" / "interpreters.yaml"
+
+_PROC_SELF = re.compile(r"^/proc/(self|thread-self|\d+)/(exe|cwd|root|fd/\d+)(/.*)?$")
+
+
+@dataclass(slots=True)
+class FsContext:
+    """A process's view of the file system, as paths inside its container."""
+
+    root: str | None = None  # None: not known yet
+    cwd: str | None = None
+    pivoted: bool = False  # the workload's own pivot_root: paths are in its new root
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    path: str  # "" when it cannot be resolved
+    status: Resolution
+
+
+def split(path: str) -> list[str]:
+    """Path components; "." dropped, ".." kept (it depends on what came before)."""
+    return [c for c in path.split("/") if c and c != "."]
+
+
+def join(parts: list[str]) -> str:
+    return "/" + "/".join(parts)
+
+
+Links = Callable[[str], str | None]  # a symbolic link's absolute path -> its content, or None
+
+
+def walk(root: str, start: str, rel: str, links: Links | None, follow_last: bool = True) -> str | None:
+    """`rel` taken from directory `start`, never above `root`, through the known
+    `links`. None on a link loop."""
+    root_parts = split(root)
+    stack = split(start)
+    if stack[: len(root_parts)] != root_parts:
+        stack = list(root_parts)  # a start outside the root cannot be reached from it
+    pending = split(rel)
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if len(stack) > len(root_parts):
+                stack.pop()
+            continue
+        stack.append(part)
+        if not links or (not pending and not follow_last):
+            continue
+        target = links(join(stack))
+        if target is None:
+            continue
+        hops += 1
+        if hops > MAX_LINK_HOPS:
+            return None
+        stack.pop()
+        if target.startswith("/"):
+            stack = list(root_parts)
+        pending[:0] = split(target)
+    return join(stack)
+
+
+def resolve(
+    ctx: FsContext,
+    path: str,
+    dirfd_path: str | None = None,
+    links: Links | None = None,
+    follow_last: bool = True,
+) -> Resolved:
+    """The absolute path inside the container that `path` names for a process with
+    context `ctx`. `dirfd_path`: what the dirfd names, when the call used one
+    (None: AT_FDCWD; "" : an fd the graph does not know)."""
+    root = ctx.root
+    status = Resolution.PIVOTED if ctx.pivoted else Resolution.RESOLVED
+    if root is None:
+        root, status = "/", Resolution.ROOT_ASSUMED
+    if path.startswith("/"):
+        start = root
+    elif dirfd_path is not None:
+        if not dirfd_path:
+            return Resolved("", Resolution.DIRFD_UNKNOWN)
+        start = dirfd_path
+    elif ctx.cwd is not None:
+        start = ctx.cwd
+    else:
+        return Resolved("", Resolution.CWD_UNKNOWN)
+    if not links and start == root == "/" and "/." not in path and "//" not in path:
+        return Resolved(path.rstrip("/") or "/", status)  # the common case: already canonical
+    out = walk(root, start, path, links, follow_last)
+    if out is None:
+        return Resolved("", Resolution.LINK_LOOP)
+    return Resolved(out, status)
+
+
+def proc_self(path: str) -> tuple[str, str, str] | None:
+    """/proc/self/<what>[/rest] (or /proc/<pid>/..., /proc/thread-self/...):
+    (pid or "self", what, rest), else None."""
+    m = _PROC_SELF.match(path)
+    if m is None:
+        return None
+    return m.group(1), m.group(2), m.group(3) or ""
+
+
+def host_mount_of(path: str, mounts: list[HostMount]) -> tuple[HostMount, str] | None:
+    """The host mount an absolute container path lies in, and the host path it reaches.
+    The longest matching container path wins (mounts nest)."""
+    if not mounts or not path.startswith("/"):
+        return None
+    best: HostMount | None = None
+    best_len = -1
+    for mount in mounts:
+        root = mount.container_path.rstrip("/") or "/"
+        if (root == "/" or path == root or path.startswith(root + "/")) and len(root) > best_len:
+            best, best_len = mount, len(root)
+    if best is None:
+        return None
+    root = best.container_path.rstrip("/") or "/"
+    rest = path if root == "/" else path[len(root) :]
+    host = best.host_path.rstrip("/") + rest if rest else best.host_path
+    return best, host or "/"
+
+
+# ---------------------------------------------------------------- interpreters
+
+
+@dataclass(frozen=True, slots=True)
+class Interpreter:
+    """How to find the file an interpreter is handed in its argv."""
+
+    name: str
+    # Options after which the interpreter reads no file: the code is an argument (-c, -e)
+    # or a module (-m). Everything after them is that code's business.
+    inline: frozenset[str]
+    # Options that take the next argument as their value (so it is not the operand).
+    with_value: frozenset[str]
+    # Options whose value IS the file to run (php -f FILE).
+    file_option: frozenset[str]
+    # Options that end the options ("--").
+    end: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class InterpreterTable:
+    by_name: dict[str, Interpreter]
+    patterns: tuple[tuple[re.Pattern[str], Interpreter], ...]
+    multicall: frozenset[str]  # busybox-style: argv[1] (or the applet name) picks the tool
+
+    def find(self, basename: str) -> Interpreter | None:
+        hit = self.by_name.get(basename)
+        if hit is not None:
+            return hit
+        for pattern, interp in self.patterns:
+            if pattern.fullmatch(basename):
+                return interp
+        return None
+
+
+def load_interpreters(path: Path = INTERPRETERS_FILE) -> InterpreterTable:
+    data = yaml.safe_load(path.read_text())
+    by_name: dict[str, Interpreter] = {}
+    patterns: list[tuple[re.Pattern[str], Interpreter]] = []
+    for name, spec in data["interpreters"].items():
+        interp = Interpreter(
+            name=name,
+            inline=frozenset(spec.get("inline", [])),
+            with_value=frozenset(spec.get("with_value", [])),
+            file_option=frozenset(spec.get("file_option", [])),
+            end=frozenset(spec.get("end", ["--"])),
+        )
+        for n in spec.get("names", [name]):
+            by_name[n] = interp
+        for p in spec.get("patterns", []):
+            patterns.append((re.compile(p), interp))
+    return InterpreterTable(by_name, tuple(patterns), frozenset(data.get("multicall", [])))
+
+
+@cache
+def interpreters() -> InterpreterTable:
+    return load_interpreters()
+
+
+def interpreter_operand(
+    image: str, argv: list[str], table: InterpreterTable | None = None, by_argv0: bool = False
+) -> str:
+    """The script or program an interpreter exec is handed ("" when it is none:
+    not an interpreter, inline code, stdin). `by_argv0`: the program is named by
+    argv[0], not by the image (a multi-call binary re-executing itself through
+    /proc/self/exe picks its applet that way: busybox sh runs `cat` so)."""
+    table = table or interpreters()
+    name = argv[0] if by_argv0 and argv else image
+    base = name.rsplit("/", 1)[-1]
+    args = argv[1:]
+    if base in table.multicall:
+        # busybox sh script: the applet is argv[1] when run as busybox itself.
+        if not args:
+            return ""
+        base, args = args[0].rsplit("/", 1)[-1], args[1:]
+    interp = table.find(base)
+    if interp is None:
+        return ""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in interp.end:
+            return args[i + 1] if i + 1 < len(args) else ""
+        if arg in interp.file_option:
+            return args[i + 1] if i + 1 < len(args) else ""
+        if arg in interp.inline or _inline_cluster(arg, interp):
+            return ""
+        if arg in interp.with_value:
+            i += 2
+            continue
+        if arg.startswith("-") and arg != "-":
+            i += 1
+            continue
+        return "" if arg == "-" else arg
+    return ""
+
+
+def _inline_cluster(arg: str, interp: Interpreter) -> bool:
+    """Clustered short options: `-ec 'code'` is -e -c; in `-Mfeature` the rest after
+    -M is its value, not more options."""
+    if not arg.startswith("-") or arg.startswith("--") or len(arg) < 3:
+        return False
+    for ch in arg[1:]:
+        option = f"-{ch}"
+        if option in interp.inline:
+            return True
+        if option in interp.with_value:
+            return False
+    return False

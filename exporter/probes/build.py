@@ -1,0 +1,62 @@
+"""Compile, load and attach the BPF programs in a short-lived child, then hand them over.
+
+`python -m exporter.probes.build SOCKET_FD` reads the compile flags (JSON) on stdin,
+compiles bpf/*.c with BCC, attaches every program to its tracepoint, and sends the agent,
+over the inherited unix socket, a manifest (JSON) with the file descriptors of every map and
+every attachment (SCM_RIGHTS). It then exits without BCC's clean-up: the attachments live on
+in the agent's copies of the fds. So the compiler (LLVM/clang inside libbcc, ~137 MB at
+compile time) never stays in the long-lived process.
+
+A failure is one line on stderr and exit status 1; the agent reports it as a ProbeError.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+
+from exporter.probes.layout import MAPS
+from exporter.resources import data_dir
+
+BPF_SOURCES = ("provex.h", "process.c", "file.c", "fsctx.c", "mount.c", "namespace.c", "net.c")
+
+
+def bpf_source() -> str:
+    root = data_dir("bpf")
+    return "\n".join((root / name).read_text() for name in BPF_SOURCES)
+
+
+def compile_and_attach(cflags: list[str]) -> tuple[dict, list[int]]:
+    """(manifest, fds): every map by name and every attached tracepoint."""
+    from bcc import BPF  # only this child maps BCC and LLVM
+
+    bpf = BPF(text=bpf_source().encode(), cflags=cflags)  # attaches every TRACEPOINT_PROBE
+    fds: list[int] = []
+    maps: dict[str, int] = {}
+    for name in MAPS:
+        maps[name] = len(fds)
+        fds.append(bpf[name.encode()].map_fd)
+    attached: dict[str, int] = {}
+    for tracepoint, fd in bpf.tracepoint_fds.items():
+        attached[tracepoint.decode()] = len(fds)
+        fds.append(fd)
+    return {"maps": maps, "tracepoints": attached}, fds
+
+
+def main(argv: list[str]) -> int:
+    sock = socket.socket(fileno=int(argv[0]))
+    try:
+        cflags = json.loads(sys.stdin.read())
+        manifest, fds = compile_and_attach(cflags)
+        socket.send_fds(sock, [json.dumps(manifest).encode()], fds)
+    except Exception as exc:  # one line for the agent to report: a failed build must not be a traceback
+        print(f"{type(exc).__name__}: {exc}".replace("\n", " "), file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    # os._exit: BCC's atexit clean-up would detach the programs the agent now holds.
+    os._exit(main(sys.argv[1:]))
