@@ -23,7 +23,7 @@ from exporter.agent.flood import FloodReporter, Pressure
 from exporter.agent.health import ExportCheck, HealthState, serve
 from exporter.agent.losses import KernelLossReporter, Ledger
 from exporter.config import Config
-from exporter.emit.jsonlines import JsonLinesSink, OutputError
+from exporter.emit.jsonlines import JsonLinesSink, OutputFileError
 from exporter.emit.otlp import OtlpSink
 from exporter.metrics import REGISTRY
 from exporter.model import Event, EventType
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             )
         else:
             stages = build_stages(config, enrich=True, correlate=True, raw_in_child=True)
-    except (StartupError, OutputError) as exc:
+    except (StartupError, OutputFileError) as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         probes.close()
         if server is not None:

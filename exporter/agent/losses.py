@@ -25,6 +25,8 @@ EXIT_LOST = 3  # the run completed, but records were lost (the summary line says
 
 # Counter (sample name) -> (what was lost, the label that says why, a filter on the labels).
 LOSS_COUNTERS: dict[str, tuple[str, Callable[[dict[str, str]], bool]]] = {
+    # lost_*: the ring buffer or the pairing map was full. Reads the flood budget samples or
+    # sheds are a policy, like the kernel's filters: named on their own (exporter.agent.flood).
     "provex_kernel_events_total": ("kernel events lost", lambda labels: labels["outcome"].startswith("lost")),
     "provex_decode_errors_total": ("ring-buffer records undecodable", lambda labels: True),
     "provex_replay_lines_skipped_total": ("replay lines skipped", lambda labels: True),

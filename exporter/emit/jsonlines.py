@@ -74,7 +74,7 @@ def encode_json(encoder: msgspec.json.Encoder, record: object, signal: str) -> b
         return encoder.encode(printable(msgspec.to_builtins(record)))
 
 
-class OutputError(ValueError):
+class OutputFileError(ValueError):
     """The output cannot be opened; the message names the file and why."""
 
 
@@ -86,11 +86,11 @@ def open_output(path: str) -> int:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     except FileNotFoundError:
         parent = os.path.dirname(os.path.abspath(path))
-        raise OutputError(f"{where}: directory {parent} does not exist") from None
+        raise OutputFileError(f"{where}: directory {parent} does not exist") from None
     except IsADirectoryError:
-        raise OutputError(f"{where}: is a directory; expected a file name") from None
+        raise OutputFileError(f"{where}: is a directory; expected a file name") from None
     except OSError as exc:
-        raise OutputError(f"{where}: cannot open: {exc.strerror}") from None
+        raise OutputFileError(f"{where}: cannot open: {exc.strerror}") from None
 
 
 class Line(NamedTuple):

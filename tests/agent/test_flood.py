@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from exporter.scenarios.runc import ContainerSpec, Runc
-from tests.helpers.agent import Agent
+from tests.helpers.agent import Agent, assert_clean_exit
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]
 
@@ -88,7 +88,7 @@ def test_a_flood_does_not_hide_another_containers_attack(tmp_path):
     finally:
         status = agent.stop()
         runtime.close()
-    assert status == 0
+    assert_clean_exit(status, agent.stderr_path)  # sampling is a policy, not a loss
     assert [a["rule_title"] for a in mine] == ["User Or Mount Namespace Created From A Container"]
     # The flood was sampled in the kernel, counted and named: a metric and a log line per interval.
     sampled = {k: v for k, v in metrics.items() if k.startswith("provex_flood_sampled_total{")}

@@ -6,10 +6,11 @@ import sys
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from exporter.agent.losses import EXIT_LOST
 from exporter.model import Event, EventType, encode_event
-from exporter.source.replay import Progress, ReplaySource
+from exporter.source.replay import Progress, ReplayError, ReplaySource
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,12 +112,12 @@ def test_a_file_that_is_no_recording_is_refused(tmp_path):
 
 
 def test_a_directory_is_a_clear_error(tmp_path):
-    result = provex("replay", str(tmp_path))
+    result = provex("replay", str(tmp_path))  # refused by the command line, before any work
     assert result.returncode == 2 and b"Traceback" not in result.stderr
-    # checked before anything starts: one line naming the path and what was expected
-    assert result.stderr.decode().strip() == (
-        f"provex: cannot open replay file {tmp_path}: is a directory; expected a recording (JSON lines) or -"
-    )
+    assert b"is a directory" in result.stderr
+    source = ReplaySource(tmp_path)  # and by the source itself, whoever calls it
+    with pytest.raises(ReplayError, match="is a directory"):
+        source.open()
 
 
 def test_output_replaces_an_existing_file_and_is_private(tmp_path):
@@ -126,7 +127,7 @@ def test_output_replaces_an_existing_file_and_is_private(tmp_path):
     out.write_text("left over from an earlier run\n" * 100)
     for _ in range(2):
         assert provex("replay", str(recording), "--output", str(out)).returncode == 0
-    (line,) = out.read_bytes().splitlines()  # replaced, not appended to
+    (line,) = out.read_bytes().splitlines()  # one run's output: nothing left over, nothing twice
     assert msgspec.json.decode(line, type=Event).id == sample(0).id
     fresh = tmp_path / "fresh.jsonl"
     assert provex("replay", str(recording), "--output", str(fresh)).returncode == 0
@@ -136,13 +137,13 @@ def test_output_replaces_an_existing_file_and_is_private(tmp_path):
 def test_output_into_a_missing_directory_is_a_clear_error(tmp_path):
     recording = tmp_path / "events.jsonl"
     recording.write_bytes(encode_event(sample(0)) + b"\n")
+    target = tmp_path / "no" / "such" / "dir" / "out.jsonl"
     for schema in ("raw", "ecs"):
-        target = tmp_path / "no" / "such" / "dir" / "out.jsonl"
-        result = provex("replay", str(recording), "--schema", schema, "--output", str(target))
-        assert result.returncode == 2 and b"Traceback" not in result.stderr, result.stderr
-        assert result.stderr.decode().strip() == (
-            f"provex: --output {target}: directory {target.parent} does not exist"
-        )
+        # The flag is checked by the command line; the config key (a file, --set) by the sink.
+        for how in (["--output", str(target)], ["--set", f"output.file={target}"]):
+            result = provex("replay", str(recording), "--schema", schema, *how)
+            assert result.returncode == 2 and b"Traceback" not in result.stderr, result.stderr
+            assert f"directory {target.parent} does not exist".encode() in result.stderr
 
 
 def test_a_file_source_waits_instead_of_dropping(tmp_path):
