@@ -10,21 +10,19 @@ allowed; an unknown key gets the nearest known one as a suggestion.
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
-import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import yaml
 
+from exporter import yamlfile
 from exporter.config.schema import Config
 from exporter.config.validate import check_values
+from exporter.yamlfile import shape_problem, type_at
 
 ENV_PREFIX = "PROVEX_"
 
@@ -65,44 +63,6 @@ class Origins:
         return {key: self.label(key) for key in [*self.lines, *self.overrides]}
 
 
-def _line_index(text: str) -> dict[tuple[str, ...], int]:
-    """Map each key path in a YAML document to its 1-based line number."""
-    index: dict[tuple[str, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                key = (*path, str(key_node.value))
-                index[key] = key_node.start_mark.line + 1
-                walk(value_node, key)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                key = (*path, str(i))
-                index[key] = item.start_mark.line + 1
-                walk(item, key)
-
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    if root is not None:
-        walk(root, ())
-    return index
-
-
-_PATH_RE = re.compile(r"at `\$((?:\.[A-Za-z0-9_]+|\[\d+\])*)`")
-_UNKNOWN_RE = re.compile(r"unknown field `([^`]+)`")
-
-
-def _error_path(message: str) -> tuple[tuple[str, ...], bool]:
-    """The key path a msgspec validation message points at, and whether the key is unknown."""
-    match = _PATH_RE.search(message)
-    parts: list[str] = []
-    if match:
-        parts = [a or b for a, b in re.findall(r"\.([A-Za-z0-9_]+)|\[(\d+)\]", match.group(1))]
-    unknown = _UNKNOWN_RE.search(message)
-    if unknown:
-        parts.append(unknown.group(1))
-    return tuple(parts), unknown is not None
-
-
 def parse_value(text: str) -> Any:
     """A --set / env value: YAML scalar or flow syntax (`true`, `5`, `[a, b]`)."""
     try:
@@ -133,87 +93,6 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, str]]:
     return out
 
 
-# ---------------------------------------------------------------- messages
-
-
-def _struct_fields(tp: Any) -> dict[str, Any]:
-    return {f.name: f.type for f in msgspec.structs.fields(tp)}
-
-
-def all_keys(tp: Any = Config, prefix: str = "") -> list[str]:
-    """Every dotted config key (`output.otlp.endpoint`, ...)."""
-    keys = []
-    for name, sub in _struct_fields(tp).items():
-        if isinstance(sub, type) and issubclass(sub, msgspec.Struct):
-            keys += all_keys(sub, f"{prefix}{name}.")
-        else:
-            keys.append(prefix + name)
-    return keys
-
-
-def _type_at(path: tuple[str, ...]) -> Any:
-    """The schema type of the value at `path` (a list index gives the item type)."""
-    tp: Any = Config
-    for part in path:
-        if part.isdigit() and typing.get_origin(tp) is list:
-            tp = typing.get_args(tp)[0]
-        elif isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-            tp = _struct_fields(tp).get(part)
-        elif typing.get_origin(tp) is dict:
-            tp = typing.get_args(tp)[1]
-        else:
-            return None
-    return tp
-
-
-def describe(tp: Any) -> str:
-    """What a value of type `tp` looks like, for an error message."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is typing.Literal:
-        return "one of: " + ", ".join(repr(a) if a == "" else str(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        parts = [describe(a) for a in args if a is not type(None)]
-        return " or ".join(parts) + (" (or empty)" if type(None) in args else "")
-    if origin is list:
-        item = describe(args[0])
-        if item.startswith("one of"):
-            return f"a list, e.g. [a, b], of {item}"
-        return f"a list of {item.removeprefix('a ').removeprefix('an ')}s, e.g. [a, b]"
-    if origin is dict:
-        return "a map of key: value"
-    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        return f"a section with keys {', '.join(_struct_fields(tp))}"
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    return names.get(tp, str(tp))
-
-
-def _value_at(data: Any, path: tuple[str, ...]) -> Any:
-    for part in path:
-        if isinstance(data, dict):
-            data = data.get(part)
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            return None
-    return data
-
-
-def _problem(data: dict[str, Any], path: tuple[str, ...], unknown: bool, message: str) -> str:
-    if unknown:
-        dotted = ".".join(path)
-        parent = _type_at(path[:-1])
-        siblings = list(_struct_fields(parent)) if parent is not None else []
-        near = difflib.get_close_matches(path[-1], siblings, 1, 0.7)
-        if near:
-            return f"unknown key {dotted}; did you mean {'.'.join((*path[:-1], near[0]))}?"
-        return f"unknown key {dotted}; known here: {', '.join(siblings)}"
-    tp = _type_at(path)
-    value = _value_at(data, path)
-    if tp is None:
-        return message
-    return f"{value!r} is not allowed; expected {describe(tp)}"
-
-
 # ---------------------------------------------------------------- loading
 
 
@@ -221,7 +100,7 @@ def _flag_value(dotted: str, value: Any) -> Any:
     """A flag's text as typed for string keys (`--node-name 007` stays "007"), YAML otherwise."""
     if not isinstance(value, str):
         return value
-    tp = _type_at(tuple(dotted.split(".")))
+    tp = type_at(Config, tuple(dotted.split(".")))
     if tp is str or typing.get_origin(tp) is typing.Literal:
         return value
     return parse_value(value)
@@ -245,23 +124,20 @@ def load_config(
     if path:
         origins.file = str(path)
         try:
-            text = Path(path).read_text()
+            doc = yamlfile.load(path)
         except IsADirectoryError:
             raise ConfigError(f"--config {path}: is a directory, expected a YAML file") from None
         except OSError as exc:
             raise ConfigError(f"--config {path}: cannot read config: {exc.strerror}") from None
-        try:
-            loaded = yaml.safe_load(text)
-            origins.lines = _line_index(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}:1: expected a mapping of sections, got {type(loaded).__name__}")
-        data = loaded
+        except yamlfile.YamlFileError as exc:
+            raise ConfigError(str(exc)) from None
+        origins.lines = doc.lines
+        if doc.data is None:
+            doc.data = {}
+        if not isinstance(doc.data, dict):
+            problem = f"expected a mapping of sections, got {type(doc.data).__name__}"
+            raise ConfigError(str(doc.error(problem))) from None
+        data = doc.data
 
     for dotted, raw in env_overrides(environ):
         _set_path(data, dotted, parse_value(raw))
@@ -281,9 +157,10 @@ def load_config(
     try:
         config = msgspec.convert(data, Config, strict=True)
     except msgspec.ValidationError as exc:
-        key_path, unknown = _error_path(str(exc))
-        problem = _problem(data, key_path, unknown, str(exc))
-        raise ConfigError(f"{origins.label(key_path, with_key=not unknown)}: {problem}") from None
+        problem = shape_problem(exc, data, Config)
+        raise ConfigError(
+            f"{origins.label(problem.path, with_key=not problem.names_key)}: {problem.text}"
+        ) from None
     for key, problem in check_values(config):
         raise ConfigError(f"{origins.label(key)}: {problem}")
     return config

@@ -23,13 +23,15 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import yaml
+import msgspec
+from sigma import exceptions as sigma_errors
 from sigma.correlations import SigmaCorrelationConditionOperator, SigmaCorrelationRule
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
+from exporter import yamlfile
 from exporter.correlate.attack import techniques_and_tactics
 from exporter.correlate.compile import (
     Predicate,
@@ -40,10 +42,9 @@ from exporter.correlate.compile import (
 )
 from exporter.correlate.errors import NotApplicable, RuleError, RulesError
 from exporter.correlate.fields import CATEGORIES
+from exporter.yamlfile import YamlDoc, YamlFileError
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "rules"
-_RULE_KEYS = {"x-provex-include-failed", "x-provex-key"}
-_CORR_KEYS = {"x-provex-lineage", "x-provex-same"}
 _COUNT_OPS = {
     SigmaCorrelationConditionOperator.GTE: ">=",
     SigmaCorrelationConditionOperator.GT: ">",
@@ -116,17 +117,6 @@ class RuleSet:
     warnings: list[RuleError] = field(default_factory=list)  # loaded; worth a look (ATT&CK tags)
 
 
-@dataclass
-class _Doc:
-    file: str
-    index: int
-    data: dict[str, Any]
-    node: yaml.Node
-
-    def line(self, *path: str) -> int:
-        return _key_line(self.node, path)
-
-
 # ---------------------------------------------------------------- files
 
 
@@ -141,7 +131,7 @@ def rule_files(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def _read_docs(path: Path, errors: list[RuleError]) -> list[_Doc]:
+def _read_docs(path: Path, errors: list[RuleError]) -> list[YamlDoc]:
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -152,75 +142,61 @@ def _read_docs(path: Path, errors: list[RuleError]) -> list[_Doc]:
         errors.append(RuleError(name, 0, f"not UTF-8: {exc}", "io"))
         return []
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-        datas = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 0
-        errors.append(RuleError(name, line, f"not valid YAML: {getattr(exc, 'problem', exc)}", "yaml"))
+        docs = yamlfile.parse(text, name)
+    except YamlFileError as exc:
+        errors.append(RuleError(name, exc.line, exc.problem, "yaml"))
         return []
-    docs = []
-    for index, (node, data) in enumerate(zip(nodes, datas, strict=True)):
-        if data is None:
+    rules = []
+    for doc in docs:
+        if doc.data is None:
             continue
-        if not isinstance(data, dict):
-            line = node.start_mark.line + 1
-            errors.append(RuleError(name, line, "a rule must be a YAML mapping", "yaml"))
+        if not isinstance(doc.data, dict):
+            errors.append(RuleError(name, doc.start, "a rule must be a YAML mapping", "yaml"))
             continue
-        docs.append(_Doc(name, index, data, node))
-    return docs
+        rules.append(doc)
+    return rules
 
 
-def _key_line(node: yaml.Node, path: Iterable[str]) -> int:
-    """1-based line of the deepest key of `path` found under `node`."""
-    line = node.start_mark.line + 1
-    for key in path:
-        if not isinstance(node, yaml.MappingNode):
-            break
-        for k, v in node.value:
-            if isinstance(k, yaml.ScalarNode) and k.value == key:
-                line, node = k.start_mark.line + 1, v
-                break
-        else:
-            break
-    return line
+def _field_line(doc: YamlDoc, name: str) -> int | None:
+    """The line of the first detection key naming field `name` (with any modifiers)."""
+    lines = [
+        line
+        for path, line in doc.lines.items()
+        if len(path) > 1 and path[0] == "detection" and path[-1].split("|")[0] == name
+    ]
+    return min(lines, default=None)
 
 
-def _field_line(node: yaml.Node, name: str) -> int | None:
-    """1-based line of the first key naming field `name` (any modifiers) under `node`."""
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            if isinstance(k, yaml.ScalarNode) and k.value.split("|")[0] == name:
-                return k.start_mark.line + 1
-            found = _field_line(v, name)
-            if found:
-                return found
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            found = _field_line(item, name)
-            if found:
-                return found
-    return None
+# Where in a rule each kind of pySigma error points (the most derived class that is
+# listed wins: a correlation's timespan error is also a correlation error).
+_SIGMA_ERROR_KEYS: dict[type[SigmaError], tuple[str, ...]] = {
+    sigma_errors.SigmaTimespanError: ("correlation", "timespan"),
+    sigma_errors.SigmaCorrelationConditionError: ("correlation", "condition"),
+    sigma_errors.SigmaCorrelationTypeError: ("correlation", "type"),
+    sigma_errors.SigmaRuleNotFoundError: ("correlation", "rules"),
+    sigma_errors.SigmaCorrelationRuleError: ("correlation",),
+    sigma_errors.SigmaConditionError: ("detection", "condition"),
+    sigma_errors.SigmaDetectionError: ("detection",),
+    sigma_errors.SigmaLevelError: ("level",),
+    sigma_errors.SigmaIdentifierError: ("id",),
+    sigma_errors.SigmaLogsourceError: ("logsource",),
+    sigma_errors.SigmaTagError: ("tags",),
+    sigma_errors.SigmaStatusError: ("status",),
+    sigma_errors.SigmaDateError: ("date",),
+    sigma_errors.SigmaModifiedError: ("modified",),
+    sigma_errors.SigmaTitleError: ("title",),
+    sigma_errors.SigmaDescriptionError: ("description",),
+    sigma_errors.SigmaAuthorError: ("author",),
+    sigma_errors.SigmaReferencesError: ("references",),
+    sigma_errors.SigmaFalsePositivesError: ("falsepositives",),
+    sigma_errors.SigmaFieldsError: ("fields",),
+}
 
 
-def _sigma_error_line(doc: _Doc, exc: Exception) -> int:
-    kind = type(exc).__name__
-    for word, path in (
-        ("Timespan", ("correlation", "timespan")),
-        ("CorrelationCondition", ("correlation", "condition")),
-        ("CorrelationType", ("correlation", "type")),
-        ("Correlation", ("correlation",)),
-        ("Condition", ("detection", "condition")),
-        ("Level", ("level",)),
-        ("Identifier", ("id",)),
-        ("Logsource", ("logsource",)),
-        ("Tag", ("tags",)),
-        ("Status", ("status",)),
-        ("Date", ("date",)),
-        ("Modified", ("modified",)),
-        ("Title", ("title",)),
-    ):
-        if word in kind:
+def _sigma_error_line(doc: YamlDoc, exc: Exception) -> int:
+    for cls in type(exc).__mro__:
+        path = _SIGMA_ERROR_KEYS.get(cls)
+        if path is not None:
             return doc.line(*path)
     return doc.line("detection")
 
@@ -228,7 +204,7 @@ def _sigma_error_line(doc: _Doc, exc: Exception) -> int:
 # ---------------------------------------------------------------- rules
 
 
-def _meta(doc: _Doc, sigma: SigmaRule | SigmaCorrelationRule, warnings: list[RuleError]) -> dict[str, Any]:
+def _meta(doc: YamlDoc, sigma: SigmaRule | SigmaCorrelationRule, warnings: list[RuleError]) -> dict[str, Any]:
     title = sigma.title or ""
     uid = str(sigma.id) if sigma.id else (sigma.name or "")
     if not uid:
@@ -245,23 +221,45 @@ def _meta(doc: _Doc, sigma: SigmaRule | SigmaCorrelationRule, warnings: list[Rul
         "tactics": tags.tactics,
         "description": (sigma.description or "").strip(),
         "file": doc.file,
-        "line": doc.node.start_mark.line + 1,
+        "line": doc.start,
     }
 
 
-def _check_extensions(doc: _Doc, allowed: set[str], title: str) -> None:
-    for key in doc.data:
-        if isinstance(key, str) and key.startswith("x-provex-") and key not in allowed:
-            raise RuleError(
-                doc.file,
-                doc.line(key),
-                f"unknown extension {key!r} (known: {sorted(allowed)})",
-                "invalid",
-                title,
-            )
+class _RuleExtensions(
+    msgspec.Struct,
+    forbid_unknown_fields=True,
+    rename={"include_failed": "x-provex-include-failed", "key": "x-provex-key"},
+):
+    include_failed: bool = False
+    key: list[str] = msgspec.field(default_factory=lambda: ["ContainerId"])
 
 
-def _check_logsource(doc: _Doc, sigma: SigmaRule, title: str) -> str:
+class _Lineage(msgspec.Struct, forbid_unknown_fields=True):
+    mode: Literal["descendant", "kin"]
+    depth: Annotated[int, msgspec.Meta(ge=0, le=16)] = 2
+
+
+class _CorrelationExtensions(
+    msgspec.Struct,
+    forbid_unknown_fields=True,
+    rename={"lineage": "x-provex-lineage", "same": "x-provex-same"},
+):
+    lineage: _Lineage | None = None
+    same: list[
+        Annotated[dict[str, str], msgspec.Meta(min_length=2, description="a map of RULE: Field, two or more")]
+    ] = []
+
+
+def _extensions(doc: YamlDoc, tp: type[Any], title: str) -> Any:
+    """The rule's `x-provex-*` keys as a `tp` (pySigma ignores them: provex checks them)."""
+    given = {k: v for k, v in doc.data.items() if isinstance(k, str) and k.startswith("x-provex-")}
+    try:
+        return doc.convert(tp, data=given)
+    except YamlFileError as exc:
+        raise RuleError(doc.file, exc.line, exc.problem, "invalid", title) from None
+
+
+def _check_logsource(doc: YamlDoc, sigma: SigmaRule, title: str) -> str:
     """The rule's category; NotApplicable when provex does not produce its logsource,
     RuleError when the category looks like a misspelt one of provex's."""
     ls = sigma.logsource
@@ -287,14 +285,31 @@ def _check_logsource(doc: _Doc, sigma: SigmaRule, title: str) -> str:
     )
 
 
-def _compile_rule(doc: _Doc, warnings: list[RuleError]) -> Rule:
-    sigma = SigmaRule.from_dict(doc.data, collect_errors=True)
-    title = str(doc.data.get("title", ""))
+def _parse(cls: Any, doc: YamlDoc, title: str) -> Any:
+    """pySigma's reading of a rule (SigmaRule or SigmaCorrelationRule), its first error refused
+    at the key it is about."""
+    what = "invalid Sigma correlation" if cls is SigmaCorrelationRule else "invalid Sigma"
+    try:
+        sigma = cls.from_dict(doc.data, collect_errors=True)
+    except SigmaError as exc:
+        raise RuleError(doc.file, _sigma_error_line(doc, exc), f"{what}: {exc}", "sigma", title) from exc
+    except Exception as exc:
+        # pySigma trips over some malformed values itself (pySigma 1.5: a list as `id` raises
+        # AttributeError, an unknown correlation type UnboundLocalError): refuse the rule, do
+        # not end the whole load.
+        problem = f"{what}: pySigma cannot read this rule ({type(exc).__name__}: {exc})"
+        raise RuleError(doc.file, doc.start, problem, "sigma", title) from exc
     if sigma.errors:
         exc = sigma.errors[0]
-        raise RuleError(doc.file, _sigma_error_line(doc, exc), f"invalid Sigma: {exc}", "sigma", title)
+        raise RuleError(doc.file, _sigma_error_line(doc, exc), f"{what}: {exc}", "sigma", title)
+    return sigma
+
+
+def _compile_rule(doc: YamlDoc, warnings: list[RuleError]) -> Rule:
+    title = str(doc.data.get("title", ""))
+    sigma = _parse(SigmaRule, doc, title)
     meta = _meta(doc, sigma, warnings)
-    _check_extensions(doc, _RULE_KEYS, title)
+    ext = _extensions(doc, _RuleExtensions, title)
     category = _check_logsource(doc, sigma, title)
     try:
         conditions = sigma.detection.parsed_condition
@@ -304,7 +319,7 @@ def _compile_rule(doc: _Doc, warnings: list[RuleError]) -> Rule:
         predicate = compile_condition(parsed, category)
         fields = condition_fields(parsed)
     except Unsupported as exc:
-        line = _field_line(_sub(doc.node, "detection"), exc.field) if exc.field else None
+        line = _field_line(doc, exc.field) if exc.field else None
         cause = f"{exc.cause}:{exc.field}" if exc.field else exc.cause
         # A field far from every provex field is one provex has no value for (a
         # community rule's DestinationHostname); a near miss is a typo.
@@ -314,50 +329,28 @@ def _compile_rule(doc: _Doc, warnings: list[RuleError]) -> Rule:
         raise RuleError(
             doc.file, _sigma_error_line(doc, exc), f"invalid Sigma: {exc}", "sigma", title
         ) from exc
-    key_fields = doc.data.get("x-provex-key", ["ContainerId"])
-    if not isinstance(key_fields, list) or not all(isinstance(k, str) for k in key_fields):
-        raise RuleError(
-            doc.file, doc.line("x-provex-key"), "x-provex-key must be a list of fields", "invalid", title
-        )
-    for name in key_fields:
+    for i, name in enumerate(ext.key):
         try:
             check_field(name, category)
         except Unsupported as exc:
-            raise RuleError(doc.file, doc.line("x-provex-key"), str(exc), exc.cause, title) from exc
-    include_failed = doc.data.get("x-provex-include-failed", False)
-    if not isinstance(include_failed, bool):
-        line = doc.line("x-provex-include-failed")
-        raise RuleError(doc.file, line, "x-provex-include-failed must be true or false", "invalid", title)
+            raise RuleError(doc.file, doc.line("x-provex-key", i), str(exc), exc.cause, title) from exc
     return Rule(
         **meta,
         category=category,
         predicate=predicate,
-        include_failed=include_failed,
-        key_fields=key_fields,
+        include_failed=ext.include_failed,
+        key_fields=ext.key,
         fields=fields,
     )
 
 
-def _sub(node: yaml.Node, key: str) -> yaml.Node:
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            if isinstance(k, yaml.ScalarNode) and k.value == key:
-                return v
-    return node
-
-
 def _compile_correlation(
-    doc: _Doc, by_ref: dict[str, Rule], skipped: dict[str, RuleError], warnings: list[RuleError]
+    doc: YamlDoc, by_ref: dict[str, Rule], skipped: dict[str, RuleError], warnings: list[RuleError]
 ) -> Correlation:
-    sigma = SigmaCorrelationRule.from_dict(doc.data, collect_errors=True)
     title = str(doc.data.get("title", ""))
-    if sigma.errors:
-        exc = sigma.errors[0]
-        raise RuleError(
-            doc.file, _sigma_error_line(doc, exc), f"invalid Sigma correlation: {exc}", "sigma", title
-        )
+    sigma = _parse(SigmaCorrelationRule, doc, title)
     meta = _meta(doc, sigma, warnings)
-    _check_extensions(doc, _CORR_KEYS, title)
+    ext = _extensions(doc, _CorrelationExtensions, title)
 
     def fail(message: str, *path: str, cause: str = "invalid") -> RuleError:
         return RuleError(doc.file, doc.line(*path), message, cause, title)
@@ -433,8 +426,14 @@ def _compile_correlation(
                 _check_step_field(
                     corr.field_for(cond.fieldref, step), step, fail, ("correlation", "condition")
                 )
-    _compile_lineage(doc, corr, fail)
-    _compile_same(doc, corr, by_ref, fail)
+    if (ext.lineage or ext.same) and ctype not in ("temporal", "temporal_ordered"):
+        key = "x-provex-lineage" if ext.lineage else "x-provex-same"
+        raise fail(f"{key} applies to temporal correlations", key)
+    if ext.lineage:
+        corr.lineage_mode, corr.lineage_depth = ext.lineage.mode, ext.lineage.depth
+    corr.same = [
+        _compile_same(join, corr, by_ref, fail, ("x-provex-same", str(i))) for i, join in enumerate(ext.same)
+    ]
     return corr
 
 
@@ -445,45 +444,18 @@ def _check_step_field(name: str, step: Rule, fail: Any, path: tuple[str, ...]) -
         raise fail(f"{exc} (step {step.name!r})", *path, cause=exc.cause) from exc
 
 
-def _compile_lineage(doc: _Doc, corr: Correlation, fail: Any) -> None:
-    spec = doc.data.get("x-provex-lineage")
-    if spec is None:
-        return
-    if (
-        not isinstance(spec, dict)
-        or spec.get("mode") not in ("descendant", "kin")
-        or set(spec) - {"mode", "depth"}
-    ):
-        raise fail("x-provex-lineage must be {mode: descendant | kin, depth: N}", "x-provex-lineage")
-    depth = spec.get("depth", 2)
-    if not isinstance(depth, int) or not 0 <= depth <= 16:
-        raise fail("x-provex-lineage depth must be an integer 0..16", "x-provex-lineage")
-    if corr.type not in ("temporal", "temporal_ordered"):
-        raise fail("x-provex-lineage applies to temporal correlations", "x-provex-lineage")
-    corr.lineage_mode, corr.lineage_depth = spec["mode"], depth
-
-
-def _compile_same(doc: _Doc, corr: Correlation, by_ref: dict[str, Rule], fail: Any) -> None:
-    spec = doc.data.get("x-provex-same")
-    if spec is None:
-        return
-    if not isinstance(spec, list) or corr.type not in ("temporal", "temporal_ordered"):
-        raise fail(
-            "x-provex-same must be a list of {rule: Field} maps on a temporal correlation", "x-provex-same"
-        )
-    for item in spec:
-        if not isinstance(item, dict) or len(item) < 2:
-            raise fail("each x-provex-same entry maps two or more rules to a field", "x-provex-same")
-        join: dict[int, str] = {}
-        for ref, fname in item.items():
-            rule = by_ref.get(str(ref))
-            if rule is None or rule not in corr.steps:
-                raise fail(
-                    f"x-provex-same names {ref!r}, which is not a step of this correlation", "x-provex-same"
-                )
-            _check_step_field(str(fname), rule, fail, ("x-provex-same",))
-            join[corr.steps.index(rule)] = str(fname)
-        corr.same.append(join)
+def _compile_same(
+    join: dict[str, str], corr: Correlation, by_ref: dict[str, Rule], fail: Any, at: tuple[str, ...]
+) -> dict[int, str]:
+    """One x-provex-same entry: step index -> the field that must hold the same value."""
+    out: dict[int, str] = {}
+    for ref, fname in join.items():
+        rule = by_ref.get(ref)
+        if rule is None or rule not in corr.steps:
+            raise fail(f"x-provex-same names {ref!r}, which is not a step of this correlation", *at, ref)
+        _check_step_field(fname, rule, fail, (*at, ref))
+        out[corr.steps.index(rule)] = fname
+    return out
 
 
 # ---------------------------------------------------------------- sets

@@ -10,7 +10,6 @@ earlier ones, and every field of a document remembers the item that set it
 File grammar (see mappings/ecs.yaml for a commented example):
 
     schema: ecs | ocsf
-    schema_version: "9.4.0"
     tables: {NAME: {KEY: VALUE}}
     kinds: {NAME: {when: CONDITION}}
     items:
@@ -39,14 +38,16 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
+from exporter import yamlfile
 from exporter.correlate.fields import FIELDS, EventView
-from exporter.mapping._yaml import LocatedDict, LocatedList, YamlSyntaxError, load_located
 from exporter.mapping.functions import TRANSFORMS
 from exporter.model import Alert, Event
+from exporter.yamlfile import YamlFileError
 
 ROOTS = ("record", "event", "alert", "agent", "rule")
 _MISSING = object()
@@ -135,28 +136,25 @@ def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
-_COMPARE = {"lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}
-
-
 class Mapping:
     """A compiled mapping file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            raw = load_located(path)
-        except YamlSyntaxError as exc:
+            self._doc = yamlfile.load(path)
+        except YamlFileError as exc:
             raise MappingError(str(exc)) from None
         except OSError as exc:
             raise MappingError(f"{path}: cannot read mapping: {exc.strerror}") from None
-        if not isinstance(raw, LocatedDict):
-            raise MappingError(f"{path}:1: expected a mapping with schema, kinds and items")
-        self._check_keys(raw, {"schema", "schema_version", "tables", "kinds", "items"}, "mapping file")
-        self.schema = self._str(raw, "schema")
-        self.schema_version = self._str(raw, "schema_version")
-        self.tables = self._tables(raw.get("tables", LocatedDict()))
-        self.kinds = self._kinds(raw)
-        self.items = self._items(raw)
+        spec = self._convert(_MappingFile)
+        self.schema = spec.schema
+        self.tables = spec.tables
+        self.kinds = [
+            (name, self._condition(self._convert(_KindSpec, "kinds", name).when, "kinds", name, "when"))
+            for name in spec.kinds
+        ]
+        self.items = self._items(spec.items)
         self._by_kind = {
             name: [i for i in self.items if i.kinds is None or name in i.kinds] for name, _ in self.kinds
         }
@@ -225,178 +223,160 @@ class Mapping:
 
     # -- compiling ----------------------------------------------------------
 
-    def _where(self, node: Any, key: Any = None) -> Location:
-        line = 0
-        if isinstance(node, LocatedDict):
-            line = node.key_lines.get(key, node.line) if key is not None else node.line
-        elif isinstance(node, LocatedList):
-            line = node.line
-        return Location(str(self.path), line)
+    def _fail(self, message: str, *path: object) -> MappingError:
+        return MappingError(str(self._doc.error(message, *path)))
 
-    def _fail(self, node: Any, message: str, key: Any = None) -> MappingError:
-        return MappingError(f"{self._where(node, key)}: {message}")
+    def _convert(self, tp: type[Any], *at: object, data: Any = ...) -> Any:
+        try:
+            return self._doc.convert(tp, *at, data=data)
+        except YamlFileError as exc:
+            raise MappingError(str(exc)) from None
 
-    def _check_keys(self, node: LocatedDict, allowed: set[str], what: str) -> None:
-        for key in node:
-            if key not in allowed:
-                expected = sorted(allowed)
-                raise self._fail(node, f"unknown key {key!r} in {what}; expected one of {expected}", key)
-
-    def _str(self, node: LocatedDict, key: str) -> str:
-        value = node.get(key)
-        if not isinstance(value, str) or not value:
-            raise self._fail(node, f"{key!r} must be a non-empty string", key if key in node else None)
-        return value
-
-    def _tables(self, node: Any) -> dict[str, dict[Any, Any]]:
-        if not isinstance(node, dict) or not all(isinstance(v, dict) for v in node.values()):
-            raise self._fail(node, "'tables' must map table names to mappings")
-        return {name: dict(table) for name, table in node.items()}
-
-    def _path(self, node: Any, text: Any, key: Any = None) -> tuple[str, ...]:
-        if not isinstance(text, str) or not text:
-            raise self._fail(node, f"expected a path like event.pid, got {text!r}", key)
+    def _path(self, text: str, *at: object) -> tuple[str, ...]:
         parts = tuple(text.split("."))
         if parts[0] not in ROOTS:
-            raise self._fail(node, f"path {text!r} must start with one of {list(ROOTS)}", key)
+            raise self._fail(f"path {text!r} must start with one of {list(ROOTS)}", *at)
         if parts[0] == "rule" and (len(parts) != 2 or parts[1] not in FIELDS):
             raise self._fail(
-                node,
                 f"path {text!r} must be rule.NAME with NAME a rule field "
                 "(exporter/correlate/FIELDS.md, `provex rules fields`)",
-                key,
+                *at,
             )
         return parts
 
-    def _condition(self, node: Any) -> tuple[Predicate, ...]:
-        if not isinstance(node, LocatedDict):
-            raise self._fail(node, "'when' must be a mapping of path: test")
-        predicates = []
-        for key, spec in node.items():
-            path = self._path(node, key, key)
-            predicates.append(Predicate(path, self._test(node, key, spec)))
-        return tuple(predicates)
+    def _condition(self, when: dict[str, Any], *at: object) -> tuple[Predicate, ...]:
+        return tuple(
+            Predicate(self._path(key, *at, key), self._test(spec, *at, key)) for key, spec in when.items()
+        )
 
-    def _test(self, node: LocatedDict, key: str, spec: Any) -> Callable[[Any], bool]:
+    def _test(self, spec: Any, *at: object) -> Callable[[Any], bool]:
         if isinstance(spec, list):
             options = list(spec)
             return lambda v: v in options
         if not isinstance(spec, dict):
             return lambda v: v == spec
-        if len(spec) != 1:
-            raise self._fail(node, f"test for {key!r} must have exactly one operator", key)
-        ((op, arg),) = spec.items()
-        if op == "eq":
-            return lambda v: v == arg
-        if op == "ne":
-            return lambda v: v != arg
-        if op == "in":
-            if not isinstance(arg, list):
-                raise self._fail(node, f"'in' for {key!r} needs a list", key)
-            return lambda v: v in arg
-        if op == "not_in":
-            if not isinstance(arg, list):
-                raise self._fail(node, f"'not_in' for {key!r} needs a list", key)
-            return lambda v: v not in arg
-        if op in _COMPARE:
-            compare = _COMPARE[op]
-            return lambda v: isinstance(v, int | float) and compare(v, arg)
-        if op in ("any_bits", "all_bits", "no_bits"):
-            if not isinstance(arg, int):
-                raise self._fail(node, f"{op!r} for {key!r} needs an integer mask", key)
-            if op == "any_bits":
-                return lambda v: isinstance(v, int) and bool(v & arg)
-            if op == "all_bits":
-                return lambda v: isinstance(v, int) and v & arg == arg
-            return lambda v: isinstance(v, int) and not v & arg
-        if op == "present":
-            return lambda v: (not _empty(v)) == bool(arg)
-        raise self._fail(
-            node,
-            f"unknown test {op!r} for {key!r}; expected eq ne in not_in lt le gt ge "
-            "any_bits all_bits no_bits present",
-            key,
-        )
+        test = self._convert(_Test, *at, data=spec)
+        given = [(name, value) for name, value in msgspec.structs.asdict(test).items() if value is not UNSET]
+        if len(given) != 1:
+            raise self._fail(f"a test has exactly one operator; got {sorted(spec)}", *at)
+        ((op, arg),) = given
+        return _OPERATORS[op](arg)
 
-    def _kinds(self, raw: LocatedDict) -> list[tuple[str, tuple[Predicate, ...]]]:
-        node = raw.get("kinds")
-        if not isinstance(node, LocatedDict) or not node:
-            raise self._fail(raw, "'kinds' must be a non-empty mapping of kind name: {when: ...}", "kinds")
-        kinds = []
-        for name, spec in node.items():
-            if not isinstance(spec, LocatedDict) or set(spec) != {"when"}:
-                raise self._fail(node, f"kind {name!r} must be {{when: CONDITION}}", name)
-            kinds.append((str(name), self._condition(spec["when"])))
-        return kinds
-
-    def _value_spec(self, node: LocatedDict, key: str, spec: Any) -> ValueSpec:
+    def _value_spec(self, spec: Any, *at: object) -> ValueSpec:
         if not isinstance(spec, dict):
             return ValueSpec(const=spec)
-        if set(spec) == {"const"}:
-            return ValueSpec(const=spec["const"])
-        allowed = {"from", "fn", "map", "default"}
-        if "from" not in spec or not set(spec) <= allowed:
-            raise self._fail(
-                node,
-                f"value of {key!r} must be a constant, {{const: ..}} or "
-                f"{{from: PATH[, fn, map, default]}}; got keys {sorted(spec)}",
-                key,
-            )
-        fn = spec.get("fn", "")
-        if fn and fn not in TRANSFORMS:
-            raise self._fail(node, f"unknown fn {fn!r} for {key!r}; known: {sorted(TRANSFORMS)}", key)
-        table = spec.get("map")
+        if "const" in spec:
+            return ValueSpec(const=self._convert(_Const, *at, data=spec).const)
+        value = self._convert(_ValueFrom, *at, data=spec)
+        if value.fn and value.fn not in TRANSFORMS:
+            raise self._fail(f"unknown fn {value.fn!r}; known: {sorted(TRANSFORMS)}", *at, "fn")
+        table = value.map
         if isinstance(table, str):
             if table not in self.tables:
-                known = sorted(self.tables)
-                raise self._fail(node, f"unknown table {table!r} for {key!r}; known: {known}", key)
+                raise self._fail(f"unknown table {table!r}; known: {sorted(self.tables)}", *at, "map")
             table = self.tables[table]
-        elif table is not None and not isinstance(table, dict):
-            raise self._fail(node, f"'map' for {key!r} must be a table name or a mapping", key)
         return ValueSpec(
-            path=self._path(spec, spec["from"], "from"),
-            fn=fn,
-            table=dict(table) if table is not None else None,
-            default=spec.get("default", _MISSING),
+            path=self._path(value.from_, *at, "from"),
+            fn=value.fn,
+            table=table,
+            default=_MISSING if value.default is UNSET else value.default,
         )
 
-    def _items(self, raw: LocatedDict) -> list[Item]:
-        node = raw.get("items")
-        if not isinstance(node, LocatedList) or not node:
-            raise self._fail(raw, "'items' must be a non-empty list", "items")
+    def _items(self, specs: list[_ItemSpec]) -> list[Item]:
         known_kinds = {name for name, _ in self.kinds}
         seen: set[str] = set()
         items = []
-        for entry in node:
-            if not isinstance(entry, LocatedDict):
-                raise self._fail(node, "every item must be a mapping with id and set")
-            self._check_keys(entry, {"id", "kinds", "when", "set"}, "item")
-            item_id = self._str(entry, "id")
-            if item_id in seen:
-                raise self._fail(entry, f"duplicate item id {item_id!r}", "id")
-            seen.add(item_id)
-            kinds = entry.get("kinds")
-            if kinds is not None:
-                if not isinstance(kinds, list) or not kinds:
-                    raise self._fail(entry, "'kinds' must be a non-empty list", "kinds")
-                for kind in kinds:
-                    if kind not in known_kinds:
-                        declared = sorted(known_kinds)
-                        raise self._fail(entry, f"unknown kind {kind!r}; declared: {declared}", "kinds")
-            sets = entry.get("set")
-            if not isinstance(sets, LocatedDict) or not sets:
-                where = "set" if "set" in entry else None
-                raise self._fail(entry, "'set' must be a non-empty mapping of field: value", where)
+        for i, spec in enumerate(specs):
+            at = ("items", i)
+            if spec.id in seen:
+                raise self._fail(f"duplicate item id {spec.id!r}", *at, "id")
+            seen.add(spec.id)
+            for kind in spec.kinds or ():
+                if kind not in known_kinds:
+                    raise self._fail(f"unknown kind {kind!r}; declared: {sorted(known_kinds)}", *at, "kinds")
             items.append(
                 Item(
-                    id=item_id,
-                    location=self._where(entry),
-                    kinds=frozenset(kinds) if kinds is not None else None,
-                    when=self._condition(entry["when"]) if "when" in entry else (),
+                    id=spec.id,
+                    location=Location(self._doc.file, self._doc.line(*at)),
+                    kinds=frozenset(spec.kinds) if spec.kinds is not None else None,
+                    when=self._condition(spec.when, *at, "when"),
                     sets=tuple(
-                        (str(k), tuple(str(k).split(".")), self._value_spec(sets, k, v))
-                        for k, v in sets.items()
+                        (key, tuple(key.split(".")), self._value_spec(value, *at, "set", key))
+                        for key, value in spec.set.items()
                     ),
                 )
             )
         return items
+
+
+# The shape of a mapping file (see the grammar above). Each kind, `when` test and
+# value spec is converted on its own, so an error names its own line.
+_NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class _MappingFile(msgspec.Struct, forbid_unknown_fields=True):
+    schema: _NonEmptyStr
+    kinds: Annotated[
+        dict[str, Any], msgspec.Meta(min_length=1, description="a non-empty map of NAME: {when: CONDITION}")
+    ]
+    items: Annotated[list[_ItemSpec], msgspec.Meta(min_length=1)]
+    tables: dict[str, dict[Any, Any]] = {}
+
+
+class _KindSpec(msgspec.Struct, forbid_unknown_fields=True):
+    when: dict[str, Any]
+
+
+class _ItemSpec(msgspec.Struct, forbid_unknown_fields=True):
+    id: _NonEmptyStr
+    set: Annotated[dict[str, Any], msgspec.Meta(min_length=1, description="a non-empty map of FIELD: VALUE")]
+    kinds: Annotated[list[str], msgspec.Meta(min_length=1)] | None = None
+    when: dict[str, Any] = {}
+
+
+class _Const(msgspec.Struct, forbid_unknown_fields=True):
+    const: Any
+
+
+class _ValueFrom(msgspec.Struct, forbid_unknown_fields=True, rename={"from_": "from"}):
+    from_: _NonEmptyStr
+    fn: str = ""
+    map: str | dict[Any, Any] | None = None  # a table's name or the table itself
+    default: Any = UNSET
+
+
+class _Test(msgspec.Struct, forbid_unknown_fields=True, rename={"in_": "in"}):
+    """One operator of a `when` test (exactly one is given)."""
+
+    eq: Any = UNSET
+    ne: Any = UNSET
+    in_: list[Any] | UnsetType = UNSET
+    not_in: list[Any] | UnsetType = UNSET
+    lt: float | UnsetType = UNSET
+    le: float | UnsetType = UNSET
+    gt: float | UnsetType = UNSET
+    ge: float | UnsetType = UNSET
+    any_bits: int | UnsetType = UNSET
+    all_bits: int | UnsetType = UNSET
+    no_bits: int | UnsetType = UNSET
+    present: bool | UnsetType = UNSET
+
+
+def _compare(op: Callable[[Any, Any], bool]) -> Callable[[Any], Callable[[Any], bool]]:
+    return lambda arg: lambda v: isinstance(v, int | float) and op(v, arg)
+
+
+_OPERATORS: dict[str, Callable[[Any], Callable[[Any], bool]]] = {
+    "eq": lambda arg: lambda v: v == arg,
+    "ne": lambda arg: lambda v: v != arg,
+    "in_": lambda arg: lambda v: v in arg,
+    "not_in": lambda arg: lambda v: v not in arg,
+    "lt": _compare(operator.lt),
+    "le": _compare(operator.le),
+    "gt": _compare(operator.gt),
+    "ge": _compare(operator.ge),
+    "any_bits": lambda arg: lambda v: isinstance(v, int) and bool(v & arg),
+    "all_bits": lambda arg: lambda v: isinstance(v, int) and v & arg == arg,
+    "no_bits": lambda arg: lambda v: isinstance(v, int) and not v & arg,
+    "present": lambda arg: lambda v: (not _empty(v)) == arg,
+}

@@ -18,10 +18,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
-import yaml
+
+from exporter import yamlfile
+from exporter.yamlfile import YamlFileError
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 PLACEHOLDERS = frozenset({"API_IP", "API_PORT", "HTTP_PORT", "HOST_PID"})
@@ -47,12 +49,13 @@ class HostPath(msgspec.Struct, forbid_unknown_fields=True):
     read_only: bool = True
 
 
-class Scenario(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class ScenarioSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One scenario as its file writes it (the file's `defaults` merged in)."""
+
     name: str
     script: str
     description: str = ""
     kind: Literal["attack", "benign"] = "attack"
-    klass: str = ""  # the file's class
     rule: str = ""  # attack: rule name (or id) that must fire
     technique: str = ""  # attack: ATT&CK id the alert must carry
     canary: bool = False  # `provex verify` runs this one for its rule
@@ -63,6 +66,12 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     token: str = ""  # container path of a projected service-account token ("" = none)
     privileged: bool = False
     host_pid: bool = False
+
+
+class Scenario(ScenarioSpec, kw_only=True):
+    """A loaded scenario: its spec, and where it came from."""
+
+    klass: str = ""  # the file's class
     file: str = ""
     line: int = 0
 
@@ -97,60 +106,34 @@ def default_rules() -> dict[str, RuleRef]:
     return out
 
 
-def _located_items(text: str, path: str) -> tuple[dict[str, Any], list[int]]:
-    """The document and the line of each item of its `scenarios:` list."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 0
-        raise ScenarioError([f"{path}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
-    if not isinstance(doc, dict) or not isinstance(node, yaml.MappingNode):
-        raise ScenarioError([f"{path}:1: expected a mapping with class, defaults and scenarios"])
-    lines: list[int] = []
-    for key, value in node.value:
-        if key.value == "scenarios" and isinstance(value, yaml.SequenceNode):
-            lines = [item.start_mark.line + 1 for item in value.value]
-    return doc, lines
+class _ScenarioFile(msgspec.Struct, forbid_unknown_fields=True, rename={"klass": "class"}):
+    klass: Annotated[str, msgspec.Meta(min_length=1)]
+    scenarios: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1)]
+    defaults: dict[str, Any] = {}
 
 
 def load_file(path: str | Path, rules: dict[str, RuleRef] | None = None) -> list[Scenario]:
-    path = str(path)
-    text = Path(path).read_text(encoding="utf-8")
-    doc, lines = _located_items(text, path)
-    problems: list[str] = []
-    unknown = set(doc) - {"class", "defaults", "scenarios"}
-    if unknown:
-        problems.append(
-            f"{path}:1: unknown top-level keys {sorted(unknown)} (expected class, defaults, scenarios)"
-        )
-    klass, defaults, items = doc.get("class"), doc.get("defaults") or {}, doc.get("scenarios")
-    if not isinstance(klass, str) or not klass:
-        problems.append(f"{path}:1: `class` must be a non-empty string")
-    if not isinstance(defaults, dict):
-        problems.append(f"{path}:1: `defaults` must be a mapping")
-        defaults = {}
-    if not isinstance(items, list) or not items:
-        problems.append(f"{path}:1: `scenarios` must be a non-empty list")
-        items = []
+    try:
+        doc = yamlfile.load(path)
+        spec = doc.convert(_ScenarioFile)
+    except YamlFileError as exc:
+        raise ScenarioError([str(exc)]) from None
     rules = default_rules() if rules is None else rules
+    problems: list[str] = []
     out: list[Scenario] = []
-    for i, item in enumerate(items):
-        line = lines[i] if i < len(lines) else 0
-        where = f"{path}:{line}"
-        if not isinstance(item, dict):
-            problems.append(f"{where}: a scenario must be a mapping")
-            continue
-        merged = {**defaults, **item, "klass": klass or "", "file": path, "line": line}
-        if klass == "benign":
+    for i, item in enumerate(spec.scenarios):
+        line = doc.line("scenarios", i)
+        merged = {**spec.defaults, **item}
+        if spec.klass == "benign":
             merged.setdefault("kind", "benign")
         try:
-            scenario = msgspec.convert(merged, Scenario)
-        except msgspec.ValidationError as exc:
-            problems.append(f"{where}: scenario {item.get('name', '?')!r}: {exc}")
+            given = doc.convert(ScenarioSpec, "scenarios", i, data=merged)
+        except YamlFileError as exc:
+            problems.append(f"{exc.file}:{exc.line}: scenario {item.get('name', '?')!r}: {exc.problem}")
             continue
-        problems += [f"{where}: {p}" for p in _check(scenario, rules)]
+        fields = msgspec.structs.asdict(given)
+        scenario = Scenario(**fields, klass=spec.klass, file=doc.file, line=line)
+        problems += [f"{doc.file}:{line}: {p}" for p in _check(scenario, rules)]
         out.append(scenario)
     if problems:
         raise ScenarioError(problems)

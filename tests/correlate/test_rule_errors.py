@@ -93,6 +93,43 @@ def test_bad_timespan(tmp_path):
     assert (err.file, err.line, err.cause) == (str(path), _line_of(path, "timespan"), "sigma")
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("level: high", "level: extreme", "level:"),
+        ("level: high", "status: someday\nlevel: high", "status:"),
+        ("id: 0b7c1ee4-5b5c-4a59-9a55-4b0b6f0a0001", "id: not-a-uuid", "id:"),
+        ("title: Simple", "title: Simple\ndate: yesterday", "date:"),
+        ("  condition: selection", "  condition: selection and", "condition:"),
+    ],
+)
+def test_sigma_errors_point_at_their_key(tmp_path, old, new, key):
+    """Each kind of pySigma error is located by its type at the key it is about."""
+    assert old in SIMPLE
+    path = write_rule(tmp_path, "r.yml", SIMPLE.replace(old, new))
+    err = _error(tmp_path)
+    assert (err.cause, err.line) == ("sigma", _line_of(path, key)), err
+
+
+def test_a_value_pysigma_trips_over_is_refused_not_a_crash(tmp_path):
+    path = write_rule(
+        tmp_path, "r.yml", SIMPLE.replace("id: 0b7c1ee4-5b5c-4a59-9a55-4b0b6f0a0001", "id: [1, 2]")
+    )
+    err = _error(tmp_path)
+    assert (err.cause, err.line) == ("sigma", _line_of(path, "title:")), err
+
+
+def test_correlation_type_error_is_refused(tmp_path):
+    write_rule(tmp_path, "a.yml", SIMPLE)
+    path = write_rule(
+        tmp_path,
+        "b.yml",
+        CORR.format(missing="simple", timespan="5m").replace("temporal_ordered", "sometimes"),
+    )
+    err = _error(tmp_path)
+    assert (err.cause, err.line) == ("sigma", _line_of(path, "title:")), err
+
+
 def test_correlation_naming_a_missing_rule(tmp_path):
     write_rule(tmp_path, "a.yml", SIMPLE)
     path = write_rule(tmp_path, "b.yml", CORR.format(missing="nowhere", timespan="5m"))
@@ -120,12 +157,37 @@ def test_invalid_yaml_reports_its_line(tmp_path):
 
 
 def test_unknown_extension_and_duplicate_ids(tmp_path):
-    write_rule(tmp_path, "a.yml", SIMPLE + "x-provex-lineage: {mode: kin}\n")
+    path = write_rule(tmp_path, "a.yml", SIMPLE + "x-provex-lineage: {mode: kin}\n")
     err = _error(tmp_path)
-    assert "unknown extension" in err.message
+    assert err.message == "unknown key x-provex-lineage; known here: x-provex-include-failed, x-provex-key"
+    assert err.line == _line_of(path, "x-provex-lineage")
     write_rule(tmp_path, "a.yml", SIMPLE)
     write_rule(tmp_path, "b.yml", SIMPLE)
     assert _error(tmp_path).cause == "duplicate"
+
+
+@pytest.mark.parametrize(
+    ("extension", "message"),
+    [
+        ("x-provex-lineage: {mode: kin, depth: 40}",
+         "key x-provex-lineage.depth: 40 is not allowed; expected an integer 0..16"),
+        ("x-provex-lineage: {mode: sibling}",
+         "key x-provex-lineage.mode: 'sibling' is not allowed; expected one of: descendant, kin"),
+        ("x-provex-lineage: {mode: kin, deep: 2}", "unknown key x-provex-lineage.deep; known here: mode, depth"),
+        ("x-provex-same:\n  - {simple: ContainerId}",
+         "key x-provex-same.0: {'simple': 'ContainerId'} is not allowed; expected a map of RULE: Field"),
+        ("x-provex-same:\n  - {simple: ContainerId, other: ContainerId}",
+         "x-provex-same names 'other', which is not a step of this correlation"),
+        ("x-provex-linage: {mode: kin}", "unknown key x-provex-linage; did you mean x-provex-lineage?"),
+    ],
+)  # fmt: skip
+def test_bad_correlation_extension_is_refused_at_its_line(tmp_path, extension, message):
+    write_rule(tmp_path, "a.yml", SIMPLE)
+    corr = CORR.format(missing="simple", timespan="5m") + extension + "\n"
+    path = write_rule(tmp_path, "b.yml", corr)
+    err = _error(tmp_path)
+    assert message in err.message, err.message
+    assert err.line == _line_of(path, extension.splitlines()[-1])
 
 
 def test_lt_condition_is_refused(tmp_path):

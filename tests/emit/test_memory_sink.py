@@ -44,7 +44,7 @@ def test_pipeline_into_memory_sink_is_deterministic() -> None:
 def test_a_record_the_mapping_fails_on_is_counted_and_skipped(tmp_path) -> None:  # type: ignore[no-untyped-def]
     mapping = tmp_path / "m.yaml"
     mapping.write_text(
-        "schema: t\nschema_version: '1'\nkinds:\n  any: {when: {record: event}}\n"
+        "schema: t\nkinds:\n  any: {when: {record: event}}\n"
         "items:\n  - id: a\n    set: {n: {from: event.pid, fn: count}}\n"  # len(int) raises
     )
     sink = MemorySink(Mapper(mapping, node_name="n"))

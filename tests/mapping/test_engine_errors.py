@@ -10,8 +10,8 @@ from exporter.config import ConfigError, load_config
 from exporter.mapping import Mapper, MappingError, load_mapping, schema_names
 
 GOOD_HEAD = """\
+# a mapping with one kind; the cases below add items
 schema: test
-schema_version: "1"
 kinds:
   any: {when: {record: event}}
 items:
@@ -48,13 +48,45 @@ def test_unknown_schema_in_config_is_refused_with_file_line(tmp_path: Path) -> N
         ("  - id: a\n    kinds: [nope]\n    set: {x: 1}\n", 7, "unknown kind 'nope'"),
         ("  - id: a\n    set:\n      x: {from: event.pid, fn: shout}\n", 8, "unknown fn 'shout'"),
         ("  - id: a\n    set:\n      x: {from: pid}\n", 8, "must start with one of"),
-        ("  - id: a\n    when: {event.flags: {any_bits: 0o100}}\n    set: {x: 1}\n", 7, "integer mask"),
-        ("  - id: a\n    when: {event.ret: {lesser: 0}}\n    set: {x: 1}\n", 7, "unknown test 'lesser'"),
-        ("  - id: a\n    sett: {x: 1}\n", 7, "unknown key 'sett' in item"),
+        (
+            "  - id: a\n    when: {event.flags: {any_bits: 0o100}}\n    set: {x: 1}\n",
+            7,
+            "key items.0.when.event.flags.any_bits: '0o100' is not allowed; expected an integer",
+        ),
+        (
+            "  - id: a\n    when: {event.ret: {lesser: 0}}\n    set: {x: 1}\n",
+            7,
+            "unknown key items.0.when.event.ret.lesser; known here: eq, ne, in, not_in, lt, le, gt, ge,"
+            " any_bits, all_bits, no_bits, present",
+        ),
+        ("  - id: a\n    sett: {x: 1}\n", 7, "unknown key items.0.sett; did you mean items.0.set?"),
         ("  - id: a\n    set:\n      x: {from: event.pid, map: levels}\n", 8, "unknown table 'levels'"),
-        ("  - id: a\n    set:\n      x: {form: event.pid}\n", 8, "must be a constant"),
+        (
+            "  - id: a\n    set:\n      x: {form: event.pid}\n",
+            8,
+            "unknown key items.0.set.x.form; did you mean items.0.set.x.from?",
+        ),
         ("  - id: a\n    set: {x: 1\n", 8, "but got"),  # YAML syntax error at end of file
         ("  - id: a\n    set: {x: 1}\n    set: {y: 1}\n", 8, "duplicate key 'set'"),
+        ("  - id: a\n    set: {x: {const: 1, from: event.pid}}\n", 7, "unknown key items.0.set.x.from;"),
+        (
+            "  - id: ''\n    set: {x: 1}\n",
+            6,
+            "key items.0.id: '' is not allowed; expected a non-empty string",
+        ),
+        (
+            "  - id: a\n    set: {}\n",
+            7,
+            "key items.0.set: {} is not allowed; expected a non-empty map of FIELD",
+        ),
+        (
+            "  - id: a\n    kinds: any\n    set: {x: 1}\n",
+            7,
+            "key items.0.kinds: 'any' is not allowed; expected a"
+            " non-empty list of strings, e.g. [a, b] (or empty)",
+        ),
+        ("  - id: a\n    when: {event.ret: {lt: 0, gt: 5}}\n    set: {x: 1}\n", 7, "exactly one operator"),
+        ("  - id: a\n    when: {event.ret: {in: 5}}\n    set: {x: 1}\n", 7, "expected a list of any values"),
         ("  - id: a\n    set:\n      x: {from: rule.TargetFile}\n", 8, "NAME a rule field"),
         ("  - id: a\n    when: {rule.IsHostMount.x: true}\n    set: {x: 1}\n", 7, "must be rule.NAME"),
     ],
@@ -70,10 +102,24 @@ def test_malformed_mapping_is_refused_with_file_line(
     assert message in text
 
 
-def test_missing_sections_are_named(tmp_path: Path) -> None:
-    path = _write(tmp_path, "schema: x\nschema_version: '1'\nitems: []\n")
-    with pytest.raises(MappingError, match=r"m.yaml:\d+: 'kinds' must be a non-empty mapping"):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("schema: x\nitems: [{id: a, set: {x: 1}}]\n",
+         "m.yaml:1: missing key kinds; expected a non-empty map of NAME: {when: CONDITION}"),
+        ("schema: x\nkinds: {any: {when: {}}}\nitems: []\n",
+         "m.yaml:3: key items: [] is not allowed; expected a non-empty list of"),
+        ("schema: x\nkinds: {any: {wen: {}}}\nitems: [{id: a, set: {x: 1}}]\n",
+         "m.yaml:2: unknown key kinds.any.wen; did you mean kinds.any.when?"),
+        ("- schema: x\n", "m.yaml:1: key <root>: [{'schema': 'x'}] is not allowed; expected a mapping with keys"),
+        ("schema: x\nschema_version: '1'\n", "m.yaml:2: unknown key schema_version; known here: schema,"),
+    ],
+)  # fmt: skip
+def test_bad_sections_are_named(tmp_path: Path, text: str, message: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(MappingError) as exc:
         load_mapping(path)
+    assert message in str(exc.value), str(exc.value)
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -72,7 +72,11 @@ def _write(tmp_path, text: str):
         ("class: x\nscenarios:\n  - name: a\n    script: echo ${NOPE}\n    rule: container_setns\n", 3, "NOPE"),
         ("class: x\nscenarios:\n  - name: a\n    script: 'true'\n    rule: no_such_rule\n", 3, "no_such_rule"),
         ("class: x\nscenarios:\n  - name: ok\n    script: 'true'\n    rule: container_setns\n"
-         "  - name: b\n    script: 'true'\n    colour: red\n", 6, "colour"),
+         "  - name: b\n    script: 'true'\n    colour: red\n", 8, "unknown key scenarios.1.colour; known here: name,"),
+        ("class: x\nscenarios:\n  - name: a\n    script: 'true'\n    kind: evil\n", 5,
+         "scenario 'a': key scenarios.0.kind: 'evil' is not allowed; expected one of: attack, benign"),
+        ("class: x\nscenarios: []\n", 2, "key scenarios: [] is not allowed; expected a non-empty list"),
+        ("klass: x\nscenarios: []\n", 1, "unknown key klass; did you mean class?"),
         ("class: x\nscenarios:\n  - name: a\n    script: 'true'\n    rule: container_setns\n    technique: T1046\n",
          3, "T1046"),
         ("class: benign\nscenarios:\n  - name: a\n    script: 'true'\n    canary: true\n", 3, "benign"),
