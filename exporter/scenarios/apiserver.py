@@ -1,14 +1,14 @@
 """A local Kubernetes API server stand-in (127.0.0.1 only) speaking the real JSON.
 
 `provex demo` and `provex verify` register their scenario Pods here at run time,
-so it ships with the package; the enrichment tests drive it too.
+so it ships with the package; the enrichment tests drive it too, with the faults
+they inject added by tests/helpers/apiserver.py.
 
 It serves what the enricher and kubectl ask for: discovery (/version, /api,
 /apis, /api/v1), Pods list and watch (newline-delimited JSON events over a
-chunked response, resourceVersion semantics, 410 Gone as an HTTP status or as
-a watch ERROR event), the `kubernetes` Service and Endpoints. Tests drive it:
-add/modify/delete Pods, drop open watches, compact history, delay
-responses, answer garbage, go down and come back on the same port.
+chunked response, resourceVersion semantics, 410 Gone as a watch ERROR event
+for a version older than its history), the `kubernetes` Service and Endpoints.
+Its driver adds, modifies and deletes Pods, and ends open watches.
 """
 
 from __future__ import annotations
@@ -80,7 +80,8 @@ def make_pod(
     }
 
 
-def _status(code: int, reason: str, message: str) -> dict:
+def status_object(code: int, reason: str, message: str) -> dict:
+    """A Kubernetes Status (the body of an API error)."""
     return {
         "kind": "Status",
         "apiVersion": "v1",
@@ -92,26 +93,173 @@ def _status(code: int, reason: str, message: str) -> dict:
     }
 
 
+class ApiHandler(BaseHTTPRequestHandler):
+    api: FakeApiServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _send(self, code: int, doc: object, raw: bytes | None = None) -> None:
+        body = raw if raw is not None else json.dumps(doc).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        api = self.api
+        url = urllib.parse.urlsplit(self.path)
+        q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
+        path = url.path.rstrip("/")
+        if path == "/version":
+            return self._send(
+                200, {"major": "1", "minor": "32", "gitVersion": "v1.32.0", "platform": "linux/amd64"}
+            )
+        if path == "/api":
+            return self._send(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+                {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{api.port}"}]})  # fmt: skip
+        if path == "/apis":
+            return self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+        if path == "/api/v1":
+            return self._send(200, _RESOURCES)
+        if path == "/api/v1/namespaces/default/services/kubernetes":
+            port = {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}
+            spec = {
+                "clusterIP": api.service_ip,
+                "clusterIPs": [api.service_ip],
+                "type": "ClusterIP",
+                "ports": [port],
+            }
+            meta = {"name": "kubernetes", "namespace": "default"}
+            return self._send(200, {"kind": "Service", "apiVersion": "v1", "metadata": meta, "spec": spec})
+        if path == "/api/v1/namespaces/default/endpoints/kubernetes":
+            subset = {
+                "addresses": [{"ip": ip} for ip, _ in api.endpoints],
+                "ports": [{"name": "https", "port": api.endpoints[0][1], "protocol": "TCP"}],
+            }
+            meta = {"name": "kubernetes", "namespace": "default"}
+            return self._send(
+                200, {"kind": "Endpoints", "apiVersion": "v1", "metadata": meta, "subsets": [subset]}
+            )
+        if path == "/api/v1/pods":
+            if q.get("watch") in ("1", "true"):
+                return self._watch(q)
+            return self._list(q)
+        return self._send(404, status_object(404, "NotFound", f"the server could not find {path}"))
+
+    def _selected(self, q: dict[str, str], pod: dict) -> bool:
+        sel = q.get("fieldSelector", "")
+        if sel.startswith("spec.nodeName="):
+            return pod["spec"].get("nodeName") == sel.split("=", 1)[1]
+        return True
+
+    def _list(self, q: dict[str, str]) -> None:
+        api = self.api
+        with api.cond:
+            items = [copy.deepcopy(p) for p in api.pods.values() if self._selected(q, p)]
+            rv = api.rv
+        self._send(
+            200,
+            {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": str(rv)}, "items": items},
+        )
+
+    def _chunk(self, doc: dict) -> None:
+        data = json.dumps(doc).encode() + b"\n"
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _watch(self, q: dict[str, str]) -> None:
+        api = self.api
+        since = int(q.get("resourceVersion") or 0)
+        timeout = float(q.get("timeoutSeconds") or 1800)
+        with api.cond:
+            # One snapshot: a compaction after this point must end this watch, however
+            # late this thread gets to run (else it would watch on from a forgotten version).
+            too_old = since and since < api.oldest_rv
+            epoch = api.epoch
+        if too_old:
+            return self._gone(since)
+        self._open_stream()
+        try:
+            self._stream(q, since, epoch, timeout)
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        finally:
+            self._close_stream()
+
+    def _gone(self, since: int) -> None:
+        """410 Gone the way the API server says it to a watch: an ERROR event."""
+        self._open_stream()
+        try:
+            msg = f"too old resource version: {since} ({self.api.oldest_rv})"
+            self._chunk({"type": "ERROR", "object": status_object(410, "Expired", msg)})
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        finally:
+            self._close_stream()
+
+    def _stream(self, q: dict[str, str], since: int, epoch: int, timeout: float) -> None:
+        """Events after `since` until the watch times out or the epoch changes."""
+        api = self.api
+        with api.cond:
+            if since == 0:  # "any": synthetic ADDED for the current state first
+                backlog = [(api.rv, "ADDED", p) for p in api.pods.values()]
+            else:
+                backlog = [h for h in api.history if h[0] > since]
+            sent = api.rv if since == 0 else since
+        end = time.monotonic() + timeout
+        while True:
+            for rv, kind, pod in backlog:
+                if self._selected(q, pod):
+                    self._chunk({"type": kind, "object": pod})
+                sent = max(sent, rv)
+            with api.cond:
+                last = sent
+                api.cond.wait_for(
+                    lambda last=last: (
+                        api.epoch != epoch
+                        or bool(api.history and api.history[-1][0] > last)
+                        or time.monotonic() >= end
+                    ),
+                    timeout=max(0.0, min(1.0, end - time.monotonic())),
+                )
+                if api.epoch != epoch or time.monotonic() >= end:
+                    return
+                backlog = [h for h in api.history if h[0] > sent]
+
+    def _open_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def _close_stream(self) -> None:
+        try:
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            pass
+        self.close_connection = True
+
+
 class FakeApiServer:
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.pods: dict[str, dict] = {}  # uid -> pod
         self.rv = 100
         self.history: list[tuple[int, str, dict]] = []
-        self.oldest_rv = 0  # watches from an older version get 410
-        self.gone_as_http = False  # 410 as an HTTP status instead of a watch ERROR event
-        self.delay_s = 0.0
-        self.garbage = False  # answer lists with broken JSON
+        self.oldest_rv = 0  # watches from an older version get 410 Gone
         self.epoch = 0  # bumped by drop_watches(): open watches end
-        self.requests: list[str] = []
-        self.open_watches = 0
-        self.sleeping = 0  # requests held by delay_s right now
         self.service_ip = "10.96.0.1"
         self.endpoints = [("127.0.0.1", 6443)]
         self.port = 0
         self.tls: ssl.SSLContext | None = None  # serve HTTPS with this context
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    handler = ApiHandler  # a test server serves faults with a subclass
 
     # -- lifecycle -----------------------------------------------------------
     @property
@@ -121,7 +269,7 @@ class FakeApiServer:
     def start(self) -> FakeApiServer:
         server = self
 
-        class Handler(_Handler):
+        class Handler(self.handler):
             api = server
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
@@ -180,15 +328,6 @@ class FakeApiServer:
             self.epoch += 1
             self.cond.notify_all()
 
-    def compact(self) -> None:
-        """Forget history: any watch from an older resourceVersion gets 410 Gone."""
-        with self.cond:
-            self.rv += 1
-            self.oldest_rv = self.rv
-            self.history.clear()
-            self.epoch += 1
-            self.cond.notify_all()
-
     def wait_for(self, predicate, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -196,150 +335,6 @@ class FakeApiServer:
                 return True
             time.sleep(0.01)
         return predicate()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    api: FakeApiServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def _send(self, code: int, doc: object, raw: bytes | None = None) -> None:
-        body = raw if raw is not None else json.dumps(doc).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        api = self.api
-        api.requests.append(self.path)
-        if api.delay_s:
-            api.sleeping += 1
-            time.sleep(api.delay_s)
-            api.sleeping -= 1
-        url = urllib.parse.urlsplit(self.path)
-        q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
-        path = url.path.rstrip("/")
-        if path == "/version":
-            return self._send(
-                200, {"major": "1", "minor": "32", "gitVersion": "v1.32.0", "platform": "linux/amd64"}
-            )
-        if path == "/api":
-            return self._send(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
-                {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{api.port}"}]})  # fmt: skip
-        if path == "/apis":
-            return self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
-        if path == "/api/v1":
-            return self._send(200, _RESOURCES)
-        if path == "/api/v1/namespaces/default/services/kubernetes":
-            port = {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}
-            spec = {
-                "clusterIP": api.service_ip,
-                "clusterIPs": [api.service_ip],
-                "type": "ClusterIP",
-                "ports": [port],
-            }
-            meta = {"name": "kubernetes", "namespace": "default"}
-            return self._send(200, {"kind": "Service", "apiVersion": "v1", "metadata": meta, "spec": spec})
-        if path == "/api/v1/namespaces/default/endpoints/kubernetes":
-            subset = {
-                "addresses": [{"ip": ip} for ip, _ in api.endpoints],
-                "ports": [{"name": "https", "port": api.endpoints[0][1], "protocol": "TCP"}],
-            }
-            meta = {"name": "kubernetes", "namespace": "default"}
-            return self._send(
-                200, {"kind": "Endpoints", "apiVersion": "v1", "metadata": meta, "subsets": [subset]}
-            )
-        if path == "/api/v1/pods":
-            if q.get("watch") in ("1", "true"):
-                return self._watch(q)
-            return self._list(q)
-        return self._send(404, _status(404, "NotFound", f"the server could not find {path}"))
-
-    def _selected(self, q: dict[str, str], pod: dict) -> bool:
-        sel = q.get("fieldSelector", "")
-        if sel.startswith("spec.nodeName="):
-            return pod["spec"].get("nodeName") == sel.split("=", 1)[1]
-        return True
-
-    def _list(self, q: dict[str, str]) -> None:
-        api = self.api
-        if api.garbage:
-            return self._send(200, None, raw=b'{"kind": "PodList", "items": [{"metadata": ')
-        with api.cond:
-            items = [copy.deepcopy(p) for p in api.pods.values() if self._selected(q, p)]
-            rv = api.rv
-        self._send(
-            200,
-            {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": str(rv)}, "items": items},
-        )
-
-    def _chunk(self, doc: dict) -> None:
-        data = json.dumps(doc).encode() + b"\n"
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
-
-    def _watch(self, q: dict[str, str]) -> None:
-        api = self.api
-        since = int(q.get("resourceVersion") or 0)
-        timeout = float(q.get("timeoutSeconds") or 1800)
-        with api.cond:
-            # One snapshot: a compaction after this point must end this watch, however
-            # late this thread gets to run (else it would watch on from a forgotten version).
-            too_old = since and since < api.oldest_rv
-            epoch = api.epoch
-        if too_old and api.gone_as_http:
-            return self._send(
-                410, _status(410, "Expired", f"too old resource version: {since} ({api.oldest_rv})")
-            )
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        api.open_watches += 1
-        try:
-            if too_old:
-                msg = f"too old resource version: {since} ({api.oldest_rv})"
-                self._chunk({"type": "ERROR", "object": _status(410, "Expired", msg)})
-                return
-            with api.cond:
-                if since == 0:  # "any": synthetic ADDED for the current state first
-                    backlog = [(api.rv, "ADDED", p) for p in api.pods.values()]
-                else:
-                    backlog = [h for h in api.history if h[0] > since]
-                sent = api.rv if since == 0 else since
-            end = time.monotonic() + timeout
-            while True:
-                for rv, kind, pod in backlog:
-                    if self._selected(q, pod):
-                        self._chunk({"type": kind, "object": pod})
-                    sent = max(sent, rv)
-                with api.cond:
-                    last = sent
-                    api.cond.wait_for(
-                        lambda last=last: (
-                            api.epoch != epoch
-                            or bool(api.history and api.history[-1][0] > last)
-                            or time.monotonic() >= end
-                        ),
-                        timeout=max(0.0, min(1.0, end - time.monotonic())),
-                    )
-                    if api.epoch != epoch or time.monotonic() >= end:
-                        return
-                    backlog = [h for h in api.history if h[0] > sent]
-        except (BrokenPipeError, ConnectionResetError):
-            return
-        finally:
-            api.open_watches -= 1
-            try:
-                self.wfile.write(b"0\r\n\r\n")
-                self.wfile.flush()
-            except OSError:
-                pass
-            self.close_connection = True
 
 
 _RESOURCES = {

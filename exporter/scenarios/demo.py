@@ -1,10 +1,6 @@
 """`provex demo`: the whole story on one Linux box with root, in a minute.
 
-Starts the real agent (a subprocess) and a stand-in Kubernetes API server,
-runs a benign workload set and then each rule's canary attack in throwaway
-runc containers, prints every alert as it arrives (rule, Pod, technique,
-latency from the decisive syscall), and ends with a summary: attacks
-detected, false positives among the benign runs, latency, kernel loss.
+What it does and its options: exporter.scenarios.cli (the `--help` text).
 """
 
 from __future__ import annotations
@@ -186,19 +182,3 @@ def main(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--wait", type=float, default=5.0, help="seconds to wait for each attack's alert (5)")
-    parser.add_argument(
-        "--late-ms", type=float, default=1000.0, help="an alert later than this is late (1000)"
-    )
-    parser.add_argument("--workdir", metavar="DIR", help="keep the lab and agent files here")
-    parser.add_argument(
-        "--agent-arg",
-        dest="agent_args",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help="extra argument for the agent, e.g. --agent-arg=--set --agent-arg=log.level=debug",
-    )

@@ -1,10 +1,6 @@
 """`provex verify`: prove on this node that every rule still fires.
 
-Starts the agent with the given config (so it is that config's rules that are
-verified), runs each rule's canary scenario in a throwaway container, and
-reports per rule: fired, fired late (after --late-ms) or did not fire, with
-the latency from the decisive syscall to the alert. Exit status 0 only if
-every rule fired in time; 1 if any did not; 2 if verification could not run.
+What it does and its options: exporter.scenarios.cli (the `--help` text).
 """
 
 from __future__ import annotations
@@ -116,18 +112,3 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(render(results))
     return 0 if all(r.ok for r in results) else 1
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", metavar="FILE", help="the agent config to verify")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override"
-    )
-    parser.add_argument("--rules-dir", action="append", metavar="DIR", help="a directory of user Sigma rules")
-    parser.add_argument("--rule", action="append", metavar="NAME", help="verify only this rule (repeatable)")
-    parser.add_argument(
-        "--late-ms", type=float, default=1000.0, help="an alert later than this is late (1000)"
-    )
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the alerts (10)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--workdir", metavar="DIR", help="keep the lab and agent files here")

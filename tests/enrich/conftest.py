@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from exporter.metrics import REGISTRY
-from exporter.scenarios.apiserver import FakeApiServer
+from tests.helpers.apiserver import FaultyApiServer
 
 
 @pytest.fixture
-def api() -> Iterator[FakeApiServer]:
-    server = FakeApiServer().start()
+def api() -> Iterator[FaultyApiServer]:
+    server = FaultyApiServer().start()
     yield server
     server.stop()
 

@@ -6,8 +6,8 @@ import pytest
 
 from exporter.enrich.apiserver import ApiServerRefresher, ApiServerSet, parse_address
 from exporter.enrich.kubeclient import KubeAuth, KubeClient, server_addresses
-from exporter.scenarios.apiserver import FakeApiServer
 from tests.enrich.conftest import metric
+from tests.helpers.apiserver import FaultyApiServer
 
 
 @pytest.mark.parametrize(
@@ -45,7 +45,7 @@ def test_sources_combine_and_replace() -> None:
     assert not s.is_apiserver("10.96.0.1", 443)
 
 
-def test_refresh_from_the_api_and_errors(api: FakeApiServer) -> None:
+def test_refresh_from_the_api_and_errors(api: FaultyApiServer) -> None:
     api.endpoints = [("172.18.0.2", 6443), ("172.18.0.3", 6443)]
     s = ApiServerSet()
     client = KubeClient(KubeAuth(server=api.url), timeout_s=5)

@@ -25,8 +25,8 @@ from exporter.enrich.kubeclient import (
 from exporter.enrich.pods import PodCache, pod_from_json
 from exporter.enrich.watcher import PodWatcher
 from exporter.model import HostMount
-from exporter.scenarios.apiserver import FakeApiServer, make_pod
 from tests.enrich.conftest import metric
+from tests.helpers.apiserver import FaultyApiServer, make_pod
 
 U1 = "11111111-1111-4111-8111-111111111111"
 U2 = "22222222-2222-4222-8222-222222222222"
@@ -44,7 +44,7 @@ def wait(pred, timeout: float = 30.0) -> bool:
     return bool(pred())
 
 
-def watcher_for(api: FakeApiServer, cache: PodCache, **kw) -> PodWatcher:
+def watcher_for(api: FaultyApiServer, cache: PodCache, **kw) -> PodWatcher:
     client = KubeClient(KubeAuth(server=api.url), timeout_s=5)
     kw = {"backoff_initial_s": 0.02, "backoff_max_s": 0.1, **kw}
     return PodWatcher(client, cache, "node-a", **kw)
@@ -208,12 +208,12 @@ def test_resolve_order_and_in_cluster(tmp_path: Path) -> None:
 # -- TLS: CA and client certificate from kubeconfig data --------------------------
 
 
-def _tls_server(pki: dict[str, Path]) -> FakeApiServer:
+def _tls_server(pki: dict[str, Path]) -> FaultyApiServer:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(pki["server_crt"], pki["server_key"])
     ctx.load_verify_locations(pki["ca_crt"])
     ctx.verify_mode = ssl.CERT_REQUIRED  # the client must present a certificate
-    server = FakeApiServer()
+    server = FaultyApiServer()
     server.tls = ctx
     return server.start()
 
@@ -285,7 +285,7 @@ def test_pod_record_fields() -> None:
     assert rec.container(C2) is None  # two containers, id unknown: no guess
 
 
-def test_list_then_watch_add_modify_delete_with_grace(api: FakeApiServer) -> None:
+def test_list_then_watch_add_modify_delete_with_grace(api: FaultyApiServer) -> None:
     now = [0.0]
     cache = PodCache(ttl_s=3600, grace_s=60, timer=lambda: now[0])
     api.add_pod(make_pod("before", U1, containers=[("c", "img:1", f"containerd://{C1}")]))
@@ -316,7 +316,7 @@ def test_list_then_watch_add_modify_delete_with_grace(api: FakeApiServer) -> Non
     assert "resourceVersion=102" in watch_requests[0]
 
 
-def test_dropped_watch_resumes_from_resource_version(api: FakeApiServer) -> None:
+def test_dropped_watch_resumes_from_resource_version(api: FaultyApiServer) -> None:
     cache = PodCache()
     w = watcher_for(api, cache)
     w.start()
@@ -336,7 +336,7 @@ def test_dropped_watch_resumes_from_resource_version(api: FakeApiServer) -> None
 
 
 @pytest.mark.parametrize("as_http", [False, True], ids=["watch-error-event", "http-status"])
-def test_410_gone_relists(api: FakeApiServer, as_http: bool) -> None:
+def test_410_gone_relists(api: FaultyApiServer, as_http: bool) -> None:
     api.gone_as_http = as_http
     cache = PodCache()
     api.add_pod(make_pod("a", U1))
@@ -362,7 +362,7 @@ def test_410_gone_relists(api: FakeApiServer, as_http: bool) -> None:
         w.stop()
 
 
-def test_a_compaction_once_the_watch_is_open_always_ends_it(api: FakeApiServer) -> None:
+def test_a_compaction_once_the_watch_is_open_always_ends_it(api: FaultyApiServer) -> None:
     """The relist test's old race: the server read its watch epoch only after answering, so a
     compaction the client made as soon as the watch opened could go unseen by that watch."""
     api.add_pod(make_pod("a", U1))
@@ -375,7 +375,7 @@ def test_a_compaction_once_the_watch_is_open_always_ends_it(api: FakeApiServer) 
         rv = client.get_json("/api/v1/pods")["metadata"]["resourceVersion"]
 
 
-def test_close_all_also_aborts_a_request_still_connecting(api: FakeApiServer) -> None:
+def test_close_all_also_aborts_a_request_still_connecting(api: FaultyApiServer) -> None:
     """stop() closes every connection; one whose socket did not exist yet used to go on (and
     a watch then held the watcher's thread past its 10 s join)."""
     client = KubeClient(KubeAuth(server=api.url), timeout_s=5)
@@ -387,7 +387,7 @@ def test_close_all_also_aborts_a_request_still_connecting(api: FakeApiServer) ->
     assert client.get_json("/version")["major"] == "1"  # later requests are not affected
 
 
-def test_server_down_degrades_and_recovers(api: FakeApiServer) -> None:
+def test_server_down_degrades_and_recovers(api: FaultyApiServer) -> None:
     cache = PodCache()
     api.add_pod(make_pod("a", U1))
     w = watcher_for(api, cache)
@@ -409,7 +409,7 @@ def test_server_down_degrades_and_recovers(api: FakeApiServer) -> None:
         w.stop()
 
 
-def test_garbage_json_is_counted_and_recovered(api: FakeApiServer) -> None:
+def test_garbage_json_is_counted_and_recovered(api: FaultyApiServer) -> None:
     api.garbage = True
     cache = PodCache()
     w = watcher_for(api, cache)
@@ -428,7 +428,7 @@ def test_garbage_json_is_counted_and_recovered(api: FakeApiServer) -> None:
 # -- fidelity of the double: the real kubectl must accept it ------------------------------
 
 
-def _kubectl(api: FakeApiServer, tmp_path: Path) -> tuple[str, dict[str, str]]:
+def _kubectl(api: FaultyApiServer, tmp_path: Path) -> tuple[str, dict[str, str]]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed: cannot check the API double against the real client")
@@ -437,7 +437,7 @@ def _kubectl(api: FakeApiServer, tmp_path: Path) -> tuple[str, dict[str, str]]:
     return kubectl, env
 
 
-def test_kubectl_lists_pods(api: FakeApiServer, tmp_path: Path) -> None:
+def test_kubectl_lists_pods(api: FaultyApiServer, tmp_path: Path) -> None:
     kubectl, env = _kubectl(api, tmp_path)
     api.add_pod(make_pod("web", U1, containers=[("nginx", "nginx:1.27", f"containerd://{C1}")]))
     out = subprocess.run(
@@ -451,7 +451,7 @@ def test_kubectl_lists_pods(api: FakeApiServer, tmp_path: Path) -> None:
     ] == [("web", f"containerd://{C1}")]
 
 
-def test_kubectl_watch_receives_injected_events(api: FakeApiServer, tmp_path: Path) -> None:
+def test_kubectl_watch_receives_injected_events(api: FaultyApiServer, tmp_path: Path) -> None:
     kubectl, env = _kubectl(api, tmp_path)
     api.add_pod(make_pod("first", U1))
     proc = subprocess.Popen(

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from exporter.scenarios.apiserver import FakeApiServer, make_pod
 from exporter.scenarios.runc import ContainerSpec, Runc
 from tests.helpers.agent import Agent, assert_clean_exit
+from tests.helpers.apiserver import FaultyApiServer, make_pod
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]
 
@@ -22,7 +22,7 @@ def ids(name: str) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def api():
-    server = FakeApiServer().start()
+    server = FaultyApiServer().start()
     yield server
     server.stop()
 

@@ -23,7 +23,7 @@ from exporter.config.schema import EnrichConfig
 from exporter.enrich import build_enricher
 from exporter.enrich.cgroups import find_cgroup2_root
 from exporter.model import Event, EventType
-from exporter.scenarios.apiserver import FakeApiServer, make_pod
+from tests.helpers.apiserver import FaultyApiServer, make_pod
 
 pytestmark = pytest.mark.containers
 
@@ -123,7 +123,7 @@ def test_real_container_without_pod_gets_identity_and_bind_mounts(container: Con
 
 
 def test_real_container_with_its_pod_from_the_api(container: Container, tmp_path: Path) -> None:
-    api = FakeApiServer().start()
+    api = FaultyApiServer().start()
     try:
         api.add_pod(make_pod("live", container.pod_uid, namespace="prod",
                              containers=[("app", "busybox:1.36", f"containerd://{container.cid}")],

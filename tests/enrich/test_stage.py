@@ -17,8 +17,8 @@ from exporter.enrich.pods import PodCache, pod_from_json
 from exporter.enrich.proctable import ProcEntry, ProcessTable
 from exporter.enrich.stage import EnrichStage
 from exporter.model import ContainerInfo, Event, EventType, HostMount, PodInfo
-from exporter.scenarios.apiserver import FakeApiServer, make_pod
 from tests.enrich.conftest import metric
+from tests.helpers.apiserver import FaultyApiServer, make_pod
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "enrich"
 MS = 1_000_000
@@ -263,7 +263,7 @@ def test_container_without_pod_gets_mounts_from_mountinfo(tmp_path: Path) -> Non
 # -- against the API double, through build_enricher -----------------------------------
 
 
-def _build(api: FakeApiServer, tmp_path: Path, **cfg) -> EnrichStage:
+def _build(api: FaultyApiServer, tmp_path: Path, **cfg) -> EnrichStage:
     kc = api.write_kubeconfig(str(tmp_path / "kubeconfig"))
     conf = EnrichConfig(kubeconfig=kc, node_name="node-a", resync_backoff_max_s=0.1, **cfg)
     return build_enricher(conf, env={}, cgroup_root=str(tmp_path / "nocgroup"), proc=str(tmp_path / "noproc"))
@@ -282,7 +282,7 @@ def _wait(pred, timeout: float = 10.0) -> bool:
     return bool(pred())
 
 
-def test_pod_added_before_and_after_and_deleted_in_flight(api: FakeApiServer, tmp_path: Path) -> None:
+def test_pod_added_before_and_after_and_deleted_in_flight(api: FaultyApiServer, tmp_path: Path) -> None:
     api.add_pod(pod1())
     stage = _build(api, tmp_path)
     _start(stage)
@@ -314,7 +314,7 @@ def test_pod_added_before_and_after_and_deleted_in_flight(api: FakeApiServer, tm
         stage.stop()
 
 
-def test_slow_api_server_does_not_slow_delivery(api: FakeApiServer, tmp_path: Path) -> None:
+def test_slow_api_server_does_not_slow_delivery(api: FaultyApiServer, tmp_path: Path) -> None:
     api.add_pod(pod1())
     stage = _build(api, tmp_path, enrichment_wait_ms=50, park_max=5000)
     _start(stage)
@@ -353,7 +353,7 @@ def test_bad_static_apiserver_address_is_refused() -> None:
 
 
 def test_api_down_at_start_up_degrades_then_recovers(tmp_path: Path) -> None:
-    api = FakeApiServer().start()
+    api = FaultyApiServer().start()
     api.add_pod(pod1())
     kc = api.write_kubeconfig(str(tmp_path / "kubeconfig"))
     api.stop()  # down before the agent starts

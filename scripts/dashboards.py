@@ -2,7 +2,7 @@
 
 siem/kibana/provex-dashboard.ndjson (Kibana saved objects) and
 siem/grafana/provex-loki-dashboard.json (Grafana, Loki data source) are
-generated here (`python -m exporter.siem.dashboards siem/`); a test checks the
+generated here (`python scripts/dashboards.py siem/`); a test checks the
 shipped files against this module and every field they name against what the
 agent emits. Both answer the same questions: alerts over time by rule and by
 ATT&CK technique, the Pods and namespaces with most alerts, and the evidence
