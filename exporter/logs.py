@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import TextIO
 
 # Loggers of libraries whose records must come out as JSON lines too.
@@ -45,32 +45,69 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
+class Throttle:
+    """At most one thing per key per interval, counting what it held back in between:
+    the one rate limit behind every repeated warning of the agent."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last: dict[Hashable, float] = {}
+        self._held: dict[Hashable, int] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, key: Hashable = "") -> int | None:
+        """None: held back (the key went through less than an interval ago). Otherwise it
+        goes through, and this is how many were held back since it last did."""
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.interval_s:
+                self._held[key] = self._held.get(key, 0) + 1
+                return None
+            self._last[key] = now
+            return self._held.pop(key, 0)
+
+
+def _with_held(fields: dict[str, object] | None, held: int) -> dict[str, object]:
+    fields = dict(fields or {})
+    if held:
+        fields["repeats_held_back"] = held
+    return fields
+
+
 class RepeatFilter(logging.Filter):
     """At most one record per (logger, message template) per interval; the next one
     that passes says how many were held back."""
 
     def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self.interval_s = interval_s
-        self._clock = clock
-        self._last: dict[tuple[str, str], float] = {}
-        self._held: dict[tuple[str, str], int] = {}
-        self._lock = threading.Lock()
+        self._throttle = Throttle(interval_s, clock)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, str(record.msg))
-        now = self._clock()
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and now - last < self.interval_s:
-                self._held[key] = self._held.get(key, 0) + 1
-                return False
-            self._last[key] = now
-            held = self._held.pop(key, 0)
+        held = self._throttle.admit((record.name, str(record.msg)))
+        if held is None:
+            return False
         if held:
-            fields = dict(getattr(record, "fields", None) or {})
-            fields["repeats_held_back"] = held
-            record.fields = fields
+            record.fields = _with_held(getattr(record, "fields", None), held)
+        return True
+
+
+class RateLimitedWarning:
+    """A warning at most once per cause per interval; the next one says how many were
+    held back (a metric beside it counts every one)."""
+
+    def __init__(
+        self, logger: logging.Logger, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.logger = logger
+        self._throttle = Throttle(interval_s, clock)
+
+    def __call__(self, cause: str, msg: str, **fields: object) -> bool:
+        held = self._throttle.admit(cause)
+        if held is None:
+            return False
+        self.logger.warning(msg, extra={"fields": _with_held({"cause": cause, **fields}, held)})
         return True
 
 

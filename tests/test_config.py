@@ -65,3 +65,14 @@ def test_precedence_file_env_set(tmp_path):
 def test_bad_env_override_names_the_variable():
     with pytest.raises(ConfigError, match="PROVEX_PROBES__PATH_MAX"):
         load_config(None, environ={"PROVEX_PROBES__PATH_MAX": "big"})
+
+
+def test_node_name_is_the_flag_then_node_name_then_the_host_name():
+    import socket
+
+    from exporter.config.schema import node_name
+
+    assert node_name("set", "host", environ={"NODE_NAME": "downward"}) == "set"
+    assert node_name("", "host", environ={"NODE_NAME": "downward"}) == "downward"
+    assert node_name("", "host", environ={}) == "host"
+    assert node_name(environ={}) == socket.gethostname()

@@ -29,8 +29,8 @@ from pathlib import Path
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from exporter.config.schema import ServerConfig
-from exporter.config.validate import parse_host_port
 from exporter.metrics import REGISTRY, render
+from exporter.model.addresses import parse_host_port
 
 log = logging.getLogger("provex.agent")
 

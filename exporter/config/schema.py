@@ -8,6 +8,9 @@ reason, and nothing of a refused file is used.
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Mapping
 from typing import Literal
 
 import msgspec
@@ -100,10 +103,17 @@ class ProbesConfig(msgspec.Struct, **_STRICT):
     drain_max_ms: int = 20
 
 
+def node_name(configured: str = "", hostname: str = "", environ: Mapping[str, str] | None = None) -> str:
+    """This node's name: `enrich.node_name`, else $NODE_NAME (a Pod's downward API), else
+    the host name (`hostname`, when the caller knows it)."""
+    environ = os.environ if environ is None else environ
+    return configured or environ.get("NODE_NAME", "") or hostname or socket.gethostname()
+
+
 class EnrichConfig(msgspec.Struct, **_STRICT):
     kubernetes: bool = True
     kubeconfig: str = ""  # default: $KUBECONFIG, then in-cluster service account
-    node_name: str = ""  # default: $NODE_NAME, then the host name
+    node_name: str = ""  # default: $NODE_NAME, then the host name (see node_name())
     cluster_name: str = ""
     pod_cache_ttl_s: float = 3600.0
     deleted_pod_grace_s: float = 60.0

@@ -2,47 +2,19 @@
 
 `check_values(config)` yields (key path, problem) for each value the agent
 could not use; the loader names where the value came from. The address and
-URL parsers are shared with the stages that use them.
+URL checks are shared with the stages that use them (addresses: exporter.model.addresses).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from exporter.config.schema import Config
+from exporter.model.addresses import is_host, parse_host_port, parse_ip_port
 from exporter.probes.layout import TYPE_BITS
 
 Problem = tuple[tuple[str, ...], str]
-
-# A DNS name or an IP literal; anything with spaces, slashes or other punctuation is not a host.
-_HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
-LOCALHOST = "127.0.0.1"
-
-
-def _host_ok(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return bool(_HOSTNAME.match(host)) and len(host) <= 253
-    return True
-
-
-def parse_host_port(text: str, default_host: str = LOCALHOST) -> tuple[str, int]:
-    """`HOST:PORT`, `[v6]:PORT` or `:PORT` (the default host). ValueError says why not."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9464)")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{text!r}: port {port!r} is not a number 0..65535")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    host = host or default_host
-    if not _host_ok(host):
-        raise ValueError(f"{text!r}: {host!r} is not a host name or IP address (expected HOST:PORT)")
-    return host, int(port)
 
 
 def normalize_endpoint(text: str) -> str:
@@ -62,7 +34,7 @@ def url_problem(text: str) -> str | None:
     if port == 0:
         return f"{text!r}: port 0 is not a collector's port"
     host = parts.hostname or ""
-    if not host or not _host_ok(host):
+    if not host or not is_host(host):
         return f"{text!r} is not a URL: expected http(s)://HOST[:PORT][/path]"
     return None
 
@@ -91,15 +63,10 @@ def check_values(config: Config) -> Iterator[Problem]:
                 (f"{name!r} is not an event type; expected one of: {', '.join(known)}"),
             )
     for i, addr in enumerate(e.apiserver_addresses):
-        host, sep, port = addr.rpartition(":")
-        ip = host.strip("[]") if sep and port.isdigit() else addr
         try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            yield (
-                ("enrich", "apiserver_addresses", str(i)),
-                f"{addr!r} is not allowed; expected IP or IP:PORT",
-            )
+            parse_ip_port(addr)
+        except ValueError as exc:
+            yield ("enrich", "apiserver_addresses", str(i)), str(exc)
     if s.health_addr:
         try:
             parse_host_port(s.health_addr)

@@ -17,7 +17,7 @@ from prometheus_client import Counter
 from exporter.config.schema import CorrelateConfig
 from exporter.correlate.dedup import Deduplicator
 from exporter.correlate.errors import RuleError, RulesError
-from exporter.correlate.fields import EventView, categories_of, succeeded
+from exporter.correlate.fields import EventView, categories_of, succeeded, value_text
 from exporter.correlate.graph import ProvenanceGraph
 from exporter.correlate.ids import stable_id
 from exporter.correlate.loader import DEFAULT_RULES_DIR, Correlation, Rule, RuleSet, load_rules
@@ -78,7 +78,7 @@ class Correlator:
     def _matched(self, rule: Rule, event: Event, view: EventView, out: list[Alert]) -> None:
         self._match_counter(rule.uid).inc()
         if rule.generate:
-            key = {name: _text(view.get(name)) for name in rule.key_fields}
+            key = {name: value_text(view.get(name)) for name in rule.key_fields}
             self._emit(rule, key, [Match(event.ts_ns, event, 0, {})], out)
         for state in self._states.get(rule.uid, ()):
             for chain in state.feed(rule, event, view):
@@ -141,14 +141,6 @@ class Correlator:
 def _decisive(matches: list[Match]) -> Match:
     # The completing event is the newest (the one whose arrival made the match).
     return max(matches, key=lambda m: m.ts)
-
-
-def _text(value: object) -> str:
-    if isinstance(value, list):
-        return ",".join(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
 
 
 def rule_paths(config: CorrelateConfig) -> list[Path | str]:

@@ -44,6 +44,15 @@ O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, EINPROGRESS = (
 )
 
 
+def value_text(value: Value) -> str:
+    """A field's value as one string, for de-duplication and group-by keys."""
+    if isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
 def categories_of(event: Event) -> tuple[str, ...]:
     """The logsource categories an event is dispatched to (FORK/EXIT: none)."""
     t = event.type

@@ -53,8 +53,8 @@ _COUNT_OPS = {
 
 
 @dataclass(eq=False)
-class Rule:
-    """A single-event rule, compiled."""
+class RuleMeta:
+    """What every rule says about itself, and where it was read."""
 
     uid: str
     name: str
@@ -63,10 +63,16 @@ class Rule:
     techniques: list[str]
     tactics: list[str]
     description: str
-    category: str
-    predicate: Predicate
     file: str
     line: int
+
+
+@dataclass(eq=False)
+class Rule(RuleMeta):
+    """A single-event rule, compiled."""
+
+    category: str
+    predicate: Predicate
     include_failed: bool = False
     key_fields: list[str] = field(default_factory=lambda: ["ContainerId"])
     generate: bool = True  # alerts on its own (false when only a correlation step)
@@ -80,16 +86,7 @@ class Rule:
 
 
 @dataclass(eq=False)
-class Correlation:
-    uid: str
-    name: str
-    title: str
-    level: str
-    techniques: list[str]
-    tactics: list[str]
-    description: str
-    file: str
-    line: int
+class Correlation(RuleMeta):
     type: str  # event_count | value_count | temporal | temporal_ordered
     steps: list[Rule]
     group_by: list[str]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
-from exporter.correlate.fields import EventView, Value
+from exporter.correlate.fields import EventView, Value, value_text
 from exporter.correlate.graph import ProvenanceGraph
 from exporter.correlate.loader import Correlation, Rule
 from exporter.metrics import REGISTRY
@@ -50,14 +50,6 @@ class Chain:
     matches: list[Match]
 
 
-def _text(value: Value) -> str:
-    if isinstance(value, list):
-        return ",".join(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
 class CorrelationState:
     def __init__(self, corr: Correlation, graph: ProvenanceGraph) -> None:
         self.corr = corr
@@ -75,12 +67,12 @@ class CorrelationState:
     def feed(self, rule: Rule, event: Event, view: EventView) -> list[Chain]:
         corr = self.corr
         names = corr.group_by
-        key = tuple(_text(view.get(corr.field_for(n, rule))) for n in names)
+        key = tuple(value_text(view.get(corr.field_for(n, rule))) for n in names)
         self._sweep(event.ts_ns)
         if corr.type == "event_count":
             found = self._count(key, event)
         elif corr.type == "value_count":
-            found = self._values(key, event, _text(view.get(corr.field_for(corr.value_field, rule))))
+            found = self._values(key, event, value_text(view.get(corr.field_for(corr.value_field, rule))))
         else:
             found = self._sequence(key, rule, event, view)
         return [Chain(dict(zip(names, key, strict=True)), m) for m in found]

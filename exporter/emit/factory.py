@@ -17,6 +17,7 @@ from opentelemetry.sdk.resources import Resource
 from exporter import __version__
 from exporter.config.output import OutputError, plan_output
 from exporter.config.schema import OtlpConfig, OutputConfig
+from exporter.config.schema import node_name as resolve_node_name
 from exporter.emit.jsonlines import JsonLinesSink
 from exporter.emit.otlp import OtlpSink
 from exporter.emit.otlpjson import OtlpJsonLinesExporter
@@ -139,7 +140,7 @@ def build_resource(
         "service.name": "provex",
         "service.version": __version__,
         "host.name": hostname,
-        "k8s.node.name": node_name or os.environ.get("NODE_NAME", ""),
+        "k8s.node.name": node_name,
         "k8s.cluster.name": cluster_name,
         **(extra or {}),
     }
@@ -177,7 +178,7 @@ def build_sink(
     if config.schema == "raw":
         return JsonLinesSink(config.file)
     hostname = hostname or socket.gethostname()
-    node_name = node_name or os.environ.get("NODE_NAME", "") or hostname
+    node_name = resolve_node_name(node_name, hostname)
     mapper = Mapper(config.schema, node_name=node_name, cluster_name=cluster_name, hostname=hostname)
     otlp = config.otlp
     if exporter is not None:

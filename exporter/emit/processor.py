@@ -40,6 +40,7 @@ from exporter.emit.metrics import (
     EXPORT_RETRYING,
     EXPORTED,
 )
+from exporter.logs import Throttle
 
 log = logging.getLogger("provex.emit")
 
@@ -59,10 +60,9 @@ class DropReporter:
         self.count = count  # False: the caller counts in its own metric
         self.interval_s = interval_s
         self.message = message
-        self._clock = clock
         self._pending: collections.Counter[str] = collections.Counter()
         self._details: dict[str, str] = {}  # cause -> the last message that came with it
-        self._last_warning = -float("inf")
+        self._throttle = Throttle(interval_s, clock)  # one warning per interval, all causes in it
         self._lock = threading.Lock()
 
     def drop(self, cause: str, count: int = 1, detail: str = "") -> None:
@@ -74,10 +74,8 @@ class DropReporter:
             self._pending[cause] += count
             if detail:
                 self._details[cause] = detail[:500]
-            now = self._clock()
-            if now - self._last_warning < self.interval_s:
+            if self._throttle.admit() is None:
                 return
-            self._last_warning = now
             summary, details = self._take()
         self._warn(summary, details)
 

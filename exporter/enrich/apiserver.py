@@ -8,46 +8,17 @@ The set is swapped whole, so `is_apiserver` is a lock-free read.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 from collections.abc import Iterable
 
 from exporter.enrich.kubeclient import KubeClient
 from exporter.enrich.metrics import APISERVER_REFRESH_ERRORS
-from exporter.enrich.watcher import RateLimitedWarning, classify_error
+from exporter.enrich.watcher import classify_error
+from exporter.logs import RateLimitedWarning
+from exporter.model.addresses import normalize_ip, parse_ip_port
 
 log = logging.getLogger("provex.enrich")
-
-
-def _norm_ip(ip: str) -> str | None:
-    try:
-        addr = ipaddress.ip_address(ip.strip().strip("[]"))
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
-    return str(addr)
-
-
-def parse_address(text: str) -> tuple[str, int | None]:
-    """'10.0.0.1', '10.0.0.1:6443', '[fd00::1]:443', 'fd00::1' -> (ip, port or None)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.lstrip(":")
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
-    else:
-        host, port = text, ""
-    ip = _norm_ip(host)
-    if ip is None:
-        raise ValueError(f"enrich.apiserver_addresses: {text!r}: expected ip, ip:port or [ipv6]:port")
-    if port:
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"enrich.apiserver_addresses: {text!r}: bad port {port!r}")
-        return ip, int(port)
-    return ip, None
 
 
 class ApiServerSet:
@@ -55,7 +26,7 @@ class ApiServerSet:
         self._static_any: frozenset[str] = frozenset()
         pairs, anyport = set(), set()
         for text in static:
-            ip, port = parse_address(text)
+            ip, port = parse_ip_port(text)
             if port is None:
                 anyport.add(ip)
             else:
@@ -67,7 +38,7 @@ class ApiServerSet:
 
     def set_source(self, name: str, pairs: Iterable[tuple[str, int]]) -> None:
         """Replace what one source (kubeconfig, service, endpoints) says."""
-        clean = frozenset((ip, int(p)) for raw, p in pairs if (ip := _norm_ip(raw)) is not None)
+        clean = frozenset((ip, int(p)) for raw, p in pairs if (ip := normalize_ip(raw)) is not None)
         self._sources[name] = clean
         self._pairs = self._static_pairs.union(*self._sources.values())
 
@@ -79,7 +50,7 @@ class ApiServerSet:
             return False
         if (ip, port) in self._pairs:  # the common spelling: no parse needed
             return True
-        norm = _norm_ip(ip)
+        norm = normalize_ip(ip)
         if norm is None:
             return False
         return (norm, port) in self._pairs or norm in self._static_any
@@ -112,7 +83,7 @@ class ApiServerRefresher:
         self.client = client
         self.target = target
         self.period_s = period_s
-        self.warn = warn or RateLimitedWarning()
+        self.warn = warn or RateLimitedWarning(log)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 from collections.abc import Mapping
 
-from exporter.config.schema import EnrichConfig
+from exporter.config.schema import EnrichConfig, node_name
 from exporter.enrich.apiserver import ApiServerRefresher, ApiServerSet
 from exporter.enrich.cgroups import CgroupResolver, find_cgroup2_root
 from exporter.enrich.fscontext import ContextReader
@@ -17,7 +16,8 @@ from exporter.enrich.mounts import MountResolver
 from exporter.enrich.pods import PodCache
 from exporter.enrich.proctable import ProcessTable
 from exporter.enrich.stage import EnrichStage
-from exporter.enrich.watcher import PodWatcher, RateLimitedWarning
+from exporter.enrich.watcher import PodWatcher
+from exporter.logs import RateLimitedWarning
 
 log = logging.getLogger("provex.enrich")
 
@@ -75,7 +75,10 @@ def build_enricher(
     root = cgroup_root or find_cgroup2_root(mountinfo)
     cgroups = CgroupResolver(root)
     processes = ProcessTable(cfg.process_table_max, cfg.lineage_depth)
-    apiservers = ApiServerSet(cfg.apiserver_addresses)
+    try:
+        apiservers = ApiServerSet(cfg.apiserver_addresses)
+    except ValueError as exc:
+        raise ValueError(f"enrich.apiserver_addresses: {exc}") from None
     mounts = MountResolver(proc)
     contexts = ContextReader(proc)
     lifecycle: list = [cgroups, _ProcLoader(processes, proc, root), mounts, contexts]
@@ -89,11 +92,11 @@ def build_enricher(
                 extra={"fields": {"hint": "set enrich.kubeconfig or KUBECONFIG, or run in a Pod"}},
             )
         else:
-            node = cfg.node_name or env.get("NODE_NAME") or socket.gethostname()
+            node = node_name(cfg.node_name, environ=env)
             client = KubeClient(auth)
             apiservers.set_source("kubeconfig", server_addresses(auth))
             pods = PodCache(ttl_s=cfg.pod_cache_ttl_s, grace_s=cfg.deleted_pod_grace_s)
-            warn = RateLimitedWarning()
+            warn = RateLimitedWarning(log)
             watcher = PodWatcher(
                 client,
                 pods,

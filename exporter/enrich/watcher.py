@@ -15,31 +15,13 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
 
 from exporter.enrich.kubeclient import ApiError, GoneError, KubeClient
 from exporter.enrich.metrics import K8S_CONNECTED, K8S_RELISTS, K8S_WATCH_ERRORS
 from exporter.enrich.pods import PodCache, PodFormatError, pod_from_json
+from exporter.logs import RateLimitedWarning
 
 log = logging.getLogger("provex.enrich")
-
-
-class RateLimitedWarning:
-    """At most one warning per cause per interval; the metric counts every one."""
-
-    def __init__(self, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval_s = interval_s
-        self._clock = clock
-        self._last: dict[str, float] = {}
-
-    def __call__(self, cause: str, msg: str, **fields: object) -> bool:
-        now = self._clock()
-        last = self._last.get(cause)
-        if last is not None and now - last < self.interval_s:
-            return False
-        self._last[cause] = now
-        log.warning(msg, extra={"fields": {"cause": cause, **fields}})
-        return True
 
 
 def classify_error(exc: BaseException) -> str:
@@ -85,7 +67,7 @@ class PodWatcher:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.watch_timeout_s = watch_timeout_s
-        self.warn = warn or RateLimitedWarning()
+        self.warn = warn or RateLimitedWarning(log)
         self.resource_version = ""
         self.lists = 0
         self.watches = 0

@@ -16,6 +16,7 @@ from typing import Any
 
 from exporter.correlate.attack import attack
 from exporter.model import linux
+from exporter.model.addresses import split_host_port
 
 Transform = Callable[[Any, dict[str, dict[Any, Any]]], Any]
 TRANSFORMS: dict[str, Transform] = {}
@@ -227,14 +228,13 @@ def ecs_evidence(evidence: Any, tables: dict) -> list[dict[str, Any]] | None:
 
 def _endpoint(destination: str) -> dict[str, Any]:
     """'ip:port' or '[ip]:port' -> an OCSF network endpoint; anything else by name."""
-    host, sep, port = destination.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
+        host, port = split_host_port(destination)
         ip = str(_ip.ip_address(host))
     except ValueError:
         return {"name": destination}
     endpoint: dict[str, Any] = {"ip": ip}
-    if sep and port.isdigit():
+    if port and port.isdigit():
         endpoint["port"] = int(port)
     return endpoint
 

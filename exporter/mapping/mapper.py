@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter import __version__
+from exporter.config.schema import node_name as resolve_node_name
 from exporter.mapping.engine import Document, Mapping, MappingError
 from exporter.model import Alert, Event
 from exporter.resources import data_dir
@@ -47,7 +48,7 @@ class Mapper:
         self.mapping = load_mapping(schema)
         self.schema = self.mapping.schema
         self.agent: dict[str, Any] = {
-            "node_name": node_name or hostname or socket.gethostname(),
+            "node_name": resolve_node_name(node_name, hostname),
             "cluster_name": cluster_name,
             "hostname": hostname or socket.gethostname(),
             "version": version,

@@ -7,6 +7,8 @@ import the scenario machinery (the lab, runc, the API-server stand-in).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
 
 DEMO = """\
@@ -25,15 +27,24 @@ every rule fired in time; 1 if any did not; 2 if verification could not run."""
 
 
 def add_scenario_subcommands(sub: Any) -> None:
-    demo = sub.add_parser(
-        "demo",
-        help="run benign workloads and every attack in throwaway containers, show the alerts live (root)",
-        description=DEMO,
+    for name, text, description, arguments in (
+        ("demo", "run benign workloads and every attack in throwaway containers, show the alerts live (root)",
+         DEMO, _demo_arguments),
+        ("verify", "prove every rule fires on this node: one canary attack per rule (root)", VERIFY,
+         _verify_arguments),
+    ):  # fmt: skip
+        parser = sub.add_parser(name, help=text, description=description)
+        arguments(parser)
+        parser.set_defaults(func=lambda args, name=name: _run(name, args))
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wait", type=float, default=5.0, help="seconds to wait for each attack's alert (5)")
+    parser.add_argument(
+        "--late-ms", type=float, default=1000.0, help="an alert later than this is late (1000)"
     )
-    demo.add_argument("--wait", type=float, default=5.0, help="seconds to wait for each attack's alert (5)")
-    demo.add_argument("--late-ms", type=float, default=1000.0, help="an alert later than this is late (1000)")
-    demo.add_argument("--workdir", metavar="DIR", help="keep the lab and agent files here")
-    demo.add_argument(
+    parser.add_argument("--workdir", metavar="DIR", help="keep the lab and agent files here")
+    parser.add_argument(
         "--agent-arg",
         dest="agent_args",
         action="append",
@@ -41,35 +52,37 @@ def add_scenario_subcommands(sub: Any) -> None:
         metavar="ARG",
         help="extra argument for the agent, e.g. --agent-arg=--set --agent-arg=log.level=debug",
     )
-    demo.set_defaults(func=_run_demo)
 
-    verify = sub.add_parser(
-        "verify",
-        help="prove every rule fires on this node: one canary attack per rule (root)",
-        description=VERIFY,
-    )
-    verify.add_argument("--config", "-c", metavar="FILE", help="the agent config to verify")
-    verify.add_argument(
+
+def _verify_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", metavar="FILE", help="the agent config to verify")
+    parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override"
     )
-    verify.add_argument("--rules-dir", action="append", metavar="DIR", help="a directory of user Sigma rules")
-    verify.add_argument("--rule", action="append", metavar="NAME", help="verify only this rule (repeatable)")
-    verify.add_argument(
+    parser.add_argument("--rules-dir", action="append", metavar="DIR", help="a directory of user Sigma rules")
+    parser.add_argument("--rule", action="append", metavar="NAME", help="verify only this rule (repeatable)")
+    parser.add_argument(
         "--late-ms", type=float, default=1000.0, help="an alert later than this is late (1000)"
     )
-    verify.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the alerts (10)")
-    verify.add_argument("--json", action="store_true", help="print the results as JSON")
-    verify.add_argument("--workdir", metavar="DIR", help="keep the lab and agent files here")
-    verify.set_defaults(func=_run_verify)
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the alerts (10)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--workdir", metavar="DIR", help="keep the lab and agent files here")
 
 
-def _run_demo(args: argparse.Namespace) -> int:
-    from exporter.scenarios import demo
+def _run(command: str, args: argparse.Namespace) -> int:
+    """`provex demo` or `provex verify`: root only; a lab that cannot run is exit status 2."""
+    from exporter.scenarios import demo, verify
+    from exporter.scenarios.agent import AgentError
+    from exporter.scenarios.library import ScenarioError
+    from exporter.scenarios.runc import ContainerError
 
-    return demo.main(args)
-
-
-def _run_verify(args: argparse.Namespace) -> int:
-    from exporter.scenarios import verify
-
-    return verify.main(args)
+    if os.geteuid() != 0:
+        print(f"provex {command}: needs root (eBPF probes and runc containers)", file=sys.stderr)
+        return 2
+    try:
+        return demo.run_demo(args, sys.stdout) if command == "demo" else verify.main(args)
+    except (ScenarioError, AgentError, ContainerError, OSError) as exc:
+        print(f"\nprovex {command}: cannot run: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

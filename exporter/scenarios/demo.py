@@ -6,14 +6,12 @@ What it does and its options: exporter.scenarios.cli (the `--help` text).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from typing import TextIO
 
 from exporter.scenarios.agent import SeenAlert
-from exporter.scenarios.library import Scenario, ScenarioError, canaries, load_library
+from exporter.scenarios.library import Scenario, canaries, load_library
 from exporter.scenarios.session import Outcome, judge, live_session
 
 BENIGN = ["startup", "token-read-no-api", "allowlisted-controller", "health-checks", "file-heavy-job",
@@ -166,19 +164,3 @@ def summary(outcomes: list[Outcome], counters: dict[tuple[str, str], float], cau
     emitted = sum(v for (_, outcome), v in counters.items() if outcome == "emitted")
     lines.append(f"  kernel events        {int(emitted)} sent to the agent, {int(lost)} lost")
     return "\n".join(lines)
-
-
-def main(args: argparse.Namespace) -> int:
-    from exporter.scenarios.agent import AgentError
-    from exporter.scenarios.runc import ContainerError
-
-    if os.geteuid() != 0:
-        print("provex demo: needs root (eBPF probes and runc containers)", file=sys.stderr)
-        return 2
-    try:
-        return run_demo(args, sys.stdout)
-    except (ScenarioError, AgentError, ContainerError, OSError) as exc:
-        print(f"\nprovex demo: cannot run: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from dataclasses import dataclass
 
 from exporter.scenarios.library import ScenarioError, canaries, load_library
@@ -91,17 +89,8 @@ def render(results: list[RuleResult]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from exporter.scenarios.agent import AgentError
-    from exporter.scenarios.runc import ContainerError
-
-    if os.geteuid() != 0:
-        print("provex verify: needs root (eBPF probes and runc containers)", file=sys.stderr)
-        return 2
-    try:
-        results = run_verify(args)
-    except (ScenarioError, AgentError, ContainerError, OSError) as exc:
-        print(f"provex verify: cannot verify: {exc}", file=sys.stderr)
-        return 2
+    """Verify, then print the results (exit status 0 only if every rule fired in time)."""
+    results = run_verify(args)
     if args.json:
         doc = {
             "ok": all(r.ok for r in results),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from exporter.enrich.apiserver import ApiServerRefresher, ApiServerSet, parse_address
+from exporter.enrich.apiserver import ApiServerRefresher, ApiServerSet
 from exporter.enrich.kubeclient import KubeAuth, KubeClient, server_addresses
+from exporter.model.addresses import parse_ip_port
 from tests.enrich.conftest import metric
 from tests.helpers.apiserver import FaultyApiServer
 
@@ -21,13 +24,22 @@ from tests.helpers.apiserver import FaultyApiServer
     ],
 )
 def test_parse_address(text: str, expected: tuple[str, int | None]) -> None:
-    assert parse_address(text) == expected
+    assert parse_ip_port(text) == expected
 
 
-@pytest.mark.parametrize("text", ["kubernetes.default", "10.0.0.1:0", "10.0.0.1:http", "[fd00::1]:99999"])
-def test_parse_address_refuses(text: str) -> None:
-    with pytest.raises(ValueError, match=r"enrich\.apiserver_addresses"):
-        parse_address(text)
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kubernetes.default", "expected IP, IP:PORT or [IPv6]:PORT"),
+        ("10.0.0.1:0", "port '0' is not a number 1..65535"),
+        ("10.0.0.1:http", "port 'http' is not a number 1..65535"),
+        ("[fd00::1]:99999", "port '99999' is not a number 1..65535"),
+        ("[fd00::1", "expected [IPv6]:PORT"),
+    ],
+)
+def test_parse_address_refuses(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_ip_port(text)
 
 
 def test_sources_combine_and_replace() -> None:

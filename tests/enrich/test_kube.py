@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import shutil
 import ssl
@@ -483,10 +484,10 @@ def test_kubectl_watch_receives_injected_events(api: FaultyApiServer, tmp_path: 
 
 
 def test_warnings_are_rate_limited_per_cause(caplog: pytest.LogCaptureFixture) -> None:
-    from exporter.enrich.watcher import RateLimitedWarning
+    from exporter.logs import RateLimitedWarning
 
     now = [0.0]
-    warn = RateLimitedWarning(interval_s=60, clock=lambda: now[0])
+    warn = RateLimitedWarning(logging.getLogger("provex.enrich"), interval_s=60, clock=lambda: now[0])
     with caplog.at_level("WARNING", logger="provex.enrich"):
         assert warn("refused", "down")
         assert not warn("refused", "down")  # same cause within the minute: silent
@@ -494,3 +495,4 @@ def test_warnings_are_rate_limited_per_cause(caplog: pytest.LogCaptureFixture) -
         now[0] = 61.0
         assert warn("refused", "down")
     assert [r.fields["cause"] for r in caplog.records] == ["refused", "tls", "refused"]
+    assert [r.fields.get("repeats_held_back") for r in caplog.records] == [None, None, 1]

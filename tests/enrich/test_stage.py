@@ -348,7 +348,9 @@ def test_no_kubernetes_configured_is_container_only(tmp_path: Path) -> None:
 
 
 def test_bad_static_apiserver_address_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"apiserver_addresses: 'nope:1': expected ip"):
+    with pytest.raises(
+        ValueError, match=r"enrich.apiserver_addresses: 'nope:1' is not allowed; expected IP, IP:PORT"
+    ):
         build_enricher(EnrichConfig(kubernetes=False, apiserver_addresses=["nope:1"]), env={})
 
 
