@@ -22,6 +22,7 @@ class EventType(enum.StrEnum):
     SETNS = "setns"
     UNSHARE = "unshare"
     CONNECT = "connect"
+    ACCEPT = "accept"  # accept, accept4: an inbound connection (the peer in saddr, sport)
     FORK = "fork"  # sched_process_fork: lineage only
     EXIT = "exit"  # sched_process_exit: lineage only
     # Filesystem context, for path resolution in the provenance graph:
@@ -63,6 +64,8 @@ class PodInfo(msgspec.Struct, omit_defaults=True):
     labels: dict[str, str] = {}
     service_account: str = ""
     node: str = ""
+    # status.podIPs (primary first); empty for a hostNetwork Pod, whose addresses are the node's.
+    ips: list[str] = []
 
 
 class ContainerInfo(msgspec.Struct, omit_defaults=True):
@@ -151,6 +154,12 @@ class Event(msgspec.Struct, omit_defaults=True):
     dport: int = 0
     # connect: set by the enricher when (daddr, dport) is the Kubernetes API server.
     dest_is_apiserver: bool = False
+    # accept: the peer, from the sockaddr the kernel filled (family as above; 0: not asked).
+    # An IPv4 peer of an IPv6 socket (::ffff:a.b.c.d) is given as a.b.c.d.
+    saddr: str = ""
+    sport: int = 0
+    # connect, accept: set by the enricher when the other end is a Pod of this node.
+    peer_pod: PodInfo | None = None
 
     # fork
     child_pid: int = 0

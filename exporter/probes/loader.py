@@ -341,6 +341,7 @@ class Probes:
         "pending_ctx",
         "pending_link",
         "pending_dup",
+        "pending_accept",
     )
 
     def sweep_pending(self, proc: str = "/proc") -> int:

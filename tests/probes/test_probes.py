@@ -37,11 +37,14 @@ def test_record_layouts_match_the_c_structs(probes):
         ("mount", "pending_mount"),
         ("ns", "pending_ns"),
         ("connect", "pending_connect"),
+        ("accept", "pending_accept"),
     )
     for family, map_name in families:
         leaf = probes.table(map_name).Leaf
         assert ctypes.sizeof(leaf) == ctypes.sizeof(structs[family]), family
-    assert {sc.name for sc in SYSCALLS} >= {"openat2", "fsmount", "move_mount", "open_tree", "execveat"}
+    assert {sc.name for sc in SYSCALLS} >= {
+        *("openat2", "fsmount", "move_mount", "open_tree", "execveat", "accept", "accept4")
+    }
 
 
 def test_counters_cover_every_syscall(probes):

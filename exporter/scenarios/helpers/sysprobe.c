@@ -59,6 +59,55 @@ static long do_connect_unix(const char *path)
     return syscall(SYS_connect, fd, &sa, sizeof(sa));
 }
 
+/* Listen on PORT (IPv4, or dual-stack IPv6 with "-v6" in the op), accept one connection
+ * with accept, accept4, or accept4 without asking for the peer; print the peer. */
+static long do_accept(const char *op, int port)
+{
+    int v6 = strstr(op, "-v6") != NULL;
+    int family = v6 ? AF_INET6 : AF_INET;
+    int fd = socket(family, SOCK_STREAM, 0), one = 1, zero = 0;
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in6 a6 = {0}, peer = {0};
+    struct sockaddr_in a4 = {0};
+    socklen_t len = sizeof(peer);
+    long rc;
+    if (v6) {
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+        a6.sin6_family = AF_INET6;
+        a6.sin6_port = htons(port);
+        rc = bind(fd, (struct sockaddr *)&a6, sizeof(a6));
+    } else {
+        a4.sin_family = AF_INET;
+        a4.sin_port = htons(port);
+        rc = bind(fd, (struct sockaddr *)&a4, sizeof(a4));
+    }
+    if (rc < 0 || listen(fd, 8) < 0)
+        return -1;
+    if (!strncmp(op, "accept-nopeer", 13))
+        rc = syscall(SYS_accept4, fd, NULL, NULL, 0);
+    else if (!strncmp(op, "accept4", 7))
+        rc = syscall(SYS_accept4, fd, (struct sockaddr *)&peer, &len, SOCK_CLOEXEC);
+    else
+        rc = syscall(SYS_accept, fd, (struct sockaddr *)&peer, &len);
+    if (rc >= 0) {
+        char text[64] = "";
+        int pport = 0;
+        if (peer.sin6_family == AF_INET6) {
+            inet_ntop(AF_INET6, &peer.sin6_addr, text, sizeof(text));
+            pport = ntohs(peer.sin6_port);
+        } else if (peer.sin6_family == AF_INET) {
+            struct sockaddr_in *p4 = (struct sockaddr_in *)&peer;
+            inet_ntop(AF_INET, &p4->sin_addr, text, sizeof(text));
+            pport = ntohs(p4->sin_port);
+        }
+        printf("peer=%s port=%d\n", text, pport);
+        close(rc);
+    }
+    return rc;
+}
+
 /* fsopen -> fsconfig(source) -> fsconfig(create) -> fsmount -> move_mount */
 static long do_newmount(const char *fstype, const char *source, const char *target)
 {
@@ -79,7 +128,7 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: sysprobe open|openat|openat2|creat|execve|execveat|connect|connect-unix|"
-                        "setns|setns-pidfd|unshare|mount|newmount|open-tree|openat-dirfd|fexecve|flood|sleep ARGS...\n");
+                        "accept|accept4|accept-nopeer|setns|setns-pidfd|unshare|mount|newmount|open-tree|openat-dirfd|fexecve|flood|sleep ARGS...\n");
         return 2;
     }
     const char *op = argv[1];
@@ -123,6 +172,8 @@ int main(int argc, char **argv)
         return report(syscall(SYS_execveat, AT_FDCWD, argv[2], &argv[2], NULL, 0));
     if (!strcmp(op, "connect") && argc > 3)
         return report(do_connect(argv[2], atoi(argv[3])));
+    if (!strncmp(op, "accept", 6) && argc > 2) /* accept|accept4|accept-nopeer[-v6] PORT */
+        return report(do_accept(op, atoi(argv[2])));
     if (!strcmp(op, "connect-unix") && argc > 2)
         return report(do_connect_unix(argv[2]));
     if (!strcmp(op, "setns") && argc > 2) { /* setns PATH-TO-NS-FILE */
