@@ -33,9 +33,9 @@ def test_every_default_rule_has_a_canary_and_at_least_two_variants():
     assert set(variants) == set(ALERTING)
 
 
-def test_eight_attack_classes_and_the_benign_set():
+def test_nine_attack_classes_and_the_benign_set():
     classes = {s.klass for s in LIBRARY if s.kind == "attack"}
-    assert len(classes) == 8, classes  # the seven rule classes, plus the provenance forms
+    assert len(classes) == 9, classes  # the seven rule classes, the provenance forms, lateral movement
     benign = {s.name for s in LIBRARY if s.kind == "benign"}
     assert {
         "startup",
@@ -43,6 +43,7 @@ def test_eight_attack_classes_and_the_benign_set():
         "allowlisted-controller",
         "health-checks",
         "file-heavy-job",
+        "pod-calls-pod-service",
     } <= benign
     assert "package-manager-storm" in benign
 
