@@ -114,7 +114,7 @@ class Lab:
         # The Service/Endpoints the agent refreshes name the stand-in itself (and its address
         # inside the network namespaces of own_network scenarios, same port).
         self.api.endpoints = [("127.0.0.1", self.api.port), (NET_API_IP, self.api.port)]
-        self._networks = 0
+        self._networks: dict[tuple[str, int], int] = {}
         self.kubeconfig = self.api.write_kubeconfig(str(self.workdir / "kubeconfig"))
         self.http = PayloadServer()
         # A host process whose namespaces a hostPID container enters (/proc/1/ns may be closed).
@@ -147,29 +147,31 @@ class Lab:
             self._host_dirs[key] = root
         return self._host_dirs[key]
 
-    def _network(self) -> tuple[str, dict[str, str]]:
-        """A network namespace with test-only addresses on its loopback, and their values."""
-        n = self._networks
-        self._networks += 1
+    def _network(self, key: tuple[str, int]) -> tuple[str, dict[str, str]]:
+        """The trial's network namespace, with test-only addresses on its loopback, and their
+        values: the same for the same scenario and trial (a trial may be prepared twice, its
+        Pod registered from the first)."""
+        n = self._networks.setdefault(key, len(self._networks))
         name = f"provex-lab-{self.nonce}-{n}"
         values = {
             "POD_IP": f"10.250.{n // 100}.{n % 100 * 2 + 2}",
             "PEER_IP": f"10.250.{n // 100}.{n % 100 * 2 + 3}",
             "NET_API_IP": NET_API_IP,
         }
-        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-        for address in values.values():
-            subprocess.run(
-                ["ip", "-n", name, "addr", "add", f"{address}/32", "dev", "lo"],
-                check=True,
-                capture_output=True,
-            )
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True)
+        if not Path(f"/run/netns/{name}").exists():
+            subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+            for address in values.values():
+                subprocess.run(
+                    ["ip", "-n", name, "addr", "add", f"{address}/32", "dev", "lo"],
+                    check=True,
+                    capture_output=True,
+                )
+            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True)
         return name, values
 
     def prepare(self, scenario: Scenario, trial: int = 0) -> Prepared:
         seed = f"{self.nonce}-{scenario.name}-{trial}"
-        netns, addresses = self._network() if scenario.own_network else ("", {})
+        netns, addresses = self._network((scenario.name, trial)) if scenario.own_network else ("", {})
         uid = _uuid(f"pod-{seed}")
         cid = hashlib.sha256(f"ctr-{seed}".encode()).hexdigest()
         pod_name = f"{scenario.name}-{trial}"[:63]
@@ -227,7 +229,7 @@ class Lab:
         )
 
     def close(self) -> None:
-        for n in range(self._networks):  # those prepared but never run
+        for n in self._networks.values():  # those prepared but never run
             subprocess.run(
                 ["ip", "netns", "del", f"provex-lab-{self.nonce}-{n}"], capture_output=True, check=False
             )

@@ -59,6 +59,7 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     kind: Literal["attack", "benign"] = "attack"
     klass: str = ""  # the file's class
     rule: str = ""  # attack: rule name (or id) that must fire
+    also: list[str] = []  # attack: other rules it raises by design (a chain that holds another)
     technique: str = ""  # attack: ATT&CK id the alert must carry
     canary: bool = False  # `provex verify` runs this one for its rule
     namespace: str = "scenarios"
@@ -181,7 +182,10 @@ def _check(s: Scenario, rules: dict[str, RuleRef]) -> list[str]:
             problems.append(
                 f"{s.name}: rule {s.rule} carries {list(rules[s.rule].techniques)}, not {s.technique}"
             )
-    elif s.rule or s.canary:
+        for name in s.also:
+            if name not in rules or name == s.rule:
+                problems.append(f"{s.name}: also {name!r} is not another alerting default rule")
+    elif s.rule or s.canary or s.also:
         problems.append(f"{s.name}: a benign scenario names no rule and is no canary")
     for hp in s.host_paths:
         if not hp.host.startswith("/") or not hp.mount.startswith("/"):

@@ -127,6 +127,23 @@ def test_verdicts():
     assert judge(_run(benign), [_alert("container_setns", 0, 1)], RULES, 1000).status == "false-positive"
 
 
+def test_a_chain_that_holds_another_names_it_and_only_that_one_is_not_wrong(tmp_path):
+    chain = next(s for s in LIBRARY if s.name == "inbound-then-token-api")
+    assert chain.also == ["sa_token_exfiltration"]
+    both = [_alert(chain.rule, 0, 1), _alert("sa_token_exfiltration", 0, 1), _alert("container_setns", 0, 1)]
+    outcome = judge(_run(chain), both, RULES, 1000)
+    assert outcome.status == "fired"
+    assert [a.rule_title for a in outcome.wrong_alerts()] == [RULES["container_setns"].title]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "class: x\nscenarios:\n  - name: a\n    script: 'true'\n    rule: container_setns\n"
+        "    also: [container_setns, nope]\n"
+    )
+    with pytest.raises(ScenarioError, match="also 'container_setns' is not another") as err:
+        load_file(bad)
+    assert "also 'nope'" in str(err.value)
+
+
 def test_verify_table_says_late_and_missing():
     text = render(
         [
