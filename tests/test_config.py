@@ -65,3 +65,12 @@ def test_precedence_file_env_set(tmp_path):
 def test_bad_env_override_names_the_variable():
     with pytest.raises(ConfigError, match="PROVEX_PROBES__PATH_MAX"):
         load_config(None, environ={"PROVEX_PROBES__PATH_MAX": "big"})
+
+
+def test_cgroup_subtree_scopes_container_monitoring_only():
+    config = load_config(None, ["probes.cgroup_subtree=/node-a"], environ={})
+    assert config.probes.cgroup_subtree == "/node-a"
+    with pytest.raises(ConfigError, match=r"cgroup_subtree.*monitor=all"):
+        load_config(None, ["probes.cgroup_subtree=/node-a", "probes.monitor=all"], environ={})
+    with pytest.raises(ConfigError, match=r"without \.\."):
+        load_config(None, ["probes.cgroup_subtree=/node-a/../node-b"], environ={})
