@@ -26,7 +26,7 @@ COUNTERS = (
     "lost_ringbuf",
     "lost_pending",
     "sampled",  # past its cgroup's flood budget: dropped in the kernel, counted per cgroup too
-    "shed",  # a read within its budget, dropped while the agent lagged (probes pressure)
+    "shed",  # a read past its cgroup's tightened budget while the agent lagged (probes pressure)
 )
 
 # Event type bits, as T_* in bpf/provex.h.
