@@ -55,3 +55,94 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
     pending_connect.delete(&tid);
     return 0;
 }
+
+/* accept, accept4: an inbound connection. The peer's address is what the kernel
+ * wrote into the caller's sockaddr, so it is read at the exit; the local side
+ * is not in the syscall's arguments (the agent knows the Pod's address). The
+ * event's time is the exit's: a server waits in accept long before a client
+ * comes, and a chain orders the accept after the peer's connect. */
+
+struct accept_ev {
+    struct event_hdr h;
+    s32 fd;     /* the listening socket */
+    u16 family; /* the peer's (0: the caller did not ask for its address) */
+    u16 port;   /* host byte order */
+    u8 addr[16];
+    u32 flags;  /* accept4: SOCK_NONBLOCK, SOCK_CLOEXEC */
+    u32 pad;
+    u64 user_addr; /* the caller's sockaddr, filled by the kernel at exit */
+};
+
+BPF_HASH(pending_accept, u32, struct accept_ev, 8192);
+
+static __always_inline int accept_enter(u16 sc, s32 fd, const void *upeer, u32 flags)
+{
+    u64 cg;
+    if (!enter_filter(sc, &cg))
+        return 0;
+    /* The budget is charged at the exit: only there is it known whether the
+     * accept is sent at all (a non-blocking server's EAGAIN is not). The
+     * pending map holds one record per thread either way. */
+    struct accept_ev e = {};
+    fill_hdr(&e.h, sc, sizeof(e), cg);
+    e.fd = fd;
+    e.flags = flags;
+    e.user_addr = (u64)upeer;
+    u32 tid = current_tid();
+    if (pending_accept.update(&tid, &e))
+        count(sc, CTR_LOST_PENDING);
+    return 0;
+}
+
+static __always_inline int accept_exit(long ret)
+{
+    u32 tid = current_tid();
+    struct accept_ev *e = pending_accept.lookup(&tid);
+    if (!e)
+        return 0;
+    u16 sc = e->h.sc;
+    const u8 *sa = (const u8 *)e->user_addr;
+    u16 family = 0;
+    if (sa)
+        bpf_probe_read_user(&family, sizeof(family), sa);
+    /* A failed accept carries no peer (EAGAIN of a non-blocking server is the
+     * common case); a unix-socket peer is no network connection. */
+    if (ret < 0 || (sa && family != PROVEX_AF_INET && family != PROVEX_AF_INET6)) {
+        count(sc, CTR_FILTERED_OTHER);
+        pending_accept.delete(&tid);
+        return 0;
+    }
+    if (!admitted(sc, e->h.cgroup_id, FLOOD_EVENTS, 0)) {
+        pending_accept.delete(&tid);
+        return 0;
+    }
+    e->family = family;
+    u16 port_be = 0;
+    if (family == PROVEX_AF_INET) {
+        bpf_probe_read_user(&port_be, sizeof(port_be), sa + 2);
+        bpf_probe_read_user(&e->addr, 4, sa + 4);
+    } else if (family == PROVEX_AF_INET6) {
+        bpf_probe_read_user(&port_be, sizeof(port_be), sa + 2);
+        bpf_probe_read_user(&e->addr, 16, sa + 8);
+    }
+    e->port = (port_be >> 8) | (port_be << 8);
+    e->h.ts = bpf_ktime_get_boot_ns();
+    e->h.ret = ret;
+    emit(e, sizeof(*e), sc, T_ACCEPT);
+    pending_accept.delete(&tid);
+    return 0;
+}
+
+#ifdef HAVE_SYS_ENTER_ACCEPT
+TRACEPOINT_PROBE(syscalls, sys_enter_accept)
+{
+    return accept_enter(SC_ACCEPT, args->fd, args->upeer_sockaddr, 0);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_accept) { return accept_exit(args->ret); }
+#endif
+
+TRACEPOINT_PROBE(syscalls, sys_enter_accept4)
+{
+    return accept_enter(SC_ACCEPT4, args->fd, args->upeer_sockaddr, args->flags);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_accept4) { return accept_exit(args->ret); }

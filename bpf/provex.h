@@ -195,11 +195,12 @@ struct budget {
 BPF_HASH(budgets, u64, struct budget, 16384);
 BPF_HASH(sampled_by_cgroup, u64, u64, 16384);
 /* Set by the agent while it lags behind the ring (its oldest record waited too
- * long): reads of configured prefixes within their budget are shed too (counted
- * as CTR_SHED, not held against the container), so the ring empties and
- * decisive events stop queueing behind bulk ones. Reads of sensitive paths and
- * of names the workload wrote or linked (a download read by sed, a link read
- * by cat: provenance) are never shed. */
+ * long): every cgroup's read budget shrinks 16-fold (what is dropped then is
+ * counted as CTR_SHED), so heavy readers stop filling the ring and decisive
+ * events stop queueing behind bulk ones, while a container's occasional read
+ * still passes. Reads of sensitive paths and of names the workload wrote or
+ * linked (a download read by sed, a link read by cat: provenance) keep their
+ * normal budget. */
 BPF_ARRAY(pressure, u32, 1);
 
 static __always_inline void count(u32 sc, u32 ctr)
@@ -288,12 +289,20 @@ static __always_inline int admitted(u16 sc, u64 cg, u32 class, int sheddable)
     u64 now = bpf_ktime_get_boot_ns();
     u64 interval = class == FLOOD_READS ? READ_INTERVAL_NS : EVENT_INTERVAL_NS;
     u64 tolerance = class == FLOOD_READS ? READ_TOLERANCE_NS : EVENT_TOLERANCE_NS;
+    int tight = 0;
+    if (sheddable) {
+        u32 zero = 0;
+        u32 *behind = pressure.lookup(&zero);
+        tight = behind && *behind;
+    }
+    if (tight)
+        interval <<= 4; /* the agent lags: a 16-fold smaller read budget for every cgroup */
     u32 slot = class & 1;
     u64 tat = b->tat[slot];
     if (tat < now)
         tat = now;
     if (tat - now > tolerance) {
-        count(sc, CTR_SAMPLED);
+        count(sc, tight ? CTR_SHED : CTR_SAMPLED);
         u64 *n = sampled_by_cgroup.lookup(&cg);
         if (n) {
             __sync_fetch_and_add(n, 1);
@@ -304,14 +313,6 @@ static __always_inline int admitted(u16 sc, u64 cg, u32 class, int sheddable)
         return 0;
     }
     b->tat[slot] = tat + interval;
-    if (sheddable) {
-        u32 zero = 0;
-        u32 *behind = pressure.lookup(&zero);
-        if (behind && *behind) {
-            count(sc, CTR_SHED);
-            return 0;
-        }
-    }
 #endif
     return 1;
 }

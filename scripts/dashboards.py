@@ -5,8 +5,10 @@ siem/grafana/provex-loki-dashboard.json (Grafana, Loki data source) are
 generated here (`python scripts/dashboards.py siem/`); a test checks the
 shipped files against this module and every field they name against what the
 agent emits. Both answer the same questions: alerts over time by rule and by
-ATT&CK technique, the Pods and namespaces with most alerts, and the evidence
-of each chain (the events an alert rests on, by event.id).
+ATT&CK technique, the Pods and namespaces with most alerts, the evidence
+of each chain (the events an alert rests on, by event.id), and the connections
+between Pods, outbound and inbound, from every node (a connect names the
+destination Pod's address; an accept, on the other Pod's node, the peer's).
 
 Elastic: the ECS body is the document (bodymap), alerts in
 logs-provex.alerts-*, events in logs-provex.events-*. Loki: the ECS body is the
@@ -55,6 +57,27 @@ EVENT_COLUMNS = [
 ]
 
 
+# Connections between Pods, from the raw events of every node: connect (egress) and accept
+# (ingress). The local Pod is the document's own (orchestrator.*, provex.pod_ip); the other
+# end is its address, and provex.peer_pod names it when it is a Pod of the same node.
+CONNECTION_COLUMNS = [
+    "host.name",
+    "network.direction",
+    "orchestrator.namespace",
+    "orchestrator.resource.name",
+    "provex.pod_ip",
+    "source.ip",
+    "source.port",
+    "destination.ip",
+    "destination.port",
+    "provex.peer_pod.namespace",
+    "provex.peer_pod.name",
+    "process.executable",
+]
+OUTBOUND = 'event.category : "network" and network.direction : "egress"'
+INBOUND = 'event.category : "network" and network.direction : "ingress"'
+
+
 def _search_source(view_ref: str, query: str = "") -> dict[str, Any]:
     return {
         "searchSourceJSON": json.dumps(
@@ -99,7 +122,14 @@ def _over_time(split_field: str) -> list[dict[str, Any]]:
     ]
 
 
-def _visualization(vid: str, title: str, vis_type: str, aggs: list[dict[str, Any]]) -> dict[str, Any]:
+def _visualization(
+    vid: str,
+    title: str,
+    vis_type: str,
+    aggs: list[dict[str, Any]],
+    view: str = ALERTS_VIEW,
+    query: str = "",
+) -> dict[str, Any]:
     params: dict[str, Any] = {"type": vis_type, "addLegend": True, "legendPosition": "right"}
     if vis_type == "table":
         params = {"type": "table", "perPage": 10, "showPartialRows": False}
@@ -114,9 +144,9 @@ def _visualization(vid: str, title: str, vis_type: str, aggs: list[dict[str, Any
             "visState": json.dumps(
                 {"title": title, "type": vis_type, "aggs": aggs, "params": params}, sort_keys=True
             ),
-            "kibanaSavedObjectMeta": _search_source(ALERTS_VIEW),
+            "kibanaSavedObjectMeta": _search_source(view, query),
         },
-        "references": _ref(ALERTS_VIEW),
+        "references": _ref(view),
     }
 
 
@@ -136,7 +166,7 @@ def _search(sid: str, title: str, view: str, columns: list[str], query: str = ""
 
 
 def kibana_objects() -> list[dict[str, Any]]:
-    """Saved objects: two data views, four visualizations, two searches, one dashboard."""
+    """Saved objects: two data views, six visualizations, three searches, one dashboard."""
     views = [
         {
             "type": "index-pattern",
@@ -182,6 +212,40 @@ def kibana_objects() -> list[dict[str, Any]]:
             EVENTS_VIEW,
             EVENT_COLUMNS,
         ),
+        _visualization(
+            "provex-outbound-connections",
+            "provex: outbound connections from Pods (connect)",
+            "table",
+            [
+                _COUNT,
+                _terms("2", "orchestrator.namespace", 10, "bucket"),
+                _terms("3", "orchestrator.resource.name", 20, "bucket"),
+                _terms("4", "destination.ip", 20, "bucket"),
+                _terms("5", "destination.port", 10, "bucket"),
+            ],
+            EVENTS_VIEW,
+            OUTBOUND,
+        ),
+        _visualization(
+            "provex-inbound-connections",
+            "provex: inbound connections to Pods (accept)",
+            "table",
+            [
+                _COUNT,
+                _terms("2", "orchestrator.namespace", 10, "bucket"),
+                _terms("3", "orchestrator.resource.name", 20, "bucket"),
+                _terms("4", "source.ip", 20, "bucket"),
+            ],
+            EVENTS_VIEW,
+            INBOUND,
+        ),
+        _search(
+            "provex-pod-connections",
+            "provex: connections between Pods, every node (match destination.ip to provex.pod_ip)",
+            EVENTS_VIEW,
+            CONNECTION_COLUMNS,
+            'event.category : "network"',
+        ),
     ]
     grid = [
         (0, 0, 24, 15),
@@ -190,6 +254,9 @@ def kibana_objects() -> list[dict[str, Any]]:
         (24, 15, 24, 15),
         (0, 30, 48, 15),
         (0, 45, 48, 15),
+        (0, 60, 24, 15),
+        (24, 60, 24, 15),
+        (0, 75, 48, 15),
     ]
     panels_json = []
     references = []
@@ -235,6 +302,7 @@ def kibana_ndjson() -> str:
 
 STREAM = '{service_name="provex"}'
 ALERTS = f'{STREAM} | event_name="provex.alert"'
+CONNECTIONS = f'{STREAM} | event_name=~"provex.network_(connection|accept)"'
 
 
 def _target(expr: str, legend: str = "", instant: bool = False) -> dict[str, Any]:
@@ -318,6 +386,36 @@ def grafana_dashboard() -> dict[str, Any]:
             "logs",
             f'{STREAM} | event_name!="provex.alert" | json | event_id=~"$event_id"',
             (0, 25, 24, 9),
+        ),
+        _panel(
+            7,
+            "Outbound connections from Pods (connect), every node",
+            "table",
+            "topk(20, sum by (k8s_namespace_name, k8s_pod_name, destination_ip) (count_over_time("
+            f'{CONNECTIONS} | json direction="network.direction", destination_ip="destination.ip"'
+            ' | direction="egress" [$__range])))',
+            (0, 34, 12, 8),
+            instant=True,
+        ),
+        _panel(
+            8,
+            "Inbound connections to Pods (accept), every node",
+            "table",
+            "topk(20, sum by (k8s_namespace_name, k8s_pod_name, source_ip) (count_over_time("
+            f'{CONNECTIONS} | json direction="network.direction", source_ip="source.ip"'
+            ' | direction="ingress" [$__range])))',
+            (12, 34, 12, 8),
+            instant=True,
+        ),
+        _panel(
+            9,
+            "Connections between Pods (match a destination to the Pod with that address)",
+            "logs",
+            f'{CONNECTIONS} | json node="host.name", direction="network.direction", pod_ip="provex.pod_ip", '
+            'src="source.ip", dst="destination.ip", dport="destination.port", peer="provex.peer_pod.name" '
+            '| line_format "{{.node}} {{.k8s_namespace_name}}/{{.k8s_pod_name}} ({{.pod_ip}}) {{.direction}} '
+            '{{.src}} -> {{.dst}}:{{.dport}} peer={{.peer}}"',
+            (0, 42, 24, 9),
         ),
     ]
     return {

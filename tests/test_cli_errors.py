@@ -105,7 +105,7 @@ def test_an_endpoint_that_is_not_a_url(capsys: pytest.CaptureFixture[str], recor
             "probes.wakeup_types=[exec,bogus]",
             "--set probes.wakeup_types: 'bogus' is not an event type;"
             " expected one of: exec, open, mount, setns, unshare, connect, fork, exit,"
-            " chdir, chroot, link, rename, dup",
+            " chdir, chroot, link, rename, dup, accept",
         ),
         ("output.shema=ecs", "--set output.shema: unknown key output.shema; did you mean output.schema?"),
         ("probes.path_max=lots", "--set probes.path_max: 'lots' is not allowed; expected an integer"),

@@ -76,3 +76,12 @@ def test_node_name_is_the_flag_then_node_name_then_the_host_name():
     assert node_name("", "host", environ={"NODE_NAME": "downward"}) == "downward"
     assert node_name("", "host", environ={}) == "host"
     assert node_name(environ={}) == socket.gethostname()
+
+
+def test_cgroup_subtree_scopes_container_monitoring_only():
+    config = load_config(None, ["probes.cgroup_subtree=/node-a"], environ={})
+    assert config.probes.cgroup_subtree == "/node-a"
+    with pytest.raises(ConfigError, match=r"cgroup_subtree.*monitor=all"):
+        load_config(None, ["probes.cgroup_subtree=/node-a", "probes.monitor=all"], environ={})
+    with pytest.raises(ConfigError, match=r"without \.\."):
+        load_config(None, ["probes.cgroup_subtree=/node-a/../node-b"], environ={})

@@ -32,6 +32,9 @@ class ProbesConfig(msgspec.Struct, **_STRICT):
     # Also monitor these cgroup v2 paths (relative to the cgroup2 mount), even
     # when monitor=containers (e.g. a host service you care about).
     extra_cgroups: list[str] = []
+    # monitor=containers: look for containers only at or below this cgroup v2 path (relative
+    # to the mount), e.g. this node's part of a host where several agents run; "" = everywhere.
+    cgroup_subtree: str = ""
     # Open-family paths that cross to user space: a path is interesting when
     # it starts with one of these prefixes. Others are counted and dropped in
     # the kernel. Empty list = every path.

@@ -55,6 +55,10 @@ def check_values(config: Config) -> Iterator[Problem]:
     for key in ("drain_max_records", "drain_max_ms"):
         if getattr(p, key) < 1:
             yield ("probes", key), f"{getattr(p, key)} is not allowed; expected a number >= 1"
+    if p.cgroup_subtree and p.monitor == "all":
+        yield ("probes", "cgroup_subtree"), "is set with monitor=all; the subtree scopes monitor=containers"
+    if ".." in p.cgroup_subtree.split("/"):
+        yield ("probes", "cgroup_subtree"), f"{p.cgroup_subtree!r} is not allowed; expected a path without .."
     known = [t.value for t in TYPE_BITS]  # what the kernel reports (not the agent's own records)
     for i, name in enumerate(p.wakeup_types):
         if name not in known:

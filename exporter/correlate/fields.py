@@ -8,6 +8,7 @@ exporter/correlate/FIELDS.md, checked by a test) is generated from this table.
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ CATEGORY_DOC: dict[str, str] = {
     "process_creation": "exec: execve, execveat",
     "file_access": "open: open, openat, openat2, creat (every successful open)",
     "file_event": "open with O_WRONLY, O_RDWR or O_CREAT (a file written or created)",
-    "network_connection": "connect to an IPv4 or IPv6 address (AF_UNIX connects are in the graph, not here)",
+    "network_connection": "connect to an IPv4 or IPv6 address; accept, accept4 (inbound: Initiated false)"
+    " (AF_UNIX connects are in the graph, not here)",
     "mount": "mount, fsopen, fsconfig, fsmount, move_mount, open_tree (provex)",
     "setns": "setns (provex)",
     "unshare": "unshare (provex)",
@@ -60,14 +62,17 @@ def categories_of(event: Event) -> tuple[str, ...]:
         if event.flags & (O_WRONLY | O_RDWR | O_CREAT):
             return ("file_access", "file_event")
         return ("file_access",)
-    if t is EventType.CONNECT and event.family not in linux.IP_FAMILIES:
-        return ()  # an AF_UNIX connect: not Sigma's network_connection (the graph still sees it)
+    if t in (EventType.CONNECT, EventType.ACCEPT) and event.family not in linux.IP_FAMILIES:
+        # AF_UNIX, or an accept whose caller did not ask for the peer: not Sigma's
+        # network_connection (the graph still sees it)
+        return ()
     return _SINGLE.get(t, ())
 
 
 _SINGLE: dict[EventType, tuple[str, ...]] = {
     EventType.EXEC: ("process_creation",),
     EventType.CONNECT: ("network_connection",),
+    EventType.ACCEPT: ("network_connection",),
     EventType.MOUNT: ("mount",),
     EventType.SETNS: ("setns",),
     EventType.UNSHARE: ("unshare",),
@@ -138,6 +143,48 @@ def _endpoint(e: Event) -> str:
     return f"[{e.daddr}]:{e.dport}" if ":" in e.daddr else f"{e.daddr}:{e.dport}"
 
 
+def _pod_ip(e: Event) -> Value:
+    pod = e.container.pod if e.container is not None else None
+    return pod.ips[0] if pod is not None and pod.ips else ""
+
+
+def _local_ip(e: Event) -> str:
+    """The local end of a connect or an accept: the Pod's address of the peer's family. The
+    syscall does not say it; a Pod has one address per family (hostNetwork Pods: none
+    known), and a loopback peer means a loopback end, which names no Pod."""
+    peer = e.daddr if e.type is EventType.CONNECT else e.saddr
+    pod = e.container.pod if e.container is not None else None
+    if not peer or pod is None or not pod.ips or _loopback(peer):
+        return ""
+    v6 = ":" in peer
+    return next((ip for ip in pod.ips if (":" in ip) == v6), "")
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _lineage(slot: int) -> Callable[[Event], Value]:
+    """The pid `slot` generations up, from the lineage the process table recorded (the
+    topmost known one when it is shorter: equal values always mean a common ancestor)."""
+
+    def get(e: Event) -> Value:
+        lineage = e.process.lineage if e.process is not None else []
+        return lineage[min(slot, len(lineage) - 1)] if lineage else None
+
+    return get
+
+
+def _peer(attr: str) -> Callable[[Event], Value]:
+    def get(e: Event) -> Value:
+        return getattr(e.peer_pod, attr) if e.peer_pod is not None else ""
+
+    return get
+
+
 def _pod(attr: str) -> Callable[[Event], Value]:
     def get(e: Event) -> Value:
         pod = e.container.pod if e.container is not None else None
@@ -206,6 +253,7 @@ _EXEC = frozenset({"process_creation"})
 _MOUNT = frozenset({"mount"})
 _open = _of(EventType.OPEN)
 _conn = _of(EventType.CONNECT)
+_acc = _of(EventType.ACCEPT)
 _mnt = _of(EventType.MOUNT)
 _exec = _of(EventType.EXEC)
 
@@ -231,9 +279,46 @@ _TABLE: list[Field] = [
         "the opened file, resolved (root, cwd, dirfd, known links); as given if it cannot be",
         _open(lambda e: e.resolved_path or e.path),
     ),
-    Field("DestinationIp", "string", _NET, "connect destination address", _conn(lambda e: e.daddr)),
-    Field("DestinationPort", "integer", _NET, "connect destination port", lambda e: e.dport),
-    Field("Initiated", "string", _NET, '"true": connect is always outbound', _conn(lambda e: "true")),
+    Field(
+        "DestinationIp",
+        "string",
+        _NET,
+        "connect: the destination address; accept: the local end, the Pod's address (see SourceIp)",
+        lambda e: (
+            e.daddr if e.type is EventType.CONNECT else _local_ip(e) if e.type is EventType.ACCEPT else ""
+        ),
+    ),
+    Field(
+        "DestinationPort",
+        "integer",
+        _NET,
+        "connect destination port (accept: not in the syscall, 0)",
+        _conn(lambda e: e.dport),
+    ),
+    Field(
+        "SourceIp",
+        "string",
+        _NET,
+        "accept: the peer's address; connect: the local end, the Pod's address of the destination's"
+        " family (empty for a loopback peer, a hostNetwork Pod or outside Kubernetes)",
+        lambda e: (
+            e.saddr if e.type is EventType.ACCEPT else _local_ip(e) if e.type is EventType.CONNECT else ""
+        ),
+    ),
+    Field(
+        "SourcePort",
+        "integer",
+        _NET,
+        "accept: the peer's port (connect: not known, 0)",
+        _acc(lambda e: e.sport),
+    ),
+    Field(
+        "Initiated",
+        "string",
+        _NET,
+        '"true" for a connect (outbound), "false" for an accept (inbound)',
+        lambda e: "true" if e.type is EventType.CONNECT else "false" if e.type is EventType.ACCEPT else "",
+    ),
     # provex: provenance (what the graph resolved)
     Field(
         "TargetFilenameAsGiven",
@@ -299,6 +384,15 @@ _TABLE: list[Field] = [
         lambda e: e.dest_is_apiserver,
     ),
     Field("AddressFamily", "integer", _NET, "2 = AF_INET, 10 = AF_INET6", lambda e: e.family),
+    Field(
+        "PeerPodName",
+        "string",
+        _NET,
+        "the Pod at the other end, when it is a Pod of this node",
+        _peer("name"),
+    ),
+    Field("PeerPodNamespace", "string", _NET, "that Pod's namespace", _peer("namespace")),
+    Field("PeerPodUid", "string", _NET, "that Pod's uid", _peer("uid")),
     # provex: namespaces and mounts
     Field("NamespaceType", "integer", _NS, "setns nstype / unshare flags (raw)", lambda e: e.nstype),
     Field(
@@ -344,6 +438,24 @@ _TABLE: list[Field] = [
     Field("PodUid", "string", ALL, "Pod uid", _pod("uid")),
     Field("ServiceAccount", "string", ALL, "Pod service account", _pod("service_account")),
     Field("NodeName", "string", ALL, "node the Pod runs on", _pod("node")),
+    Field(
+        "PodIp",
+        "string",
+        ALL,
+        "the Pod's own address (the first of status.podIPs); empty for a hostNetwork Pod",
+        _pod_ip,
+    ),
+    *(
+        Field(
+            f"AncestorProcessId{n}",
+            "integer",
+            ALL,
+            f"the pid {n} generation{'s' if n > 1 else ''} up (process table; the topmost known"
+            " one when the lineage is shorter, so equal values mean a common ancestor)",
+            _lineage(n),
+        )
+        for n in range(1, 5)
+    ),
     Field(
         "IsHostMount",
         "boolean",

@@ -301,6 +301,11 @@ class ProvenanceGraph:
         if ok and event.family in (AF_INET, AF_INET6) and not state.net:
             self._taint(state, (evidence_ref(event, "connect"),), _cid(event))
 
+    def _on_accept(self, event: Event, state: ProcState) -> None:
+        # An accepted connection brings network data in, exactly like a connect out.
+        if event.ret >= 0 and event.family in (AF_INET, AF_INET6) and not state.net:
+            self._taint(state, (evidence_ref(event, "accept"),), _cid(event))
+
     def _on_exec(self, event: Event, state: ProcState) -> None:
         path = event.path
         if not path and event.flags & AT_EMPTY_PATH:  # fexecve: the fd is the file
@@ -602,6 +607,7 @@ _HANDLERS = {
     EventType.CHROOT: ProvenanceGraph._on_chroot,
     EventType.OPEN: ProvenanceGraph._on_open,
     EventType.CONNECT: ProvenanceGraph._on_connect,
+    EventType.ACCEPT: ProvenanceGraph._on_accept,
     EventType.EXEC: ProvenanceGraph._on_exec,
     EventType.LINK: ProvenanceGraph._on_link,
     EventType.RENAME: ProvenanceGraph._on_rename,

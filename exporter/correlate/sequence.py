@@ -206,13 +206,23 @@ class CorrelationState:
         mode = self.corr.lineage_mode
         if not mode:
             return True
-        graph, depth = self.graph, self.corr.lineage_depth
         for prev, nxt in itertools.pairwise(chain):
-            a, b = prev.event.pid, nxt.event.pid
-            ok = graph.is_descendant(b, a) if mode == "descendant" else graph.kin(a, b, depth)
-            if not ok:
+            if not self._related(prev.event, nxt.event, mode, self.corr.lineage_depth):
                 return False
         return True
+
+    def _related(self, first: Event, then: Event, mode: str, depth: int) -> bool:
+        """Lineage as the events recorded it (the process table's, which the documents carry
+        as provex.lineage, so a SIEM judges the same); the graph's for events without one
+        (recorded before provex kept it)."""
+        la = first.process.lineage if first.process is not None else []
+        lb = then.process.lineage if then.process is not None else []
+        if la and lb:
+            if mode == "descendant":
+                return first.pid in lb
+            return not set(la[: depth + 1]).isdisjoint(lb[: depth + 1])
+        a, b = first.pid, then.pid
+        return self.graph.is_descendant(b, a) if mode == "descendant" else self.graph.kin(a, b, depth)
 
 
 def _path_norm(value: Value) -> Value:

@@ -57,6 +57,12 @@ def pod_from_json(obj: object) -> PodRecord:
     if not isinstance(uid, str) or not uid:
         raise PodFormatError(f"Pod {meta.get('namespace')}/{meta.get('name')}: metadata.uid missing")
     labels = meta.get("labels") or {}
+    ips: list[str] = []
+    if not spec.get("hostNetwork"):  # a hostNetwork Pod's addresses are the node's: no join key
+        for entry in [{"ip": status.get("podIP")}, *(status.get("podIPs") or [])]:
+            ip = entry.get("ip") if isinstance(entry, dict) else None
+            if isinstance(ip, str) and ip and ip not in ips:
+                ips.append(ip)
     info = PodInfo(
         uid=uid,
         name=str(meta.get("name", "")),
@@ -64,6 +70,7 @@ def pod_from_json(obj: object) -> PodRecord:
         labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
         service_account=str(spec.get("serviceAccountName") or spec.get("serviceAccount") or ""),
         node=str(spec.get("nodeName", "")),
+        ips=ips,
     )
     host_paths: dict[str, str] = {}
     for vol in spec.get("volumes") or []:
@@ -121,6 +128,10 @@ class PodCache:
         self._by_cid: TTLCache[str, PodRecord] = TTLCache(maxsize * 4, ttl_s, timer=timer)
         self._gone_uid: TTLCache[str, PodRecord] = TTLCache(maxsize, grace_s, timer=timer)
         self._gone_cid: TTLCache[str, PodRecord] = TTLCache(maxsize * 4, grace_s, timer=timer)
+        # Pod IP -> the live Pod that has it (this node's Pods: the watch's field selector),
+        # and a deleted Pod's for the grace period, for the peer of a connect or an accept.
+        self._by_ip: dict[str, PodRecord] = {}
+        self._gone_ip: TTLCache[str, PodRecord] = TTLCache(maxsize, grace_s, timer=timer)
         self.synced = False  # a list has succeeded at least once
         self.generation = 0  # bumped on every change: lets readers retry cheaply
 
@@ -137,6 +148,15 @@ class PodCache:
                     if rec is not None:
                         return rec
         return None
+
+    def by_ip(self, ip: str) -> PodInfo | None:
+        """The Pod of this node that has address `ip` (a dict lookup: never waits on I/O)."""
+        with self._lock:
+            rec = self._by_ip.get(ip)
+            if rec is not None and self._by_uid.get(rec.uid) is not rec:
+                rec = None  # expired from the cache without a delete: not known any more
+            rec = rec or self._gone_ip.get(ip)
+        return rec.info if rec is not None else None
 
     def __len__(self) -> int:
         with self._lock:
@@ -179,6 +199,11 @@ class PodCache:
         self._by_uid[rec.uid] = rec
         for cid in rec.by_id:
             self._by_cid[cid] = rec
+        if old is not None:
+            self._drop_ips(old, keep=rec.info.ips)
+        for ip in rec.info.ips:  # the newest Pod with an address has it (addresses are reused)
+            self._by_ip[ip] = rec
+            self._gone_ip.pop(ip, None)
         self._gone_uid.pop(rec.uid, None)
         K8S_PODS.set(len(self._by_uid))
 
@@ -190,4 +215,13 @@ class PodCache:
             self._by_cid.pop(cid, None)
             self._gone_cid[cid] = rec
         self._gone_uid[rec.uid] = rec
+        self._drop_ips(current, keep=())
+        for ip in current.info.ips or rec.info.ips:
+            if ip not in self._by_ip:
+                self._gone_ip[ip] = current
         K8S_PODS.set(len(self._by_uid))
+
+    def _drop_ips(self, rec: PodRecord, keep: Iterable[str]) -> None:
+        for ip in set(rec.info.ips) - set(keep):
+            if ip in self._by_ip and self._by_ip[ip].uid == rec.uid:
+                del self._by_ip[ip]

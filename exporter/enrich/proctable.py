@@ -120,7 +120,24 @@ class ProcessTable:
             ancestors=ancestors,
             parent_exe=parent.exe if parent else "",
             parent_argv=parent.argv if parent else [],
+            lineage=self.lineage(entry),
         )
+
+    def lineage(self, entry: ProcEntry) -> list[int]:
+        """The pid, then its ancestors' nearest first, up to lineage_depth generations, as far
+        as the table knows them; it stops after the first ancestor outside the process's
+        cgroup (the runtime or shim that started the container's processes): past it, every
+        container on the node would share the host's init. Rules of kin (x-provex-lineage)
+        and documents (provex.lineage) read this same list."""
+        chain = [entry.pid]
+        node = entry
+        while len(chain) <= self.lineage_depth and node.ppid and node.ppid not in chain:
+            chain.append(node.ppid)
+            parent = self._procs.get(node.ppid)
+            if parent is None or parent.cgroup_id != entry.cgroup_id:
+                break
+            node = parent
+        return chain
 
     def load_proc(
         self, proc: str = "/proc", boot_ns: int | None = None, cgroup_root: str | None = None

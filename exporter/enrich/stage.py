@@ -28,6 +28,7 @@ from exporter.model import ContainerInfo, Event, EventType
 
 _UNCLASSIFIED = object()
 CACHE_MAX = 65536  # cgroups remembered per cache
+_NETWORK = (EventType.CONNECT, EventType.ACCEPT)
 
 
 # The comm of runc's init stages (runc:[0:PARENT], runc:[1:CHILD], runc:[2:INIT]).
@@ -110,6 +111,9 @@ class EnrichStage:
             event.ppid = event.process.ppid
         if event.type is EventType.CONNECT and event.daddr:
             event.dest_is_apiserver = self.apiservers.is_apiserver(event.daddr, event.dport)
+        peer = event.daddr if event.type is EventType.CONNECT else event.saddr
+        if peer and self.pods is not None and event.type in _NETWORK:
+            event.peer_pod = self.pods.by_ip(peer)  # a Pod of this node at the other end
         why = self._resolve(event, now_ns)
         park = _Parked(event, now_ns + self.wait_ns, not why, why)
         if why and self.wait_ns == 0:

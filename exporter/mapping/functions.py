@@ -208,7 +208,7 @@ def evidence_ids(evidence: Any, _tables: dict) -> list[str] | None:
 
 
 # What an EvidenceRef may say of the event beyond its identity, in order.
-_EVIDENCE_DETAILS = ("pid", "path", "host_path", "destination", "source", "fstype")
+_EVIDENCE_DETAILS = ("pid", "path", "host_path", "destination", "peer", "source", "fstype")
 
 
 @transform("ecs_evidence")
@@ -268,6 +268,8 @@ def ocsf_evidences(evidence: Any, _tables: dict) -> list[dict[str, Any]] | None:
             item["process"] = {"pid": ref["pid"]}
         if ref.get("destination"):
             item["dst_endpoint"] = _endpoint(ref["destination"])
+        if ref.get("peer"):  # an accepted connection's peer: where it came from
+            item["src_endpoint"] = _endpoint(ref["peer"])
         out.append(item)
     return out
 

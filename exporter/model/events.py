@@ -22,6 +22,7 @@ class EventType(enum.StrEnum):
     SETNS = "setns"
     UNSHARE = "unshare"
     CONNECT = "connect"
+    ACCEPT = "accept"  # accept, accept4: an inbound connection (the peer in saddr, sport)
     FORK = "fork"  # sched_process_fork: lineage only
     EXIT = "exit"  # sched_process_exit: lineage only
     # Filesystem context, for path resolution in the provenance graph:
@@ -63,6 +64,8 @@ class PodInfo(msgspec.Struct, omit_defaults=True):
     labels: dict[str, str] = {}
     service_account: str = ""
     node: str = ""
+    # status.podIPs (primary first); empty for a hostNetwork Pod, whose addresses are the node's.
+    ips: list[str] = []
 
 
 class ContainerInfo(msgspec.Struct, omit_defaults=True):
@@ -90,6 +93,9 @@ class ProcessInfo(msgspec.Struct, omit_defaults=True):
     ancestors: list[str] = []
     parent_exe: str = ""
     parent_argv: list[str] = []
+    # Its pid, then its ancestors' nearest first (enrich.lineage_depth generations), up to and
+    # including the first one outside its cgroup (what started the container's processes).
+    lineage: list[int] = []
 
 
 class EvidenceRef(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -104,6 +110,7 @@ class EvidenceRef(msgspec.Struct, frozen=True, omit_defaults=True):
     path: str = ""  # the file it touched, resolved (open, exec, link, rename)
     host_path: str = ""  # that file on the host, through a host mount
     destination: str = ""  # connect: ip:port ("[ip]:port" for IPv6)
+    peer: str = ""  # accept: the peer's ip:port
     source: str = ""  # mount: its source
     fstype: str = ""  # mount: the file system type
 
@@ -151,6 +158,12 @@ class Event(msgspec.Struct, omit_defaults=True):
     dport: int = 0
     # connect: set by the enricher when (daddr, dport) is the Kubernetes API server.
     dest_is_apiserver: bool = False
+    # accept: the peer, from the sockaddr the kernel filled (family as above; 0: not asked).
+    # An IPv4 peer of an IPv6 socket (::ffff:a.b.c.d) is given as a.b.c.d.
+    saddr: str = ""
+    sport: int = 0
+    # connect, accept: set by the enricher when the other end is a Pod of this node.
+    peer_pod: PodInfo | None = None
 
     # fork
     child_pid: int = 0
@@ -175,13 +188,17 @@ class Event(msgspec.Struct, omit_defaults=True):
     late: bool = False
 
 
+def _endpoint(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 def evidence_ref(event: Event, step: str = "") -> EvidenceRef:
     """The evidence record of one event."""
-    destination = ""
+    destination = peer = ""
     if event.daddr and event.family in (2, 10):  # AF_INET, AF_INET6 (an AF_UNIX path is not one)
-        destination = (
-            f"[{event.daddr}]:{event.dport}" if ":" in event.daddr else f"{event.daddr}:{event.dport}"
-        )
+        destination = _endpoint(event.daddr, event.dport)
+    if event.type is EventType.ACCEPT and event.saddr:
+        peer = _endpoint(event.saddr, event.sport)
     is_mount = event.type is EventType.MOUNT
     return EvidenceRef(
         id=event.id,
@@ -190,9 +207,11 @@ def evidence_ref(event: Event, step: str = "") -> EvidenceRef:
         syscall=event.syscall,
         step=step,
         pid=event.pid,
-        path=event.resolved_path or (event.path if event.type is not EventType.CONNECT else ""),
+        path=event.resolved_path
+        or (event.path if event.type not in (EventType.CONNECT, EventType.ACCEPT) else ""),
         host_path=event.host_path,
         destination=destination,
+        peer=peer,
         source=event.source if is_mount else "",
         fstype=event.fstype if is_mount else "",
     )

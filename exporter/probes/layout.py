@@ -26,7 +26,7 @@ COUNTERS = (
     "lost_ringbuf",
     "lost_pending",
     "sampled",  # past its cgroup's flood budget: dropped in the kernel, counted per cgroup too
-    "shed",  # a read within its budget, dropped while the agent lagged (probes pressure)
+    "shed",  # a read past its cgroup's tightened budget while the agent lagged (probes pressure)
 )
 
 # Event type bits, as T_* in bpf/provex.h.
@@ -44,11 +44,12 @@ TYPE_BITS = {
     EventType.LINK: 1 << 11,
     EventType.RENAME: 1 << 12,
     EventType.DUP: 1 << 13,
+    EventType.ACCEPT: 1 << 14,
 }
 CONTROL_BIT = 1 << 8  # control records (cgroup_mkdir): always wake the consumer
 
 # Families: which payload struct (see bpf/provex.h) a record carries.
-OPEN, EXEC, MOUNT, NS, CONNECT, PROC, CGROUP, LINK, DUP = (
+OPEN, EXEC, MOUNT, NS, CONNECT, PROC, CGROUP, LINK, DUP, ACCEPT = (
     "open",
     "exec",
     "mount",
@@ -58,6 +59,7 @@ OPEN, EXEC, MOUNT, NS, CONNECT, PROC, CGROUP, LINK, DUP = (
     "cgroup",
     "link",
     "dup",
+    "accept",
 )
 
 
@@ -170,6 +172,14 @@ SYSCALLS: tuple[Syscall, ...] = (
         ("syscalls/sys_enter_connect",),
         {"fd": "fd", "family": "family", "dport": "port"},
     ),
+    # accept: the listening fd; the peer's family and port (its address: FAMILY_EXTRAS).
+    *(
+        Syscall(name, EventType.ACCEPT, ACCEPT, (f"syscalls/sys_enter_{name}",), fields)
+        for name, fields in (
+            ("accept", {"fd": "fd", "family": "family", "sport": "port"}),
+            ("accept4", {"fd": "fd", "family": "family", "sport": "port", "flags": "flags"}),
+        )
+    ),
     Syscall("fork", EventType.FORK, PROC, ("sched/sched_process_fork",), {"child_pid": "child_pid"}),
     Syscall("exit", EventType.EXIT, PROC, ("sched/sched_process_exit",)),
     # Filesystem context: chdir family in the open_ev layout (fchdir's fd in dirfd).
@@ -218,6 +228,7 @@ PENDING_MAPS = (
     "pending_ctx",
     "pending_link",
     "pending_dup",
+    "pending_accept",
 )
 MAPS = (
     "events",
@@ -316,6 +327,18 @@ def payload_structs(limits: Limits) -> dict[str, type[ctypes.Structure]]:
                 ("pad", ctypes.c_uint32),
             ],
         ),
+        ACCEPT: struct(
+            "AcceptEv",
+            [
+                ("fd", ctypes.c_int32),
+                ("family", ctypes.c_uint16),
+                ("port", ctypes.c_uint16),
+                ("addr", ctypes.c_uint8 * 16),
+                ("flags", ctypes.c_uint32),
+                ("pad", ctypes.c_uint32),
+                ("user_addr", ctypes.c_uint64),
+            ],
+        ),
         PROC: struct("ProcEv", [("child_pid", ctypes.c_uint32), ("pad", ctypes.c_uint32)]),
         DUP: struct(
             "DupEv",
@@ -368,4 +391,17 @@ def _connect_extra(kwargs: dict[str, Any], payload: Any) -> None:
         kwargs["daddr"] = _ip(payload.family, bytes(payload.addr))
 
 
-FAMILY_EXTRAS: dict[str, Callable[[dict[str, Any], Any], None]] = {EXEC: _exec_extra, CONNECT: _connect_extra}
+def _accept_extra(kwargs: dict[str, Any], payload: Any) -> None:
+    peer = _ip(payload.family, bytes(payload.addr))
+    if payload.family == 10:
+        mapped = ipaddress.IPv6Address(bytes(payload.addr)).ipv4_mapped
+        if mapped is not None:  # an IPv4 client of a dual-stack listener: the same address
+            peer = str(mapped)
+    kwargs["saddr"] = peer
+
+
+FAMILY_EXTRAS: dict[str, Callable[[dict[str, Any], Any], None]] = {
+    EXEC: _exec_extra,
+    CONNECT: _connect_extra,
+    ACCEPT: _accept_extra,
+}

@@ -202,8 +202,9 @@ class Probes:
     # -- which cgroups are monitored -------------------------------------------------
 
     def _seed_monitored(self) -> None:
-        for cgroup_id, relpath in cgroups.walk_container_cgroups(self.cgroup2):
-            self._add_monitored(cgroup_id, relpath)
+        subtree = self._subtree()
+        for cgroup_id, relpath in cgroups.walk_container_cgroups(self.cgroup2 / subtree.lstrip("/")):
+            self._add_monitored(cgroup_id, subtree.rstrip("/") + relpath)
         for relpath in self.config.extra_cgroups:
             path = self.cgroup2 / relpath.strip("/")
             try:
@@ -227,8 +228,15 @@ class Probes:
         """A cgroup_mkdir record: monitor it if it is a container."""
         if hierarchy != 0 or self.config.monitor != "containers":
             return  # cgroup v1 hierarchies have their own id space
+        if not ("/" + relpath.strip("/") + "/").startswith(self._subtree()):
+            return  # another agent's part of the host (probes.cgroup_subtree)
         if cgroups.is_container_cgroup(relpath) and not self._covered(relpath):
             self._add_monitored(cgroup_id, relpath)
+
+    def _subtree(self) -> str:
+        """probes.cgroup_subtree as "/a/b/" ("/" for the whole tree)."""
+        inner = self.config.cgroup_subtree.strip("/")
+        return f"/{inner}/" if inner else "/"
 
     def _covered(self, relpath: str) -> bool:
         """An ancestor is monitored already: the kernel's ancestor check covers it."""

@@ -33,6 +33,8 @@ def make_pod(
     mounts: dict[str, list[tuple[str, str, bool]]] | None = None,  # container -> (volume, mountPath, ro)
     labels: dict[str, str] | None = None,
     service_account: str = "default",
+    pod_ips: list[str] | tuple[str, ...] = (),  # status.podIP (the first) and status.podIPs
+    host_network: bool = False,
 ) -> dict:
     host_paths = host_paths or {}
     mounts = mounts or {}
@@ -48,6 +50,7 @@ def make_pod(
         },
         "spec": {
             "nodeName": node,
+            **({"hostNetwork": True} if host_network else {}),
             "serviceAccountName": service_account,
             "volumes": [{"name": v, "hostPath": {"path": p, "type": ""}} for v, p in host_paths.items()]
             + [{"name": "kube-api-access", "projected": {"sources": []}}],
@@ -71,6 +74,7 @@ def make_pod(
         },
         "status": {
             "phase": "Running",
+            **({"podIP": pod_ips[0], "podIPs": [{"ip": ip} for ip in pod_ips]} if pod_ips else {}),
             "containerStatuses": [
                 {"name": c, "image": img, "imageID": "", "containerID": cid, "ready": True, "restartCount": 0}
                 for c, img, cid in containers

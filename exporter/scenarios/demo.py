@@ -18,7 +18,7 @@ BENIGN = ["startup", "token-read-no-api", "allowlisted-controller", "health-chec
           "package-manager-storm"]  # fmt: skip
 # The story order: the escape steps first, then the chains only a graph can join.
 STORY = ["host-sensitive-read", "namespace-entry", "escape-precursor", "host-binary-exec", "internal-scan",
-         "download-execute", "token-exfiltration"]  # fmt: skip
+         "download-execute", "token-exfiltration", "lateral-movement"]  # fmt: skip
 COLUMNS = (("TIME", 12), ("RULE", 46), ("POD", 32), ("TECHNIQUE", 16), ("LATENCY", 10))
 
 

@@ -4,7 +4,10 @@
 server, so the agent's enrichment really resolves it) and a ContainerSpec at
 the matching kubelet-shaped cgroup path; `Lab.run` runs it. hostPath volumes
 are temp dirs with fake contents, mounted where the Pod says: no real host
-file is ever read or written. All networking is 127.0.0.1.
+file is ever read or written. All networking is 127.0.0.1, but for a scenario
+with its own network: a namespace the lab makes for that trial, whose only
+addresses are test-only ones on its loopback (the Pod's, a stand-in for another
+Pod's, and the API server's), deleted after the run.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from exporter.scenarios.library import Scenario
 from exporter.scenarios.runc import BUSYBOX_CANDIDATES, ContainerSpec, Mount, Runc
 
 PAYLOAD = b"#!/bin/sh\necho provex-payload\n"
+# The API server as a Pod with its own network reaches it (the scenario listens there): the
+# agent learns it from the stand-in's Endpoints. Per trial, the Pod's address and another's.
+NET_API_IP = "10.250.255.9"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.provex-scenario-token.not-a-real-signature\n"
 
 
@@ -72,6 +78,7 @@ class Prepared:
     pod_name: str
     pod: dict
     spec: ContainerSpec
+    netns: str = ""  # the trial's network namespace (own_network), made by prepare
 
 
 @dataclass
@@ -104,8 +111,10 @@ class Lab:
         self.runc = Runc(self.workdir / "runc")
         self.busybox = next(p for p in BUSYBOX_CANDIDATES if Path(p).exists())
         self.api = FakeApiServer().start()
-        # The Service/Endpoints the agent refreshes name the stand-in itself.
-        self.api.endpoints = [("127.0.0.1", self.api.port)]
+        # The Service/Endpoints the agent refreshes name the stand-in itself (and its address
+        # inside the network namespaces of own_network scenarios, same port).
+        self.api.endpoints = [("127.0.0.1", self.api.port), (NET_API_IP, self.api.port)]
+        self._networks: dict[tuple[str, int], int] = {}
         self.kubeconfig = self.api.write_kubeconfig(str(self.workdir / "kubeconfig"))
         self.http = PayloadServer()
         # A host process whose namespaces a hostPID container enters (/proc/1/ns may be closed).
@@ -138,8 +147,31 @@ class Lab:
             self._host_dirs[key] = root
         return self._host_dirs[key]
 
+    def _network(self, key: tuple[str, int]) -> tuple[str, dict[str, str]]:
+        """The trial's network namespace, with test-only addresses on its loopback, and their
+        values: the same for the same scenario and trial (a trial may be prepared twice, its
+        Pod registered from the first)."""
+        n = self._networks.setdefault(key, len(self._networks))
+        name = f"provex-lab-{self.nonce}-{n}"
+        values = {
+            "POD_IP": f"10.250.{n // 100}.{n % 100 * 2 + 2}",
+            "PEER_IP": f"10.250.{n // 100}.{n % 100 * 2 + 3}",
+            "NET_API_IP": NET_API_IP,
+        }
+        if not Path(f"/run/netns/{name}").exists():
+            subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+            for address in values.values():
+                subprocess.run(
+                    ["ip", "-n", name, "addr", "add", f"{address}/32", "dev", "lo"],
+                    check=True,
+                    capture_output=True,
+                )
+            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True)
+        return name, values
+
     def prepare(self, scenario: Scenario, trial: int = 0) -> Prepared:
         seed = f"{self.nonce}-{scenario.name}-{trial}"
+        netns, addresses = self._network((scenario.name, trial)) if scenario.own_network else ("", {})
         uid = _uuid(f"pod-{seed}")
         cid = hashlib.sha256(f"ctr-{seed}".encode()).hexdigest()
         pod_name = f"{scenario.name}-{trial}"[:63]
@@ -156,9 +188,10 @@ class Lab:
             mounts={container: mounts},
             labels={"app": scenario.name, "provex.io/scenario-kind": scenario.kind, **scenario.labels},
             service_account=scenario.service_account,
+            pod_ips=[addresses["POD_IP"]] if addresses else (),
         )
         spec = ContainerSpec(
-            ["/bin/sh", "-c", scenario.render(self.values())],
+            ["/bin/sh", "-c", scenario.render({**self.values(), **addresses})],
             name=scenario.name,
             pod_uid=uid,
             container_id=cid,
@@ -169,8 +202,9 @@ class Lab:
             privileged=scenario.privileged,
             host_pid=scenario.host_pid,
             files={scenario.token: TOKEN} if scenario.token else {},
+            netns=f"/run/netns/{netns}" if netns else "",
         )
-        return Prepared(scenario, trial, uid, cid, pod_name, pod, spec)
+        return Prepared(scenario, trial, uid, cid, pod_name, pod, spec, netns)
 
     def register(self, prepared: Prepared) -> None:
         """Announce the trial's Pod to the stand-in API server (the agent's watch picks it up)."""
@@ -179,7 +213,11 @@ class Lab:
 
     def run(self, prepared: Prepared, timeout: float = 60.0) -> TrialRun:
         started = time.time_ns()
-        result = self.runc.run(prepared.spec, timeout=timeout)
+        try:
+            result = self.runc.run(prepared.spec, timeout=timeout)
+        finally:
+            if prepared.netns:
+                subprocess.run(["ip", "netns", "del", prepared.netns], capture_output=True, check=False)
         return TrialRun(
             prepared,
             result.cgroup_id,
@@ -191,6 +229,10 @@ class Lab:
         )
 
     def close(self) -> None:
+        for n in self._networks.values():  # those prepared but never run
+            subprocess.run(
+                ["ip", "netns", "del", f"provex-lab-{self.nonce}-{n}"], capture_output=True, check=False
+            )
         if self.host_process.poll() is None:
             self.host_process.kill()
         self.host_process.wait()

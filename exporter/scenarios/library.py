@@ -8,7 +8,11 @@ with fake contents, a projected token). Attacks name the rule that must fire
 and the ATT&CK technique the alert must carry; benign ones must raise nothing.
 
 Scripts may use ${API_IP} ${API_PORT} (the stand-in API server), ${HTTP_PORT}
-(the local payload/health server) and ${HOST_PID} (a host process to enter).
+(the local payload/health server) and ${HOST_PID} (a host process to enter). A
+scenario with `own_network: true` runs in a network namespace of its own with
+test-only addresses: ${POD_IP} (the Pod's, as the API server knows it),
+${PEER_IP} (an address standing for another Pod) and ${NET_API_IP} (the API
+server's address there: the script listens on it, at ${API_PORT}).
 A bad file is refused whole, each problem with file:line.
 """
 
@@ -26,7 +30,8 @@ from exporter import yamlfile
 from exporter.yamlfile import YamlFileError
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
-PLACEHOLDERS = frozenset({"API_IP", "API_PORT", "HTTP_PORT", "HOST_PID"})
+PLACEHOLDERS = frozenset({"API_IP", "API_PORT", "HTTP_PORT", "HOST_PID", "POD_IP", "PEER_IP", "NET_API_IP"})
+OWN_NETWORK_PLACEHOLDERS = frozenset({"POD_IP", "PEER_IP", "NET_API_IP"})
 # ${UPPER_CASE} is ours; shell's own $var and ${lower} pass through untouched.
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")  # fits a Pod name with a suffix
@@ -57,6 +62,7 @@ class ScenarioSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     description: str = ""
     kind: Literal["attack", "benign"] = "attack"
     rule: str = ""  # attack: rule name (or id) that must fire
+    also: list[str] = []  # attack: other rules it raises by design (a chain that holds another)
     technique: str = ""  # attack: ATT&CK id the alert must carry
     canary: bool = False  # `provex verify` runs this one for its rule
     namespace: str = "scenarios"
@@ -66,6 +72,7 @@ class ScenarioSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     token: str = ""  # container path of a projected service-account token ("" = none)
     privileged: bool = False
     host_pid: bool = False
+    own_network: bool = False  # a network namespace of its own, with test-only addresses
 
 
 class Scenario(ScenarioSpec, kw_only=True):
@@ -147,6 +154,8 @@ def _check(s: Scenario, rules: dict[str, RuleRef]) -> list[str]:
     unknown = s.placeholders() - PLACEHOLDERS
     if unknown:
         problems.append(f"{s.name}: unknown placeholders {sorted(unknown)} (known: {sorted(PLACEHOLDERS)})")
+    if s.placeholders() & OWN_NETWORK_PLACEHOLDERS and not s.own_network:
+        problems.append(f"{s.name}: ${{POD_IP}}, ${{PEER_IP}} and ${{NET_API_IP}} need own_network: true")
     if s.kind == "attack":
         if s.rule not in rules:
             problems.append(f"{s.name}: rule {s.rule!r} is not an alerting default rule")
@@ -156,7 +165,10 @@ def _check(s: Scenario, rules: dict[str, RuleRef]) -> list[str]:
             problems.append(
                 f"{s.name}: rule {s.rule} carries {list(rules[s.rule].techniques)}, not {s.technique}"
             )
-    elif s.rule or s.canary:
+        for name in s.also:
+            if name not in rules or name == s.rule:
+                problems.append(f"{s.name}: also {name!r} is not another alerting default rule")
+    elif s.rule or s.canary or s.also:
         problems.append(f"{s.name}: a benign scenario names no rule and is no canary")
     for hp in s.host_paths:
         if not hp.host.startswith("/") or not hp.mount.startswith("/"):

@@ -4,7 +4,9 @@ Scenarios, `provex demo`, `provex verify` and the live tests run their
 workloads here: real containers, each in its own cgroup and namespaces, at a
 kubelet-shaped cgroup path (/kubepods/<qos>/pod<uid>/<container-id>) so that
 they look like Pods on a node. They share the host network (loopback only is
-ever used) and see no host files except the binds a scenario asks for.
+ever used), or join a network namespace the caller made (`netns`), and see no
+host files except the binds a scenario asks for. `cgroup_parent` puts the
+Pods of one "node" under a subtree of their own (two agents on one host).
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ class ContainerSpec:
     host_pid: bool = False  # share the host's PID namespace (like hostPID: true)
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # container path -> content (e.g. a token)
+    netns: str = ""  # join this network namespace (a path, e.g. /run/netns/NAME) instead of the host's
+    cgroup_parent: str = ""  # a cgroup path above /kubepods (several "nodes" on one host)
 
 
 @dataclass
@@ -178,9 +182,11 @@ class Runc:
         (self.rootfs / "etc/hostname").write_text("scenario\n")
 
     def _config(self, spec: ContainerSpec, cgroup_path: str, bundle: Path) -> dict:
-        namespaces = [{"type": t} for t in ("ipc", "uts", "mount")]
+        namespaces: list[dict[str, str]] = [{"type": t} for t in ("ipc", "uts", "mount")]
         if not spec.host_pid:
             namespaces.append({"type": "pid"})
+        if spec.netns:
+            namespaces.append({"type": "network", "path": spec.netns})
         caps = ALL_CAPS if spec.privileged else DEFAULT_CAPS
         mounts = [
             {"destination": "/proc", "type": "proc", "source": "proc"},
@@ -239,7 +245,8 @@ class Runc:
 
     def _prepare(self, spec: ContainerSpec) -> tuple[str, Path, str, int]:
         pod, cid = _ids(spec)
-        cgroup_path = f"/kubepods/{spec.qos}/pod{pod}/{cid}"
+        parent = "/" + spec.cgroup_parent.strip("/") if spec.cgroup_parent.strip("/") else ""
+        cgroup_path = f"{parent}/kubepods/{spec.qos}/pod{pod}/{cid}"
         bundle = self.workdir / "bundles" / cid[:16]
         bundle.mkdir(parents=True, exist_ok=True)
         (bundle / "config.json").write_text(json.dumps(self._config(spec, cgroup_path, bundle)))

@@ -43,6 +43,7 @@ class Outcome:
     status: str  # fired | late | missed | clean | false-positive | error
     alerts: list[SeenAlert] = field(default_factory=list)  # every alert on the trial's container
     expected: SeenAlert | None = None
+    also: frozenset[str] = frozenset()  # ids of rules the scenario raises too, by design
 
     @property
     def scenario(self) -> Scenario:
@@ -57,9 +58,10 @@ class Outcome:
         return self.status in ("fired", "late")
 
     def wrong_alerts(self) -> list[SeenAlert]:
-        """Alerts of another rule than the expected one (benign: every alert)."""
+        """Alerts of another rule than the expected one and those the scenario says it raises
+        too (benign: every alert)."""
         uid = self.expected.rule_id if self.expected is not None else None
-        return [a for a in self.alerts if a.rule_id != uid and not a.followup]
+        return [a for a in self.alerts if a.rule_id != uid and a.rule_id not in self.also and not a.followup]
 
 
 def alerts_for(container_id: str, alerts: Iterable[SeenAlert]) -> list[SeenAlert]:
@@ -75,11 +77,12 @@ def judge(run: TrialRun, alerts: Iterable[SeenAlert], rules: dict[str, RuleRef],
     if scenario.kind == "benign":
         return Outcome(run, "false-positive" if mine else "clean", mine)
     uid = rules[scenario.rule].uid
+    also = frozenset(rules[name].uid for name in scenario.also)
     hits = sorted((a for a in mine if a.rule_id == uid and not a.followup), key=lambda a: a.seen_ns)
     if not hits:
-        return Outcome(run, "missed", mine)
+        return Outcome(run, "missed", mine, also=also)
     first = hits[0]
-    return Outcome(run, "fired" if first.latency_ms <= late_ms else "late", mine, first)
+    return Outcome(run, "fired" if first.latency_ms <= late_ms else "late", mine, first, also)
 
 
 class Session:

@@ -70,9 +70,9 @@ TARGETS: dict[str, Target] = {
 
 # provex's own Sigma extensions (exporter/correlate/loader.py) that no SIEM
 # query language can express: the rule would match far more than provex does.
+# (x-provex-lineage kin is exported: documents carry the lineage slots it reads.)
 _UNEXPRESSIBLE = {
     "x-provex-same": "joins steps on the same value across different fields (e.g. the written file is the executed one)",
-    "x-provex-lineage": "joins steps by process lineage (descendant or kin of the first step's process)",
 }
 
 
@@ -85,8 +85,9 @@ class Exported:
     title: str
     file: str
     level: str
-    query: str | None
+    query: str | None  # the queries as one text (several: separated by a comment line)
     reason: str | None = None
+    queries: tuple[str, ...] = ()  # each query on its own (a kin join is one per pair of slots)
 
 
 def export(target: str, paths: Sequence[str | Path] = ()) -> list[Exported]:
@@ -122,9 +123,16 @@ def _export_file(spec: Target, path: Path) -> list[Exported]:
         queries = [] if reason else rule.get_conversion_result()
         if not reason and not queries:
             reason = "the backend produced no query"
-        query = "\n".join(str(q) for q in queries) if not reason else None
-        results.append(Exported(**_meta(rule, path), query=query, reason=reason))
+        texts = tuple(str(q) for q in queries) if not reason else ()
+        query = _joined(spec, texts) if texts else None
+        results.append(Exported(**_meta(rule, path), query=query, reason=reason, queries=texts))
     return results
+
+
+def _joined(spec: Target, queries: tuple[str, ...]) -> str:
+    """Several queries of one rule (each a rule in the SIEM; together they are the rule)."""
+    close = " ```" if spec.comment == "```" else ""
+    return f"\n{spec.comment} or, as a query of its own:{close}\n".join(queries)
 
 
 def _alerting(rules: SigmaCollection) -> list[SigmaRule | SigmaCorrelationRule]:

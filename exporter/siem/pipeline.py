@@ -35,6 +35,10 @@ from sigma.types import SigmaBool, SigmaExists, SigmaNumber, SigmaString
 from exporter.siem.homes import ARRAY_FIELDS, EXISTS, LOGSOURCES, SCALAR_LOGSOURCES, SUCCESS, NoHome, home_of
 
 EVENTS_INDEX = "logs-provex.events-*"
+# The rule fields of a process's lineage as documents carry it (generation 0, 1, 2, ...), and
+# the custom attribute where the pipeline leaves their document fields for the backends.
+LINEAGE_SLOTS = ("ProcessId", *(f"AncestorProcessId{n}" for n in range(1, 5)))
+LINEAGE_FIELDS = "provex-lineage-fields"
 
 
 class NoHomeError(SigmaTransformationError):
@@ -69,9 +73,23 @@ class TaxonomyTransformation(DetectionItemTransformation):
         return home.field
 
     def _apply_correlation(self, rule: SigmaCorrelationRule) -> None:
+        # An alias names one field per step rule, each homed by that rule's category; the
+        # group-by keeps the alias (the backend joins each step on its own field).
+        steps = {str(ref.reference): ref.rule for ref in rule.rules if ref.rule is not None}
+        aliases = set()
+        for alias in rule.aliases or ():
+            aliases.add(alias.alias)
+            for ref, name in alias.mapping.items():
+                step = steps.get(str(ref.reference))
+                self._category = step.logsource.category if isinstance(step, SigmaRule) else None
+                alias.mapping[ref] = self._home(name)
         self._category = None
         if rule.group_by:
-            rule.group_by = [self._home(name) for name in rule.group_by]
+            rule.group_by = [name if name in aliases else self._home(name) for name in rule.group_by]
+        if "x-provex-lineage" in rule.custom_attributes:
+            # Where the documents carry the lineage the agent's kin test reads: the pid, then
+            # the ancestor slots (exporter/siem/backends.py joins on pairs of them).
+            rule.custom_attributes[LINEAGE_FIELDS] = [self._home(name) for name in LINEAGE_SLOTS]
         condition = rule.condition
         ref = getattr(condition, "fieldref", None)
         if isinstance(ref, str) and ref:

@@ -10,6 +10,7 @@ memory_limiter comes first, exporters queue and retry.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,43 @@ def test_splunk_sends_ocsf_with_sourcetype_and_index() -> None:
     for exporter in config["exporters"].values():
         assert exporter["sourcetype"].startswith("provex:ocsf:")
         assert exporter["index"] and exporter["token"] == "${env:SPLUNK_HEC_TOKEN}"
+
+
+_NODE_IDENTITY = re.compile(r"k8s\.node\.name|host\.name|device\.name|NODE_NAME|node_name")
+
+
+def test_every_node_reaches_one_index() -> None:
+    """Cross-node chains are joined in the SIEM: every node's documents must reach the same
+    index (data stream, tenant). Every node collector sends to one gateway; the gateway
+    listens for all nodes and routes nothing by node; each target has one destination."""
+    from exporter.siem.pipeline import EVENTS_INDEX
+    from scripts.dashboards import kibana_objects
+
+    agent = load(CONFIG_DIR / "agent.yaml")
+    assert {e["endpoint"] for e in agent["exporters"].values()} == {"${env:PROVEX_GATEWAY_ENDPOINT}"}
+    destinations = {
+        "gateway-elasticsearch.yaml": lambda e: e["logs_index"],
+        "gateway-splunk.yaml": lambda e: e["index"],
+        "gateway-loki.yaml": lambda e: e["headers"]["X-Scope-OrgID"],
+    }
+    for name, destination in destinations.items():
+        config = load(CONFIG_DIR / name)
+        for protocol in config["receivers"]["otlp"]["protocols"].values():
+            assert protocol["endpoint"].startswith("0.0.0.0:"), f"{name}: every node must reach the gateway"
+        routed = yaml.safe_dump({k: config.get(k) for k in ("processors", "exporters")})
+        assert not _NODE_IDENTITY.search(routed), f"{name}: something routes or groups by node"
+        targets = {destination(e) for e in config["exporters"].values()}
+        if name == "gateway-elasticsearch.yaml":
+            # One alerts stream and one events stream, fixed: the events one is what the
+            # exported queries and the dashboards read.
+            assert all("${" not in t for t in targets)
+            assert not any("dynamic" in key for e in config["exporters"].values() for key in e)
+            events = config["exporters"]["elasticsearch/events"]["logs_index"]
+            assert fnmatch.fnmatch(events, EVENTS_INDEX)
+            views = {o["attributes"]["title"] for o in kibana_objects() if o["type"] == "index-pattern"}
+            assert all(any(fnmatch.fnmatch(t, v) for v in views) for t in targets)
+        else:
+            assert len(targets) == 1, f"{name}: alerts and events go to one place for every node"
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

@@ -286,6 +286,30 @@ def test_pod_record_fields() -> None:
     assert rec.container(C2) is None  # two containers, id unknown: no guess
 
 
+def test_pod_ips_and_the_lookup_by_ip() -> None:
+    """status.podIPs (primary first); none for hostNetwork (the node's addresses); the
+    newest Pod with an address has it; a deleted Pod's for the grace period only."""
+    now = [0.0]
+    cache = PodCache(ttl_s=3600, grace_s=60, timer=lambda: now[0])
+    web = make_pod("web", U1, pod_ips=["10.244.1.5", "fd00::5"])
+    assert pod_from_json(web).info.ips == ["10.244.1.5", "fd00::5"]
+    assert pod_from_json(make_pod("agent", U2, pod_ips=["192.168.1.10"], host_network=True)).info.ips == []
+    cache.upsert(pod_from_json(web))
+    assert cache.by_ip("10.244.1.5").name == "web" and cache.by_ip("fd00::5").name == "web"
+    assert cache.by_ip("10.244.1.6") is None
+    # A new address (the old one is not the Pod's any more), then deleted: grace, then gone.
+    cache.upsert(pod_from_json(make_pod("web", U1, pod_ips=["10.244.1.7"])))
+    assert cache.by_ip("10.244.1.5") is None and cache.by_ip("10.244.1.7").name == "web"
+    cache.delete(pod_from_json(make_pod("web", U1, pod_ips=["10.244.1.7"])))
+    assert cache.by_ip("10.244.1.7").name == "web"
+    # The address is reused by a new Pod at once: the live one wins.
+    cache.upsert(pod_from_json(make_pod("db", U3, pod_ips=["10.244.1.7"])))
+    assert cache.by_ip("10.244.1.7").name == "db"
+    cache.delete(pod_from_json(make_pod("db", U3, pod_ips=["10.244.1.7"])))
+    now[0] = 61.0
+    assert cache.by_ip("10.244.1.7") is None
+
+
 def test_list_then_watch_add_modify_delete_with_grace(api: FaultyApiServer) -> None:
     now = [0.0]
     cache = PodCache(ttl_s=3600, grace_s=60, timer=lambda: now[0])

@@ -222,6 +222,18 @@ def test_connect_to_the_api_server_is_flagged() -> None:
     assert [e.dest_is_apiserver for e in r.stage.pop_ready(T0)] == [c[2] for c in cases]
 
 
+def test_the_peer_of_a_connect_or_an_accept_is_named_when_it_is_a_pod_of_this_node() -> None:
+    r = Rig()
+    r.pods.upsert(pod_from_json(pod1()))
+    r.pods.upsert(pod_from_json(make_pod("db", U2, namespace="shop", pod_ips=["10.244.1.9"])))
+    r.stage.push(r.ev(POD1, EventType.CONNECT, daddr="10.244.1.9", dport=5432, family=2), T0)
+    r.stage.push(r.ev(POD1, EventType.ACCEPT, saddr="10.244.1.9", sport=40000, family=2), T0)
+    r.stage.push(r.ev(POD1, EventType.ACCEPT, saddr="10.244.2.3", sport=40001, family=2), T0)
+    to_db, from_db, from_elsewhere = r.stage.pop_ready(T0)
+    assert to_db.peer_pod.name == "db" and from_db.peer_pod.uid == U2
+    assert from_elsewhere.peer_pod is None  # another node's Pod: that node's agent knows it
+
+
 def test_fork_exec_lineage_through_the_stage() -> None:
     r = Rig()
     r.pods.upsert(pod_from_json(pod1()))

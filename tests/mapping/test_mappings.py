@@ -80,7 +80,7 @@ def test_every_ecs_custom_field_is_defined_and_every_definition_is_written() -> 
     assert _provex_fields("ecs") == top
     for name, spec in custom_fields().items():
         assert spec["level"] == "custom" and spec["description"].strip(), name
-        assert spec["type"] in ("keyword", "boolean", "long", "date", "nested"), name
+        assert spec["type"] in ("keyword", "boolean", "long", "ip", "date", "nested"), name
     assert not set(ecs_fields()) & defined
 
 

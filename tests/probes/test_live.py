@@ -158,6 +158,61 @@ def test_every_probe_in_a_real_container(agent, runc, listener, host_sleeper):
     assert len(ids) == len(set(ids))
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            for line in fh.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                    return True
+    return False
+
+
+def _connect_when_accepting(port: int, limit_s: float = 20.0) -> tuple[int, int]:
+    """Once a container (host network) listens on port and has had time to block in accept:
+    connect. The time just before the connect, and the client's port."""
+    deadline = time.monotonic() + limit_s
+    while not _listening(port):
+        assert time.monotonic() < deadline, f"nothing listens on {port}"
+        time.sleep(0.02)
+    time.sleep(0.3)
+    before = time.time_ns()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        return before, conn.getsockname()[1]
+
+
+def test_accept_reports_the_peer_from_the_callers_sockaddr(agent, runc):
+    """accept, accept4 on a dual-stack socket (an IPv4 client: ::ffff:127.0.0.1 is given as
+    127.0.0.1) and accept4 without a peer buffer: each one event, stamped at the exit."""
+    ports = {"accept": _free_port(), "accept4-v6": _free_port(), "accept-nopeer": _free_port()}
+    script = " ; ".join(f"sysprobe {op} {port}" for op, port in ports.items())
+    container = runc.start(ContainerSpec(["/bin/sh", "-c", script], name="e2e-accept"))
+    try:
+        clients = {op: _connect_when_accepting(port) for op, port in ports.items()}
+    finally:
+        run = container.stop()
+    cg = run.cgroup_id
+    events = agent.wait_for(lambda evs: len(of(evs, cg, "accept") + of(evs, cg, "accept4")) >= 3)
+    accepts = [e for e in events if e.cgroup_id == cg and e.type is EventType.ACCEPT]
+    assert len(accepts) == 3, accepts
+    (a,) = of(events, cg, "accept")
+    assert (a.family, a.saddr, a.sport) == (2, "127.0.0.1", clients["accept"][1])
+    assert a.ret >= 0 and a.fd >= 0
+    v6, nopeer = sorted(of(events, cg, "accept4"), key=lambda e: e.ts_ns)
+    assert (v6.family, v6.saddr, v6.sport) == (10, "127.0.0.1", clients["accept4-v6"][1])
+    assert v6.flags & 0o2000000  # SOCK_CLOEXEC
+    assert (nopeer.family, nopeer.saddr, nopeer.sport) == (0, "", 0)
+    # The exit's time: the server waited in accept before the client came, and returned after.
+    for event, op in ((a, "accept"), (v6, "accept4-v6"), (nopeer, "accept-nopeer")):
+        assert event.ts_ns >= clients[op][0] - 1_000_000, op  # boot-time offset rounding
+
+
 def test_host_process_is_filtered_in_the_kernel(agent, tmp_path):
     helper = build_helper(tmp_path)
     before = agent.kernel("openat2", "filtered_cgroup")

@@ -48,6 +48,7 @@ def test_record_layouts_match_the_compiled_maps(probes):
         "pending_ctx": "open",
         "pending_link": "link",
         "pending_dup": "dup",
+        "pending_accept": "accept",
     }
     assert set(families) == set(PENDING_MAPS) - {"pending_clone"}
     for map_name, family in families.items():

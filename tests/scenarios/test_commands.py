@@ -84,6 +84,6 @@ def test_verify_refuses_a_bad_config_with_status_2():
 def test_demo_detects_every_attack_and_nothing_benign():
     result = provex("demo")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "attacks detected     8/8" in result.stdout
+    assert "attacks detected     11/11" in result.stdout
     assert "benign workloads     6/6 raised no alert" in result.stdout
     assert "scenarios/cat-then-wget-0" in result.stdout  # the alert row names the Pod

@@ -33,9 +33,9 @@ def test_every_default_rule_has_a_canary_and_at_least_two_variants():
     assert set(variants) == set(ALERTING)
 
 
-def test_eight_attack_classes_and_the_benign_set():
+def test_nine_attack_classes_and_the_benign_set():
     classes = {s.klass for s in LIBRARY if s.kind == "attack"}
-    assert len(classes) == 8, classes  # the seven rule classes, plus the provenance forms
+    assert len(classes) == 9, classes  # the seven rule classes, the provenance forms, lateral movement
     benign = {s.name for s in LIBRARY if s.kind == "benign"}
     assert {
         "startup",
@@ -43,6 +43,7 @@ def test_eight_attack_classes_and_the_benign_set():
         "allowlisted-controller",
         "health-checks",
         "file-heavy-job",
+        "pod-calls-pod-service",
     } <= benign
     assert "package-manager-storm" in benign
 
@@ -128,6 +129,23 @@ def test_verdicts():
     ]
     assert judge(_run(benign), [], RULES, 1000).status == "clean"
     assert judge(_run(benign), [_alert("container_setns", 0, 1)], RULES, 1000).status == "false-positive"
+
+
+def test_a_chain_that_holds_another_names_it_and_only_that_one_is_not_wrong(tmp_path):
+    chain = next(s for s in LIBRARY if s.name == "inbound-then-token-api")
+    assert chain.also == ["sa_token_exfiltration"]
+    both = [_alert(chain.rule, 0, 1), _alert("sa_token_exfiltration", 0, 1), _alert("container_setns", 0, 1)]
+    outcome = judge(_run(chain), both, RULES, 1000)
+    assert outcome.status == "fired"
+    assert [a.rule_title for a in outcome.wrong_alerts()] == [RULES["container_setns"].title]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "class: x\nscenarios:\n  - name: a\n    script: 'true'\n    rule: container_setns\n"
+        "    also: [container_setns, nope]\n"
+    )
+    with pytest.raises(ScenarioError, match="also 'container_setns' is not another") as err:
+        load_file(bad)
+    assert "also 'nope'" in str(err.value)
 
 
 def test_verify_table_says_late_and_missing():

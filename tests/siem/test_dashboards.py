@@ -142,3 +142,19 @@ def test_grafana_panels_name_only_what_loki_holds() -> None:
             known = labels | (line if plain_json else set())
             missing = sorted(n for n in used if n not in known)
             assert not missing, f"{panel['title']}: not a Loki label, metadata or json field: {missing}"
+
+
+def test_both_dashboards_show_connections_between_pods_both_ways() -> None:
+    objects = {o["id"]: o for o in dashboards.kibana_objects()}
+    for vid, direction in (
+        ("provex-outbound-connections", "egress"),
+        ("provex-inbound-connections", "ingress"),
+    ):
+        source = json.loads(objects[vid]["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+        assert f'network.direction : "{direction}"' in source["query"]["query"]
+        assert objects[vid]["references"][0]["id"] == dashboards.EVENTS_VIEW
+    assert {"provex.pod_ip", "source.ip", "destination.ip", "host.name"} <= set(
+        objects["provex-pod-connections"]["attributes"]["columns"]
+    )
+    exprs = [t["expr"] for p in dashboards.grafana_dashboard()["panels"] for t in p["targets"]]
+    assert any('direction="egress"' in e for e in exprs) and any('direction="ingress"' in e for e in exprs)

@@ -89,21 +89,46 @@ def _parse_eql(query: str) -> eql.ast.PipedQuery:
 def test_every_eql_query_parses(tmp_path: Path) -> None:
     results = [r for r in export("elasticsearch-eql") if r.query is not None]
     results += export("elasticsearch-eql", [eqlrun.token_chain_without_lineage(tmp_path)])
-    assert {r.name for r in results} >= {"sa_token_exfiltration", "container_setns", "host_binary_exec"}
+    assert {r.name for r in results} >= {"sa_token_exfiltration", "container_setns", "lateral_relay"}
     for r in results:
-        _parse_eql(r.query or "")
+        assert r.queries
+        for query in r.queries:
+            _parse_eql(query)
 
 
-def test_token_chain_is_an_eql_sequence_by_container(tmp_path: Path) -> None:
-    """The shipped chain joins kin processes (x-provex-lineage), which EQL cannot say: it is
-    refused. Without that extension, the same rule is a sequence by container."""
+def _join_keys(query: str) -> list[list[str]]:
+    """Each step's join fields (shared `sequence by` ones first)."""
+    sequence = _parse_eql(query).first
+    assert isinstance(sequence, eql.ast.Sequence)
+    return [[str(f) for f in step.join_values] for step in sequence.queries]
+
+
+def test_token_chain_is_one_sequence_per_pair_of_lineage_slots(tmp_path: Path) -> None:
+    """The shipped chain joins kin within 3 generations (x-provex-lineage): the documents carry
+    the process's lineage slots, and kinship is a shared slot value. EQL joins on equal values
+    only: one sequence per pair of slots with 3 on one side (a shorter lineage repeats its top)."""
     (shipped,) = [r for r in export("elasticsearch-eql") if r.name == "sa_token_exfiltration"]
-    assert shipped.query is None and "x-provex-lineage" in (shipped.reason or "")
-    (chain,) = [r for r in export("elasticsearch-eql", [eqlrun.token_chain_without_lineage(tmp_path)])]
-    query = _parse_eql(chain.query or "")
-    assert isinstance(query.first, eql.ast.Sequence)
-    assert [str(f) for f in query.first.queries[0].join_values] == ["container.id"]
-    assert len(query.first.queries) == 2
+    slot = ["process.pid", *(f"provex.lineage.ancestor_{n}" for n in (1, 2, 3))]
+    pairs = {(slot[3], slot[j]) for j in range(4)} | {(slot[i], slot[3]) for i in range(3)}
+    keys = [_join_keys(q) for q in shipped.queries]
+    assert {(first[1], then[1]) for first, then in keys} == pairs and len(keys) == 7
+    assert all(first[0] == then[0] == "container.id" for first, then in keys)
+    # Without the extension, the same rule is one sequence by container.
+    (chain,) = export("elasticsearch-eql", [eqlrun.token_chain_without_lineage(tmp_path)])
+    assert _join_keys(chain.query or "") == [["container.id"], ["container.id"]]
+
+
+def test_cross_node_chains_join_each_step_on_its_own_field() -> None:
+    """Sigma aliases: the connect's destination, the accept's local end, then the Pod's own
+    address on what follows; each step needs its key (a missing one joins nothing)."""
+    chains = {r.name: r for r in export("elasticsearch-eql") if r.name.startswith("lateral_")}
+    assert set(chains) == {"lateral_token_use", "lateral_tool_transfer", "lateral_relay"}
+    for chain in chains.values():
+        (query,) = chain.queries
+        keys = _join_keys(query)
+        assert keys[:2] == [["destination.ip"], ["destination.ip"]]
+        assert all(k == ["provex.pod_ip"] for k in keys[2:])
+        assert query.count("?provex.pod_ip != null]") == len(keys) - 2
 
 
 def _agent_matches(rule: Rule, event: Event) -> bool:
@@ -200,14 +225,16 @@ def test_every_refused_rule_says_why() -> None:
         for r in export(target):
             assert (r.query is None) == bool(r.reason), (target, r.name)
     reasons = {r.name: r.reason for r in export("loki")}
-    assert "x-provex-lineage" in (reasons["sa_token_exfiltration"] or "")
+    assert "do not support enforcing an order" in (reasons["sa_token_exfiltration"] or "")
     assert "Loki's json parser skips arrays" in (reasons["container_unshare"] or "")
+    assert "ES|QL cannot order events" in ({r.name: r.reason for r in export("esql")}["lateral_relay"] or "")
     assert "EQL cannot count distinct values" in (
         {r.name: r.reason for r in export("elasticsearch-eql")}["internal_network_scan"] or ""
     )
 
 
-# Alerting rules each target exports, of the 8 default rule files (README, siem/README.md).
+# Alerting rules each target exports, of the 11 in the 9 default rule files (README, siem/README.md).
+_CHAINS = {"sa_token_exfiltration", "lateral_token_use", "lateral_tool_transfer", "lateral_relay"}
 EXPORTED = {
     "elasticsearch-eql": {
         "container_mount",
@@ -216,6 +243,7 @@ EXPORTED = {
         "download_and_execute",
         "host_binary_exec",
         "host_sensitive_file_read",
+        *_CHAINS,
     },
     "splunk": {
         "container_mount",
@@ -225,6 +253,7 @@ EXPORTED = {
         "host_binary_exec",
         "host_sensitive_file_read",
         "internal_network_scan",
+        *_CHAINS,
     },
     "esql": {
         "container_mount",
@@ -248,7 +277,7 @@ EXPORTED = {
 @pytest.mark.parametrize("target", sorted(EXPORTED))
 def test_which_default_rules_each_target_exports(target: str) -> None:
     results = export(target)
-    assert len(results) == 8
+    assert len(results) == 11
     assert {r.name for r in results if r.query is not None} == EXPORTED[target]
 
 
@@ -358,24 +387,46 @@ def test_value_count_is_refused_on_eql_and_converted_where_it_is_exact(tmp_path:
     assert "actor.process.container.uid" in (spl.query or "")
 
 
-def test_lineage_extension_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("lineage", "steps", "reason"),
+    [
+        ("{mode: descendant, depth: 2}", "[step, step]", "descendant has no generation bound"),
+        ("{mode: kin, depth: 5}", "[step, step]", "documents carry 4 generations"),
+        ("{mode: kin, depth: 2}", "[step, step, step]", "more than two steps"),
+    ],
+)
+def test_lineage_joins_a_query_cannot_say_exactly_are_refused(
+    tmp_path: Path, lineage: str, steps: str, reason: str
+) -> None:
     text = _COUNT.replace("type: value_count", "type: temporal_ordered").replace(
         "      condition: {gte: 20, field: DestinationIp}\n", ""
     )
-    text = (
-        text.replace("rules: [step]", "rules: [step, step]")
-        + "    x-provex-lineage: {mode: descendant, depth: 2}\n"
-    )
-    (result,) = export("splunk", [_rule(tmp_path, text)])
-    assert result.query is None
-    assert "x-provex-lineage" in (result.reason or "")
+    text = text.replace("rules: [step]", f"rules: {steps}") + f"    x-provex-lineage: {lineage}\n"
+    for target in ("splunk", "elasticsearch-eql"):
+        (result,) = export(target, [_rule(tmp_path, text)])
+        assert result.query is None
+        assert reason in (result.reason or ""), target
+
+
+def test_splunk_orders_every_step_and_expands_the_lineage() -> None:
+    """SPL: a streamstats pass per step carries back when the rest of the chain completes; a
+    kin join expands each event's lineage slots and keys on container and slot."""
+    results = {r.name: r.query or "" for r in export("splunk")}
+    relay = results["lateral_relay"]
+    assert relay.count("| streamstats current=f last(provex_done") == 3
+    assert "provex_step=4, provex_key='unmapped.provex.pod_ip'" in relay
+    assert "provex_step=1, provex_key='dst_endpoint.ip'" in relay
+    assert relay.endswith("| where provex_step=1 AND provex_next2 - _time <= 600")
+    token = results["sa_token_exfiltration"]
+    assert "| mvexpand provex_kin" in token and "'unmapped.provex.lineage.ancestor_3'" in token
+    assert "'unmapped.provex.lineage.ancestor_4'" not in token
 
 
 def test_cli_writes_the_file_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "loki.yaml"
     assert run("loki", [], str(out)) == 0
     assert out.read_text() == (EXPECTED / "loki.yaml").read_text()
-    assert "6 exported, 2 not exported" in capsys.readouterr().err
+    assert "6 exported, 5 not exported" in capsys.readouterr().err
     assert run("nope", []) == 2
 
 

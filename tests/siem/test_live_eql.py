@@ -1,7 +1,7 @@
-"""The exported EQL token-exfiltration sequence, run with the `eql` engine over ECS
+"""The exported EQL token-exfiltration sequences, run with the `eql` engine over ECS
 documents of a live run: the real agent, real runc containers, a loopback
 listener the agent knows as the API server (no kubeconfig). The shipped rule's
-lineage join is left out (tests/siem/eqlrun.token_chain_without_lineage)."""
+kin join is one sequence per pair of the lineage slots the documents carry."""
 
 from __future__ import annotations
 
@@ -58,12 +58,8 @@ def runc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runc]:
 
 
 def test_exported_eql_sequence_matches_the_attack_and_not_the_benign_pods(tmp_path, runc, apiserver) -> None:
-    # The shipped chain also joins kin processes (x-provex-lineage), which EQL cannot say, so it
-    # is not exported; the same rule without that join is the EQL sequence by container.
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (chain,) = export("elasticsearch-eql", [eqlrun.token_chain_without_lineage(rules)])
-    assert chain.name == "sa_token_exfiltration" and chain.query is not None
+    (chain,) = [r for r in export("elasticsearch-eql") if r.name == "sa_token_exfiltration"]
+    assert chain.query is not None and len(chain.queries) == 7
     env_kubeconfig = os.environ.pop("KUBECONFIG", None)  # kubeconfig-less: container-only enrichment
     try:
         agent = Agent(tmp_path, "--set", f"enrich.apiserver_addresses=['127.0.0.1:{apiserver}']")
@@ -109,7 +105,7 @@ def test_exported_eql_sequence_matches_the_attack_and_not_the_benign_pods(tmp_pa
     names = {e.container.id: cgroups[e.cgroup_id] for e in mine if e.container is not None}
     assert set(names.values()) == {"attacker", "reader", "connector"}
 
-    matches = eqlrun.run(chain.query, docs)
+    matches = [m for query in chain.queries for m in eqlrun.run(query, docs)]
     report = [
         [
             (

@@ -50,6 +50,33 @@ static long do_connect(const char *ip, int port)
     return syscall(SYS_connect, fd, &a4, sizeof(a4));
 }
 
+/* connect from a chosen source address (another "Pod" of the test's network namespace),
+ * then send the contents of FILE, if given, and close. */
+static long do_connect_from(const char *src, const char *ip, int port, const char *file)
+{
+    struct sockaddr_in from = {0}, to = {0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    from.sin_family = to.sin_family = AF_INET;
+    inet_pton(AF_INET, src, &from.sin_addr);
+    to.sin_port = htons(port);
+    inet_pton(AF_INET, ip, &to.sin_addr);
+    if (bind(fd, (struct sockaddr *)&from, sizeof(from)) < 0)
+        return -1;
+    long ret = syscall(SYS_connect, fd, &to, sizeof(to));
+    if (ret == 0 && file) {
+        char buf[4096];
+        int in = open(file, O_RDONLY);
+        ssize_t n;
+        while (in >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+            if (write(fd, buf, n) != n)
+                break;
+    }
+    close(fd);
+    return ret;
+}
+
 static long do_connect_unix(const char *path)
 {
     struct sockaddr_un sa = {0};
@@ -57,6 +84,84 @@ static long do_connect_unix(const char *path)
     sa.sun_family = AF_UNIX;
     strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
     return syscall(SYS_connect, fd, &sa, sizeof(sa));
+}
+
+/* Listen on PORT (IPv4, or dual-stack IPv6 with "-v6" in the op), accept one connection
+ * with accept, accept4, or accept4 without asking for the peer; print the peer. Returns
+ * the connection's fd (the caller closes it or hands it on). */
+static long do_accept(const char *op, int port)
+{
+    int v6 = strstr(op, "-v6") != NULL;
+    int family = v6 ? AF_INET6 : AF_INET;
+    int fd = socket(family, SOCK_STREAM, 0), one = 1, zero = 0;
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in6 a6 = {0}, peer = {0};
+    struct sockaddr_in a4 = {0};
+    socklen_t len = sizeof(peer);
+    long rc;
+    if (v6) {
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+        a6.sin6_family = AF_INET6;
+        a6.sin6_port = htons(port);
+        rc = bind(fd, (struct sockaddr *)&a6, sizeof(a6));
+    } else {
+        a4.sin_family = AF_INET;
+        a4.sin_port = htons(port);
+        rc = bind(fd, (struct sockaddr *)&a4, sizeof(a4));
+    }
+    if (rc < 0 || listen(fd, 8) < 0)
+        return -1;
+    if (!strncmp(op, "accept-nopeer", 13))
+        rc = syscall(SYS_accept4, fd, NULL, NULL, 0);
+    else if (!strncmp(op, "accept4", 7))
+        rc = syscall(SYS_accept4, fd, (struct sockaddr *)&peer, &len, SOCK_CLOEXEC);
+    else
+        rc = syscall(SYS_accept, fd, (struct sockaddr *)&peer, &len);
+    if (rc >= 0) {
+        char text[64] = "";
+        int pport = 0;
+        if (peer.sin6_family == AF_INET6) {
+            inet_ntop(AF_INET6, &peer.sin6_addr, text, sizeof(text));
+            pport = ntohs(peer.sin6_port);
+        } else if (peer.sin6_family == AF_INET) {
+            struct sockaddr_in *p4 = (struct sockaddr_in *)&peer;
+            inet_ntop(AF_INET, &p4->sin_addr, text, sizeof(text));
+            pport = ntohs(p4->sin_port);
+        }
+        fprintf(stderr, "peer=%s port=%d\n", text, pport);
+    }
+    close(fd);
+    return rc;
+}
+
+/* accept-save PORT FILE: what the accepted connection carries, written to FILE (created). */
+static long do_accept_save(int port, const char *file)
+{
+    long conn = do_accept("accept", port);
+    if (conn < 0)
+        return conn;
+    int out = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    char buf[4096];
+    ssize_t n;
+    while (out >= 0 && (n = read(conn, buf, sizeof(buf))) > 0)
+        if (write(out, buf, n) != n)
+            break;
+    close(conn);
+    return out < 0 ? -1 : close(out);
+}
+
+/* accept-exec PORT PROG ARGS...: the accepted connection becomes PROG's stdin and stdout. */
+static long do_accept_exec(int port, char **prog)
+{
+    long conn = do_accept("accept", port);
+    if (conn < 0)
+        return conn;
+    dup2(conn, 0);
+    dup2(conn, 1);
+    execv(prog[0], prog);
+    return -1;
 }
 
 /* fsopen -> fsconfig(source) -> fsconfig(create) -> fsmount -> move_mount */
@@ -78,8 +183,8 @@ static long do_newmount(const char *fstype, const char *source, const char *targ
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: sysprobe open|openat|openat2|creat|execve|execveat|connect|connect-unix|"
-                        "setns|setns-pidfd|unshare|mount|newmount|open-tree|openat-dirfd|fexecve|flood|sleep ARGS...\n");
+        fprintf(stderr, "usage: sysprobe open|openat|openat2|creat|execve|execveat|connect|connect-from|connect-unix|"
+                        "accept|accept4|accept-nopeer|accept-save|accept-exec|setns|setns-pidfd|unshare|mount|newmount|open-tree|openat-dirfd|fexecve|flood|sleep ARGS...\n");
         return 2;
     }
     const char *op = argv[1];
@@ -123,6 +228,18 @@ int main(int argc, char **argv)
         return report(syscall(SYS_execveat, AT_FDCWD, argv[2], &argv[2], NULL, 0));
     if (!strcmp(op, "connect") && argc > 3)
         return report(do_connect(argv[2], atoi(argv[3])));
+    if (!strcmp(op, "connect-from") && argc > 4) /* connect-from SRC IP PORT [FILE] */
+        return report(do_connect_from(argv[2], argv[3], atoi(argv[4]), argc > 5 ? argv[5] : NULL));
+    if (!strcmp(op, "accept-save") && argc > 3)
+        return report(do_accept_save(atoi(argv[2]), argv[3]));
+    if (!strcmp(op, "accept-exec") && argc > 3)
+        return report(do_accept_exec(atoi(argv[2]), &argv[3]));
+    if (!strncmp(op, "accept", 6) && argc > 2) { /* accept|accept4|accept-nopeer[-v6] PORT */
+        long conn = do_accept(op, atoi(argv[2]));
+        if (conn >= 0)
+            close(conn);
+        return report(conn);
+    }
     if (!strcmp(op, "connect-unix") && argc > 2)
         return report(do_connect_unix(argv[2]));
     if (!strcmp(op, "setns") && argc > 2) { /* setns PATH-TO-NS-FILE */
