@@ -78,6 +78,7 @@ class ValueSpec:
     fn: str = ""
     table: dict[Any, Any] | None = None
     default: Any = _MISSING
+    get: Callable[[dict[str, Any]], Any] | None = None  # `path`, compiled (see _getter)
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,37 @@ def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    """`_resolve(ctx, path)` made plain, compiled once per path: this runs for every field
+    of every document, so the common shapes (a rule field, an attribute chain over the
+    record's Structs) skip the generic walk."""
+    root, rest = path[0], path[1:]
+    if root == "rule" and len(rest) == 1:
+        name = rest[0]
+
+        def rule_field(ctx: dict[str, Any]) -> Any:
+            view = ctx["rule"]
+            value = view.get(name) if view is not None else None
+            return value if value.__class__ in _SCALARS else _plain(value)
+
+        return rule_field
+
+    def walk(ctx: dict[str, Any]) -> Any:
+        value = ctx.get(root)
+        for part in rest:
+            if value is None:
+                return None
+            value = value.get(part) if isinstance(value, dict | EventView) else getattr(value, part, None)
+        if value.__class__ in _SCALARS:
+            return value
+        return _plain(value)
+
+    return walk
+
+
 _COMPARE = {"lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}
 
 
@@ -160,6 +192,9 @@ class Mapping:
         self._by_kind = {
             name: [i for i in self.items if i.kinds is None or name in i.kinds] for name, _ in self.kinds
         }
+        # Kinds that only ask what record and event type it is are remembered per pair.
+        decided_by_type = all(p.path in (("record",), ("event", "type")) for _, ps in self.kinds for p in ps)
+        self._kind_by_type: dict[tuple[str, Any], str | None] | None = {} if decided_by_type else None
 
     # -- applying -----------------------------------------------------------
 
@@ -171,6 +206,18 @@ class Mapping:
         return {"record": "event", "event": record, "alert": None, "agent": agent, "rule": EventView(record)}
 
     def kind_of(self, ctx: dict[str, Any]) -> str | None:
+        if self._kind_by_type is not None:  # kinds decided by record and event type alone
+            event = ctx["event"]
+            key = (ctx["record"], event.type if event is not None else None)
+            kind = self._kind_by_type.get(key, _MISSING)
+            if kind is not _MISSING:
+                return kind
+            kind = self._kind_of(ctx)
+            self._kind_by_type[key] = kind
+            return kind
+        return self._kind_of(ctx)
+
+    def _kind_of(self, ctx: dict[str, Any]) -> str | None:
         for name, predicates in self.kinds:
             if all(p.test(_resolve(ctx, p.path)) for p in predicates):
                 return name
@@ -194,7 +241,7 @@ class Mapping:
     def _value(self, spec: ValueSpec, ctx: dict[str, Any]) -> Any:
         if spec.const is not _MISSING:
             return spec.const
-        value = _plain(_resolve(ctx, spec.path))
+        value = spec.get(ctx) if spec.get is not None else _plain(_resolve(ctx, spec.path))
         if spec.fn:
             value = TRANSFORMS[spec.fn](value, self.tables)
         if spec.table is not None and value is not None:
@@ -353,11 +400,13 @@ class Mapping:
             table = self.tables[table]
         elif table is not None and not isinstance(table, dict):
             raise self._fail(node, f"'map' for {key!r} must be a table name or a mapping", key)
+        path = self._path(spec, spec["from"], "from")
         return ValueSpec(
-            path=self._path(spec, spec["from"], "from"),
+            path=path,
             fn=fn,
             table=dict(table) if table is not None else None,
             default=spec.get("default", _MISSING),
+            get=_getter(path),
         )
 
     def _items(self, raw: LocatedDict) -> list[Item]:
