@@ -123,7 +123,7 @@ def tune_gc() -> None:
     held alerts for hundreds of ms (bench/eval.py: p95 333 ms with the defaults)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(20000, 50, 100000)
+    gc.set_threshold(20000, 50, 50)
     # Raw events are mapped and exported on threads of their own; a 1 ms switch interval
     # (Python's default is 5 ms) gives the consumer's thread, which raises the alerts, the
     # interpreter back within a millisecond of wanting it.
