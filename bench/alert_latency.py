@@ -94,7 +94,8 @@ def main() -> int:
         )
         cid = run.spec.container_id
         time.sleep(2.5)  # the batched event path flushes within ~1 s
-        alerts, events = [], []
+        metrics = agent.metrics()
+        alerts, events, in_agent, leaving = [], [], [], []
         for record in receiver.records():
             body = record.body if isinstance(record.body, dict) else {}
             if body.get("container", {}).get("id") != cid:
@@ -103,6 +104,9 @@ def main() -> int:
             kind = body.get("event", {}).get("kind")
             if kind == "alert":
                 alerts.append(latency_ms)
+                # split at the record's creation in the agent (its observed timestamp)
+                in_agent.append((record.observed_time_unix_nano - record.time_unix_nano) / 1e6)
+                leaving.append((record.arrival_wall_ns - record.observed_time_unix_nano) / 1e6)
             elif body.get("event", {}).get("action") == "unshare":
                 events.append(latency_ms)
     finally:
@@ -118,6 +122,18 @@ def main() -> int:
         "raw_event_load_per_s": args.load,
         "alerts_expected": args.alerts,
         "alert_path": percentiles(alerts),
+        "agent_histograms": {
+            name: {
+                k.split('le="')[1].rstrip('"}'): v
+                for k, v in metrics.items()
+                if k.startswith(name + "_bucket")
+            }
+            for name in ("provex_alert_delay_seconds", "provex_ring_lag_seconds")
+        },
+        "alert_path_split": {
+            "syscall_to_record_in_agent": percentiles(in_agent),
+            "record_to_receiver": percentiles(leaving),
+        },
         "baseline_batched_event_path": percentiles(events),
         "goal": {"p95_ms": 10, "p99_ms": 25},
         "cpus": os.cpu_count(),

@@ -8,10 +8,11 @@ never waits on I/O: enrichment answers from its cache, sinks queue.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from exporter.metrics import REGISTRY
 from exporter.model import Alert, Event
@@ -22,6 +23,12 @@ EVENTS_BY_TYPE = Counter(
     "provex_events", "Events that reached the pipeline, by type", ["type"], registry=REGISTRY
 )
 ALERTS_BY_RULE = Counter("provex_alerts", "Alerts raised, by rule", ["rule"], registry=REGISTRY)
+ALERT_DELAY = Histogram(
+    "provex_alert_delay_seconds",
+    "From the decisive syscall (kernel time) to the alert handed to the output, in the agent",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
 
 
 class Sink(Protocol):
@@ -118,4 +125,6 @@ class Pipeline:
     def _alerts(self, alerts: Iterable[Alert]) -> None:
         for alert in alerts:
             ALERTS_BY_RULE.labels(alert.rule_id).inc()
+            if not alert.followup_of:  # a follow-up leaves when its window closes, by design
+                ALERT_DELAY.observe(max(0, time.time_ns() - alert.decisive_ts_ns) / 1e9)
             self.sink.emit_alert(alert)

@@ -102,7 +102,7 @@ class ProbesConfig(msgspec.Struct, **_STRICT):
     )
     # A drain of the ring buffer stops after this many records or milliseconds (the rest
     # stays in the ring for the next one), so memory stays bounded under any flood.
-    drain_max_records: int = 512
+    drain_max_records: int = 128
     drain_max_ms: int = 20
 
 
@@ -162,7 +162,9 @@ class OtlpConfig(msgspec.Struct, **_STRICT):
     client_key: str = ""  # mTLS: client key and certificate (PEM)
     client_certificate: str = ""
     timeout_s: float | None = None  # one export request; none = $OTEL_EXPORTER_OTLP_TIMEOUT or 10 s
-    queue_size: int = 20000  # raw events waiting for export; beyond it they are dropped (counted)
+    queue_size: int = (
+        4096  # raw events waiting for export (~1 s at 4k/s); beyond it they are dropped (counted)
+    )
     alert_queue_size: int = 2000
     # Raw events are batched; alerts are exported at once, never behind a batch.
     batch_delay_ms: int = 1000

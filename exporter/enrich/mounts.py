@@ -33,7 +33,10 @@ class MountResolver(QueueWorker[tuple[str, int]]):
     def get(self, container_id: str) -> tuple[HostMount, ...] | None:
         return self._mounts.get(container_id)
 
-    def request(self, container_id: str, pid: int) -> None:
+    def request(self, container_id: str, *pids: int) -> None:
+        """Resolve a container's mounts through the first of `pids` still alive (an event's
+        process may be a short-lived tool: its parent, or the container's first process,
+        usually outlives it)."""
         if container_id in self._requested:
             return
         if len(self._requested) >= self.max_containers:
@@ -41,9 +44,19 @@ class MountResolver(QueueWorker[tuple[str, int]]):
             self._mounts.clear()
         self._requested.add(container_id)
         if self.running:  # not started (tests, replay): resolve_now() does it on demand
-            self.submit((container_id, pid))
+            self.submit((container_id, *pids))
 
-    def resolve_now(self, container_id: str, pid: int) -> tuple[HostMount, ...]:
+    def handle(self, item: tuple[int | str, ...]) -> None:
+        container_id, *pids = item
+        for pid in dict.fromkeys(p for p in pids if p):  # in order, each once
+            if self.resolve_now(str(container_id), int(pid), retry_later=False) is not None:
+                return
+        self._requested.discard(str(container_id))  # every one gone: retry with a later event
+
+    def resolve_now(
+        self, container_id: str, pid: int, retry_later: bool = True
+    ) -> tuple[HostMount, ...] | None:
+        """The container's host mounts read through `pid`; None if that process is gone."""
         try:
             host_text = self._read(self.host_pid)
             cont_text = self._read(str(pid))
@@ -58,8 +71,9 @@ class MountResolver(QueueWorker[tuple[str, int]]):
                 return self._unreadable(container_id, pid, exc)
             # The process exited (a dying process's mountinfo reads EINVAL): not an error.
             MOUNT_ERRORS.labels("process_gone").inc()
-            self._requested.discard(container_id)  # retry with a later event's pid
-            return ()
+            if retry_later:
+                self._requested.discard(container_id)  # retry with a later event's pid
+            return None
         except MountinfoError as exc:
             return self._unreadable(container_id, pid, exc)
         return self._store(container_id, mounts)
@@ -77,6 +91,3 @@ class MountResolver(QueueWorker[tuple[str, int]]):
     def _read(self, pid: str) -> str:
         with open(f"{self.proc}/{pid}/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
             return f.read()
-
-    def handle(self, item: tuple[str, int]) -> None:
-        self.resolve_now(*item)

@@ -79,6 +79,7 @@ class EnrichStage:
         # cgroup id -> (pod cache generation, valid until now_ns, resolved ContainerInfo). The
         # ContainerInfo is shared by that container's events: downstream must not mutate it.
         self._memo: LRUCache[int, tuple[int, int, ContainerInfo]] = LRUCache(CACHE_MAX)
+        self._anchors: LRUCache[str, int] = LRUCache(CACHE_MAX)  # container -> its first process seen
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -282,7 +283,10 @@ class EnrichStage:
                     # runc init, before pivot_root, still sees the host's mount tree (the
                     # container's mounts under the bundle's rootfs): ask a later process.
                     return ""
-                self.mounts.request(ref.container_id, event.pid)
+                # The event's process, its parent, the container's first process: the first
+                # still alive answers (a short-lived tool's mountinfo is often gone already).
+                anchor = self._anchors.setdefault(ref.container_id, event.pid)
+                self.mounts.request(ref.container_id, event.pid, event.ppid, anchor)
                 return "mounts"
             info.host_mounts = list(mounts)
         return ""

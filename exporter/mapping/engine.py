@@ -79,6 +79,7 @@ class ValueSpec:
     fn: str = ""
     table: dict[Any, Any] | None = None
     default: Any = _MISSING
+    get: Callable[[dict[str, Any]], Any] | None = None  # `path`, compiled (see _getter)
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,37 @@ def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    """`_resolve(ctx, path)` made plain, compiled once per path: this runs for every field
+    of every document, so the common shapes (a rule field, an attribute chain over the
+    record's Structs) skip the generic walk."""
+    root, rest = path[0], path[1:]
+    if root == "rule" and len(rest) == 1:
+        name = rest[0]
+
+        def rule_field(ctx: dict[str, Any]) -> Any:
+            view = ctx["rule"]
+            value = view.get(name) if view is not None else None
+            return value if value.__class__ in _SCALARS else _plain(value)
+
+        return rule_field
+
+    def walk(ctx: dict[str, Any]) -> Any:
+        value = ctx.get(root)
+        for part in rest:
+            if value is None:
+                return None
+            value = value.get(part) if isinstance(value, dict | EventView) else getattr(value, part, None)
+        if value.__class__ in _SCALARS:
+            return value
+        return _plain(value)
+
+    return walk
+
+
 class Mapping:
     """A compiled mapping file."""
 
@@ -158,6 +190,9 @@ class Mapping:
         self._by_kind = {
             name: [i for i in self.items if i.kinds is None or name in i.kinds] for name, _ in self.kinds
         }
+        # Kinds that only ask what record and event type it is are remembered per pair.
+        decided_by_type = all(p.path in (("record",), ("event", "type")) for _, ps in self.kinds for p in ps)
+        self._kind_by_type: dict[tuple[str, Any], str | None] | None = {} if decided_by_type else None
 
     # -- applying -----------------------------------------------------------
 
@@ -169,6 +204,18 @@ class Mapping:
         return {"record": "event", "event": record, "alert": None, "agent": agent, "rule": EventView(record)}
 
     def kind_of(self, ctx: dict[str, Any]) -> str | None:
+        if self._kind_by_type is not None:  # kinds decided by record and event type alone
+            event = ctx["event"]
+            key = (ctx["record"], event.type if event is not None else None)
+            kind = self._kind_by_type.get(key, _MISSING)
+            if kind is not _MISSING:
+                return kind
+            kind = self._kind_of(ctx)
+            self._kind_by_type[key] = kind
+            return kind
+        return self._kind_of(ctx)
+
+    def _kind_of(self, ctx: dict[str, Any]) -> str | None:
         for name, predicates in self.kinds:
             if all(p.test(_resolve(ctx, p.path)) for p in predicates):
                 return name
@@ -192,7 +239,7 @@ class Mapping:
     def _value(self, spec: ValueSpec, ctx: dict[str, Any]) -> Any:
         if spec.const is not _MISSING:
             return spec.const
-        value = _plain(_resolve(ctx, spec.path))
+        value = spec.get(ctx) if spec.get is not None else _plain(_resolve(ctx, spec.path))
         if spec.fn:
             value = TRANSFORMS[spec.fn](value, self.tables)
         if spec.table is not None and value is not None:
@@ -275,11 +322,13 @@ class Mapping:
             if table not in self.tables:
                 raise self._fail(f"unknown table {table!r}; known: {sorted(self.tables)}", *at, "map")
             table = self.tables[table]
+        path = self._path(value.from_, *at, "from")
         return ValueSpec(
-            path=self._path(value.from_, *at, "from"),
+            path=path,
             fn=value.fn,
             table=table,
             default=_MISSING if value.default is UNSET else value.default,
+            get=_getter(path),
         )
 
     def _items(self, specs: list[_ItemSpec]) -> list[Item]:

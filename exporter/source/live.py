@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from exporter.metrics import REGISTRY
 from exporter.model import Event
@@ -25,6 +25,12 @@ from exporter.probes.layout import (
 
 log = logging.getLogger("provex.source")
 
+RING_LAG = Histogram(
+    "provex_ring_lag_seconds",
+    "How long the oldest record of each drain waited in the ring buffer (syscall to decode)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
 DECODE_ERRORS = Counter(
     "provex_decode_errors",
     "Ring-buffer records that could not be decoded, by cause",
@@ -158,6 +164,8 @@ class LiveSource:
             self.probes.consume()
         batch, self._batch = self._batch, []
         self.lag_ns = time.time_ns() - batch[0].ts_ns if batch else 0
+        if batch:
+            RING_LAG.observe(self.lag_ns / 1e9)
         return batch
 
     @property

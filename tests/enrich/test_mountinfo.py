@@ -64,5 +64,18 @@ def test_a_process_that_exited_is_not_an_error(tmp_path):
     resolver = MountResolver(str(tmp_path))
     (tmp_path / "1").mkdir()
     (tmp_path / "1" / "mountinfo").write_text("")
-    assert resolver.resolve_now("c1", 4242) == ()  # /proc/4242 does not exist
+    assert resolver.resolve_now("c1", 4242) is None  # /proc/4242 does not exist
     assert resolver.get("c1") is None  # nothing cached: a later event's pid will be tried
+
+
+def test_a_short_lived_process_gives_way_to_its_parent(tmp_path):
+    """`sysprobe` exits before its mounts are read: the parent (the container's shell) answers."""
+    from exporter.enrich.mounts import MountResolver
+
+    resolver = MountResolver(str(tmp_path))
+    for pid in ("1", "10"):
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "mountinfo").write_text("")
+    resolver.request("c1", 4242, 10)  # not started: resolved in the caller's thread
+    resolver.handle(("c1", 4242, 10))
+    assert resolver.get("c1") == ()
