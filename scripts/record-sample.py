@@ -23,7 +23,7 @@ import msgspec
 
 from exporter.model import decode_event, encode_event
 from exporter.resources import sample_recording
-from exporter.scenarios.agent import free_port, parse_metrics, health_get, wait_ready
+from exporter.scenarios.agent import free_port, health_get, parse_metrics, wait_ready
 from exporter.scenarios.lab import Lab, subprocess_env
 from exporter.scenarios.library import load_library
 
