@@ -1,6 +1,8 @@
 /* Open family: open, openat, openat2, creat. The path is read at entry (the
  * caller's memory as the syscall was given it), the fd or errno at exit. */
 
+#include "provex.h"
+
 BPF_PERCPU_ARRAY(scratch_open, struct open_ev, 1);
 BPF_HASH(pending_open, u32, struct open_ev, 16384);
 

@@ -6,6 +6,8 @@
  *   symlink(at), link(at), rename(at)(2)   -> link_ev (old name, new name, their dirfds)
  *   dup2, dup3 onto fd 0-2                 -> dup_ev (a shell's redirect: `sed ... > out`) */
 
+#include "provex.h"
+
 BPF_PERCPU_ARRAY(scratch_ctx, struct open_ev, 1);
 BPF_HASH(pending_ctx, u32, struct open_ev, 4096);
 BPF_PERCPU_ARRAY(scratch_link, struct link_ev, 1);

@@ -1,6 +1,8 @@
 /* The mount family: mount(2) and the new mount API (fsopen, fsconfig,
  * fsmount, move_mount, open_tree), which per-event engines often miss. */
 
+#include "provex.h"
+
 BPF_PERCPU_ARRAY(scratch_mount, struct mount_ev, 1);
 BPF_HASH(pending_mount, u32, struct mount_ev, 4096);
 

@@ -1,6 +1,8 @@
 /* Namespaces: setns (entering another process's namespaces, by an nsfs fd
  * or, since 5.8, a pidfd) and unshare (creating new ones). */
 
+#include "provex.h"
+
 BPF_HASH(pending_ns, u32, struct ns_ev, 4096);
 
 static __always_inline int ns_enter(u16 sc, s32 fd, u64 nstype)

@@ -1,6 +1,8 @@
 /* connect: the destination comes from the caller's sockaddr as given to the
  * syscall (a socket's own fields are still empty at this point). */
 
+#include "provex.h"
+
 BPF_HASH(pending_connect, u32, struct connect_ev, 8192);
 
 #define PROVEX_AF_UNIX 1

@@ -1,6 +1,8 @@
 /* Processes: execve/execveat (with argv), fork and exit for lineage, and
  * cgroup creation so user space can start monitoring a new container. */
 
+#include "provex.h"
+
 BPF_PERCPU_ARRAY(scratch_exec, struct exec_ev, 1);
 BPF_HASH(pending_exec, u32, struct exec_ev, 4096);
 /* clone flags by caller thread, to tell a new thread from a new process */
@@ -150,7 +152,7 @@ TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
     fill_hdr(&e->h, SC_CGROUP_MKDIR, sizeof(*e), bpf_get_current_cgroup_id());
     e->id = args->id;
     e->level = args->level;
-    e->pad = args->root; /* hierarchy id: 0 is cgroup v2 */
+    e->hierarchy = args->root;
     TP_DATA_LOC_READ_STR(e->path, path, sizeof(e->path));
     emit(e, sizeof(*e), SC_CGROUP_MKDIR, T_CONTROL);
     return 0;

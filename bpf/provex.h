@@ -31,6 +31,9 @@
  * cost of a monitored open: 344 bytes per record made a monitored open loop
  * 2.5x slower than one of ~100).
  */
+#ifndef PROVEX_H
+#define PROVEX_H
+
 #include <uapi/linux/ptrace.h>
 
 /* CTR_* (counter slots), T_* (event type bits, T_CONTROL for control records)
@@ -153,7 +156,7 @@ struct cgroup_ev {
     struct event_hdr h;
     u64 id;
     s32 level;
-    u32 pad;
+    u32 hierarchy; /* the cgroup root's id: 0 is cgroup v2 */
     char path[PATH_MAX_LEN];
 };
 
@@ -404,3 +407,5 @@ static __always_inline void learn_name(const char *path, u32 len)
     path_prefixes.insert(&key, &learned);
 #endif
 }
+
+#endif /* PROVEX_H */

@@ -20,19 +20,28 @@ import sys
 from exporter.probes.layout import MAPS
 from exporter.resources import data_dir
 
-BPF_SOURCES = ("provex.h", "process.c", "file.c", "fsctx.c", "mount.c", "namespace.c", "net.c")
+BPF_SOURCES = ("process.c", "file.c", "fsctx.c", "mount.c", "namespace.c", "net.c")
 
 
-def bpf_source() -> str:
+def bpf_program(sources: tuple[str, ...] = BPF_SOURCES) -> bytes:
+    """The text that compiles the given bpf/*.c as one program. Each source includes
+    provex.h itself (guarded), so any one of them also compiles alone. The include is
+    inlined here because BCC rewrites map calls and generates tracepoint argument structs
+    only in the main file, never in a header it includes."""
     root = data_dir("bpf")
-    return "\n".join((root / name).read_text() for name in BPF_SOURCES)
+    header = (root / "provex.h").read_text()
+    text = "\n".join((root / name).read_text() for name in sources)
+    return text.replace(_INCLUDE, header).encode()
+
+
+_INCLUDE = '#include "provex.h"'
 
 
 def compile_and_attach(cflags: list[str]) -> tuple[dict, list[int]]:
     """(manifest, fds): every map by name and every attached tracepoint."""
     from bcc import BPF  # only this child maps BCC and LLVM
 
-    bpf = BPF(text=bpf_source().encode(), cflags=cflags)  # attaches every TRACEPOINT_PROBE
+    bpf = BPF(text=bpf_program(), cflags=cflags)  # attaches every TRACEPOINT_PROBE
     fds: list[int] = []
     maps: dict[str, int] = {}
     for name in MAPS:

@@ -364,7 +364,12 @@ def payload_structs(limits: Limits) -> dict[str, type[ctypes.Structure]]:
         ),
         CGROUP: struct(
             "CgroupEv",
-            [("id", ctypes.c_uint64), ("level", ctypes.c_int32), ("pad", ctypes.c_uint32), ("path", path)],
+            [
+                ("id", ctypes.c_uint64),
+                ("level", ctypes.c_int32),
+                ("hierarchy", ctypes.c_uint32),
+                ("path", path),
+            ],
         ),
     }
 

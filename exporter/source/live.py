@@ -84,7 +84,7 @@ class Decoder:
         # so always readable): only the used part of the tail is read (NUL, argc bound it).
         payload = struct.from_address(data)
         if sc.family == CGROUP:
-            return payload.id, payload.pad, _text(payload.path)
+            return payload.id, payload.hierarchy, _text(payload.path)
         ts_ns = header.ts + self.offset_ns
         kwargs: dict[str, Any] = {}
         for event_field, payload_field, is_text in copies:
