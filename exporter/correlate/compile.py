@@ -10,6 +10,7 @@ does. Anything the engine cannot evaluate raises `Unsupported` with a cause.
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import re
 from collections.abc import Callable
@@ -55,11 +56,9 @@ class Unsupported(Exception):
 
 def compile_condition(node: object, category: str) -> Predicate:
     if isinstance(node, ConditionAND):
-        parts = [compile_condition(a, category) for a in node.args]
-        return lambda v: all(p(v) for p in parts)
+        return _all_of([compile_condition(a, category) for a in node.args])
     if isinstance(node, ConditionOR):
-        parts = [compile_condition(a, category) for a in node.args]
-        return lambda v: any(p(v) for p in parts)
+        return _any_of(_or_parts(node.args, category))
     if isinstance(node, ConditionNOT):
         inner = compile_condition(node.args[0], category)
         return lambda v: not inner(v)
@@ -114,6 +113,128 @@ def _leaf(name: str | None, value: object, category: str) -> Predicate:
     return lambda v: test(v.get(name))
 
 
+# AND and OR run for every rule on every event: plain calls for the common arities and a
+# loop otherwise cost a fraction of all()/any() over a generator.
+def _all_of(parts: list[Predicate]) -> Predicate:
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        a, b = parts
+        return lambda v: a(v) and b(v)
+    if len(parts) == 3:
+        a, b, c = parts
+        return lambda v: a(v) and b(v) and c(v)
+
+    def all_of(v: EventView) -> bool:
+        for p in parts:  # noqa: SIM110 (a loop, not all() over a generator: see above)
+            if not p(v):
+                return False
+        return True
+
+    return all_of
+
+
+def _any_of(parts: list[Predicate]) -> Predicate:
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        a, b = parts
+        return lambda v: a(v) or b(v)
+
+    def any_of(v: EventView) -> bool:
+        for p in parts:  # noqa: SIM110
+            if p(v):
+                return True
+        return False
+
+    return any_of
+
+
+def _or_parts(args: list, category: str) -> list[Predicate]:
+    """The alternatives of an OR. Leaves on one scalar field (what a Sigma value list or a
+    `1 of` over one field expands to) become one predicate that reads the field once and
+    tests all its values together: exact strings by a set, prefixes and suffixes by one
+    startswith/endswith call. This is most of the rule work per event."""
+    groups: dict[str, list[object]] = {}
+    order: list[str | object] = []
+    for arg in args:
+        name = arg.field if isinstance(arg, ConditionFieldEqualsValueExpression) else None
+        if (
+            name is None
+            or isinstance(arg.value, SigmaFieldReference)
+            or name not in FIELDS
+            or FIELDS[name].kind == "list"
+        ):
+            order.append(arg)
+            continue
+        if name not in groups:
+            groups[name] = []
+            order.append(name)
+        groups[name].append(arg.value)
+    parts = []
+    for item in order:
+        if not isinstance(item, str):
+            parts.append(compile_condition(item, category))
+        elif len(groups[item]) == 1:
+            parts.append(_leaf(item, groups[item][0], category))
+        else:
+            check_field(item, category)
+            parts.append(_field_test(item, _any_value_test(groups[item])))
+    return parts
+
+
+def _field_test(name: str, test: Test) -> Predicate:
+    return lambda v: test(v.get(name))
+
+
+def _any_value_test(values: list[object]) -> Test:
+    """One test that holds when any of `values` matches (see _or_parts)."""
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    suffixes: list[str] = []
+    others: list[Test] = []
+    for value in values:
+        shape = _string_shape(value) if type(value) is SigmaString else None
+        if shape is None:
+            others.append(_value_test(value))
+        elif shape[0] == "exact":
+            exact.add(shape[1])
+        elif shape[0] == "prefix":
+            prefixes.append(shape[1])
+        elif shape[0] == "suffix":
+            suffixes.append(shape[1])
+        else:
+            others.append(_value_test(value))
+    starts, ends = tuple(prefixes), tuple(suffixes)
+
+    def test(x: Value) -> bool:
+        if x is None:
+            return False
+        text = _text(x).lower()
+        if text in exact or (starts and text.startswith(starts)) or (ends and text.endswith(ends)):
+            return True
+        return any(t(x) for t in others)
+
+    return test
+
+
+def _string_shape(value: SigmaString) -> tuple[str, str] | None:
+    """("exact" | "prefix" | "suffix" | "contains", lower-cased text) for the plain shapes of a
+    case-insensitive Sigma string, None for anything else (placeholders, inner wildcards)."""
+    if value.contains_placeholder():
+        return None
+    parts = list(value.s)
+    multi = SpecialChars.WILDCARD_MULTI
+    plain = [p for p in parts if isinstance(p, str)]
+    if len(plain) != 1 or not all(isinstance(p, str) or p is multi for p in parts):
+        return None
+    starts, ends = parts[0] is multi, parts[-1] is multi
+    if len(parts) != 1 + starts + ends:
+        return None
+    kind = "contains" if starts and ends else "suffix" if starts else "prefix" if ends else "exact"
+    return kind, plain[0].lower()
+
+
 def _norm(value: Value) -> Value:
     return value.lower() if isinstance(value, str) else value
 
@@ -126,7 +247,7 @@ def _value_test(value: object) -> Test:
         return _string_test(value, cased=isinstance(value, SigmaCasedString))
     if isinstance(value, SigmaBool):
         want = value.boolean
-        return lambda x: _as_bool(x) == want
+        return lambda x: x is want or (x.__class__ is not bool and _as_bool(x) == want)
     if isinstance(value, SigmaNumber):
         number = value.number
         return lambda x: _as_number(x) == number
@@ -225,7 +346,14 @@ def _as_number(x: Value) -> int | float | None:
 def _in_network(x: Value, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
     if not isinstance(x, str) or not x:
         return False
+    address = _address(x)
+    return address is not None and address in network
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A parsed address (a node talks to few; parsing costs more than the rule)."""
     try:
-        return ipaddress.ip_address(x) in network
+        return ipaddress.ip_address(text)
     except ValueError:
-        return False
+        return None
