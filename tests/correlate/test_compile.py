@@ -130,3 +130,46 @@ def test_image_of_a_reexec_is_the_known_image():
     assert image(e) == "/bin/busybox"
     e.path = "/tmp/payload"
     assert image(e) == "/tmp/payload"
+
+
+@pytest.mark.parametrize(
+    ("detection", "yes", "no"),
+    [
+        # One field, many values: read once and tested together (exact set, prefix and suffix
+        # tuples, the rest one by one), with the same answers as value by value.
+        (
+            "TargetFilename: [/etc/Shadow, /etc/gshadow]\n        TargetFilename|endswith: x",
+            ["/etc/shadow", "/ETC/GSHADOW"],
+            ["/etc/shadow-", "/etc/passwd"],
+        ),
+        (
+            "TargetFilename|startswith: [/proc/, /Sys/]",
+            ["/proc/1/environ", "/sys/kernel"],
+            ["/tmp/proc/", "/etc/sys/"],
+        ),
+        (
+            "TargetFilename|endswith: [.Key, .pem]",
+            ["/a/tls.key", "/a/b.PEM"],
+            ["/a/key", "/a/pem.txt"],
+        ),
+        (
+            "TargetFilename: ['/etc/*.conf', '/root/.ssh/id_?sa', /etc/hosts]",
+            ["/etc/kubelet.conf", "/root/.ssh/id_rsa", "/etc/HOSTS"],
+            ["/etc/x/y", "/root/.ssh/id_ecdsa", "/etc/hosts.allow"],
+        ),
+        (
+            "TargetFilename|contains: [shadow, sudoers]\n        TargetFilename|cased: /etc/Passwd",
+            ["/etc/gshadow", "/etc/SUDOERS.d/x", "/etc/Passwd"],
+            ["/etc/passwd", "/etc/group"],
+        ),
+    ],
+)
+def test_many_values_of_one_field(tmp_path, detection, yes, no):
+    # `1 of s*` over selections on one field is an OR of leaves on that field.
+    parts = detection.split("\n        ")
+    selections = "".join(f"      s{i}:\n        {part}\n" for i, part in enumerate(parts))
+    rule = _rule(tmp_path, "file_access", f"{selections}      condition: 1 of s*")
+    for path in yes:
+        assert _matches(rule, event(path=path)), path
+    for path in no:
+        assert not _matches(rule, event(path=path)), path
