@@ -42,10 +42,6 @@ _encode_batch = msgspec.json.Encoder().encode
 _decode_batch = msgspec.json.Decoder(list[Event]).decode
 METRICS_EVERY_S = 0.5
 CHILD_NICE = 10
-# Frames (one per drain, at most probes.drain_max_records events) waiting for the child. When
-# the child is the bottleneck a longer backlog only adds delay and memory; 32 frames still
-# absorb a burst of 4,096 events.
-MAX_FRAMES = 32
 # The child's metrics the agent mirrors: counters add the child's growth, gauges take its value.
 MIRRORED: tuple[Counter | Gauge, ...] = (
     emit_metrics.EXPORTED,
@@ -92,7 +88,7 @@ def _send(fd: int, payload: bytes) -> None:
 class RawShipper:
     """The agent's side: a sink for raw events only (alerts go elsewhere)."""
 
-    def __init__(self, output: Any, node_name: str, cluster_name: str, max_frames: int = MAX_FRAMES) -> None:
+    def __init__(self, output: Any, node_name: str, cluster_name: str, max_frames: int = 256) -> None:
         self.max_frames = max_frames
         self.wait_when_full = False
         self.drops = DropReporter("events", output.otlp.drop_warning_interval_s)
