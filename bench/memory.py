@@ -2,12 +2,12 @@
 """Memory of `provex run`: idle and under load, total and anonymous RSS; prints JSON.
 
 The real agent (`provex run --schema ecs --otlp-endpoint ...`, raw events on, so its raw-event
-shipper child runs too) on this host: RSS after it settles idle, then sampled while containers
+shipper child runs too; `--alerts-only`: alerts only, no child) on this host: RSS after it settles idle, then sampled while containers
 run the scenario library's workloads and a neighbour opens monitored files at --load events/s.
 Each process is reported (agent, shipper) with its total (VmRSS) and anonymous (RssAnon) RSS,
 and the sum. The baseline, measured in the same run, is a bare interpreter of the same venv.
 
-Needs root, BCC and runc. Usage: bench/memory.py [--load 5000] [--seconds 30]
+Needs root, BCC and runc. Usage: bench/memory.py [--load 5000] [--seconds 30] [--alerts-only]
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--load", type=int, default=5000, help="monitored opens per second from a neighbour")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long the load runs")
+    parser.add_argument(
+        "--alerts-only", action="store_true", help="raw events not exported (no shipper child): the SIEM mode"
+    )
+    parser.add_argument("--agent-arg", action="append", default=[], help="extra agent argument (repeatable)")
     args = parser.parse_args()
 
     bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
@@ -66,7 +70,17 @@ def main() -> int:
     bare.kill()
     receiver = OtlpReceiver("grpc").start()
     workdir = Path(tempfile.mkdtemp(prefix="provex-memory-"))
-    agent = Agent(workdir, "--schema", "ecs", "--otlp-endpoint", receiver.endpoint, command="run")
+    mode = ["--alerts-only"] if args.alerts_only else []
+    agent = Agent(
+        workdir,
+        "--schema",
+        "ecs",
+        "--otlp-endpoint",
+        receiver.endpoint,
+        *mode,
+        *args.agent_arg,
+        command="run",
+    )
     runtime = Runc(workdir / "runc")
     samples: list[dict] = []
     try:
@@ -111,6 +125,8 @@ def main() -> int:
         "benchmark": "memory",
         "baseline_bare_interpreter": baseline,
         "idle": idle,
+        "raw_events_exported": not args.alerts_only,
+        "agent_args": args.agent_arg,
         "under_load": {
             "load_events_per_s": args.load,
             "seconds": args.seconds,
