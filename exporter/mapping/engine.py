@@ -70,6 +70,14 @@ class Location:
 class Predicate:
     path: tuple[str, ...]
     test: Callable[[Any], bool]
+    get: Callable[[dict[str, Any]], Any] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.get is None:
+            object.__setattr__(self, "get", _raw_getter(self.path))
+
+    def holds(self, ctx: dict[str, Any]) -> bool:
+        return self.test(self.get(ctx))
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,9 @@ class Item:
     kinds: frozenset[str] | None
     when: tuple[Predicate, ...]
     sets: tuple[tuple[str, tuple[str, ...], ValueSpec], ...]
+    # `sets` compiled: (dotted, parent keys, leaf key, value of ctx or None when nothing is
+    # to be written)
+    setters: tuple[tuple[str, tuple[str, ...], str, Callable[[dict[str, Any]], Any]], ...] = ()
 
 
 @dataclass
@@ -155,17 +166,48 @@ def _getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
 
         return rule_field
 
+    # Below the root, values are Structs or dicts (an EventView is only ever `rule`, above).
+    if len(rest) == 1:
+        (attr,) = rest
+
+        def one(ctx: dict[str, Any]) -> Any:
+            value = ctx.get(root)
+            if value is None:
+                return None
+            value = value.get(attr) if isinstance(value, dict) else getattr(value, attr, None)
+            return value if value.__class__ in _SCALARS else _plain(value)
+
+        return one
+
     def walk(ctx: dict[str, Any]) -> Any:
         value = ctx.get(root)
         for part in rest:
             if value is None:
                 return None
-            value = value.get(part) if isinstance(value, dict | EventView) else getattr(value, part, None)
+            value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
         if value.__class__ in _SCALARS:
             return value
         return _plain(value)
 
     return walk
+
+
+def _raw_getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    """`_resolve(ctx, path)` for `when` tests (they compare the value as it is)."""
+    root, rest = path[0], path[1:]
+    if not rest:
+        return lambda ctx: ctx.get(root)
+    if len(rest) == 1 and root != "rule":
+        attr = rest[0]
+
+        def attribute(ctx: dict[str, Any]) -> Any:
+            value = ctx.get(root)
+            if value is None:
+                return None
+            return value.get(attr) if isinstance(value, dict) else getattr(value, attr, None)
+
+        return attribute
+    return lambda ctx: _resolve(ctx, path)
 
 
 class Mapping:
@@ -217,7 +259,7 @@ class Mapping:
 
     def _kind_of(self, ctx: dict[str, Any]) -> str | None:
         for name, predicates in self.kinds:
-            if all(p.test(_resolve(ctx, p.path)) for p in predicates):
+            if all(p.holds(ctx) for p in predicates):
                 return name
         return None
 
@@ -227,14 +269,50 @@ class Mapping:
         if kind is None:
             return None
         doc = Document(kind=kind, body={})
+        body, provenance = doc.body, doc.provenance
         for item in self._by_kind[kind]:
-            if not all(p.test(_resolve(ctx, p.path)) for p in item.when):
+            if item.when and not all(p.holds(ctx) for p in item.when):
                 continue
-            for dotted, parts, spec in item.sets:
-                value = self._value(spec, ctx)
-                if not _empty(value):
-                    self._put(doc, dotted, parts, value, item)
+            for dotted, parents, leaf, value_of in item.setters:
+                value = value_of(ctx)
+                if value is None:
+                    continue
+                node = body
+                for part in parents:
+                    child = node.get(part)
+                    if not isinstance(child, dict):
+                        child = node[part] = {}
+                    node = child
+                replaced = node.get(leaf)
+                node[leaf] = value
+                if isinstance(replaced, dict):
+                    # A whole subtree replaced: forget what set its old leaves.
+                    prefix = dotted + "."
+                    for key in [k for k in provenance if k.startswith(prefix)]:
+                        del provenance[key]
+                provenance[dotted] = item
         return doc
+
+    def _setter(self, spec: ValueSpec) -> Callable[[dict[str, Any]], Any]:
+        """`_value(spec, ctx)`, None when empty, specialised for the common shapes: a
+        constant, and a plain path with nothing to transform (most fields of a document)."""
+        if spec.const is not _MISSING:
+            const = None if _empty(spec.const) else spec.const
+            return lambda ctx: const
+        if not spec.fn and spec.table is None and spec.default is _MISSING and spec.get is not None:
+            get = spec.get
+
+            def plain(ctx: dict[str, Any]) -> Any:
+                value = get(ctx)
+                return None if value == "" or value == [] or value == {} else value
+
+            return plain
+
+        def general(ctx: dict[str, Any]) -> Any:
+            value = self._value(spec, ctx)
+            return None if _empty(value) else value
+
+        return general
 
     def _value(self, spec: ValueSpec, ctx: dict[str, Any]) -> Any:
         if spec.const is not _MISSING:
@@ -250,23 +328,6 @@ class Mapping:
         if (value is _MISSING or _empty(value)) and spec.default is not _MISSING:
             return spec.default
         return None if value is _MISSING else value
-
-    @staticmethod
-    def _put(doc: Document, dotted: str, parts: tuple[str, ...], value: Any, item: Item) -> None:
-        node = doc.body
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = node[part] = {}
-            node = child
-        replaced = node.get(parts[-1])
-        node[parts[-1]] = value
-        if isinstance(replaced, dict):
-            # A whole subtree replaced: forget what set its old leaves.
-            prefix = dotted + "."
-            for key in [k for k in doc.provenance if k.startswith(prefix)]:
-                del doc.provenance[key]
-        doc.provenance[dotted] = item
 
     # -- compiling ----------------------------------------------------------
 
@@ -343,15 +404,19 @@ class Mapping:
             for kind in spec.kinds or ():
                 if kind not in known_kinds:
                     raise self._fail(f"unknown kind {kind!r}; declared: {sorted(known_kinds)}", *at, "kinds")
+            sets = tuple(
+                (key, tuple(key.split(".")), self._value_spec(value, *at, "set", key))
+                for key, value in spec.set.items()
+            )
             items.append(
                 Item(
                     id=spec.id,
                     location=Location(self._doc.file, self._doc.line(*at)),
                     kinds=frozenset(spec.kinds) if spec.kinds is not None else None,
                     when=self._condition(spec.when, *at, "when"),
-                    sets=tuple(
-                        (key, tuple(key.split(".")), self._value_spec(value, *at, "set", key))
-                        for key, value in spec.set.items()
+                    sets=sets,
+                    setters=tuple(
+                        (key, parts[:-1], parts[-1], self._setter(value)) for key, parts, value in sets
                     ),
                 )
             )
