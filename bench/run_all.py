@@ -32,6 +32,7 @@ QUICK: dict[str, list[str]] = {
     "enrich_bench": ["--events", "20000", "--pods", "1000", "--repeat", "1"],
     "eval": ["--trials", "1", "--settle", "3", "--out", str(REPO / "out" / "eval-quick")],
     "export_latency": ["--alerts", "30", "--events", "2000"],
+    "mapping_bench": ["--events", "2000", "--repeat", "1"],
     "kernel_bench": ["--quick"],
 }
 

@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Cost of mapping raw events to ECS and OCSF documents, per event; prints JSON.
+
+The events are the soak's node mix (bench/correlate_soak.py). The baseline, measured in the
+same run, is decoding the same events from their replay lines (what a replay does before
+anything else). Mapping is what caps raw events shipped to a collector and `provex replay
+--schema ecs|ocsf`.
+
+    python bench/mapping_bench.py [--events 20000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.correlate_soak import generate
+from exporter.mapping.mapper import Mapper
+from exporter.model import decode_event, encode_event
+
+
+def best_us_per_event(work, items: list, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for item in items:
+            work(item)
+        best = min(best, time.perf_counter() - start)
+    return round(best / len(items) * 1e6, 2)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is kept")
+    args = parser.parse_args()
+    lines = [encode_event(event) for event in generate(args.events)]
+    events = [decode_event(line) for line in lines]
+    report = {
+        "benchmark": "mapping",
+        "events": len(events),
+        "baseline_decode_us_per_event": best_us_per_event(decode_event, lines, args.repeat),
+    }
+    for schema in ("ecs", "ocsf"):
+        mapper = Mapper(schema, node_name="node", cluster_name="cluster", hostname="host")
+        documents = sum(mapper.map(event) is not None for event in events)
+        report[schema] = {
+            "us_per_event": best_us_per_event(mapper.map, events, args.repeat),
+            "documents": documents,
+        }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
