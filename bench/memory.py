@@ -131,6 +131,7 @@ def main() -> int:
             "load_events_per_s": args.load,
             "seconds": args.seconds,
             "peak_sum_total_mb": max(s["sum"]["total_mb"] for s in samples),
+            "sum_total_mb_each_second": [s["sum"]["total_mb"] for s in samples],
             "steady_second_half": {
                 "sum_total_mb": [
                     min(s["sum"]["total_mb"] for s in second_half),

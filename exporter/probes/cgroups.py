@@ -33,10 +33,15 @@ def is_container_cgroup(relpath: str) -> bool:
 def cgroup2_mounts(mountinfo_text: str) -> list[str]:
     """Mount points of cgroup2 in a mountinfo text (pure v2: /sys/fs/cgroup;
     hybrid: /sys/fs/cgroup/unified)."""
+    return cgroup_mounts(mountinfo_text, ("cgroup2",))
+
+
+def cgroup_mounts(mountinfo_text: str, fstypes: tuple[str, ...] = ("cgroup", "cgroup2")) -> list[str]:
+    """Mount points of the given cgroup file system types in a mountinfo text."""
     out = []
     for line in mountinfo_text.splitlines():
         left, sep, right = line.partition(" - ")
-        if sep and right.split(" ", 1)[0] == "cgroup2":
+        if sep and right.split(" ", 1)[0] in fstypes:
             out.append(_unescape(left.split(" ")[4]))
     return out
 

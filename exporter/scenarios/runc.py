@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from exporter.probes.cgroups import find_cgroup2_mount
+from exporter.probes.cgroups import cgroup_mounts, find_cgroup2_mount
 
 HELPERS = Path(__file__).resolve().parent / "helpers"
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
@@ -162,6 +162,10 @@ class Runc:
         self.state_root = self.workdir / "state"
         self.rootfs = self.workdir / "rootfs"
         self.cgroup2 = find_cgroup2_mount()
+        # runc makes the container's cgroup path in every hierarchy (each v1 controller too, on
+        # a hybrid host); cleaning up means removing it, and the pod directory, in each.
+        mountinfo = Path("/proc/self/mountinfo").read_text(errors="surrogateescape")
+        self.cgroup_mounts = [Path(p) for p in cgroup_mounts(mountinfo)]
         self._build_rootfs(Path(busybox))
 
     def _build_rootfs(self, busybox: Path) -> None:
@@ -304,13 +308,17 @@ class Runc:
             check=False,
         )
         shutil.rmtree(bundle, ignore_errors=True)
-        # Remove the cgroup and the now-empty pod directory (best effort: runc may have done it).
-        cgroup_dir = self.cgroup2 / cgroup_path.lstrip("/")
-        for directory in (cgroup_dir, cgroup_dir.parent):
-            try:
-                directory.rmdir()
-            except OSError:
-                break
+        # Remove the container's cgroup (runc usually has) and the pod directory above it, in
+        # every hierarchy. Left behind, thousands of them make every walk of the tree slow.
+        for mount in self.cgroup_mounts:
+            cgroup_dir = mount / cgroup_path.lstrip("/")
+            for directory in (cgroup_dir, cgroup_dir.parent):
+                try:
+                    directory.rmdir()
+                except FileNotFoundError:
+                    continue  # already removed
+                except OSError:
+                    break  # still in use: another container of the same Pod
 
     def close(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
