@@ -110,11 +110,11 @@ def _leaf(name: str | None, value: object, category: str) -> Predicate:
     test = _value_test(value)
     if FIELDS[name].kind == "list":
         return lambda v: any(test(x) for x in (v.get(name) or []))  # type: ignore[union-attr]
-    return lambda v: test(v.get(name))
+    return _field_test(name, test)
 
 
-# AND and OR run for every rule on every event: plain calls for the common arities and a
-# loop otherwise cost a fraction of all()/any() over a generator.
+# AND and OR run for every rule on every event: plain calls for the common arities, and a
+# loop otherwise, cost less than all()/any() over a generator.
 def _all_of(parts: list[Predicate]) -> Predicate:
     if len(parts) == 1:
         return parts[0]
@@ -154,7 +154,7 @@ def _or_parts(args: list, category: str) -> list[Predicate]:
     """The alternatives of an OR. Leaves on one scalar field (what a Sigma value list or a
     `1 of` over one field expands to) become one predicate that reads the field once and
     tests all its values together: exact strings by a set, prefixes and suffixes by one
-    startswith/endswith call. This is most of the rule work per event."""
+    startswith/endswith call (Sigma value lists make such ORs common)."""
     groups: dict[str, list[object]] = {}
     order: list[str | object] = []
     for arg in args:

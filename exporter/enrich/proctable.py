@@ -215,7 +215,10 @@ def _cgroup_id(base: str, cgroup_root: str) -> int:
 
 def _exec_target(event: Event, previous: str) -> str:
     """The image an exec loaded. Re-executing oneself through /proc/self/exe (busybox
-    applets, runc) loads the same image again, so it keeps the known one."""
-    if event.path in ("/proc/self/exe", f"/proc/{event.pid}/exe") and previous:
+    applets, runc) loads the same image again, so it keeps the known one, or stays unknown:
+    "/proc/self/exe" names no image. (runc init's re-exec is seen inside the container when
+    the runtime moves it into its cgroup before it runs; as an image it made the runtime's
+    own unshare and mounts look like the container's.)"""
+    if event.path in ("/proc/self/exe", f"/proc/{event.pid}/exe"):
         return previous
     return event.path or previous

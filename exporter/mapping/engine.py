@@ -151,53 +151,21 @@ def _empty(value: Any) -> bool:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def _getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
-    """`_resolve(ctx, path)` made plain, compiled once per path: this runs for every field
-    of every document, so the common shapes (a rule field, an attribute chain over the
-    record's Structs) skip the generic walk."""
+def _raw_getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    """`_resolve(ctx, path)` compiled once per path: this runs for every field of every
+    document, so the common shapes (a rule field, one attribute) skip the generic walk."""
     root, rest = path[0], path[1:]
-    if root == "rule" and len(rest) == 1:
+    if not rest:
+        return lambda ctx: ctx.get(root)
+    if root == "rule":  # rule.NAME (the only shape the loader accepts under `rule`)
         name = rest[0]
 
         def rule_field(ctx: dict[str, Any]) -> Any:
             view = ctx["rule"]
-            value = view.get(name) if view is not None else None
-            return value if value.__class__ in _SCALARS else _plain(value)
+            return view.get(name) if view is not None else None
 
         return rule_field
-
-    # Below the root, values are Structs or dicts (an EventView is only ever `rule`, above).
     if len(rest) == 1:
-        (attr,) = rest
-
-        def one(ctx: dict[str, Any]) -> Any:
-            value = ctx.get(root)
-            if value is None:
-                return None
-            value = value.get(attr) if isinstance(value, dict) else getattr(value, attr, None)
-            return value if value.__class__ in _SCALARS else _plain(value)
-
-        return one
-
-    def walk(ctx: dict[str, Any]) -> Any:
-        value = ctx.get(root)
-        for part in rest:
-            if value is None:
-                return None
-            value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
-        if value.__class__ in _SCALARS:
-            return value
-        return _plain(value)
-
-    return walk
-
-
-def _raw_getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
-    """`_resolve(ctx, path)` for `when` tests (they compare the value as it is)."""
-    root, rest = path[0], path[1:]
-    if not rest:
-        return lambda ctx: ctx.get(root)
-    if len(rest) == 1 and root != "rule":
         attr = rest[0]
 
         def attribute(ctx: dict[str, Any]) -> Any:
@@ -208,6 +176,17 @@ def _raw_getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
 
         return attribute
     return lambda ctx: _resolve(ctx, path)
+
+
+def _getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    """The value at `path` made plain (Structs and enums as JSON-ready values)."""
+    raw = _raw_getter(path)
+
+    def plain(ctx: dict[str, Any]) -> Any:
+        value = raw(ctx)
+        return value if value.__class__ in _SCALARS else _plain(value)
+
+    return plain
 
 
 class Mapping:
