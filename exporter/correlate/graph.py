@@ -17,7 +17,8 @@ event before any rule sees it:
   * every path is resolved against the process's root, current directory,
     dirfd and the links created in its container (Event.resolved_path,
     .resolution, .host_path);
-  * an exec of an interpreter names the file it was handed (.interpreted_path);
+  * an exec of an interpreter names the file it was handed, or the file a redirect put
+    on its stdin (.interpreted_path);
   * an exec whose file came from the network carries that story (.origin): a
     process that connected out (before or after the write) or read such a
     file wrote it, possibly renamed or linked on the way.
@@ -38,7 +39,7 @@ from exporter.correlate.provenance import (
     Links,
     Resolved,
     host_mount_of,
-    interpreter_operand,
+    interpreter_program,
     proc_self,
     resolve,
 )
@@ -318,10 +319,13 @@ class ProvenanceGraph:
             resolved = self._resolve(event, state, path, self._dirfd(event))
         self._annotate(event, resolved)
         image = resolved.path or path
-        operand = interpreter_operand(image, event.argv, by_argv0=_is_own_exe(path, event.pid))
+        operand, from_stdin = interpreter_program(image, event.argv, by_argv0=_is_own_exe(path, event.pid))
         if operand:
             script = self._resolve(event, state, operand, AT_FDCWD)
             event.interpreted_path = script.path
+        elif from_stdin and 0 in state.fds:
+            # The program is whatever stdin holds: the file a redirect put there (`sh < f`).
+            event.interpreted_path = state.fds[0][0]
         cid = _cid(event)
         origin: tuple[EvidenceRef, ...] = ()
         for executed in (event.interpreted_path, resolved.path):

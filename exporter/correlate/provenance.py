@@ -169,6 +169,10 @@ class Interpreter:
     file_option: frozenset[str]
     # Options that end the options ("--").
     end: frozenset[str]
+    # Options after which the program comes from standard input (sh -s).
+    stdin: frozenset[str] = frozenset()
+    # With no operand (or "-") the program comes from standard input (`sh < file`).
+    program_on_stdin: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +202,8 @@ def load_interpreters(path: Path = INTERPRETERS_FILE) -> InterpreterTable:
             with_value=frozenset(spec.get("with_value", [])),
             file_option=frozenset(spec.get("file_option", [])),
             end=frozenset(spec.get("end", ["--"])),
+            stdin=frozenset(spec.get("stdin", [])),
+            program_on_stdin=bool(spec.get("program_on_stdin", False)),
         )
         for n in spec.get("names", [name]):
             by_name[n] = interp
@@ -218,6 +224,14 @@ def interpreter_operand(
     not an interpreter, inline code, stdin). `by_argv0`: the program is named by
     argv[0], not by the image (a multi-call binary re-executing itself through
     /proc/self/exe picks its applet that way: busybox sh runs `cat` so)."""
+    return interpreter_program(image, argv, table, by_argv0)[0]
+
+
+def interpreter_program(
+    image: str, argv: list[str], table: InterpreterTable | None = None, by_argv0: bool = False
+) -> tuple[str, bool]:
+    """(operand, from_stdin): the file an interpreter exec is handed, or whether it reads
+    its program from standard input instead (`sh < file`, `sh -s`, `python3 -`)."""
     table = table or interpreters()
     name = argv[0] if by_argv0 and argv else image
     base = name.rsplit("/", 1)[-1]
@@ -225,28 +239,30 @@ def interpreter_operand(
     if base in table.multicall:
         # busybox sh script: the applet is argv[1] when run as busybox itself.
         if not args:
-            return ""
+            return "", False
         base, args = args[0].rsplit("/", 1)[-1], args[1:]
     interp = table.find(base)
     if interp is None:
-        return ""
+        return "", False
     i = 0
     while i < len(args):
         arg = args[i]
-        if arg in interp.end:
-            return args[i + 1] if i + 1 < len(args) else ""
-        if arg in interp.file_option:
-            return args[i + 1] if i + 1 < len(args) else ""
+        if arg in interp.end or arg in interp.file_option:
+            if i + 1 < len(args):
+                return args[i + 1], False
+            return "", interp.program_on_stdin
         if arg in interp.inline or _inline_cluster(arg, interp):
-            return ""
+            return "", False
+        if arg in interp.stdin:
+            return "", True
         if arg in interp.with_value:
             i += 2
             continue
         if arg.startswith("-") and arg != "-":
             i += 1
             continue
-        return "" if arg == "-" else arg
-    return ""
+        return ("", interp.program_on_stdin) if arg == "-" else (arg, False)
+    return "", interp.program_on_stdin
 
 
 def _inline_cluster(arg: str, interp: Interpreter) -> bool:

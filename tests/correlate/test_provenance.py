@@ -9,6 +9,7 @@ from exporter.correlate.provenance import (
     FsContext,
     host_mount_of,
     interpreter_operand,
+    interpreter_program,
     load_interpreters,
     resolve,
 )
@@ -112,6 +113,28 @@ INTERPRETER_FORMS = [
 @pytest.mark.parametrize(("image", "argv", "expected"), INTERPRETER_FORMS)
 def test_interpreter_operand(image, argv, expected):
     assert interpreter_operand(image, argv) == expected
+
+
+@pytest.mark.parametrize(
+    ("image", "argv", "expected"),
+    [
+        # The program comes from standard input: with no operand, "-", "--" at the end, sh -s.
+        ("/bin/sh", ["sh"], ("", True)),
+        ("/bin/bash", ["bash", "-"], ("", True)),
+        ("/bin/sh", ["sh", "-s", "arg"], ("", True)),
+        ("/bin/sh", ["sh", "-e", "--"], ("", True)),
+        ("/usr/bin/python3", ["python3", "-u"], ("", True)),
+        ("/bin/busybox", ["busybox", "sh"], ("", True)),
+        # Not from stdin: a file, inline code, a module, not an interpreter, ld.so alone.
+        ("/bin/sh", ["sh", "/tmp/x"], ("/tmp/x", False)),
+        ("/bin/sh", ["sh", "-c", "wc -l"], ("", False)),
+        ("/usr/bin/python3", ["python3", "-m", "http.server"], ("", False)),
+        ("/bin/cat", ["cat"], ("", False)),
+        ("/lib64/ld-linux-x86-64.so.2", ["ld"], ("", False)),
+    ],
+)
+def test_interpreter_program_reads_stdin(image, argv, expected):
+    assert interpreter_program(image, argv) == expected
 
 
 def test_interpreter_table_is_data():
