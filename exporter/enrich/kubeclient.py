@@ -21,7 +21,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-import yaml
+from exporter import yamlfile
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -88,28 +88,19 @@ def _kind(value: object) -> str:
 class _Kubeconfig:
     """A parsed kubeconfig that knows the line of every key, for located errors."""
 
-    def __init__(self, path: str, text: str) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
         try:
-            self.root = yaml.compose(text, Loader=yaml.SafeLoader)
-            self.doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise KubeConfigError(f"{path}: not YAML: {exc}") from exc
+            self.yaml = yamlfile.load(path)
+        except yamlfile.YamlFileError as exc:
+            raise KubeConfigError(str(exc)) from None
+        except OSError as exc:
+            raise KubeConfigError(f"{path}: cannot read kubeconfig: {exc}") from exc
+        self.doc = self.yaml.data
 
     def line(self, keys: tuple[str | int, ...]) -> int:
-        """1-based line of the value at `keys` (or of the deepest part of it that exists)."""
-        node = self.root
-        line = node.start_mark.line + 1 if node is not None else 1
-        for key in keys:
-            child = None
-            if isinstance(node, yaml.MappingNode):
-                child = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
-            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-                child = node.value[key]
-            if child is None:
-                break
-            node, line = child, child.start_mark.line + 1
-        return line
+        """1-based line of the key at `keys` (or of the deepest part of it that exists)."""
+        return self.yaml.line(*keys)
 
     def error(self, keys: tuple[str | int, ...], name: str, message: str) -> KubeConfigError:
         return KubeConfigError(f"{self.path}:{self.line(keys)}: {name}: {message}")
@@ -143,12 +134,7 @@ def load_kubeconfig(path: str) -> KubeAuth:
 
     Every value this reads is type-checked: a wrong one is refused with
     file:line, the key and what was expected (never a traceback)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KubeConfigError(f"{path}: cannot read kubeconfig: {exc}") from exc
-    kc = _Kubeconfig(path, text)
+    kc = _Kubeconfig(path)
     doc = kc.doc
     if not isinstance(doc, dict):
         raise KubeConfigError(f"{path}:1: expected a mapping with clusters/contexts/users, got {_kind(doc)}")
