@@ -1,4 +1,4 @@
-"""A user's clone has no ../shared: nothing in the repository reads reference data from outside
+"""A user's clone has nothing beside it: nothing in the repository reads reference data from outside
 it, and CI (.ci/run) proves it by testing a copy of the checkout with nothing beside it."""
 
 from __future__ import annotations
