@@ -33,6 +33,7 @@ QUICK: dict[str, list[str]] = {
     "eval": ["--trials", "1", "--settle", "3", "--out", str(REPO / "out" / "eval-quick")],
     "export_latency": ["--alerts", "30", "--events", "2000"],
     "mapping_bench": ["--events", "2000", "--repeat", "1"],
+    "replay_bench": ["--events", "3000"],
     "kernel_bench": ["--quick"],
 }
 

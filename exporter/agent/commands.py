@@ -15,6 +15,7 @@ import time
 from exporter.agent.build import StartupError, build_stages
 from exporter.agent.losses import Ledger
 from exporter.config import Config
+from exporter.runtime import tune_gc
 from exporter.source.replay import Progress, ReplayError, ReplaySource, count_lines
 
 log = logging.getLogger("provex.agent")
@@ -45,6 +46,7 @@ def replay(args: argparse.Namespace, config: Config) -> int:
     wait_when_full = getattr(stages.sink, "wait_when_full", None)
     if wait_when_full is not None:
         wait_when_full()
+    tune_gc()
     started = time.monotonic()
     interrupted = False
     try:

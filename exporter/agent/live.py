@@ -8,10 +8,8 @@ loop; the probes are detached and the output flushed before exit.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import signal
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -30,6 +28,7 @@ from exporter.model import Event, EventType
 from exporter.model.linux import WRITE_FLAGS
 from exporter.probes import metrics as probe_metrics
 from exporter.probes.loader import LEARNED_NAMES_MAX, ProbeError, Probes
+from exporter.runtime import tune_gc
 from exporter.source.live import LiveSource
 
 log = logging.getLogger("provex.agent")
@@ -116,20 +115,6 @@ class LearnedNames:
             self.probes.forget_name(old)
 
 
-def tune_gc() -> None:
-    """Keep collector pauses off the alert path: what start-up built (BCC, compiled rules,
-    the process table from /proc) is frozen out of every collection, and the young
-    generation is collected less often. A full collection over a large provenance graph
-    held alerts for hundreds of ms (bench/eval.py: p95 333 ms with the defaults)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20000, 50, 50)
-    # Raw events are mapped and exported on threads of their own; a 1 ms switch interval
-    # (Python's default is 5 ms) gives the consumer's thread, which raises the alerts, the
-    # interpreter back within a millisecond of wanting it.
-    sys.setswitchinterval(0.001)
-
-
 def watch_dependencies(state: HealthState, stages: Stages) -> None:
     """What /readyz reports as degraded: the API server's Pod watch, the collector."""
     enricher = stages.enricher
@@ -188,7 +173,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
     # The kernel reports each new cgroup before its first event: teach enrichment its path.
     learn = stages.enricher.cgroups.remember if stages.enricher is not None else None
     source = LiveSource(probes, on_cgroup=learn)
-    tune_gc()
+    # Raw events are mapped and exported on threads of their own; a 1 ms switch interval
+    # gives the consumer's thread, which raises the alerts, the interpreter back within a
+    # millisecond of wanting it.
+    tune_gc(switch_interval_s=0.001)
     state.ready.set()
     deadline = time.monotonic() + args.duration if getattr(args, "duration", None) else None
     next_sweep = time.monotonic() + SWEEP_INTERVAL_S

@@ -242,6 +242,7 @@ def main(argv: list[str]) -> int:
     from exporter.config.schema import OutputConfig
     from exporter.emit.factory import build_sink
     from exporter.logs import setup_logging
+    from exporter.runtime import tune_gc
 
     setup_logging()
     # Raw events are the work that can wait: on a busy node the agent's own loop, which
@@ -265,6 +266,7 @@ def main(argv: list[str]) -> int:
             report()
 
     threading.Thread(target=reporter, name="provex-shipper-report", daemon=True).start()
+    tune_gc()
     with os.fdopen(frames_fd, "rb") as stream:
         for payload in _frames(stream):
             for event in _decode_batch(payload):
