@@ -74,6 +74,9 @@ class OtlpAlerts:
         self._alerts: list[SeenAlert] = []
         self._events: dict[str, int] = defaultdict(int)  # container id -> raw event records
         self.late_alerts = 0
+        # Per first alert: (decisive syscall -> handed to the SDK in the agent, its
+        # observed time; observed time -> arrival here), ms: the agent's part and the export's.
+        self.splits: list[tuple[float, float]] = []
 
     def _refresh(self) -> None:
         with self.receiver._cond:
@@ -98,6 +101,9 @@ class OtlpAlerts:
         )
         if dig(body, "labels.provex_enrichment") == "late":
             self.late_alerts += 1
+        if not dig(body, "labels.provex_followup_of") and r.observed_time_unix_nano:
+            observed = r.observed_time_unix_nano
+            self.splits.append(((observed - r.time_unix_nano) / 1e6, (r.arrival_wall_ns - observed) / 1e6))
         self._alerts.append(
             SeenAlert(
                 rule_id=str(r.attributes.get("provex.rule.id", dig(body, "rule.id") or "")),
@@ -133,6 +139,37 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
         return None
     rank = max(1, math.ceil(q / 100 * len(sorted_values)))
     return sorted_values[rank - 1]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _split(splits: list[tuple[float, float]]) -> dict[str, Any]:
+    """Where an alert's latency goes: in the agent (syscall to the SDK) and in the export
+    (SDK to the receiver), each with p50/p95/p99."""
+    out: dict[str, Any] = {"alerts": len(splits)}
+    for i, part in enumerate(("agent", "export")):
+        values = sorted(s[i] for s in splits)
+        out[part] = {f"p{q}": _round(percentile(values, q)) for q in (50, 95, 99)}
+    return out
+
+
+def histogram_quantiles(metrics: dict[str, float], name: str) -> dict[str, Any]:
+    """p50/p95/p99 of an agent histogram (its /metrics buckets), each as the upper bound of
+    the bucket it falls in, in ms: where the time goes inside the agent, next to the
+    receiver-side latency."""
+    buckets = sorted(
+        (float(key.split('le="', 1)[1].split('"', 1)[0]), value)
+        for key, value in metrics.items()
+        if key.startswith(f"{name}_bucket{{") and 'le="' in key
+    )
+    total = metrics.get(f"{name}_count", 0)
+    out: dict[str, Any] = {"count": int(total)}
+    for label, q in (("p50_le", 0.5), ("p95_le", 0.95), ("p99_le", 0.99)):
+        bound = next((le for le, cumulative in buckets if total and cumulative >= q * total), None)
+        out[label] = None if bound is None else (round(bound * 1000, 1) if bound != math.inf else "inf")
+    return out
 
 
 def schedule(scenarios: list[Scenario], trials: int, seed: int) -> list[tuple[Scenario, int]]:
@@ -288,6 +325,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "attacks": score_attacks(attacks),
         "benign": score_benign(benign, feed.events_of),
         "late_enrichment_alerts": feed.late_alerts,
+        "latency_split_ms": _split(feed.splits),
+        "agent_ms": {  # inside the agent, from its own histograms
+            "alert_delay": histogram_quantiles(metrics, "provex_alert_delay_seconds"),
+            "ring_lag": histogram_quantiles(metrics, "provex_ring_lag_seconds"),
+        },
         "lost_events": {"kernel": lost, "kernel_total": sum(lost.values()), "export_drops": drops},
         "kernel_emitted": sum(v for (_, c), v in counters.items() if c == "emitted"),
         "by_class": {

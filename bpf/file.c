@@ -28,6 +28,7 @@ static __always_inline int open_enter(u16 sc, s32 dirfd, const char *filename, u
     if (!e)
         return 0;
     fill_hdr(&e->h, sc, sizeof(*e), cg);
+    e->h.wake = interest == PATH_SENSITIVE;
     e->dirfd = dirfd;
     e->flags = flags;
     e->mode = mode;

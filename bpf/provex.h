@@ -69,7 +69,7 @@ struct event_hdr {
     u32 gid;
     u16 sc;   /* SC_* id */
     u16 size; /* bytes of the whole record */
-    u32 pad;
+    u32 wake; /* set at entry: wake the consumer at once when the record is emitted */
     char comm[16];
 };
 
@@ -260,7 +260,7 @@ static __always_inline void fill_hdr(struct event_hdr *h, u16 sc, u16 size, u64 
     h->gid = uid_gid >> 32;
     h->sc = sc;
     h->size = size;
-    h->pad = 0;
+    h->wake = 0;
     bpf_get_current_comm(&h->comm, sizeof(h->comm));
 }
 
@@ -320,16 +320,17 @@ static __always_inline int admitted(u16 sc, u64 cg, u32 class, int sheddable)
     return 1;
 }
 
-/* Copy a finished record into the ring buffer. Decisive types wake the
- * consumer at once; the rest are batched until this CPU has WAKEUP_BYTES
- * queued or the consumer's drain interval passes (each wakeup costs the
- * producer several microseconds). */
+/* Copy a finished record into the ring buffer. Decisive types, and records
+ * marked `wake` at entry (a read of a sensitive path: what file-access rules
+ * alert on), wake the consumer at once; the rest are batched until this CPU
+ * has WAKEUP_BYTES queued or the consumer's drain interval passes (each
+ * wakeup costs the producer several microseconds). */
 static __always_inline void emit(void *ev, u32 size, u16 sc, u32 type_bit)
 {
     u64 flags = BPF_RB_NO_WAKEUP_FLAG;
     u32 zero = 0;
     u64 *queued = backlog.lookup(&zero);
-    if (WAKEUP_MASK & type_bit) {
+    if ((WAKEUP_MASK & type_bit) || ((struct event_hdr *)ev)->wake) {
         flags = BPF_RB_FORCE_WAKEUP_FLAG;
         if (queued)
             *queued = 0;

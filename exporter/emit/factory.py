@@ -93,10 +93,13 @@ class _PinnedVerifySession(requests.Session):
 
 def make_exporter(target: OtlpTarget) -> LogRecordExporter:
     """The SDK's OTLP log exporter for `target` (gRPC or HTTP/protobuf); None arguments
-    leave the exporter to its standard variables."""
+    leave the exporter to its standard variables. Over gRPC the request is encoded by
+    exporter.emit.otlpproto (the same message, ~4x faster than the SDK's encoder); the HTTP
+    exporter encodes inside its export(), so it keeps the SDK's."""
     if target.protocol == "grpc":
         import grpc
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
+
+        from exporter.emit.otlpproto import OtlpGrpcLogExporter as GrpcExporter
 
         credentials = None
         if target.certificate or target.client_certificate:

@@ -74,11 +74,12 @@ def answered(response: ExportLogsServiceResponse) -> None:
 def tap(exporter: Any) -> bool:
     """Hook an SDK OTLP log exporter so its attempts report here; False if it is not one
     we know (then only its SUCCESS/FAILURE result is seen)."""
-    module = type(exporter).__module__
+    # By the SDK class it is or extends (provex's gRPC exporter only changes the encoding).
+    modules = [cls.__module__ for cls in type(exporter).__mro__]
     try:
-        if module.startswith("opentelemetry.exporter.otlp.proto.grpc"):
+        if any(m.startswith("opentelemetry.exporter.otlp.proto.grpc") for m in modules):
             return _tap_grpc(exporter)
-        if module.startswith("opentelemetry.exporter.otlp.proto.http"):
+        if any(m.startswith("opentelemetry.exporter.otlp.proto.http") for m in modules):
             return _tap_http(exporter)
     except AttributeError as exc:  # the SDK's internals moved: accounting falls back to the result
         log.warning(

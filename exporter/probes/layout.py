@@ -257,7 +257,7 @@ class EventHeader(ctypes.Structure):
         ("gid", ctypes.c_uint32),
         ("sc", ctypes.c_uint16),
         ("size", ctypes.c_uint16),
-        ("pad", ctypes.c_uint32),
+        ("wake", ctypes.c_uint32),  # the kernel's own: wake the consumer at once
         ("comm", ctypes.c_char * 16),
     )
 
