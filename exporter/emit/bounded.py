@@ -36,6 +36,8 @@ class _Settable(Protocol):
 
 
 class BoundedQueue(Generic[T]):
+    """Items from producers to `handle`, on a worker thread of its own (see above)."""
+
     def __init__(
         self,
         max_items: int,
@@ -162,7 +164,7 @@ class BoundedQueue(Generic[T]):
         """A batch to take now, without waiting for the linger time to run out."""
         waiting = len(self._items)
         if waiting >= self.max_batch or waiting >= self.max_items:
-            return True  # a full queue holds a producer back
+            return True  # a full batch, or a full queue that holds a producer back
         return waiting > 0 and (self.linger_s <= 0 or self._flushing > 0)
 
     def _next_batch(self) -> list[T] | None:
