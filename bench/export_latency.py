@@ -17,6 +17,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -66,6 +67,21 @@ def collect(receiver: OtlpReceiver, sent: dict[str, int], key) -> list[int]:  # 
     return [r.arrival_ns - sent[key(r.body)] for r in got if key(r.body) in sent]
 
 
+def send_timed(
+    batch: list[Alert], gap_s: float, send: Callable[[Alert], None]
+) -> tuple[dict[str, int], list[int]]:
+    """Send each alert, `gap_s` apart: when each one left (by id) and what each send cost
+    the caller (perf_counter ns)."""
+    sent, caller = {}, []
+    for alert in batch:
+        t0 = time.perf_counter_ns()
+        send(alert)
+        caller.append(time.perf_counter_ns() - t0)
+        sent[alert.id] = t0
+        time.sleep(gap_s)
+    return sent, caller
+
+
 def run_provex(protocol: str, batch: list[Alert], gap_s: float) -> dict[str, float]:
     with OtlpReceiver(protocol) as receiver:
         config = OutputConfig(schema="ecs", otlp=OtlpConfig(endpoint=receiver.endpoint, protocol=protocol))  # type: ignore[arg-type]
@@ -73,13 +89,7 @@ def run_provex(protocol: str, batch: list[Alert], gap_s: float) -> dict[str, flo
         sink.emit_alert(alerts(1)[0])  # connect before measuring
         receiver.wait_for(1)
         receiver.received.clear()
-        sent, caller = {}, []
-        for alert in batch:
-            t0 = time.perf_counter_ns()
-            sink.emit_alert(alert)
-            caller.append(time.perf_counter_ns() - t0)
-            sent[alert.id] = t0
-            time.sleep(gap_s)
+        sent, caller = send_timed(batch, gap_s, sink.emit_alert)
         latencies = collect(receiver, sent, lambda body: body["event"]["id"])
         sink.close()
     return summary(latencies, caller)
@@ -94,9 +104,8 @@ def run_sdk_batch(batch: list[Alert], gap_s: float) -> dict[str, float]:
             BatchLogRecordProcessor(OTLPLogExporter(endpoint=receiver.endpoint, insecure=True))
         )
         logger = provider.get_logger("provex.alerts")
-        sent, caller = {}, []
-        for alert in batch:
-            t0 = time.perf_counter_ns()
+
+        def emit(alert: Alert) -> None:
             doc = mapper.map(alert)
             assert doc is not None
             logger.emit(
@@ -107,9 +116,8 @@ def run_sdk_batch(batch: list[Alert], gap_s: float) -> dict[str, float]:
                     attributes=routing_attributes(alert, doc, "ecs"),
                 )
             )
-            caller.append(time.perf_counter_ns() - t0)
-            sent[alert.id] = t0
-            time.sleep(gap_s)
+
+        sent, caller = send_timed(batch, gap_s, emit)
         latencies = collect(receiver, sent, lambda body: body["event"]["id"])
         provider.shutdown()
     return summary(latencies, caller)

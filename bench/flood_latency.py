@@ -19,7 +19,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -28,19 +27,12 @@ sys.path.insert(0, str(REPO))
 
 from bench.alert_latency import percentiles  # noqa: E402
 from exporter.scenarios.runc import ContainerSpec, Runc  # noqa: E402
-from tests.helpers.agent import Agent  # noqa: E402
+from tests.helpers.agent import Agent, PeakRss, rss_mb  # noqa: E402
 from tests.helpers.otlp_receiver import OtlpReceiver  # noqa: E402
 
 CLONE_NEWUSER = 0x10000000
 FLOOD_S = 8.0
 MAX_RATE_OPS = 400_000  # sysprobe's unpaced loop here: enough ops to last the flood
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _kernel(agent: Agent) -> dict[str, float]:
@@ -55,30 +47,19 @@ def _kernel(agent: Agent) -> dict[str, float]:
 def measure(agent: Agent, runtime: Runc, receiver: OtlpReceiver, rate: str, attacks: int, gap: float) -> dict:
     before = _kernel(agent)
     before_metrics = agent.metrics()
-    peak = [_rss_mb(agent.process.pid)]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak.append(_rss_mb(agent.process.pid))
-            stop.wait(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    flooder = None
-    if rate != "0":
-        ops = MAX_RATE_OPS * FLOOD_S if rate == "max" else int(rate) * FLOOD_S
-        args = ["/bin/sysprobe", "flood", "/etc/hostname", str(int(ops))]
-        if rate != "max":
-            args.append(rate)
-        flooder = runtime.start(ContainerSpec(args, name=f"flood-{rate}"))
-        time.sleep(1.0)  # the flood is on
-    script = f"i=0; while [ $i -lt {attacks} ]; do sysprobe unshare {CLONE_NEWUSER} >/dev/null; sleep {gap}; i=$((i+1)); done"
-    run = runtime.run(ContainerSpec(["/bin/sh", "-c", script], name=f"attack-{rate}", privileged=True))
-    flood_out = flooder.stop().stdout.strip() if flooder is not None else ""
-    time.sleep(2.0)  # late alerts still count
-    stop.set()
-    sampler.join()
+    with PeakRss(agent.process.pid) as rss:
+        flooder = None
+        if rate != "0":
+            ops = MAX_RATE_OPS * FLOOD_S if rate == "max" else int(rate) * FLOOD_S
+            args = ["/bin/sysprobe", "flood", "/etc/hostname", str(int(ops))]
+            if rate != "max":
+                args.append(rate)
+            flooder = runtime.start(ContainerSpec(args, name=f"flood-{rate}"))
+            time.sleep(1.0)  # the flood is on
+        script = f"i=0; while [ $i -lt {attacks} ]; do sysprobe unshare {CLONE_NEWUSER} >/dev/null; sleep {gap}; i=$((i+1)); done"
+        run = runtime.run(ContainerSpec(["/bin/sh", "-c", script], name=f"attack-{rate}", privileged=True))
+        flood_out = flooder.stop().stdout.strip() if flooder is not None else ""
+        time.sleep(2.0)  # late alerts still count
     after = _kernel(agent)
     after_metrics = agent.metrics()
     latencies = []
@@ -99,7 +80,7 @@ def measure(agent: Agent, runtime: Runc, receiver: OtlpReceiver, rate: str, atta
         "kernel_emitted": after.get("emitted", 0) - before.get("emitted", 0),
         "pressure_engaged_times": after_metrics.get("provex_kernel_pressure_engaged_total", 0)
         - before_metrics.get("provex_kernel_pressure_engaged_total", 0),
-        "agent_rss_peak_mb": round(max(peak), 1),
+        "agent_rss_peak_mb": round(rss.peak, 1),
     }
 
 
@@ -125,7 +106,7 @@ def main() -> int:
     runtime = Runc(workdir / "runc")
     rows = []
     try:
-        idle_rss = _rss_mb(agent.process.pid)
+        idle_rss = rss_mb(agent.process.pid)
         for rate in args.rates.split(","):
             rows.append(measure(agent, runtime, receiver, rate.strip(), args.attacks, args.gap_ms / 1000))
     finally:

@@ -55,6 +55,13 @@ class YamlDoc:
     def error(self, problem: str, *path: object) -> YamlFileError:
         return YamlFileError(self.file, self.line(*path), problem)
 
+    def regex(self, pattern: str, *path: object) -> re.Pattern[str]:
+        """`pattern` compiled; a bad one raises YamlFileError at the line of `path`."""
+        try:
+            return re.compile(pattern)
+        except re.error as exc:
+            raise self.error(f"not a regular expression: {exc}", *path) from None
+
     def convert(self, tp: type[Any], *at: object, data: Any = ...) -> Any:
         """The value at `at` (or `data`, which came from there) as a `tp`; a value of
         the wrong shape raises YamlFileError at the line of the key that is wrong."""

@@ -8,6 +8,8 @@ import msgspec
 import pytest
 
 from exporter import yamlfile
+from exporter.correlate.provenance import INTERPRETERS_FILE, load_interpreters
+from exporter.enrich.redact import PATTERNS_FILE, patterns
 from exporter.yamlfile import YamlFileError
 
 
@@ -95,3 +97,33 @@ def test_a_part_converted_alone_is_located_in_the_whole_file() -> None:
     with pytest.raises(YamlFileError) as exc:
         doc.convert(Inner, "later", 1)
     assert str(exc.value) == "f.yaml:4: key later.1.mode: 'z' is not allowed; expected one of: a, b"
+
+
+# Package data read like user files: one edit to a copy, and the error names its line.
+PACKAGE_DATA_EDITS = [
+    (
+        INTERPRETERS_FILE,
+        "with_value: [-W,",
+        "with_valu: [-W,",
+        30,
+        "unknown key interpreters.python.with_valu",
+    ),
+    (INTERPRETERS_FILE, "with_value: [-I, -M,", "with_value: [-0, -M,", 36, "Expected `str`, got `int`"),
+    (INTERPRETERS_FILE, "'pypy3?'", "'pypy3?('", 27, "not a regular expression"),
+    (PATTERNS_FILE, "'-a', kind: next}", "'-a', kind: nxt}", 35, "expected one of: next, glued"),
+    (PATTERNS_FILE, "  never: [pwd, oldpwd]", "  nevr: [pwd, oldpwd]", 22, "did you mean names.never?"),
+    (PATTERNS_FILE, "'sshpass', flag: '-p'", "'sshpass', flag: '-p('", 34, "not a regular expression"),
+]
+
+
+@pytest.mark.parametrize(("original", "find", "replace", "line", "problem"), PACKAGE_DATA_EDITS)
+def test_malformed_package_data_names_file_and_line(tmp_path, original, find, replace, line, problem) -> None:
+    load = {INTERPRETERS_FILE: load_interpreters, PATTERNS_FILE: patterns}[original]
+    text = original.read_text()
+    assert text.count(find) == 1
+    copy = tmp_path / original.name
+    copy.write_text(text.replace(find, replace))
+    with pytest.raises(YamlFileError) as caught:
+        load(copy)
+    assert (caught.value.file, caught.value.line) == (str(copy), line)
+    assert problem in caught.value.problem

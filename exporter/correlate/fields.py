@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import posixpath
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,6 +207,25 @@ def _process(attr: str, join: bool = False) -> Callable[[Event], Value]:
         return " ".join(value) if join else value
 
     return get
+
+
+# The container runtime's binaries, and runc's cloned copy of itself that runc init runs: a
+# sealed memfd, or a runc.XXXXXX file in its state directory.
+_RUNTIME_BINARIES = ("/runc", "/crun", "/containerd-shim-runc-v2")
+_RUNC_CLONED = re.compile(r"^/memfd:runc_cloned:|/runc\.[A-Za-z0-9]{6}$")
+
+
+def _is_container_runtime(e: Event) -> bool:
+    """The container runtime's own work while it builds a container: its binary, or runc init
+    (comm "runc:[N:...]") with no image seen in the container yet or running runc's cloned
+    copy. A comm alone is not enough (any process can set it). Names compare as Sigma's
+    endswith and startswith do, without case."""
+    image = _image(e)
+    if image.lower().endswith(_RUNTIME_BINARIES):
+        return True
+    if not e.comm.lower().startswith("runc:["):
+        return False
+    return not image or _RUNC_CLONED.search(image) is not None
 
 
 def _host_path(e: Event) -> Value:
@@ -432,6 +452,15 @@ _TABLE: list[Field] = [
     Field("ContainerImage", "string", ALL, "container image", _container("image")),
     Field(
         "ContainerRuntime", "string", ALL, "containerd, cri-o, docker, podman, runc", _container("runtime")
+    ),
+    Field(
+        "IsContainerRuntime",
+        "boolean",
+        _NS | _MOUNT,
+        "the container runtime's own work while it builds a container: a runc, crun or"
+        " containerd-shim-runc-v2 image, or runc init (comm runc:[...) with no image known yet"
+        " or running runc's cloned copy (/memfd:runc_cloned:..., a runc.XXXXXX file)",
+        _is_container_runtime,
     ),
     Field("PodName", "string", ALL, "Pod name", _pod("name")),
     Field("PodNamespace", "string", ALL, "Pod namespace", _pod("namespace")),

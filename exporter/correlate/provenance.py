@@ -20,9 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-import yaml
+import msgspec
 
+from exporter import yamlfile
 from exporter.model import HostMount, Resolution
 
 MAX_LINK_HOPS = 40  # the kernel's own limit (ELOOP)
@@ -191,25 +193,47 @@ class InterpreterTable:
         return None
 
 
+class _InterpreterSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """One entry of interpreters.yaml (its header says what each key means)."""
+
+    names: list[str] | None = None  # None: the entry's own name
+    patterns: list[str] = []
+    inline: frozenset[str] = frozenset()
+    with_value: frozenset[str] = frozenset()
+    file_option: frozenset[str] = frozenset()
+    end: frozenset[str] = frozenset({"--"})
+    stdin: frozenset[str] = frozenset()
+    program_on_stdin: bool = False
+
+
+class _InterpretersFile(msgspec.Struct, forbid_unknown_fields=True):
+    # Each entry checked on its own below: an error then names its line, not the map's.
+    interpreters: dict[str, dict[str, Any]]
+    multicall: frozenset[str] = frozenset()
+
+
 def load_interpreters(path: Path = INTERPRETERS_FILE) -> InterpreterTable:
-    data = yaml.safe_load(path.read_text())
+    """The table; a file of the wrong shape raises YamlFileError at the line at fault."""
+    doc = yamlfile.load(path)
+    data: _InterpretersFile = doc.convert(_InterpretersFile)
     by_name: dict[str, Interpreter] = {}
     patterns: list[tuple[re.Pattern[str], Interpreter]] = []
-    for name, spec in data["interpreters"].items():
+    for name in data.interpreters:
+        spec: _InterpreterSpec = doc.convert(_InterpreterSpec, "interpreters", name)
         interp = Interpreter(
             name=name,
-            inline=frozenset(spec.get("inline", [])),
-            with_value=frozenset(spec.get("with_value", [])),
-            file_option=frozenset(spec.get("file_option", [])),
-            end=frozenset(spec.get("end", ["--"])),
-            stdin=frozenset(spec.get("stdin", [])),
-            program_on_stdin=bool(spec.get("program_on_stdin", False)),
+            inline=spec.inline,
+            with_value=spec.with_value,
+            file_option=spec.file_option,
+            end=spec.end,
+            stdin=spec.stdin,
+            program_on_stdin=spec.program_on_stdin,
         )
-        for n in spec.get("names", [name]):
+        for n in spec.names if spec.names is not None else [name]:
             by_name[n] = interp
-        for p in spec.get("patterns", []):
-            patterns.append((re.compile(p), interp))
-    return InterpreterTable(by_name, tuple(patterns), frozenset(data.get("multicall", [])))
+        for i, p in enumerate(spec.patterns):
+            patterns.append((doc.regex(p, "interpreters", name, "patterns", i), interp))
+    return InterpreterTable(by_name, tuple(patterns), data.multicall)
 
 
 @cache

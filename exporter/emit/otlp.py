@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -19,7 +19,7 @@ from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 
-from exporter.emit.deferred import DeferredEvents
+from exporter.emit.bounded import BoundedQueue
 from exporter.emit.jsonlines import printable
 from exporter.emit.metrics import MAP_SKIPPED, OUTPUT_ESCAPED
 from exporter.emit.processor import DropReporter, ExportQueueProcessor
@@ -141,9 +141,16 @@ class OtlpSink:
         version = mapper.agent["version"]
         self._alerts = self.provider.get_logger(ALERT_SCOPE, version, attributes=scope_attrs)
         self._events = self.provider.get_logger(EVENT_SCOPE, version, attributes=scope_attrs)
-        # Raw events are mapped on a thread of their own: never ahead of an alert.
-        self._deferred = (
-            DeferredEvents(self._emit_event, raw_queue_size, DropReporter("events", drop_warning_interval_s))
+        # Raw events are mapped and encoded on a thread of their own (tens of microseconds
+        # each): on the consumer's thread they held every alert behind a busy batch.
+        # Bounded like the export queues (queue_full when full, or the source waits).
+        self._deferred: BoundedQueue[Event] | None = (
+            BoundedQueue(
+                raw_queue_size,
+                self._emit_events,
+                DropReporter("events", drop_warning_interval_s).drop,
+                name="provex-raw-events",
+            )
             if raw_events
             else None
         )
@@ -152,8 +159,9 @@ class OtlpSink:
         if self._deferred is not None:
             self._deferred.put(event)
 
-    def _emit_event(self, event: Event) -> None:
-        self._emit(self._events, event, event.ts_ns, (SeverityNumber.INFO, "info"))
+    def _emit_events(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self._emit(self._events, event, event.ts_ns, (SeverityNumber.INFO, "info"))
 
     def emit_alert(self, alert: Alert) -> None:
         severity = SEVERITY.get(alert.level, (SeverityNumber.UNSPECIFIED, alert.level))
@@ -195,12 +203,13 @@ class OtlpSink:
 
     def flush(self, timeout_s: float = 10.0) -> None:
         if self._deferred is not None:
-            self._deferred.wait_empty(timeout_s)
+            self._deferred.wait_idle(timeout_s)
         self.provider.force_flush(int(timeout_s * 1000))
 
     def close(self, timeout_s: float = 5.0) -> None:
         # Bounded: a dead collector must not hold the agent's shutdown.
         if self._deferred is not None:
-            self._deferred.stop(timeout_s)
+            self._deferred.wait_idle(timeout_s)
+            self._deferred.close(timeout_s)
         self.provider.force_flush(int(timeout_s * 1000))
         self.provider.shutdown()

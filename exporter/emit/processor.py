@@ -1,6 +1,6 @@
 """A bounded, retrying export queue: the one LogRecordProcessor provex uses.
 
-The caller (the ring-buffer consumer) only appends to a bounded deque; a
+The caller (the ring-buffer consumer) only appends to a bounded queue; a
 worker thread of its own does all network I/O. Two instances run side by
 side: alerts with `delay_s=0` (exported the moment they arrive, never behind
 a batch timer) and raw events with a batch delay. When the collector is slow
@@ -31,6 +31,7 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadW
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 from exporter.emit import outcome
+from exporter.emit.bounded import BoundedQueue
 from exporter.emit.metrics import (
     EXPORT_ATTEMPT_FAILURES,
     EXPORT_DROPPED,
@@ -116,31 +117,36 @@ class ExportQueueProcessor(LogRecordProcessor):
             raise ValueError("max_queue, max_batch and max_attempts must be >= 1")
         self.exporter = exporter
         self.signal = signal
-        self.max_queue = max_queue
-        self.max_batch = max_batch
-        self.delay_s = delay_s
         self.max_attempts = max_attempts
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
-        # A source that can wait (a file) waits for room instead of dropping.
-        self.wait_when_full = False
         self.drops = DropReporter(signal, warn_interval_s)
         self._notes = DropReporter(
             signal, warn_interval_s, count=False, message="collector answered with a warning"
         )
         outcome.tap(exporter)  # see every attempt and the collector's partial_success
-        self._queue: collections.deque[ReadableLogRecord] = collections.deque()
-        self._cond = threading.Condition()
-        self._in_flight = 0
-        self._done_batches = 0  # progress, for a flush that waits while things move
-        self._stopping = threading.Event()
-        self._closed = False
-        self._flush_requested = False
-        self._gauge_queue = EXPORT_QUEUE.labels(signal)
-        self._gauge_in_flight = EXPORT_IN_FLIGHT.labels(signal)
+        self._stopping = threading.Event()  # cuts a retry's back-off short at stop
         self._gauge_retrying = EXPORT_RETRYING.labels(signal)
-        self._thread = threading.Thread(target=self._run, name=f"provex-export-{signal}", daemon=True)
-        self._thread.start()
+        # Alerts (delay_s=0) leave the moment they arrive; events wait for a full batch
+        # or delay_s, whichever comes first.
+        self._queue: BoundedQueue[ReadableLogRecord] = BoundedQueue(
+            max_queue,
+            self._export,
+            self.drops.drop,
+            name=f"provex-export-{signal}",
+            max_batch=max_batch,
+            linger_s=delay_s,
+            depth_gauge=EXPORT_QUEUE.labels(signal),
+            in_flight_gauge=EXPORT_IN_FLIGHT.labels(signal),
+        )
+
+    @property
+    def wait_when_full(self) -> bool:
+        return self._queue.wait_when_full
+
+    @wait_when_full.setter
+    def wait_when_full(self, wait: bool) -> None:
+        self._queue.wait_when_full = wait
 
     # -- caller side: never blocks on I/O (unless told the source can wait) -----------
 
@@ -151,62 +157,20 @@ class ExportQueueProcessor(LogRecordProcessor):
             instrumentation_scope=log_record.instrumentation_scope,
             limits=log_record.limits,
         )
-        full = False
-        with self._cond:
-            if self.wait_when_full:
-                while len(self._queue) >= self.max_queue and not self._closed:
-                    self._cond.notify_all()  # a full queue is a full batch: let the worker take it
-                    self._cond.wait(0.5)
-            if self._closed:
-                self.drops.drop("shutdown")
-                return
-            # Full: the oldest waiting record makes room. After an outage the
-            # newest alerts are the ones a responder needs first.
-            full = len(self._queue) >= self.max_queue
-            if full:
-                self._queue.popleft()
-            self._queue.append(readable)
-            self._gauge_queue.set(len(self._queue))
-            # Alerts wake the worker at once; events only when a batch is full.
-            if self.delay_s <= 0 or len(self._queue) >= self.max_batch:
-                self._cond.notify_all()
-        if full:
-            self.drops.drop("queue_full")
+        self._queue.put(readable)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Wait until everything queued was exported or dropped. The timeout bounds a
         wait without progress when the source can wait, else the whole wait."""
-        timeout_s = timeout_millis / 1000
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            self._flush_requested = True
-            self._cond.notify_all()
-            progress = self._done_batches
-            while self._queue or self._in_flight:
-                if self.wait_when_full and self._done_batches != progress:
-                    progress = self._done_batches
-                    deadline = time.monotonic() + timeout_s
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(min(remaining, 0.05))
-            self._flush_requested = False
-        return True
+        return self._queue.wait_idle(timeout_millis / 1000)
 
     def stop(self, timeout_millis: int = 5000) -> None:
         """Flush (bounded), stop the worker and count what is left; the exporter stays open."""
-        if self._closed:
+        if self._queue.closed:
             return
         self.force_flush(timeout_millis)
-        with self._cond:
-            self._closed = True
-            self._stopping.set()
-            left = len(self._queue)
-            self._queue.clear()
-            self._gauge_queue.set(0)
-            self._cond.notify_all()
-        self.drops.drop("shutdown", left)
-        self._thread.join(timeout_millis / 1000)
+        self._stopping.set()
+        self._queue.close(timeout_millis / 1000)
         self.drops.flush()
         self._notes.flush()
 
@@ -216,43 +180,15 @@ class ExportQueueProcessor(LogRecordProcessor):
 
     # -- worker side ----------------------------------------------------------
 
-    def _take(self) -> list[ReadableLogRecord]:
-        with self._cond:
-            if self.delay_s <= 0:
-                while not self._queue and not self._stopping.is_set():
-                    self._cond.wait()
-            else:
-                deadline = time.monotonic() + self.delay_s
-                while len(self._queue) < self.max_batch and not self._stopping.is_set():
-                    if (self._flush_requested and self._queue) or len(self._queue) >= self.max_queue:
-                        break  # asked to flush, or a full queue holds a caller back
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
-            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            self._in_flight = len(batch)
-            self._gauge_queue.set(len(self._queue))
-            self._gauge_in_flight.set(len(batch))
-            self._cond.notify_all()  # room in the queue for a caller that waits
-            return batch
-
-    def _run(self) -> None:
+    def _export(self, batch: Sequence[ReadableLogRecord]) -> None:
+        # The exporter's own HTTP/gRPC calls must not be traced into the export again.
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
-            while not self._stopping.is_set():
-                batch = self._take()
-                if batch:
-                    self._export(batch)
-                with self._cond:
-                    self._in_flight = 0
-                    self._done_batches += 1
-                    self._gauge_in_flight.set(0)
-                    self._cond.notify_all()
+            self._export_batch(batch)
         finally:
             detach(token)
 
-    def _export(self, batch: Sequence[ReadableLogRecord]) -> None:
+    def _export_batch(self, batch: Sequence[ReadableLogRecord]) -> None:
         size = len(batch)
 
         def attempt_failed(cause: str) -> None:

@@ -9,15 +9,14 @@ to a child (`python -m exporter.emit.shipper`), which runs the same sink on the 
 
 Agent -> child: frames on a pipe (4-byte length, then the events as JSON, the replay
 format), one per ring-buffer drain. A sender thread writes them; it holds at most
-`max_frames`: past that a live source drops the oldest frame (counted as
-`events/shipper_full`), a replayed file waits. Child -> agent: every half second, and at
-its end, the child's export metrics, which the agent applies to its own (so /metrics, the
-collector health check and the loss summary see them as before).
+`max_frames` besides the one being written: past that a live source drops the oldest
+frame (counted as `events/shipper_full`), a replayed file waits. Child -> agent: every
+half second, and at its end, the child's export metrics, which the agent applies to its
+own (so /metrics, the collector health check and the loss summary see them as before).
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import os
@@ -25,13 +24,14 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgspec
 from prometheus_client import Counter, Gauge
 
 from exporter.emit import metrics as emit_metrics
+from exporter.emit.bounded import BoundedQueue
 from exporter.emit.processor import DropReporter
 from exporter.model import Alert, Event
 
@@ -89,13 +89,8 @@ class RawShipper:
     """The agent's side: a sink for raw events only (alerts go elsewhere)."""
 
     def __init__(self, output: Any, node_name: str, cluster_name: str, max_frames: int = 256) -> None:
-        self.max_frames = max_frames
-        self.wait_when_full = False
         self.drops = DropReporter("events", output.otlp.drop_warning_interval_s)
         self._batch: list[Event] = []
-        self._frames: collections.deque[tuple[int, bytes]] = collections.deque()  # (events, frame)
-        self._cond = threading.Condition()
-        self._closing = False
         self._mirrored: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         spec = {"output": msgspec.to_builtins(output), "node_name": node_name, "cluster_name": cluster_name}
         to_child_r, self._to_child = os.pipe()
@@ -113,9 +108,19 @@ class RawShipper:
         )
         os.close(to_child_r)
         os.close(from_child_w)
-        self._sender = threading.Thread(target=self._send_loop, name="provex-shipper-send", daemon=True)
+        # (events, frame) pairs; the sender writes one frame at a time and closes the pipe
+        # when it ends, which tells the child to finish.
+        self._frames: BoundedQueue[tuple[int, bytes]] = BoundedQueue(
+            max_frames,
+            self._send_frames,
+            self.drops.drop,
+            name="provex-shipper-send",
+            max_batch=1,
+            full_cause="shipper_full",
+            size_of=lambda frame: frame[0],
+            on_exit=lambda: os.close(self._to_child),
+        )
         self._reader = threading.Thread(target=self._read_loop, name="provex-shipper-metrics", daemon=True)
-        self._sender.start()
         self._reader.start()
 
     # -- the Sink protocol (raw events only) ------------------------------------------
@@ -130,27 +135,22 @@ class RawShipper:
             return
         frame = (len(self._batch), _encode_batch(self._batch))
         self._batch = []
-        with self._cond:
-            if len(self._frames) >= self.max_frames:
-                if self.wait_when_full:
-                    self._cond.wait_for(lambda: len(self._frames) < self.max_frames or self._closing)
-                else:
-                    self.drops.drop("shipper_full", self._frames.popleft()[0])
-            self._frames.append(frame)
-            self._cond.notify_all()
+        self._frames.put(frame)
+
+    def wait_when_full(self) -> None:
+        """The source can wait (a replayed file): a full frame queue holds it back."""
+        self._frames.wait_when_full = True
 
     def flush(self, timeout_s: float = 10.0) -> None:
         self.batch_done()
-        with self._cond:
-            self._cond.wait_for(lambda: not self._frames, timeout=timeout_s)
+        self._frames.wait_idle(timeout_s)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """The child exports what it has (bounded), reports its last metrics, and exits."""
         self.flush(timeout_s)
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        self._sender.join(timeout=timeout_s)
+        # Frames still queued after the flush are sent all the same; should the child be
+        # killed below, the sender counts them as shipper_gone.
+        self._frames.close(timeout_s, drain=True)
         try:
             self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -161,27 +161,15 @@ class RawShipper:
         os.close(self._from_child)
 
     # -- threads ---------------------------------------------------------------------
-    def _send_loop(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._frames or self._closing)
-                if not self._frames:
-                    break
-                frame = self._frames[0][1]
+    def _send_frames(self, frames: Sequence[tuple[int, bytes]]) -> None:
+        for events, frame in frames:
             try:
                 _send(self._to_child, frame)  # blocks while the child is busy; the GIL is free
             except OSError as exc:
                 log.error("raw-event shipper gone", extra={"fields": {"error": str(exc)}})
-                with self._cond:
-                    lost = sum(n for n, _ in self._frames)
-                    self._frames.clear()
-                    self._cond.notify_all()
+                lost = events + sum(n for n, _ in self._frames.discard())
                 self.drops.drop("shipper_gone", lost)
-                continue
-            with self._cond:
-                self._frames.popleft()
-                self._cond.notify_all()
-        os.close(self._to_child)
+                return
 
     def _read_loop(self) -> None:
         with os.fdopen(self._from_child, "rb", closefd=False) as stream:
@@ -223,7 +211,7 @@ class SplitSink:
         self.alerts.batch_done()
 
     def wait_when_full(self) -> None:
-        self.raw.wait_when_full = True
+        self.raw.wait_when_full()
         self.alerts.wait_when_full()
 
     def flush(self) -> None:

@@ -9,12 +9,12 @@ The set is swapped whole, so `is_apiserver` is a lock-free read.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable
 
 from exporter.enrich.kubeclient import KubeClient
 from exporter.enrich.metrics import APISERVER_REFRESH_ERRORS
 from exporter.enrich.watcher import classify_error
+from exporter.enrich.worker import LoopThread
 from exporter.logs import RateLimitedWarning
 from exporter.model.addresses import normalize_ip, parse_ip_port
 
@@ -84,8 +84,8 @@ class ApiServerRefresher:
         self.target = target
         self.period_s = period_s
         self.warn = warn or RateLimitedWarning(log)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Closing the client's connections: stop does not wait out a slow request.
+        self._loop = LoopThread(self._run, "provex-k8s-apiserver", interrupt=client.close_all, join_s=10)
 
     def refresh(self) -> None:
         for path, update in (
@@ -105,17 +105,12 @@ class ApiServerRefresher:
                 )
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="provex-k8s-apiserver", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self.client.close_all()  # do not wait out a slow request
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._loop.stop()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._loop.stopping.is_set():
             self.refresh()
-            self._stop.wait(self.period_s)
+            self._loop.stopping.wait(self.period_s)

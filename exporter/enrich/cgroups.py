@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.enrich.metrics import CGROUP_MISSES, CGROUP_RESCANS
+from exporter.enrich.worker import LoopThread
 from exporter.probes.cgroups import find_cgroup2_mount
 
 log = logging.getLogger("provex.enrich")
@@ -146,24 +147,18 @@ class CgroupResolver:
         self._wanted: set[int] = set()
         self._negative: dict[int, float] = {}  # id -> when it was last found missing
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._loop = LoopThread(self._run, "provex-cgroups", interrupt=self._wake.set, join_s=5)
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         self.rescans = 0
 
     def start(self) -> None:
         """Scan once now (start-up is not the hot path), then rescan on demand."""
         self.rescan()
-        if self.root is not None and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="provex-cgroups", daemon=True)
-            self._thread.start()
+        if self.root is not None:
+            self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._loop.stop()
 
     def lookup(self, cgroup_id: int) -> str | None:
         path = self._paths.get(cgroup_id)
@@ -201,14 +196,14 @@ class CgroupResolver:
                 del self._negative[cid]
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._loop.stopping.is_set():
             self._wake.wait()
             self._wake.clear()
-            if self._stop.is_set():
+            if self._loop.stopping.is_set():
                 return
             try:
                 self.rescan()
             except Exception:  # a broken walk must not kill the thread
                 log.exception("cgroup rescan failed")
             # Coalesce bursts of misses into one walk per interval.
-            self._stop.wait(self.min_rescan_s)
+            self._loop.stopping.wait(self.min_rescan_s)

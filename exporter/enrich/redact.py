@@ -22,8 +22,11 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
-import yaml
+import msgspec
+
+from exporter import yamlfile
 
 MASK = "***"
 PATTERNS_FILE = Path(__file__).with_name("redact.yaml")
@@ -94,32 +97,59 @@ def _tool_text_pattern(tool: str, flag: str, kind: str) -> re.Pattern[str]:
     return re.compile(head + value)
 
 
+class _NamesSpec(msgspec.Struct, forbid_unknown_fields=True):
+    words: frozenset[str]
+    glued: tuple[str, ...]
+    needs_word_before: dict[str, Literal["any"] | frozenset[str]]
+    never: frozenset[str]
+    file_words: frozenset[str] = frozenset()
+
+
+class _ToolSpec(msgspec.Struct, forbid_unknown_fields=True):
+    tool: str
+    flag: str
+    kind: Literal["next", "glued", "userpass"]
+
+
+class _TextSpec(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    pattern: str
+    name_group: str = ""
+
+
+class _PatternsFile(msgspec.Struct, forbid_unknown_fields=True):
+    names: _NamesSpec
+    tools: list[_ToolSpec]
+    in_text: list[_TextSpec]
+
+
 @cache
 def patterns(path: Path = PATTERNS_FILE) -> Patterns:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    names = data["names"]
+    """The patterns; a file of the wrong shape raises YamlFileError at the line at fault."""
+    doc = yamlfile.load(path)
+    data: _PatternsFile = doc.convert(_PatternsFile)
     tools = tuple(
         ToolRule(
-            tool=re.compile(rule["tool"]),
-            flag=re.compile(rule["flag"]),
-            kind=rule["kind"],
-            in_text=_tool_text_pattern(rule["tool"], rule["flag"], rule["kind"]),
+            tool=doc.regex(rule.tool, "tools", i, "tool"),
+            flag=doc.regex(rule.flag, "tools", i, "flag"),
+            kind=rule.kind,
+            in_text=_tool_text_pattern(rule.tool, rule.flag, rule.kind),
         )
-        for rule in data["tools"]
+        for i, rule in enumerate(data.tools)
     )
     text = tuple(
-        TextRule(rule["name"], re.compile(rule["pattern"]), rule.get("name_group", ""))
-        for rule in data["in_text"]
+        TextRule(rule.name, doc.regex(rule.pattern, "in_text", i, "pattern"), rule.name_group)
+        for i, rule in enumerate(data.in_text)
     )
+    names = data.names
     return Patterns(
-        words=frozenset(names["words"]),
-        glued=tuple(names["glued"]),
+        words=names.words,
+        glued=names.glued,
         needs_word_before={
-            word: None if before == "any" else frozenset(before)
-            for word, before in names["needs_word_before"].items()
+            word: None if before == "any" else before for word, before in names.needs_word_before.items()
         },
-        never=frozenset(names["never"]),
-        file_words=frozenset(names.get("file_words", [])),
+        never=names.never,
+        file_words=names.file_words,
         tools=tools,
         text=text,
     )

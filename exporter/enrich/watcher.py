@@ -19,6 +19,7 @@ import urllib.parse
 from exporter.enrich.kubeclient import ApiError, GoneError, KubeClient
 from exporter.enrich.metrics import K8S_CONNECTED, K8S_RELISTS, K8S_WATCH_ERRORS
 from exporter.enrich.pods import PodCache, PodFormatError, pod_from_json
+from exporter.enrich.worker import LoopThread
 from exporter.logs import RateLimitedWarning
 
 log = logging.getLogger("provex.enrich")
@@ -71,8 +72,7 @@ class PodWatcher:
         self.resource_version = ""
         self.lists = 0
         self.watches = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = LoopThread(self._run, "provex-k8s-pods", interrupt=client.close_all, join_s=10)
         self.connected = threading.Event()
 
     def _query(self, **extra: str) -> str:
@@ -81,15 +81,10 @@ class PodWatcher:
         return "/api/v1/pods?" + urllib.parse.urlencode(params)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="provex-k8s-pods", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self.client.close_all()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._loop.stop()  # closing the client's connections ends a watch at once
 
     def _set_connected(self, ok: bool) -> None:
         K8S_CONNECTED.set(1 if ok else 0)
@@ -131,7 +126,7 @@ class PodWatcher:
             q, idle_timeout_s=self.watch_timeout_s + 30, on_open=lambda: self._set_connected(True)
         )
         for ev in stream:
-            if self._stop.is_set():
+            if self._loop.stopping.is_set():
                 return
             kind, obj = ev.get("type"), ev.get("object")
             if kind == "ERROR":
@@ -156,7 +151,7 @@ class PodWatcher:
     def _run(self) -> None:
         failures = 0
         need_list, listed_at = True, 0.0
-        while not self._stop.is_set():
+        while not self._loop.stopping.is_set():
             try:
                 if need_list or time.monotonic() - listed_at >= self.resync_s:
                     self.list_pods()
@@ -175,7 +170,7 @@ class PodWatcher:
                 log.info("resourceVersion too old, relisting", extra={"fields": {"reason": str(exc)}})
                 need_list = True
             except Exception as exc:
-                if self._stop.is_set():
+                if self._loop.stopping.is_set():
                     return
                 cause = classify_error(exc)
                 K8S_WATCH_ERRORS.labels(cause).inc()
@@ -190,5 +185,5 @@ class PodWatcher:
                 if cause == "bad_response":
                     need_list = True  # our view may have a hole: start from a fresh list
                 delay = min(self.backoff_max_s, self.backoff_initial_s * 2 ** min(failures - 1, 16))
-                self._stop.wait(delay)
+                self._loop.stopping.wait(delay)
         self._set_connected(False)

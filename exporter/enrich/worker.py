@@ -1,9 +1,10 @@
-"""One background thread fed by a queue: the enrich stage's way to do I/O off the hot path."""
+"""Background threads of the enrich stage: its way to do I/O off the hot path."""
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -46,3 +47,31 @@ class QueueWorker(Generic[Item]):
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             self.handle(item)
+
+
+class LoopThread:
+    """A daemon thread for a loop that runs until `stopping` is set. `stop` sets it, calls
+    `interrupt` to cut short what the loop may block on (a request, a wake-up event), and
+    waits for the thread at most `join_s`."""
+
+    def __init__(
+        self, run: Callable[[], None], name: str, interrupt: Callable[[], None], join_s: float
+    ) -> None:
+        self.stopping = threading.Event()
+        self._run = run
+        self._name = name
+        self._interrupt = interrupt
+        self._join_s = join_s
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._interrupt()
+        if self._thread is not None:
+            self._thread.join(timeout=self._join_s)
+            self._thread = None

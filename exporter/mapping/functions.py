@@ -185,10 +185,15 @@ def ocsf_attacks(alert: Any, tables: dict) -> list[dict[str, Any]] | None:
     return attacks
 
 
+def _tactic_values(alert: Any, tables: dict, key: str) -> list[str] | None:
+    """`key` of each tactic the alert's techniques pair with, where the tactic has one."""
+    values = [_tactic(t, tables).get(key) for t in _paired_tactics(alert)]
+    return [v for v in values if v] or None
+
+
 @transform("attack_tactic_ids")
 def attack_tactic_ids(alert: Any, tables: dict) -> list[str] | None:
-    ids = [_tactic(t, tables).get("uid") for t in _paired_tactics(alert)]
-    return [i for i in ids if i] or None
+    return _tactic_values(alert, tables, "uid")
 
 
 @transform("attack_tactic_names")
@@ -198,8 +203,7 @@ def attack_tactic_names(alert: Any, tables: dict) -> list[str] | None:
 
 @transform("attack_tactic_urls")
 def attack_tactic_urls(alert: Any, tables: dict) -> list[str] | None:
-    urls = [_tactic(t, tables).get("src_url") for t in _paired_tactics(alert)]
-    return [u for u in urls if u] or None
+    return _tactic_values(alert, tables, "src_url")
 
 
 @transform("evidence_ids")

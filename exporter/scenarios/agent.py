@@ -153,6 +153,19 @@ def health_get(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+def stop_agent(process: subprocess.Popen, limit_s: float = 30.0) -> int:
+    """Stop an agent as an operator would (SIGTERM: it flushes and reports its losses), killed
+    only when it does not end within `limit_s`; its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
 def wait_ready(process: subprocess.Popen, port: int, limit_s: float, stderr: Callable[[], str]) -> None:
     """Until /readyz answers 200 (probes attached); AgentError if the agent exits or times out."""
     deadline = time.monotonic() + limit_s
@@ -248,14 +261,7 @@ class AgentProcess:
     def stop(self) -> int:
         code = 0
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    self.process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
-            code = self.process.returncode
+            code = stop_agent(self.process)
         if self.feed is not None:
             time.sleep(self.feed.poll_s * 5)  # the tail reads what the agent flushed on exit
             self.feed.close()

@@ -10,14 +10,13 @@ measured by bench/flood_latency.py, not here: this test judges verdicts and boun
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from exporter.scenarios.runc import ContainerSpec, Runc
-from tests.helpers.agent import Agent, assert_clean_exit
+from tests.helpers.agent import Agent, PeakRss, assert_clean_exit
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]
 
@@ -25,13 +24,6 @@ CLONE_NEWUSER = 0x10000000
 # The agent's memory under any flood: drains are bounded (probes.drain_max_records), so a
 # flood adds at most a few batches of events to the idle footprint.
 RSS_GROWTH_BOUND_MB = 64
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _alerts(path: Path) -> list[dict]:
@@ -57,33 +49,25 @@ def test_a_flood_does_not_hide_another_containers_attack(tmp_path):
     )
     runtime = Runc(tmp_path / "runc")
     try:
-        idle = _rss_mb(agent.process.pid)
-        peak = [idle]
-        sampling = threading.Event()
-
-        def sample() -> None:
-            while not sampling.is_set():
-                peak.append(_rss_mb(agent.process.pid))
-                sampling.wait(0.05)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        flooder = runtime.start(
-            ContainerSpec(["/bin/sysprobe", "flood", "/etc/hostname", "3000000"], name="flooder")
-        )
-        time.sleep(1.0)  # the flood is on
-        attack = runtime.run(
-            ContainerSpec(["/bin/sysprobe", "unshare", str(CLONE_NEWUSER)], name="attacker", privileged=True)
-        )
-        assert attack.returncode == 0, attack.stderr
-        deadline = time.monotonic() + 20  # only bounds a failing test
-        mine = []
-        while not mine and time.monotonic() < deadline:
-            mine = [a for a in _alerts(output) if (a.get("event") or {}).get("cgroup_id") == attack.cgroup_id]
-            time.sleep(0.05)
-        flooder.stop()
-        sampling.set()
-        sampler.join()
+        with PeakRss(agent.process.pid) as rss:
+            flooder = runtime.start(
+                ContainerSpec(["/bin/sysprobe", "flood", "/etc/hostname", "3000000"], name="flooder")
+            )
+            time.sleep(1.0)  # the flood is on
+            attack = runtime.run(
+                ContainerSpec(
+                    ["/bin/sysprobe", "unshare", str(CLONE_NEWUSER)], name="attacker", privileged=True
+                )
+            )
+            assert attack.returncode == 0, attack.stderr
+            deadline = time.monotonic() + 20  # only bounds a failing test
+            mine = []
+            while not mine and time.monotonic() < deadline:
+                mine = [
+                    a for a in _alerts(output) if (a.get("event") or {}).get("cgroup_id") == attack.cgroup_id
+                ]
+                time.sleep(0.05)
+            flooder.stop()
         metrics = agent.metrics()
     finally:
         status = agent.stop()
@@ -106,4 +90,5 @@ def test_a_flood_does_not_hide_another_containers_attack(tmp_path):
     # Nothing of the attacker's was lost: the ring never filled.
     lost = sum(v for k, v in metrics.items() if 'outcome="lost_ringbuf"' in k)
     assert lost == 0
-    assert max(peak) - idle < RSS_GROWTH_BOUND_MB, (idle, max(peak))
+    idle = rss.samples[0]
+    assert rss.peak - idle < RSS_GROWTH_BOUND_MB, (idle, rss.peak)

@@ -173,3 +173,32 @@ def test_many_values_of_one_field(tmp_path, detection, yes, no):
         assert _matches(rule, event(path=path)), path
     for path in no:
         assert not _matches(rule, event(path=path)), path
+
+
+@pytest.mark.parametrize(
+    ("comm", "exe", "runtime"),
+    [
+        ("runc:[1:CHILD]", "/usr/sbin/runc", True),
+        ("crun", "/usr/bin/crun", True),
+        ("containerd-shim", "/usr/bin/containerd-shim-runc-v2", True),
+        ("sh", "/usr/sbin/RUNC", True),  # endswith without case, as the rules' Image|endswith was
+        ("runc:[2:INIT]", "", True),  # runc init before the container's first exec: no image yet
+        ("runc:[2:INIT]", "/memfd:runc_cloned:/proc/self/exe (deleted)", True),
+        ("runc:[2:INIT]", "/run/containerd/runc/k8s.io/0123456789ab/runc.jG0YHU", True),
+        ("RUNC:[2:INIT]", "", True),
+        # A comm alone is not enough: any process can name itself like runc init.
+        ("runc:[2:INIT]", "/tmp/x", False),
+        ("runc:[2:INIT]", "/tmp/runc.jG0YHUx", False),
+        ("nsenter", "", False),
+        ("sh", "/memfd:runc_cloned:/proc/self/exe (deleted)", False),
+        ("sh", "/usr/bin/runc-helper", False),
+    ],
+)
+def test_is_container_runtime(comm: str, exe: str, runtime: bool) -> None:
+    ev = event(EventType.SETNS, comm=comm, exe=exe, container=container())
+    assert EventView(ev).get("IsContainerRuntime") is runtime
+
+
+def test_is_container_runtime_is_for_mounts_and_namespaces_only(tmp_path):
+    with pytest.raises(RulesError, match="IsContainerRuntime"):
+        _rule(tmp_path, "process_creation", "      s:\n        IsContainerRuntime: true\n      condition: s")

@@ -43,10 +43,10 @@ def test_a_live_source_drops_whole_frames_when_the_child_lags_and_counts_them() 
     with OtlpReceiver("grpc") as receiver:
         sink = build_sink(OutputConfig(schema="ecs", otlp=otlp_for(receiver)), raw_in_child=True, **AGENT)
         assert isinstance(sink, SplitSink)
-        sink.raw.max_frames = 1
+        sink.raw._frames.max_items = 1
         dropped_before = metric("provex_export_dropped_total", signal="events", cause="shipper_full")
         try:
-            with sink.raw._cond:  # hold the sender: frames pile up behind the first
+            with sink.raw._frames._cond:  # hold the sender: frames pile up behind the first
                 for n in range(3):
                     sink.emit_event(event(n))
                     sink.raw.batch_done()

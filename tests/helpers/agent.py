@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +15,7 @@ import msgspec
 
 from exporter.agent.losses import EXIT_LOST
 from exporter.model import Event, decode_event
-from exporter.scenarios.agent import free_port, health_get, parse_metrics, wait_ready
+from exporter.scenarios.agent import free_port, health_get, parse_metrics, stop_agent, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,6 +36,41 @@ def assert_clean_exit(code: int, stderr_path: Path) -> None:
         assert all(key.startswith("kernel/") for key in lost), f"the agent lost records: {lost}"
         return
     assert code == 0, f"agent exited {code}:\n{stderr_path.read_text(errors='replace')[-3000:]}"
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory (VmRSS), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class PeakRss:
+    """A process's resident memory, sampled every 50 ms on a thread of its own while the
+    `with` block runs: `peak` is the most it held."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples = [rss_mb(pid)]
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
+
+    @property
+    def peak(self) -> float:
+        return max(self.samples)
+
+    def __enter__(self) -> PeakRss:
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._sampler.join()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.05):
+            self.samples.append(rss_mb(self.pid))
 
 
 class Agent:
@@ -93,12 +128,6 @@ class Agent:
             time.sleep(0.05)
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        code = stop_agent(self.process)
         self._stderr.close()
-        return self.process.returncode
+        return code
