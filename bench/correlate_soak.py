@@ -32,6 +32,7 @@ from exporter.model import (
     PodInfo,
     ProcessInfo,
 )
+from exporter.runtime import tune_gc
 
 T0 = 1_764_000_000_000_000_000
 READS = [
@@ -184,6 +185,7 @@ def main() -> None:
     args = ap.parse_args()
     n = args.events
     step_ns = args.step_us * 1000
+    tune_gc()  # the collector settings `provex run` and `provex replay` use
 
     start = time.perf_counter()
     count = 0

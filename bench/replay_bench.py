@@ -76,14 +76,29 @@ def run_replay(source: Path, out: Path, args: list[str]) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    # The child's own peak (VmHWM), read while it runs: its rusage maxrss would count the
+    # pages it shared with this process before exec.
+    peak_kb = 0
+    while True:
+        done, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if done:
+            break
+        try:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kb = max(peak_kb, int(line.split()[1]))
+        except OSError:
+            pass
+        time.sleep(0.2)
     elapsed = time.perf_counter() - started
+    proc.returncode = exit_code = os.waitstatus_to_exitcode(status)
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    cpu = round(usage.ru_utime + usage.ru_stime, 2)
     return {
         "seconds": round(elapsed, 2),
-        "exit_code": os.waitstatus_to_exitcode(status),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "exit_code": exit_code,
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "cpu_seconds": cpu,
         "stderr_tail": stderr[-500:],
     }
 
