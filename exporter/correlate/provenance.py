@@ -175,6 +175,12 @@ class Interpreter:
     stdin: frozenset[str] = frozenset()
     # With no operand (or "-") the program comes from standard input (`sh < file`).
     program_on_stdin: bool = False
+    # Options whose value can only be attached (perl -Mstrict, -i.bak): alone they take
+    # nothing; in a cluster the rest is the value (`-pie` is -p and -i with extension "e").
+    glued_value: frozenset[str] = frozenset()
+    # Options whose attached value is digits only (perl -l, -0777): a cluster goes on after
+    # them (`-lne` is -l, -n, -e).
+    digits_value: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +210,8 @@ class _InterpreterSpec(msgspec.Struct, forbid_unknown_fields=True):
     end: frozenset[str] = frozenset({"--"})
     stdin: frozenset[str] = frozenset()
     program_on_stdin: bool = False
+    glued_value: frozenset[str] = frozenset()
+    digits_value: frozenset[str] = frozenset()
 
 
 class _InterpretersFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -228,6 +236,8 @@ def load_interpreters(path: Path = INTERPRETERS_FILE) -> InterpreterTable:
             end=spec.end,
             stdin=spec.stdin,
             program_on_stdin=spec.program_on_stdin,
+            glued_value=spec.glued_value,
+            digits_value=spec.digits_value,
         )
         for n in spec.names if spec.names is not None else [name]:
             by_name[n] = interp
@@ -291,9 +301,23 @@ def interpreter_program(
 
 def _inline_cluster(arg: str, interp: Interpreter) -> bool:
     """Clustered short options: `-ec 'code'` is -e -c; in `-Mfeature` the rest after
-    -M is its value, not more options."""
+    -M is its value, not more options; after perl's -l or -0 only digits are."""
     if not arg.startswith("-") or arg.startswith("--") or len(arg) < 3:
         return False
+    i = 1
+    while i < len(arg):
+        option = f"-{arg[i]}"
+        if option in interp.inline:
+            return True
+        if option in interp.with_value or option in interp.glued_value:
+            return False
+        i += 1
+        if option in interp.digits_value:  # octal, or x and hex (-0x1F): `-le` is -l, -e
+            digits = "0123456789abcdefABCDEF" if arg[i : i + 1] == "x" else "01234567"
+            i += arg[i : i + 1] == "x"
+            while i < len(arg) and arg[i] in digits:
+                i += 1
+    return False
     for ch in arg[1:]:
         option = f"-{ch}"
         if option in interp.inline:

@@ -86,6 +86,11 @@ INTERPRETER_FORMS = [
     ("/usr/local/bin/python3.12", ["python", "-Wignore", "-OO", "y.py"], "y.py"),
     ("/usr/bin/perl", ["perl", "-w", "/tmp/p.pl"], "/tmp/p.pl"),
     ("/usr/bin/perl", ["perl", "-Mstrict", "-I", "/lib", "p.pl"], "p.pl"),
+    # perl's attached-only values (perlrun(1)): alone they take nothing, -l and -0 take digits
+    ("/usr/bin/perl", ["perl", "-l", "/tmp/x.pl"], "/tmp/x.pl"),
+    ("/usr/bin/perl", ["perl", "-x", "/tmp/x.pl"], "/tmp/x.pl"),
+    ("/usr/bin/perl", ["perl", "-00", "-i.bak", "/tmp/x.pl", "f"], "/tmp/x.pl"),
+    ("/usr/bin/perl", ["perl", "-pie", "s/a/b/", "f"], "s/a/b/"),  # -i's extension is "e"
     ("/usr/bin/ruby", ["ruby", "-r", "json", "/tmp/r.rb"], "/tmp/r.rb"),
     ("/usr/bin/node", ["node", "--require", "./hook.js", "/app/x.js"], "/app/x.js"),
     ("/usr/bin/php8.2", ["php", "-d", "a=1", "/tmp/x.php"], "/tmp/x.php"),
@@ -102,6 +107,10 @@ INTERPRETER_FORMS = [
     ("/usr/bin/python3", ["python3", "-c", "print(1)"], ""),
     ("/usr/bin/python3", ["python3", "-m", "http.server"], ""),
     ("/usr/bin/perl", ["perl", "-we", "print 1"], ""),
+    ("/usr/bin/perl", ["perl", "-lne", "print", "/etc/passwd"], ""),
+    ("/usr/bin/perl", ["perl", "-le", "print 1"], ""),
+    ("/usr/bin/perl", ["perl", "-0777ne", "print", "f"], ""),
+    ("/usr/bin/perl", ["perl", "-l012e", "print 1"], ""),
     ("/usr/bin/node", ["node", "-e", "1"], ""),
     ("/usr/bin/php", ["php", "-r", "echo 1;"], ""),
     ("/bin/busybox", ["busybox", "cat", "/tmp/x"], ""),
