@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import msgspec
 from google.protobuf import json_format
@@ -37,17 +37,26 @@ def request_to_json(request: object) -> str:
 
 
 _encoder = msgspec.json.Encoder()
+T = TypeVar("T")
+
+
+def by_resource_and_scope(
+    batch: Sequence[ReadableLogRecord], encode: Callable[[ReadableLogRecord], T]
+) -> dict[Any, dict[Any, list[T]]]:
+    """Each record encoded, grouped by resource, then by scope, in the order first seen (as
+    the SDK's encoder groups them; the OTLP/protobuf encoder shares this)."""
+    grouped: dict[Any, dict[Any, list[T]]] = {}
+    for record in batch:
+        scopes = grouped.setdefault(record.resource, {})
+        scopes.setdefault(record.instrumentation_scope or None, []).append(encode(record))
+    return grouped
 
 
 def encode_request(batch: Sequence[ReadableLogRecord]) -> bytes:
     """request_to_json(encode_logs(batch)) as UTF-8, without building the protobuf messages
     (the same JSON document; only the spacing differs)."""
-    grouped: dict[Any, dict[Any, list[dict[str, Any]]]] = {}
-    for record in batch:
-        scopes = grouped.setdefault(record.resource, {})
-        scopes.setdefault(record.instrumentation_scope or None, []).append(_log_record(record))
     resource_logs = []
-    for resource, scopes in grouped.items():
+    for resource, scopes in by_resource_and_scope(batch, _log_record).items():
         scope_logs = []
         for scope, records in scopes.items():
             item: dict[str, Any] = {"scope": _scope(scope), "logRecords": records}

@@ -22,6 +22,8 @@ from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.sdk._logs import ReadableLogRecord
 
+from exporter.emit.otlpjson import by_resource_and_scope
+
 _DOUBLE = struct.Struct("<d")
 _FIXED64 = struct.Struct("<Q")
 _FIXED32 = struct.Struct("<I")
@@ -149,12 +151,8 @@ def encode_request(batch: Sequence[ReadableLogRecord]) -> bytes:
     """ExportLogsServiceRequest (resource_logs 1) as bytes: ResourceLogs (resource 1,
     scope_logs 2, schema_url 3), ScopeLogs (scope 1, log_records 2, schema_url 3), grouped
     by resource and scope in the order first seen, as the SDK groups them."""
-    grouped: dict[Any, dict[Any, list[bytes]]] = {}
-    for record in batch:
-        scopes = grouped.setdefault(record.resource, {})
-        scopes.setdefault(record.instrumentation_scope or None, []).append(_log_record(record))
     out = []
-    for resource, scopes in grouped.items():
+    for resource, scopes in by_resource_and_scope(batch, _log_record).items():
         scope_logs = []
         for scope, records in scopes.items():
             body = _field(b"\x0a", _scope(scope)) + b"".join([_field(b"\x12", r) for r in records])

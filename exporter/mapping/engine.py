@@ -189,13 +189,12 @@ class _PlainView(collections.abc.Mapping):
         self._fields: dict[str, Any] = {}
 
     def __getitem__(self, name: str) -> Any:
-        try:
-            return self._fields[name]
-        except KeyError:
+        value = self._fields.get(name, _MISSING)
+        if value is _MISSING:
             if name not in self._record.__struct_fields__:
-                raise
+                raise KeyError(name)
             value = self._fields[name] = _plain(getattr(self._record, name))
-            return value
+        return value
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._record.__struct_fields__)
