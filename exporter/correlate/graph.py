@@ -138,6 +138,7 @@ class _ContainerNames:
 
     symlinks: OrderedDict[str, tuple[str, int]] = field(default_factory=OrderedDict)
     hardlinks: OrderedDict[str, tuple[str, int]] = field(default_factory=OrderedDict)
+    written_ns: int = 0  # its last link or rename
 
 
 class ProvenanceGraph:
@@ -383,7 +384,7 @@ class ProvenanceGraph:
             old_path = event.resolved_source = old.path
         if event.ret != 0 or not new.path or not old_path:
             return
-        names = self._container_names(_cid(event))
+        names = self._container_names(_cid(event), event.ts_ns)
         if symlink:
             _remember(names.symlinks, new.path, old_path, event.ts_ns)
         else:
@@ -401,7 +402,7 @@ class ProvenanceGraph:
         if event.ret != 0 or not new.path or not old.path:
             return
         cid = _cid(event)
-        names = self._container_names(cid)
+        names = self._container_names(cid, event.ts_ns)
         for table in (names.symlinks, names.hardlinks):
             moved = table.pop(old.path, None)
             table.pop(new.path, None)
@@ -472,7 +473,7 @@ class ProvenanceGraph:
 
         return lookup
 
-    def _container_names(self, cid: str) -> _ContainerNames:
+    def _container_names(self, cid: str, ts: int) -> _ContainerNames:
         names = self._names.get(cid)
         if names is None:
             names = self._names[cid] = _ContainerNames()
@@ -480,7 +481,20 @@ class ProvenanceGraph:
                 self._names.popitem(last=False)
         else:
             self._names.move_to_end(cid)
+        names.written_ns = max(names.written_ns, ts)
         return names
+
+    def _forget_names(self) -> None:
+        """The link tables of containers that made no link inside the window: lookups
+        ignore their entries already, and a gone container would keep them until 4,096
+        others had written (container churn left runc's /dev links of each behind)."""
+        horizon = self.now_ns - self.window_ns
+        names = self._names
+        while names:
+            cid, table = next(iter(names.items()))  # least recently written first
+            if table.written_ns >= horizon:
+                break
+            del names[cid]
 
     def _identity(self, names: _ContainerNames, path: str) -> str:
         hit = names.hardlinks.get(path)
@@ -566,6 +580,7 @@ class ProvenanceGraph:
 
     def publish(self) -> None:
         self._since_metrics = 0
+        self._forget_names()
         GRAPH_NODES.set(self.g.number_of_nodes())
         GRAPH_EDGES.set(self.edge_count)
 

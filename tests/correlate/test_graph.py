@@ -87,3 +87,18 @@ def test_budget_bounds_size_however_long_the_input(max_nodes, max_edges):
 def test_bad_bounds_are_refused():
     with pytest.raises(ValueError, match="window_s"):
         ProvenanceGraph(0, 100, 100)
+
+
+def test_link_tables_of_containers_quiet_past_the_window_are_forgotten():
+    g = ProvenanceGraph(1, 1000, 1000)
+    for cid, t in (("gone", 0), ("busy", 0)):
+        g.add(event(EventType.LINK, t=t, pid=10, syscall="symlink", source="/etc/shadow", path=f"/tmp/{cid}",
+                    ret=0, container=container(cid)))  # fmt: skip
+    g.add(event(EventType.LINK, t=1.5, pid=10, syscall="symlink", source="/etc/hosts", path="/tmp/again",
+                ret=0, container=container("busy")))  # fmt: skip
+    g.add(event(EventType.OPEN, t=2.2, pid=11, path="/x", container=container("other")))
+    g.publish()  # also every 1,024 events
+    assert list(g._names) == ["busy"]  # "gone" wrote last at 0 s, outside the 1 s window
+    g.add(event(EventType.OPEN, t=9, pid=11, path="/x", container=container("other")))
+    g.publish()
+    assert not g._names
