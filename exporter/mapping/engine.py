@@ -88,8 +88,15 @@ class ValueSpec:
     fn: str = ""
     table: dict[Any, Any] | None = None
     default: Any = _MISSING
-    get: Callable[[dict[str, Any]], Any] | None = None  # `path`, compiled (see _getter)
-    raw: Callable[[dict[str, Any]], Any] | None = None  # `path`, compiled, not made plain
+    # `path` compiled (a constant has none): as stored, and made plain
+    raw: Callable[[dict[str, Any]], Any] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    get: Callable[[dict[str, Any]], Any] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.path:
+            raw = _raw_getter(self.path)
+            object.__setattr__(self, "raw", raw)
+            object.__setattr__(self, "get", _made_plain(raw))
 
 
 @dataclass(frozen=True)
@@ -162,7 +169,7 @@ def _fn_input(spec: ValueSpec, ctx: dict[str, Any]) -> Any:
     once per document: several functions read the same record (the three ATT&CK tactic
     fields read the whole alert, which took 0.2 ms of an alert's 0.5 ms mapping), and a
     whole record is a lazy view. Functions build new values and never change their input."""
-    raw = spec.raw(ctx) if spec.raw is not None else _resolve(ctx, spec.path)
+    raw = spec.raw(ctx)
     if raw.__class__ in _SCALARS:
         return raw
     memo = ctx.get(_INPUTS)
@@ -234,9 +241,8 @@ def _raw_getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
     return lambda ctx: _resolve(ctx, path)
 
 
-def _getter(path: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
-    """The value at `path` made plain (Structs and enums as JSON-ready values)."""
-    raw = _raw_getter(path)
+def _made_plain(raw: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    """A getter's value made plain (Structs and enums as JSON-ready values)."""
 
     def plain(ctx: dict[str, Any]) -> Any:
         value = raw(ctx)
@@ -334,7 +340,7 @@ class Mapping:
         if spec.const is not _MISSING:
             const = None if _empty(spec.const) else spec.const
             return lambda ctx: const
-        if not spec.fn and spec.table is None and spec.default is _MISSING and spec.get is not None:
+        if not spec.fn and spec.table is None and spec.default is _MISSING:
             get = spec.get
 
             def plain(ctx: dict[str, Any]) -> Any:
@@ -352,10 +358,7 @@ class Mapping:
     def _value(self, spec: ValueSpec, ctx: dict[str, Any]) -> Any:
         if spec.const is not _MISSING:
             return spec.const
-        if spec.fn:
-            value = TRANSFORMS[spec.fn](_fn_input(spec, ctx), self.tables)
-        else:
-            value = spec.get(ctx) if spec.get is not None else _plain(_resolve(ctx, spec.path))
+        value = TRANSFORMS[spec.fn](_fn_input(spec, ctx), self.tables) if spec.fn else spec.get(ctx)
         if spec.table is not None and value is not None:
             if isinstance(value, list):
                 value = [spec.table.get(v, v) for v in value]
@@ -425,8 +428,6 @@ class Mapping:
             fn=value.fn,
             table=table,
             default=_MISSING if value.default is UNSET else value.default,
-            get=_getter(path),
-            raw=_raw_getter(path),
         )
 
     def _items(self, specs: list[_ItemSpec]) -> list[Item]:
