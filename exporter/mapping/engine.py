@@ -71,6 +71,8 @@ class Location:
 class Predicate:
     path: tuple[str, ...]
     test: Callable[[Any], bool]
+    op: str = "eq"  # what `test` does (an _OPERATORS name), for exporter.mapping.compiled
+    arg: Any = None
     get: Callable[[dict[str, Any]], Any] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -113,7 +115,8 @@ class Item:
 
 @dataclass
 class Document:
-    """One mapped document and, per dotted field, the item that set it."""
+    """One mapped document and, per dotted field, the item that set it (recorded by
+    `Mapping.apply`; a compiled mapping's documents carry none: Mapper.explain has it)."""
 
     kind: str
     body: dict[str, Any]
@@ -121,6 +124,8 @@ class Document:
 
     def set_by(self, dotted: str) -> str:
         """The id of the item that set `dotted` (or its nearest set ancestor)."""
+        if not self.provenance and self.body:
+            raise LookupError("this document carries no provenance: Mapper.explain(record) records it")
         parts = dotted.split(".")
         for end in range(len(parts), 0, -1):
             item = self.provenance.get(".".join(parts[:end]))
@@ -274,8 +279,10 @@ class Mapping:
             name: [i for i in self.items if i.kinds is None or name in i.kinds] for name, _ in self.kinds
         }
         # Kinds that only ask what record and event type it is are remembered per pair.
-        decided_by_type = all(p.path in (("record",), ("event", "type")) for _, ps in self.kinds for p in ps)
-        self._kind_by_type: dict[tuple[str, Any], str | None] | None = {} if decided_by_type else None
+        self.decided_by_type = all(
+            p.path in (("record",), ("event", "type")) for _, ps in self.kinds for p in ps
+        )
+        self._kind_by_type: dict[tuple[str, Any], str | None] | None = {} if self.decided_by_type else None
 
     # -- applying -----------------------------------------------------------
 
@@ -285,6 +292,10 @@ class Mapping:
             view = EventView(record.event) if record.event is not None else None
             return {"record": "alert", "alert": record, "event": record.event, "agent": agent, "rule": view}
         return {"record": "event", "event": record, "alert": None, "agent": agent, "rule": EventView(record)}
+
+    def items_of(self, kind: str) -> list[Item]:
+        """The items that apply to documents of `kind`, in order."""
+        return self._by_kind[kind]
 
     def kind_of(self, ctx: dict[str, Any]) -> str | None:
         if self._kind_by_type is not None:  # kinds decided by record and event type alone
@@ -392,22 +403,24 @@ class Mapping:
         return parts
 
     def _condition(self, when: dict[str, Any], *at: object) -> tuple[Predicate, ...]:
-        return tuple(
-            Predicate(self._path(key, *at, key), self._test(spec, *at, key)) for key, spec in when.items()
-        )
+        predicates = []
+        for key, spec in when.items():
+            op, arg = self._test(spec, *at, key)
+            predicates.append(Predicate(self._path(key, *at, key), _OPERATORS[op](arg), op, arg))
+        return tuple(predicates)
 
-    def _test(self, spec: Any, *at: object) -> Callable[[Any], bool]:
+    def _test(self, spec: Any, *at: object) -> tuple[str, Any]:
+        """The operator and argument of one test (a list is `in`, a scalar `eq`)."""
         if isinstance(spec, list):
-            options = list(spec)
-            return lambda v: v in options
+            return "in_", list(spec)
         if not isinstance(spec, dict):
-            return lambda v: v == spec
+            return "eq", spec
         test = self._convert(_Test, *at, data=spec)
         given = [(name, value) for name, value in msgspec.structs.asdict(test).items() if value is not UNSET]
         if len(given) != 1:
             raise self._fail(f"a test has exactly one operator; got {sorted(spec)}", *at)
         ((op, arg),) = given
-        return _OPERATORS[op](arg)
+        return op, arg
 
     def _value_spec(self, spec: Any, *at: object) -> ValueSpec:
         if not isinstance(spec, dict):

@@ -8,6 +8,7 @@ from typing import Any
 
 from exporter import __version__
 from exporter.config.schema import node_name as resolve_node_name
+from exporter.mapping.compiled import compile_mapping
 from exporter.mapping.engine import Document, Mapping, MappingError
 from exporter.model import Alert, Event
 from exporter.resources import data_dir
@@ -46,6 +47,7 @@ class Mapper:
         version: str = __version__,
     ) -> None:
         self.mapping = load_mapping(schema)
+        self.compiled = compile_mapping(self.mapping)
         self.schema = self.mapping.schema
         self.agent: dict[str, Any] = {
             "node_name": resolve_node_name(node_name, hostname),
@@ -55,5 +57,11 @@ class Mapper:
         }
 
     def map(self, record: Event | Alert) -> Document | None:
-        """The document for `record`, or None if the mapping has no kind for it."""
+        """The document for `record`, or None if the mapping has no kind for it (the
+        compiled mapping: no provenance)."""
+        return self.compiled.map(record, self.agent)
+
+    def explain(self, record: Event | Alert) -> Document | None:
+        """The same document from the reference engine, with the item that set each
+        field (`Document.set_by`)."""
         return self.mapping.apply(self.mapping.context(record, self.agent))
