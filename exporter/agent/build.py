@@ -35,12 +35,10 @@ def build_stages(
     correlate: bool,
     sink: Sink | None = None,
     inherit_otlp_env: bool = True,
-    raw_in_child: bool = False,
 ) -> Stages:
     """Enricher (started), correlator and sink for a command (`correlate=False`: the
     provenance graph without rules). `inherit_otlp_env`: may the OTLP endpoint come from
-    OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT (not for a replay). `raw_in_child`: raw events to a
-    collector go through a child process (the live agent: its alerts must not wait)."""
+    OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT (not for a replay)."""
     from exporter.correlate.engine import Correlator, build_correlator
     from exporter.correlate.errors import RulesError
     from exporter.correlate.loader import RuleSet
@@ -73,7 +71,6 @@ def build_stages(
                 node_name=config.enrich.node_name,
                 cluster_name=config.enrich.cluster_name,
                 inherit_env=inherit_otlp_env,
-                raw_in_child=raw_in_child,
             )
         except ValueError as exc:
             raise StartupError(f"output: {exc}") from None

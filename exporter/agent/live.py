@@ -18,11 +18,10 @@ from prometheus_client import Gauge
 
 from exporter.agent.build import Stages, StartupError, build_stages
 from exporter.agent.flood import FloodReporter, Pressure
-from exporter.agent.health import ExportCheck, HealthState, serve
+from exporter.agent.health import HealthState, serve
 from exporter.agent.losses import KernelLossReporter, Ledger
 from exporter.config import Config
 from exporter.emit.jsonlines import JsonLinesSink, OutputFileError
-from exporter.emit.otlp import OtlpSink
 from exporter.metrics import REGISTRY
 from exporter.model import Event, EventType
 from exporter.model.linux import WRITE_FLAGS
@@ -116,14 +115,14 @@ class LearnedNames:
 
 
 def watch_dependencies(state: HealthState, stages: Stages) -> None:
-    """What /readyz reports as degraded: the API server's Pod watch, the collector."""
+    """What /readyz reports as degraded: the API server's Pod watch, and the output (the
+    collector, or the file) whatever the sink's shape."""
     enricher = stages.enricher
     if enricher is not None and getattr(enricher, "pods", None) is not None:
         state.dependencies["apiserver"] = lambda: (
             None if enricher.k8s_ready() else "no Pod watch: events carry container ids only"
         )
-    if isinstance(stages.sink, OtlpSink):
-        state.dependencies["collector"] = ExportCheck()
+    state.dependencies[stages.sink.dependency] = stages.sink.degraded
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -158,7 +157,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 config, enrich=True, correlate=False, sink=JsonLinesSink(args.output, alerts=False)
             )
         else:
-            stages = build_stages(config, enrich=True, correlate=True, raw_in_child=True)
+            stages = build_stages(config, enrich=True, correlate=True)
     except (StartupError, OutputFileError) as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         probes.close()

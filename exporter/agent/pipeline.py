@@ -32,11 +32,22 @@ ALERT_DELAY = Histogram(
 
 
 class Sink(Protocol):
+    """Where events and alerts leave the agent (exporter.emit builds them)."""
+
+    # What /readyz calls the output ("collector", "output") when it reports it degraded.
+    dependency: str
+
     def emit_event(self, event: Event) -> None: ...
     def emit_alert(self, alert: Alert) -> None: ...
     # A drain of the ring buffer ended: make what was written visible, if that
     # costs no waiting (a file buffer, yes; an export to a collector, never).
     def batch_done(self) -> None: ...
+    # The source can wait (a replayed file): a full queue holds the caller back
+    # instead of dropping the oldest record.
+    def wait_when_full(self) -> None: ...
+    # None while the output takes what it is given; else why not (a collector that
+    # fails, a full disk), for /readyz.
+    def degraded(self) -> str | None: ...
     def flush(self) -> None: ...  # end of stream: everything out, may wait (bounded)
     def close(self) -> None: ...
 

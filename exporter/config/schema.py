@@ -169,7 +169,9 @@ class OtlpConfig(msgspec.Struct, **_STRICT):
     # Raw events are batched; alerts are exported at once, never behind a batch.
     batch_delay_ms: int = 1000
     batch_size: int = 512
-    # A failed export is retried with exponential back-off, then dropped (counted).
+    # A failed export is retried with exponential back-off, then dropped (counted). Alerts
+    # are held instead while the failure passes (a collector down, a full disk), in their
+    # own queue, and retried until the output takes them.
     max_attempts: int = 5
     backoff_max_s: float = 5.0
     drop_warning_interval_s: float = 10.0

@@ -154,8 +154,8 @@ def test_redaction_keeps_every_rule_fixture_alert() -> None:
 def test_no_secret_marker_reaches_the_documents() -> None:
     """The issue's leak list, through enrichment and the ECS mapping: no marker survives."""
     from exporter.agent.pipeline import Pipeline
-    from exporter.emit.memory import MemorySink
     from exporter.mapping import Mapper
+    from tests.helpers.memory_sink import MemorySink
 
     markers = ["hunter2", "abc-token", "xyz-bearer", "pgpw-x", "dbpw-y", "json-z", "yaml-w"]
     argvs = [

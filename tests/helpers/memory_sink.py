@@ -1,4 +1,5 @@
-"""An in-memory sink for deterministic tests: maps synchronously, keeps everything."""
+"""An in-memory sink for deterministic tests: maps synchronously, keeps everything
+(a Sink as exporter.agent.pipeline declares it)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ class Emitted:
 
 
 class MemorySink:
+    dependency = "memory"
+
     def __init__(self, mapper: Mapper, raw_events: bool = True) -> None:
         self.mapper = mapper
         self.raw_events = raw_events
@@ -47,6 +50,12 @@ class MemorySink:
 
     def batch_done(self) -> None:
         self.batches += 1
+
+    def wait_when_full(self) -> None:
+        pass  # it is never full
+
+    def degraded(self) -> str | None:
+        return None
 
     def flush(self) -> None:
         self.flushes += 1
