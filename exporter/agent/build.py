@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,10 +36,13 @@ def build_stages(
     correlate: bool,
     sink: Sink | None = None,
     inherit_otlp_env: bool = True,
+    raw_events_wait: bool = False,
 ) -> Stages:
     """Enricher (started), correlator and sink for a command (`correlate=False`: the
     provenance graph without rules). `inherit_otlp_env`: may the OTLP endpoint come from
-    OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT (not for a replay)."""
+    OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT (not for a replay). `raw_events_wait`: raw events are
+    mapped and encoded only while the pipeline is idle (the live agent: alerts go first; a
+    replay feeds one long batch)."""
     from exporter.correlate.engine import Correlator, build_correlator
     from exporter.correlate.errors import RulesError
     from exporter.correlate.loader import RuleSet
@@ -64,6 +68,9 @@ def build_stages(
             raise StartupError(f"enrichment: {exc}") from None
         enricher.start()
         closers.append(enricher.stop)
+    idle = threading.Event() if raw_events_wait else None
+    if idle is not None:
+        idle.set()
     if sink is None:
         try:
             sink = build_sink(
@@ -71,11 +78,14 @@ def build_stages(
                 node_name=config.enrich.node_name,
                 cluster_name=config.enrich.cluster_name,
                 inherit_env=inherit_otlp_env,
+                consumer_idle=idle,
             )
         except ValueError as exc:
             raise StartupError(f"output: {exc}") from None
     closers.insert(0, sink.close)  # closed last: what the others flush still goes out
-    pipeline = Pipeline(sink, enricher=enricher, correlator=correlator, emit_events=config.output.raw_events)
+    pipeline = Pipeline(
+        sink, enricher=enricher, correlator=correlator, emit_events=config.output.raw_events, idle=idle
+    )
     return Stages(pipeline, sink, enricher, closers)
 
 

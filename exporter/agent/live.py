@@ -157,7 +157,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 config, enrich=True, correlate=False, sink=JsonLinesSink(args.output, alerts=False)
             )
         else:
-            stages = build_stages(config, enrich=True, correlate=True)
+            stages = build_stages(config, enrich=True, correlate=True, raw_events_wait=True)
     except (StartupError, OutputFileError) as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         probes.close()

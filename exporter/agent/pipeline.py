@@ -7,9 +7,11 @@ never waits on I/O: enrichment answers from its cache, sinks queue.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from prometheus_client import Counter, Histogram
@@ -72,6 +74,7 @@ class Pipeline:
         correlator: Correlator | None = None,
         emit_events: bool = True,
         observers: Iterable[Callable[[Event], None]] = (),
+        idle: threading.Event | None = None,
     ) -> None:
         self.sink = sink
         self.enricher = enricher
@@ -79,25 +82,40 @@ class Pipeline:
         self.emit_events = emit_events
         # Called with every enriched and correlated event (e.g. to widen the kernel's path filter).
         self.observers = list(observers)
+        # Cleared while a drain is processed: work that can wait (raw events) waits for it.
+        self.idle = idle
         self._counts: dict = {}  # event type -> its labelled counter
 
     def feed(self, events: Iterable[Event], now_ns: int) -> None:
         """Take a batch from the source; pass on whatever enrichment has ready."""
-        if self.enricher is None:
-            self._forward(events)
-        else:
-            for event in events:
-                self.enricher.push(event, now_ns)
-            self._forward(self.enricher.pop_ready(now_ns))
+        with self._busy():
+            if self.enricher is None:
+                self._forward(events)
+            else:
+                for event in events:
+                    self.enricher.push(event, now_ns)
+                self._forward(self.enricher.pop_ready(now_ns))
         self.sink.batch_done()
+
+    @contextlib.contextmanager
+    def _busy(self) -> Iterator[None]:
+        if self.idle is None:
+            yield
+            return
+        self.idle.clear()
+        try:
+            yield
+        finally:
+            self.idle.set()
 
     def tick(self, now_ns: int) -> None:
         """Called when the source is idle: release events whose wait expired,
         and de-duplication follow-ups whose window closed."""
-        if self.enricher is not None:
-            self._forward(self.enricher.pop_ready(now_ns))
-        if self.correlator is not None:
-            self._alerts(self.correlator.flush(now_ns))
+        with self._busy():
+            if self.enricher is not None:
+                self._forward(self.enricher.pop_ready(now_ns))
+            if self.correlator is not None:
+                self._alerts(self.correlator.flush(now_ns))
         # What was released is visible now, not at the next drain; and what waits for a
         # retry (a full disk) is retried while the node is quiet too.
         self.sink.batch_done()

@@ -73,6 +73,11 @@ class BoundedQueue(Generic[T]):
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def busy(self) -> bool:
+        """Something is queued or in the worker's hands (a glance, without the lock)."""
+        return bool(self._items) or self._in_flight > 0
+
     # -- producer side -----------------------------------------------------------------
 
     def put(self, item: T) -> None:

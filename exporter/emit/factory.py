@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
 from opentelemetry.sdk.resources import Resource
 
 from exporter import __version__
@@ -79,16 +79,6 @@ def _target(otlp: OtlpConfig, source: str) -> OtlpTarget | None:
 _CERTIFICATE_VARS = ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE")
 
 
-class _PinnedVerifySession(requests.Session):
-    """requests lets $REQUESTS_CA_BUNDLE/$CURL_CA_BUNDLE override a session's CA
-    bundle; a configured OTLP certificate must win, so keep the session's."""
-
-    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
-        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        settings["verify"] = self.verify
-        return settings
-
-
 def make_exporter(target: OtlpTarget) -> Exporter:
     """An exporter of OTLP/protobuf requests to `target` over gRPC or HTTP, through the SDK's
     own exporter (exporter.emit.sdkcompat: its retries and OTEL_* variables); None arguments
@@ -112,10 +102,10 @@ def make_exporter(target: OtlpTarget) -> Exporter:
             timeout=target.timeout_s,
         )
     # A CA bundle from config or from the OTLP variables must beat $REQUESTS_CA_BUNDLE.
-    pinned = target.certificate or any(os.environ.get(v) for v in _CERTIFICATE_VARS)
+    pinned = bool(target.certificate or any(os.environ.get(v) for v in _CERTIFICATE_VARS))
     return sdkcompat.http_exporter(
+        pin_ca_bundle=pinned,
         endpoint=target.endpoint,
-        session=_PinnedVerifySession() if pinned else None,
         certificate_file=target.certificate or None,
         client_key_file=target.client_key or None,
         client_certificate_file=target.client_certificate or None,
@@ -152,6 +142,7 @@ def build_sink(
     resource_attrs: Mapping[str, str] | None = None,
     exporter: Exporter | None = None,
     inherit_env: bool = True,
+    consumer_idle: threading.Event | None = None,
 ) -> JsonLinesSink | OtlpSink:
     """The Sink (exporter.agent.pipeline.Sink) for `output.*`.
 
@@ -160,6 +151,8 @@ def build_sink(
     endpoint come from OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT (see exporter.config.output).
 
     `exporter` replaces the transport (tests, benchmarks): it gets both signals' requests.
+    `consumer_idle`: set while the live agent's consumer is idle; raw events are mapped and
+    encoded in those gaps (and between alerts), so that they never slow the alert path.
     """
     try:
         plan = plan_output(config, inherit_env=inherit_env and exporter is None)
@@ -193,4 +186,5 @@ def build_sink(
         otlp=config.otlp,
         raw_events=config.raw_events,
         dependency=dependency,
+        consumer_idle=consumer_idle,
     )

@@ -95,7 +95,8 @@ def log_record(record: Event | Alert, doc: Document, schema: str, observed_ns: i
     else:
         ts_ns, severity = record.ts_ns, EVENT_SEVERITY
     attributes = routing_attributes(record, doc, schema)
-    return LogRecord(ts_ns, observed_ns, severity[0], severity[1], doc.body, attributes, f"provex.{doc.kind}")
+    body = doc.fields if doc.fields is not None else doc.body  # the encoders take either
+    return LogRecord(ts_ns, observed_ns, severity[0], severity[1], body, attributes, f"provex.{doc.kind}")
 
 
 def make_encoder(encoding: str, resource: Any, scope: Scope) -> ProtoEncoder | JsonEncoder:
@@ -105,20 +106,23 @@ def make_encoder(encoding: str, resource: Any, scope: Scope) -> ProtoEncoder | J
 
 
 class RecordEncoder:
-    """A batch of one signal's records -> one request (exporter.emit.processor.Encode)."""
+    """One signal's records mapped and encoded (exporter.emit.processor.Encoder)."""
 
     def __init__(self, mapper: Mapper, encoder: ProtoEncoder | JsonEncoder, signal: str) -> None:
         self.mapper = mapper
         self.encoder = encoder
         self.signal = signal
 
-    def __call__(self, batch: Sequence[Event | Alert]) -> tuple[bytes, int] | None:
+    def records(self, batch: Sequence[Event | Alert]) -> list[bytes]:
         records = []
         for record in batch:
             doc = map_or_count(self.mapper, record)
             if doc is not None and (encoded := self.record(record, doc)) is not None:
                 records.append(encoded)
-        return (self.encoder.request(records), len(records)) if records else None
+        return records
+
+    def request(self, records: Sequence[bytes]) -> bytes:
+        return self.encoder.request(records)
 
     def record(self, record: Event | Alert, doc: Document) -> bytes | None:
         log = log_record(record, doc, self.mapper.schema, time.time_ns())
@@ -127,7 +131,7 @@ class RecordEncoder:
         except UnicodeEncodeError:  # text that is not UTF-8 (a file name): written escaped
             OUTPUT_ESCAPED.labels(self.signal).inc()
             return self.encoder.record(
-                log._replace(body=printable(log.body), attributes=printable(log.attributes))
+                log._replace(body=printable(doc.body), attributes=printable(log.attributes))
             )
         except (ValueError, TypeError):  # a value OTLP cannot carry (an int past int64)
             MAP_SKIPPED.labels("error").inc()
@@ -148,7 +152,8 @@ def _lower_priority() -> None:
 class OtlpSink:
     """Sink (exporter.agent.pipeline.Sink) that ships ECS/OCSF documents as OTLP logs to
     `alert_exporter` and `event_exporter` (the same object when they share an output), with
-    the queue sizes, batching and retries of `otlp`."""
+    the queue sizes, batching and retries of `otlp`. `consumer_idle`: set while the live
+    agent's consumer waits for the ring buffer (raw events are encoded then)."""
 
     def __init__(
         self,
@@ -160,6 +165,7 @@ class OtlpSink:
         otlp: OtlpConfig | None = None,
         raw_events: bool = True,
         dependency: str = "collector",
+        consumer_idle: threading.Event | None = None,
     ) -> None:
         self.mapper = mapper
         self.schema = mapper.schema
@@ -200,6 +206,7 @@ class OtlpSink:
                 RecordEncoder(mapper, event_encoder, "events"),  # type: ignore[arg-type]
                 max_queue=otlp.queue_size,
                 delay_s=otlp.batch_delay_ms / 1000,
+                defer_to=[self.alerts.idle, *([consumer_idle.wait] if consumer_idle is not None else [])],
                 on_start=_lower_priority,
                 **common,
             )

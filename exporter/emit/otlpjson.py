@@ -27,6 +27,8 @@ import msgspec
 from exporter.emit import outcome
 from exporter.emit.jsonlines import LineWriter, write_cause
 from exporter.emit.logrecord import LogRecord, Scope
+from exporter.emit.shapes import ShapeEncoder, json_writer
+from exporter.mapping.compiled import Fields
 
 _json = msgspec.json.Encoder().encode
 
@@ -90,8 +92,14 @@ def _any(value: Any) -> bytes:
     raise TypeError(f"cannot encode {type(value).__name__} as an OTLP AnyValue")
 
 
-def encode_value(value: Any) -> bytes:
-    """One AnyValue's JSON."""
+_SHAPES = ShapeEncoder("otlp-json", json_writer(_head, _json, _any))
+
+
+def _body(value: Any) -> bytes:
+    """A LogRecord's body: a compiled mapping's fields through the function of their shape."""
+    if value.__class__ is Fields:
+        encoded = _SHAPES.encode(value)
+        return encoded if encoded is not None else _any(value.nested())
     return _any(value)
 
 
@@ -138,7 +146,7 @@ class JsonEncoder:
             out += b'"severityNumber":%d,' % log.severity_number
         if log.severity_text:
             out += b'"severityText":' + _json(log.severity_text) + b","
-        out += b'"body":' + _any(log.body) + b"," + _attributes(log.attributes)
+        out += b'"body":' + _body(log.body) + b"," + _attributes(log.attributes)
         if log.observed_time_unix_nano:
             out += b'"observedTimeUnixNano":"%d",' % log.observed_time_unix_nano
         if log.event_name:

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from exporter.emit.logrecord import LogRecord, Scope
+from exporter.emit.shapes import ShapeEncoder, proto_writer
+from exporter.mapping.compiled import Fields
 
 _DOUBLE = struct.Struct("<d")
 _FIXED64 = struct.Struct("<Q")
@@ -54,11 +56,12 @@ def _field(tag: bytes, payload: bytes) -> bytes:
 # values are short strings, and keys repeat from document to document: for a key and a
 # string of n < _SHORT bytes, everything before the string's own bytes is the same, so it is
 # made once (`_HEADS[key][n]`). Keys come from the mappings and from label maps: bounded,
-# and past _MAX_KEYS the rest are written without the cache.
+# and past _MAX_KEYS the rest are written without the cache. (A compiled mapping's documents
+# take exporter.emit.shapes instead: their keys are laid out once per shape.)
 _SHORT = 128
 _MAX_KEYS = 8192
 _KEYS: dict[Any, bytes] = {}  # key -> its KeyValue.key field (none for "")
-_HEADS: dict[Any, list[bytes | None]] = {}
+_HEADS: dict[bytes, dict[Any, list[bytes | None]]] = {b"\x0a": {}, b"\x32": {}}  # by entry tag
 
 
 def _key_field(key: Any) -> bytes:
@@ -71,25 +74,25 @@ def _key_field(key: Any) -> bytes:
     return field
 
 
-def _string_head(key: Any, n: int) -> bytes:
-    """The bytes of a map entry `key: <string of n bytes>` up to the string's own bytes."""
-    heads = _HEADS.get(key)
+def _heads(key: Any, tag: bytes = b"\x0a") -> list[bytes | None] | None:
+    """The cache of `_string_head(key, n, tag)` for n < _SHORT (None: no room for the key)."""
+    by_key = _HEADS[tag]
+    heads = by_key.get(key)
+    if heads is None and len(by_key) < _MAX_KEYS:
+        heads = by_key[key] = [None] * _SHORT
+    return heads
+
+
+def _string_head(key: Any, n: int, tag: bytes = b"\x0a") -> bytes:
+    """The bytes of a map entry (field `tag`) `key: <string of n bytes>` up to the string's
+    own bytes."""
+    heads = _heads(key, tag) if n < _SHORT else None
     if heads is not None and (head := heads[n]) is not None:
         return head
     key_field = _key_field(key)
-    any_len = 1 + len(_SMALL_VARINTS[n]) + n  # AnyValue: string_value (1)
-    kv_len = len(key_field) + 1 + len(_SMALL_VARINTS[any_len]) + any_len
-    head = (
-        b"\x0a"
-        + _varint(kv_len)
-        + key_field
-        + b"\x12"
-        + _SMALL_VARINTS[any_len]
-        + b"\x0a"
-        + _SMALL_VARINTS[n]
-    )
-    if heads is None and len(_HEADS) < _MAX_KEYS:
-        heads = _HEADS[key] = [None] * _SHORT
+    any_len = 1 + len(_varint(n)) + n  # AnyValue: string_value (1)
+    kv_len = len(key_field) + 1 + len(_varint(any_len)) + any_len
+    head = tag + _varint(kv_len) + key_field + b"\x12" + _varint(any_len) + b"\x0a" + _varint(n)
     if heads is not None:
         heads[n] = head
     return head
@@ -150,8 +153,16 @@ def _any(value: Any) -> bytes:
     raise TypeError(f"cannot encode {type(value).__name__} as an OTLP AnyValue")
 
 
-def encode_value(value: Any) -> bytes:
-    """One AnyValue's bytes."""
+_SHAPES = ShapeEncoder(
+    "otlp-protobuf", proto_writer(_key_field, _any, _varint, _SMALL_VARINTS, _string_head, _heads)
+)
+
+
+def _body(value: Any) -> bytes:
+    """A LogRecord's body: a compiled mapping's fields through the function of their shape."""
+    if value.__class__ is Fields:
+        encoded = _SHAPES.encode(value)
+        return encoded if encoded is not None else _any(value.nested())
     return _any(value)
 
 
@@ -159,6 +170,10 @@ def _attributes(attributes: Mapping[str, Any] | None, tag: bytes) -> bytes:
     """Repeated KeyValue under `tag` (the LogRecord's 6, a Resource's or a scope's)."""
     out = []
     for key, value in (attributes or {}).items():
+        if value.__class__ is str and tag in _HEADS:  # a record's routing attributes
+            data = value.encode()
+            out.append(_string_head(key, len(data), tag) + data)
+            continue
         encoded = _any(value)
         out.append(_field(tag, _key_field(str(key)) + b"\x12" + _varint(len(encoded)) + encoded))
     return b"".join(out)
@@ -196,7 +211,7 @@ class ProtoEncoder:
             parts.append(b"\x10" + _varint(log.severity_number & _UINT64))
         if log.severity_text:
             parts.append(_field(b"\x1a", log.severity_text.encode()))
-        parts.append(_field(b"\x2a", _any(log.body)))
+        parts.append(_field(b"\x2a", _body(log.body)))
         parts.append(_attributes(log.attributes, b"\x32"))
         if log.observed_time_unix_nano:
             parts.append(b"\x59" + _FIXED64.pack(log.observed_time_unix_nano))

@@ -26,7 +26,8 @@ tests/emit/test_sdkcompat.py for the versions pyproject.toml declares):
   (`_client._transport`) is wrapped to report each answer to exporter.emit.outcome;
 - `_SUPPRESS_INSTRUMENTATION_KEY`: the exporter's own HTTP/gRPC calls are not traced.
 
-Nothing here imports gRPC unless a gRPC exporter is made.
+Nothing here imports gRPC unless a gRPC exporter is made, nor requests and protobuf unless
+an exporter to a collector is.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from importlib.metadata import version
 from typing import Any, NamedTuple
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
 from exporter.emit import outcome
 
@@ -114,6 +114,7 @@ def grpc_exporter(
 def _bytes_stub() -> type:
     """A LogsService stub whose Export takes the request's bytes and reports every attempt."""
     import grpc
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
     class BytesLogsStub:
         def __init__(self, channel: Any) -> None:
@@ -159,12 +160,21 @@ class GrpcExporter:
 # -- HTTP ------------------------------------------------------------------------------------
 
 
-def http_exporter(**kwargs: Any) -> HttpExporter:
+def http_exporter(pin_ca_bundle: bool = False, **kwargs: Any) -> HttpExporter:
     """An exporter over the SDK's OTLP/HTTP log exporter (its keyword arguments; None leaves
-    a value to the OTEL_* variables)."""
+    a value to the OTEL_* variables). `pin_ca_bundle`: the configured CA bundle must beat
+    $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE, which requests otherwise lets override a
+    session's."""
+    import requests
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-    sdk = OTLPLogExporter(**kwargs)
+    class PinnedVerifySession(requests.Session):
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            settings["verify"] = self.verify
+            return settings
+
+    sdk = OTLPLogExporter(session=PinnedVerifySession() if pin_ca_bundle else None, **kwargs)
     client = sdk._client
     client._transport = _TappedTransport(client._transport)
     return HttpExporter(sdk, f"collector {kwargs.get('endpoint')} (http/protobuf)")
@@ -211,6 +221,8 @@ class _TappedTransport:
             error = getattr(result, "error", None)
             outcome.attempt_failed("connection", str(error or "no answer"))
         elif 200 <= status < 300:
+            from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
             # An empty or non-protobuf body: nothing was rejected that we can tell.
             with contextlib.suppress(Exception):
                 outcome.answered(ExportLogsServiceResponse.FromString(result.content()))

@@ -6,8 +6,10 @@ That is ~130 us of interpreter time per raw event. `compile_mapping` writes, fro
 loaded Mapping, the source of one function per kind that does the same work in straight
 lines: paths become attribute reads (typed from the record classes, so a `str` field needs
 no conversion and an `int` field no emptiness test), shared prefixes (`event.container`) are
-read once, `when` tests are inline comparisons, and each parent object of the document is
-made once. The source is exec'd once when the Mapper is built; the mapping stays data.
+read once, and `when` tests are inline comparisons. A function fills a flat map of numbered
+fields (`Fields`; `Layout` numbers the fields' paths); its nested body is made only when asked
+for, and the emit stage encodes the flat fields directly (exporter.emit.shapes). The source is exec'd once when the Mapper is built; the mapping stays
+data.
 
 Which item set a field stays provable: every assignment in the source is preceded by a comment
 naming its item and file:line (`CompiledMapping.source`), and the reference engine, which
@@ -22,6 +24,7 @@ them; the shipped mappings have none).
 
 from __future__ import annotations
 
+import functools
 import linecache
 import re
 from collections.abc import Callable, Iterator
@@ -48,7 +51,7 @@ from exporter.mapping.engine import (
 from exporter.mapping.functions import TRANSFORMS
 from exporter.model import Alert, Event
 
-KindFunction = Callable[[str, Event | None, Alert | None, dict[str, Any]], dict[str, Any]]
+KindFunction = Callable[[str, Event | None, Alert | None, dict[str, Any]], dict[int, Any]]
 
 
 # -- what the compiler knows of a value's type -----------------------------------------------
@@ -66,10 +69,14 @@ class _Type:
     def field(self, name: str) -> _Type | None:
         """A struct field's type; None when the struct has no such field."""
         assert self.cls is not None
-        for f in mi.type_info(self.cls).fields:  # type: ignore[attr-defined]
-            if f.name == name:
-                return _from_info(f.type)
-        return None
+        info = _fields(self.cls).get(name)
+        return _from_info(info) if info is not None else None
+
+
+@functools.cache
+def _fields(cls: type) -> dict[str, Any]:
+    """A record class's fields and their types (msgspec.inspect: slow, so once per class)."""
+    return {f.name: f.type for f in mi.type_info(cls).fields}  # type: ignore[attr-defined]
 
 
 _UNKNOWN = _Type("unknown", optional=True)
@@ -141,7 +148,6 @@ class _Writer:
         self.indent = 1
         self.scopes: list[dict[Any, str]] = [{}]
         self.names = 0
-        self.parents: dict[tuple[str, ...], str] = {}
         only_events, only_alerts = records == {"event"}, records == {"alert"}
         none = _Type("unknown", optional=True)
         self.roots: dict[str, _Type] = {
@@ -282,19 +288,6 @@ class _Writer:
         raise AssertionError(f"operator {op} has no compiled form")
 
     # -- writing the document --
-    def parent(self, parts: tuple[str, ...]) -> str:
-        """The local holding the document object at `parts`, made here if not made yet."""
-        if not parts:
-            return "body"
-        name = self.parents.setdefault(parts, f"d{len(self.parents) + 1}")
-        if self.known(("made", parts)) is None:
-            with self.block(f"if {name} is None:"):
-                above = self.parent(parts[:-1])
-                self.emit(f"{name} = {above}[{parts[-1]!r}] = {{}}")
-            for end in range(1, len(parts) + 1):
-                self.remember(("made", parts[:end]), "yes")
-        return name
-
     def value(self, spec: ValueSpec) -> tuple[str, str]:
         """A local (or constant) holding the value to set, and the test that it is not
         empty ("" when it never is)."""
@@ -330,11 +323,12 @@ class _Writer:
                     continue  # the engine never writes an empty constant
                 self.emit(f"# {dotted} <- {item.id}")
                 value, keep = self.value(spec)
+                slot = self.compiler.slot(parts)
                 if keep:
                     with self.block(f"if {keep}:"):
-                        self.emit(f"{self.parent(parts[:-1])}[{parts[-1]!r}] = {value}")
+                        self.emit(f"fields[{slot}] = {value}")
                 else:
-                    self.emit(f"{self.parent(parts[:-1])}[{parts[-1]!r}] = {value}")
+                    self.emit(f"fields[{slot}] = {value}")
 
     @contextmanager
     def _guards(self, predicates: list[Predicate]) -> Iterator[None]:
@@ -349,10 +343,8 @@ class _Writer:
     def function(self, name: str, items: list[Item]) -> list[str]:
         for item in items:
             self.item(item)
-        head = [f"def {name}(record, event, alert, agent):", "    body = {}"]
-        if self.parents:
-            head.append("    " + " = ".join(self.parents.values()) + " = None")
-        return [*head, *self.lines, "    return body"]
+        head = [f"def {name}(record, event, alert, agent):", "    fields = {}"]
+        return [*head, *self.lines, "    return fields"]
 
 
 def _not_empty(name: str) -> str:
@@ -375,6 +367,16 @@ class _Compiler:
             "_tables": mapping.tables,
         }
         self._consts: dict[int, str] = {}
+        self.layout = Layout()
+
+    def slot(self, parts: tuple[str, ...]) -> int:
+        """The number of the document field at `parts`."""
+        layout = self.layout
+        number = layout.numbers.get(parts)
+        if number is None:
+            number = layout.numbers[parts] = len(layout.paths)
+            layout.paths.append(parts)
+        return number
 
     def const(self, value: Any, prefix: str) -> str:
         """A name in the generated module's namespace bound to `value`."""
@@ -400,6 +402,41 @@ def _nested(items: list[Item]) -> list[str]:
     return sorted(f for f in fields if any(f.startswith(other + ".") for other in fields))
 
 
+class Layout:
+    """The document fields a compiled mapping sets, numbered: each field's path."""
+
+    def __init__(self) -> None:
+        self.paths: list[tuple[str, ...]] = []
+        self.numbers: dict[tuple[str, ...], int] = {}
+        # What an encoder compiles for these fields, kept by it here (exporter.emit.shapes).
+        self.encoders: dict[str, Any] = {}
+
+
+class Fields:
+    """A compiled document: its fields by number, in the order they were first set (which
+    is the order of the maps the engine builds: `nested` builds the same)."""
+
+    __slots__ = ("layout", "values")
+
+    def __init__(self, layout: Layout, values: dict[int, Any]) -> None:
+        self.layout = layout
+        self.values = values
+
+    def nested(self) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        paths = self.layout.paths
+        for number, value in self.values.items():
+            *parents, leaf = paths[number]
+            node = body
+            for part in parents:
+                child = node.get(part)
+                if child is None:
+                    child = node[part] = {}
+                node = child
+            node[leaf] = value
+        return body
+
+
 @dataclass
 class CompiledMapping:
     """The functions of one mapping, and the source they were made from."""
@@ -408,6 +445,7 @@ class CompiledMapping:
     functions: dict[str, KindFunction]
     interpreted: dict[str, list[str]]  # kind -> nested fields: these kinds use the engine
     source: str
+    layout: Layout
 
     def __post_init__(self) -> None:
         # (record, event type) -> kind, where kinds are decided by those two alone
@@ -433,14 +471,14 @@ class CompiledMapping:
         function = self.functions.get(kind)
         if function is None:  # a kind the compiler leaves to the engine
             return self.mapping.apply(self.mapping.context(record, agent))
-        return Document(kind, function(which, event, alert, agent))
+        return Document(kind, fields=Fields(self.layout, function(which, event, alert, agent)))
 
 
 def compile_mapping(mapping: Mapping) -> CompiledMapping:
     """One function per kind of `mapping` (see the module's docstring)."""
     compiler = _Compiler(mapping)
-    lines = [f"# {mapping.path}, compiled by exporter.mapping.compiled: one function per kind"]
-    names: dict[str, str] = {}
+    sources = [f"# {mapping.path}, compiled by exporter.mapping.compiled: one function per kind\n"]
+    functions: dict[str, KindFunction] = {}
     interpreted: dict[str, list[str]] = {}
     for kind, predicates in mapping.kinds:
         items = mapping.items_of(kind)
@@ -448,13 +486,13 @@ def compile_mapping(mapping: Mapping) -> CompiledMapping:
         if nested:
             interpreted[kind] = nested
             continue
-        name = names[kind] = "kind_" + re.sub(r"\W", "_", kind)
-        lines += ["", f"# kind {kind}"]
-        lines += _Writer(compiler, kind, _records(predicates)).function(name, items)
-    source = "\n".join(lines) + "\n"
-    filename = f"<compiled {mapping.path}>"
-    # Tracebacks through a generated function show its lines.
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    exec(compile(source, filename, "exec"), compiler.namespace)
-    functions = {kind: compiler.namespace[name] for kind, name in names.items()}
-    return CompiledMapping(mapping, functions, interpreted, source)
+        name = "kind_" + re.sub(r"\W", "_", kind)
+        lines = [f"# kind {kind}", *_Writer(compiler, kind, _records(predicates)).function(name, items)]
+        source = "\n".join(lines) + "\n"
+        # One kind at a time: compiling the whole file at once held ~10 MB of syntax tree.
+        filename = f"<compiled {mapping.path}: {kind}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks
+        exec(compile(source, filename, "exec"), compiler.namespace)
+        functions[kind] = compiler.namespace[name]
+        sources.append(source)
+    return CompiledMapping(mapping, functions, interpreted, "\n".join(sources), compiler.layout)

@@ -113,14 +113,31 @@ class Item:
     setters: tuple[tuple[str, tuple[str, ...], str, Callable[[dict[str, Any]], Any]], ...] = ()
 
 
-@dataclass
 class Document:
     """One mapped document and, per dotted field, the item that set it (recorded by
-    `Mapping.apply`; a compiled mapping's documents carry none: Mapper.explain has it)."""
+    `Mapping.apply`; a compiled mapping's documents carry none: Mapper.explain has it).
+    A compiled mapping gives the document's flat `fields` (exporter.mapping.compiled.Fields);
+    its nested `body` is made from them when first read."""
 
-    kind: str
-    body: dict[str, Any]
-    provenance: dict[str, Item] = field(default_factory=dict)
+    __slots__ = ("_body", "fields", "kind", "provenance")
+
+    def __init__(
+        self,
+        kind: str,
+        body: dict[str, Any] | None = None,
+        provenance: dict[str, Item] | None = None,
+        fields: Any = None,
+    ) -> None:
+        self.kind = kind
+        self._body = body
+        self.provenance = provenance if provenance is not None else {}
+        self.fields = fields
+
+    @property
+    def body(self) -> dict[str, Any]:
+        if self._body is None:
+            self._body = self.fields.nested() if self.fields is not None else {}
+        return self._body
 
     def set_by(self, dotted: str) -> str:
         """The id of the item that set `dotted` (or its nearest set ancestor)."""

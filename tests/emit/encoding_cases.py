@@ -18,6 +18,7 @@ from exporter.emit.otlp import log_record
 from exporter.emit.otlpjson import JsonEncoder
 from exporter.emit.otlpproto import ProtoEncoder
 from exporter.mapping import Mapper
+from exporter.mapping.compiled import Fields
 from exporter.model import Alert
 from tests.mapping.records import AGENT, records
 
@@ -51,7 +52,7 @@ def sdk_request(resource: Resource, scope: Scope, batch: Sequence[LogRecord]) ->
                 observed_timestamp=log.observed_time_unix_nano or None,
                 severity_number=SeverityNumber(log.severity_number) if log.severity_number else None,
                 severity_text=log.severity_text or None,
-                body=log.body,
+                body=log.body.nested() if isinstance(log.body, Fields) else log.body,
                 attributes=log.attributes,
                 event_name=log.event_name or None,
             ),
