@@ -69,6 +69,8 @@ def _any(value: Any) -> bytes:
         if not value:
             return b'{"arrayValue":{}}'
         return b'{"arrayValue":{"values":[' + b",".join([_any(v) for v in value]) + b"]}}"
+    if kind is int:
+        return b'{"intValue":"%d"}' % value  # int64 is a string in protobuf's JSON
     if value is None:
         return b"{}"
     if isinstance(value, bool):

@@ -132,6 +132,8 @@ def _any(value: Any) -> bytes:
         return _field(b"\x32", _entries(value))
     if kind is list:
         return _field(b"\x2a", b"".join([_field(b"\x0a", _any(v)) for v in value]))
+    if kind is int and 0 <= value < _SMALL:
+        return b"\x18" + _SMALL_VARINTS[value]
     if value is None:
         return b""
     if isinstance(value, bool):

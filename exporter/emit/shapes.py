@@ -116,6 +116,10 @@ def json_writer(
                     source.const(b'{"stringValue":')
                     source.expr(f"_json(v[{child}])")
                     source.const(b"}")
+                elif types[child] is int:  # int64 is a string in protobuf's JSON
+                    source.const(b'{"intValue":"')
+                    source.expr(f"b'%d' % v[{child}]")
+                    source.const(b'"}')
                 else:
                     source.expr(f"_any(v[{child}])")
                 source.const(b"}")
