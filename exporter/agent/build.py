@@ -36,11 +36,14 @@ def build_stages(
     sink: Sink | None = None,
     inherit_otlp_env: bool = True,
     raw_in_child: bool = False,
+    identities: Any = None,
 ) -> Stages:
     """Enricher (started), correlator and sink for a command (`correlate=False`: the
     provenance graph without rules). `inherit_otlp_env`: may the OTLP endpoint come from
     OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT (not for a replay). `raw_in_child`: raw events to a
-    collector go through a child process (the live agent: its alerts must not wait)."""
+    collector go through a child process (the live agent: its alerts must not wait).
+    `identities`: the registry of sensitive and runtime identities the live agent keeps in
+    the kernel (exporter.enrich.identity), started and stopped with enrichment."""
     from exporter.correlate.engine import Correlator, build_correlator
     from exporter.correlate.errors import RulesError
     from exporter.correlate.loader import RuleSet
@@ -61,7 +64,7 @@ def build_stages(
     enricher = None
     if enrich:
         try:
-            enricher = build_enricher(config.enrich)
+            enricher = build_enricher(config.enrich, identities=identities)
         except ValueError as exc:  # KubeConfigError is a ValueError too
             raise StartupError(f"enrichment: {exc}") from None
         enricher.start()

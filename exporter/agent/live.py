@@ -23,6 +23,7 @@ from exporter.agent.losses import KernelLossReporter, Ledger
 from exporter.config import Config
 from exporter.emit.jsonlines import JsonLinesSink, OutputFileError
 from exporter.emit.otlp import OtlpSink
+from exporter.enrich.identity import IdentityRegistry
 from exporter.metrics import REGISTRY
 from exporter.model import Event, EventType
 from exporter.model.linux import WRITE_FLAGS
@@ -151,14 +152,27 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return 1
     probe_metrics.register(probes)
     ledger = Ledger()  # what this run loses, by cause: said at exit, and in the exit code
+    # What files are, by identity: the sensitive set and the runtime, kept in the kernel.
+    identities = None
+    if probes.file_identity:
+        identities = IdentityRegistry(
+            probes,
+            config.probes.sensitive_paths,
+            config.probes.runtime_binaries,
+            host_root=config.probes.host_root,
+        )
 
     try:
         if args.command == "record":  # raw, enriched events: the replay format
             stages = build_stages(
-                config, enrich=True, correlate=False, sink=JsonLinesSink(args.output, alerts=False)
+                config,
+                enrich=True,
+                correlate=False,
+                sink=JsonLinesSink(args.output, alerts=False),
+                identities=identities,
             )
         else:
-            stages = build_stages(config, enrich=True, correlate=True, raw_in_child=True)
+            stages = build_stages(config, enrich=True, correlate=True, raw_in_child=True, identities=identities)
     except (StartupError, OutputFileError) as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         probes.close()
@@ -184,7 +198,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     kernel_losses = KernelLossReporter(probes.counters)  # logged when they happen, once per interval
     log.info("agent running", extra={"fields": {"command": args.command}})
     identify = stages.enricher.identity if stages.enricher is not None else (lambda _cgroup: None)
-    floods = FloodReporter(probes.sampled_by_cgroup, identify)
+    floods = FloodReporter(probes.cgroup_stats, identify)
     pressure = Pressure(probes.set_pressure)
     next_report = time.monotonic() + FLOOD_REPORT_S
     try:
@@ -201,6 +215,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
             kernel_losses.poll()
             mono = time.monotonic()
             if mono >= next_report:
+                summaries = source.take_summaries()  # decisive floods: events of their own
+                if summaries:
+                    pipeline.feed(summaries, time.time_ns())
                 floods.report()
                 next_report = mono + FLOOD_REPORT_S
             if mono >= next_sweep:
@@ -215,7 +232,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
             pipeline.feed(batch, time.time_ns())
             if not source.backlog:
                 break
-        floods.report()
+        pipeline.feed(source.take_summaries(), time.time_ns())
+        floods.report(final=True)
         pipeline.finish()
     finally:
         state.ready.clear()
@@ -223,6 +241,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         counters = probes.counters()
         kernel_losses.report()
         lost = ledger.lost()  # reads the kernel counters too: before probes.close()
+        source.close()
         probes.close()
         if server is not None:
             server.shutdown()

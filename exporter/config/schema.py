@@ -104,6 +104,46 @@ class ProbesConfig(msgspec.Struct, **_STRICT):
     # stays in the ring for the next one), so memory stays bounded under any flood.
     drain_max_records: int = 128
     drain_max_ms: int = 20
+    # Decisive records (a successful exec, the mount family, setns, unshare, chroot, IP
+    # connects and accepts, open_by_handle_at, io_uring opens, a first sensitive read) have a
+    # ring buffer of their own that bulk records can never fill (pages of 4 KiB, a power of
+    # two), and a budget per cgroup and per kind (exec, file, mount, ns, net): past it the
+    # kernel counts them in a summary instead of sending them, and the summary is an event.
+    decisive_ring_pages: int = 512
+    decisive_rate: int = 1000
+    decisive_burst_s: float = 1.0
+    # A process's repeated reads of one sensitive file cross once per this interval; the
+    # reads in between are counted and carried by the next one (Event.repeats).
+    sensitive_repeat_interval_s: float = 1.0
+    # Judge files by what they are (device and inode, read from the running kernel's
+    # structures at offsets from its BTF) rather than by how the path was spelled. Without
+    # BTF (/sys/kernel/btf/vmlinux) the probes fall back to the spelling and say so.
+    file_identity: bool = True
+    # Where the agent sees the host's file system: "/" on the host, or where the chart mounts
+    # it. Host sensitive files and the container runtime's binaries are found there.
+    host_root: str = "/"
+    # The host's container runtime binaries: recognised by their device and inode (and their
+    # processes by lineage), never by a name a container could choose.
+    runtime_binaries: list[str] = msgspec.field(
+        default_factory=lambda: [
+            "/usr/bin/runc",
+            "/usr/sbin/runc",
+            "/usr/local/bin/runc",
+            "/usr/local/sbin/runc",
+            "/usr/bin/crun",
+            "/usr/local/bin/crun",
+            "/usr/bin/containerd-shim-runc-v2",
+            "/usr/local/bin/containerd-shim-runc-v2",
+            "/usr/bin/containerd-shim",
+            "/usr/bin/containerd",
+            "/usr/local/bin/containerd",
+            "/usr/bin/conmon",
+            "/usr/libexec/podman/conmon",
+            "/usr/libexec/crio/conmon",
+            "/usr/bin/crio",
+            "/usr/bin/dockerd",
+        ]
+    )
 
 
 def node_name(configured: str = "", hostname: str = "", environ: Mapping[str, str] | None = None) -> str:

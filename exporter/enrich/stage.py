@@ -19,6 +19,7 @@ from cachetools import LRUCache
 from exporter.enrich.apiserver import ApiServerSet
 from exporter.enrich.cgroups import CgroupResolver, ContainerRef, classify_cgroup_path
 from exporter.enrich.fscontext import ContextReader
+from exporter.enrich.identity import IdentityRegistry
 from exporter.enrich.metrics import LATE, PARK_OVERFLOW, PARKED
 from exporter.enrich.mounts import MountResolver
 from exporter.enrich.pods import PodCache
@@ -53,6 +54,7 @@ class EnrichStage:
         apiservers: ApiServerSet | None = None,
         mounts: MountResolver | None = None,
         contexts: ContextReader | None = None,
+        identities: IdentityRegistry | None = None,
         wait_ms: int = 50,
         park_max: int = 10000,
         k8s_ready: Callable[[], bool] = lambda: True,
@@ -66,6 +68,7 @@ class EnrichStage:
         self.apiservers = apiservers or ApiServerSet()
         self.mounts = mounts
         self.contexts = contexts
+        self.identities = identities
         self.wait_ns = wait_ms * 1_000_000
         self.park_max = park_max
         self.k8s_ready = k8s_ready
@@ -116,6 +119,13 @@ class EnrichStage:
         if peer and self.pods is not None and event.type in _NETWORK:
             event.peer_pod = self.pods.by_ip(peer)  # a Pod of this node at the other end
         why = self._resolve(event, now_ns)
+        identities = self.identities
+        if identities is not None:
+            if event.file is not None:
+                identities.annotate(event)  # what the file is, by its identity
+            container = event.container
+            if container is not None:  # its view of the sensitive set, in the background
+                identities.container_seen(container.id, event.pid, container.host_mounts)
         park = _Parked(event, now_ns + self.wait_ns, not why, why)
         if why and self.wait_ns == 0:
             self._release_late(park)
