@@ -172,7 +172,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 identities=identities,
             )
         else:
-            stages = build_stages(config, enrich=True, correlate=True, raw_in_child=True, identities=identities)
+            stages = build_stages(
+                config, enrich=True, correlate=True, raw_in_child=True, identities=identities
+            )
     except (StartupError, OutputFileError) as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         probes.close()

@@ -46,7 +46,10 @@ def check_values(config: Config) -> Iterator[Problem]:
         if pages <= 0 or pages & (pages - 1):
             yield ("probes", key), f"{pages} is not allowed; expected a power of two (e.g. 1024)"
     if p.decisive_rate < 0:
-        yield ("probes", "decisive_rate"), f"{p.decisive_rate} is not allowed; expected a number >= 0 (0: no budget)"
+        yield (
+            ("probes", "decisive_rate"),
+            f"{p.decisive_rate} is not allowed; expected a number >= 0 (0: no budget)",
+        )
     for key in ("decisive_burst_s", "sensitive_repeat_interval_s"):
         if getattr(p, key) < 0:
             yield ("probes", key), f"{getattr(p, key)} is not allowed; expected a number >= 0"
@@ -54,7 +57,10 @@ def check_values(config: Config) -> Iterator[Problem]:
         yield ("probes", "host_root"), f"{p.host_root!r} is not allowed; expected an absolute path"
     for i, path in enumerate(p.runtime_binaries):
         if not path.startswith("/"):
-            yield ("probes", "runtime_binaries", str(i)), f"{path!r} is not allowed; expected an absolute path"
+            yield (
+                ("probes", "runtime_binaries", str(i)),
+                f"{path!r} is not allowed; expected an absolute path",
+            )
     if not 64 <= p.path_max <= 4096:
         # at least the path filter's key (64 bytes), which the kernel copies from the path
         yield ("probes", "path_max"), f"{p.path_max} is not allowed; expected 64..4096"

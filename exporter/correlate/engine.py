@@ -61,19 +61,31 @@ class Correlator:
         if event.ts_ns > self.now_ns:
             self.now_ns = event.ts_ns
             out += self.dedup.close_until(event.ts_ns)
-        self.graph.add(event)
+        graph = self.graph
+        graph.add(event)
+        self._judge(event, out)
+        if graph._rejudged:
+            # Executions whose program's origin this event revealed (the pipe an interpreter
+            # reads from is fed by a process that just connected out): judged again by the
+            # rules that read the origin.
+            for late in graph.take_rejudged():
+                self._judge(late, out, origin_only=True)
+        return out
+
+    def _judge(self, event: Event, out: list[Alert], origin_only: bool = False) -> None:
         categories = categories_of(event)
         if not categories:
-            return out
+            return
         ok = succeeded(event)
-        if not ok:
+        if not ok and not origin_only:
             self._skipped_failed.inc()
         view = EventView(event)
         for category in categories:
             for rule in self._dispatch.get(category, ()):
+                if origin_only and not rule.reads_origin:
+                    continue
                 if (ok or rule.include_failed) and rule.predicate(view):
                     self._matched(rule, event, view, out)
-        return out
 
     def _matched(self, rule: Rule, event: Event, view: EventView, out: list[Alert]) -> None:
         self._match_counter(rule.uid).inc()

@@ -121,7 +121,12 @@ class IdentityRegistry:
             return
         known = self._known.get((ref.dev, ref.ino))
         if known is not None:
-            ref.kind, ref.path, ref.host_path, ref.owner = known.kind, known.path, known.host_path, known.owner
+            ref.kind, ref.path, ref.host_path, ref.owner = (
+                known.kind,
+                known.path,
+                known.host_path,
+                known.owner,
+            )
 
     def container_seen(self, container_id: str, pid: int, mounts: Iterable[HostMount]) -> None:
         """A container's event: register its view of the sensitive set (once, and again when
@@ -259,7 +264,7 @@ class IdentityRegistry:
             except OSError:
                 continue
             ids.add((kernel_dev(st.st_dev), st.st_ino))
-            known[(kernel_dev(st.st_dev), st.st_ino)] = Known("runtime", path, path)
+            known[(kernel_dev(st.st_dev), st.st_ino)] = Known("runtime", path)
         try:
             pids = [int(name) for name in os.listdir(self.proc) if name.isdigit()]
         except OSError:

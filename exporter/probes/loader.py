@@ -353,9 +353,7 @@ class Probes:
     def cgroup_stats(self) -> dict[int, tuple[int, int, int]]:
         """Per cgroup id (cumulative): bulk events sampled away past its own budget, decisive
         events summarized past its own budget, sensitive reads folded as repeats."""
-        return {
-            _from_u64(k): struct.unpack("<3Q", v[:24]) for k, v in self.maps["cgroup_stats"].items()
-        }
+        return {_from_u64(k): struct.unpack("<3Q", v[:24]) for k, v in self.maps["cgroup_stats"].items()}
 
     def take_summaries(self) -> list[tuple[int, str, tuple[int, int, int, int, int, int, int]]]:
         """The kernel's summaries of decisive events past a cgroup's budget, each taken once:
@@ -376,9 +374,7 @@ class Probes:
         table = self.maps["budgets"]
         horizon = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - idle_ns
         stale = [
-            key
-            for key, value in table.items()
-            if max(struct.unpack(f"<{len(value) // 8}Q", value)) < horizon
+            key for key, value in table.items() if max(struct.unpack(f"<{len(value) // 8}Q", value)) < horizon
         ]
         for key in stale:
             table.delete(key)

@@ -147,7 +147,9 @@ class LiveSource:
         self.probes = probes
         # Also told of each new cgroup v2 directory (e.g. enrichment's path cache).
         self.on_cgroup = on_cgroup
-        self.decoder = Decoder(probes.limits, boot_to_wall_offset_ns(), getattr(probes, "file_identity", False))
+        self.decoder = Decoder(
+            probes.limits, boot_to_wall_offset_ns(), getattr(probes, "file_identity", False)
+        )
         self._batch: list[Event] = []
         self._limit = 0  # the current drain's record bound
         self.max_records = max(1, probes.config.drain_max_records)
@@ -228,9 +230,15 @@ class LiveSource:
         names = [sc.name for sc in SYSCALLS]
         offset = self.decoder.offset_ns
         out = []
-        for cgroup_id, kind, (count, first, last, first_pid, last_pid, first_sc, last_sc) in (
-            self.probes.take_summaries()
-        ):
+        for cgroup_id, kind, (
+            count,
+            first,
+            last,
+            first_pid,
+            last_pid,
+            first_sc,
+            last_sc,
+        ) in self.probes.take_summaries():
             ts_ns = last + offset
             out.append(
                 Event(
