@@ -1,6 +1,7 @@
 """Redaction of secrets in command lines, before anything leaves the agent.
 
-The patterns are data (redact.yaml, next to this file). Three passes over an argv:
+The patterns are data (redact.yaml, next to this file). First over the argv's words,
+then in each argument:
 
 1. Words: what one argument says about the next or about itself. A flag named like
    a secret masks its value (`--token x`, `--token=x`, `-storepass x`), `NAME=value`
@@ -8,11 +9,13 @@ The patterns are data (redact.yaml, next to this file). Three passes over an arg
    (`mysql -pX`, `sshpass -p X`, `curl -u user:X`, `smbclient -U user%X`,
    `htpasswd -b file user X`, `vault kv put path k=X`). A tool's rules apply from its
    name on, so `sudo mysql -pX` and `kubectl exec pod -- mysql -pX` are covered.
-2. Inside an argument that holds a shell command (`sh -c '...'`): the same word
-   rules, per command of the string (split at ; & | ( ) and newlines, quotes kept).
-3. Text rules and credential shapes, in every argument: headers, URLs with
-   credentials or signatures, JSON/YAML keys, KEY=value and INI/ODBC/SQL forms,
-   PEM blocks, and well-known token formats (AWS, GitHub, GitLab, Slack, Vault, JWT...).
+2. Text rules, in every argument (also one holding a whole shell command, a document or
+   a connection string): headers, URLs with credentials or signatures, JSON/YAML keys,
+   KEY=value and INI/ODBC/SQL forms, PEM blocks.
+3. Inside an argument that holds a shell command (`sh -c '...'`): the word rules of 1,
+   per command of the string (split at ; & | ( ) < > and newlines, quotes kept).
+4. Credential shapes, wherever they appear: AWS keys, GitHub, GitLab, Slack and Vault
+   tokens, JWTs...
 
 Only the secret becomes ***: paths, hosts and URLs (without their credentials) stay,
 since rules need them as evidence. Redaction is idempotent (a replayed, already
@@ -399,7 +402,7 @@ class _Command:
 
 
 def _redact_words(words: Sequence[str], p: Patterns, in_argv: bool) -> list[str]:
-    """Pass 1 (and pass 2 on the words of a shell command): flags, assignments, tool rules."""
+    """Pass 1 (and 3, on the words of a shell command): flags, assignments, tool rules."""
     out = list(words)
     cmd = _Command()
     for i, word in enumerate(words):
@@ -475,7 +478,7 @@ def _apply_tool_rules(cmd: _Command, i: int, word: str, out: list[str]) -> bool:
 
 
 def _redact_shell(text: str, p: Patterns, depth: int) -> str:
-    """Pass 2: the word rules on each command of a shell string, quotes kept as written."""
+    """Pass 3: the word rules on each command of a shell string, quotes kept as written."""
     edits: list[tuple[int, int, str]] = []
     command: list[re.Match[str]] = []
     for token in [*_SHELL_TOKEN.finditer(text), None]:
@@ -490,9 +493,11 @@ def _redact_shell(text: str, p: Patterns, depth: int) -> str:
                 if new != old:
                     edits.append((t.start(), t.end(), _requote(raw, old, new)))
                 elif depth < _SHELL_DEPTH and raw[:1] in "'\"" and any(c.isspace() for c in raw):
-                    inner = _redact_shell(raw[1:-1], p, depth + 1)  # bash -c 'mysql -pX' inside
-                    if inner != raw[1:-1]:
-                        edits.append((t.start() + 1, t.end() - 1, inner))
+                    # bash -c 'mysql -pX' inside (the closing quote may be cut off)
+                    end = t.end() - 1 if len(raw) > 1 and raw[-1] == raw[0] else t.end()
+                    inner = _redact_shell(text[t.start() + 1 : end], p, depth + 1)
+                    if inner != text[t.start() + 1 : end]:
+                        edits.append((t.start() + 1, end, inner))
             command = []
     if not edits:
         return text

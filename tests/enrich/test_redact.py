@@ -164,6 +164,11 @@ def test_truncated_and_odd_arguments() -> None:
     """The probe cuts long arguments: an unterminated quote, a cut PEM block, a lone flag."""
     assert redact_argv(["sh", "-c", "mysql -pTrunc4242 -e 'select"]) == ["sh", "-c", "mysql -p*** -e 'select"]
     assert redact_argv(["sh", "-c", "sshpass -p 'cut off"]) == ["sh", "-c", f"sshpass -p {MASK}"]
+    assert redact_argv(["sh", "-c", "bash -c 'sshpass -p Cut4242 ssh h"]) == [
+        "sh",
+        "-c",
+        f"bash -c 'sshpass -p {MASK} ssh h",
+    ]
     assert redact_argv(["app", "--password"]) == ["app", "--password"]
     assert redact_argv(["sh", "-c", "a=\\", "'", '"', "\\", ""]) == ["sh", "-c", "a=\\", "'", '"', "\\", ""]
     huge = "x" * 200_000
