@@ -101,6 +101,9 @@ class EnrichStage:
             # still behind its container's queue.
             if event.argv:
                 event.argv = redact_argv(event.argv)
+            if event.process is not None:
+                event.process.argv = redact_argv(event.process.argv)
+                event.process.parent_argv = redact_argv(event.process.parent_argv)
             self._enqueue(key, _Parked(event, now_ns, True), now_ns)
             return
         entry = self.processes.observe(event)
