@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections import OrderedDict
+from typing import Any
 
 from prometheus_client import Gauge
 
@@ -126,7 +127,7 @@ def watch_dependencies(state: HealthState, stages: Stages) -> None:
         state.dependencies["collector"] = ExportCheck()
 
 
-def run(args: argparse.Namespace, config: Config) -> int:
+def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 config, enrich=True, correlate=False, sink=JsonLinesSink(args.output, alerts=False)
             )
         else:
-            stages = build_stages(config, enrich=True, correlate=True, raw_in_child=True)
+            stages = build_stages(config, enrich=True, correlate=True, raw_in_child=True, ruleset=ruleset)
     except (StartupError, OutputFileError) as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         probes.close()

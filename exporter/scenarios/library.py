@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from exporter import yamlfile
+from exporter.errors import InputError, InputErrors, Source
 from exporter.yamlfile import YamlFileError
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
@@ -37,12 +38,8 @@ _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")  # fits a Pod name with a suffix
 
 
-class ScenarioError(ValueError):
-    """One or more problems in scenario files, each `file:line: message`."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
+class ScenarioError(InputErrors):
+    """One or more problems in scenario files, each located `file:line`."""
 
 
 class HostPath(msgspec.Struct, forbid_unknown_fields=True):
@@ -124,9 +121,9 @@ def load_file(path: str | Path, rules: dict[str, RuleRef] | None = None) -> list
         doc = yamlfile.load(path)
         spec = doc.convert(_ScenarioFile)
     except YamlFileError as exc:
-        raise ScenarioError([str(exc)]) from None
+        raise ScenarioError([exc]) from None
     rules = default_rules() if rules is None else rules
-    problems: list[str] = []
+    problems: list[InputError] = []
     out: list[Scenario] = []
     for i, item in enumerate(spec.scenarios):
         line = doc.line("scenarios", i)
@@ -136,11 +133,11 @@ def load_file(path: str | Path, rules: dict[str, RuleRef] | None = None) -> list
         try:
             given = doc.convert(ScenarioSpec, "scenarios", i, data=merged)
         except YamlFileError as exc:
-            problems.append(f"{exc.file}:{exc.line}: scenario {item.get('name', '?')!r}: {exc.problem}")
+            problems.append(InputError(f"scenario {item.get('name', '?')!r}: {exc.problem}", exc.source))
             continue
         fields = msgspec.structs.asdict(given)
         scenario = Scenario(**fields, klass=spec.klass, file=doc.file, line=line)
-        problems += [f"{doc.file}:{line}: {p}" for p in _check(scenario, rules)]
+        problems += [InputError(p, Source(doc.file, line)) for p in _check(scenario, rules)]
         out.append(scenario)
     if problems:
         raise ScenarioError(problems)
@@ -185,17 +182,19 @@ def load_library(paths: Iterable[str | Path] | None = None) -> list[Scenario]:
     """Every scenario of the given files (default: the shipped library), names unique."""
     files = sorted(LIBRARY_DIR.glob("*.yaml")) if paths is None else [Path(p) for p in paths]
     rules = default_rules()
-    problems: list[str] = []
+    problems: list[InputError] = []
     out: list[Scenario] = []
     for path in files:
         try:
             out += load_file(path, rules)
         except ScenarioError as exc:
-            problems += exc.problems
+            problems += exc.errors
     seen: dict[str, str] = {}
     for s in out:
         if s.name in seen:
-            problems.append(f"{s.where}: scenario name {s.name!r} already used at {seen[s.name]}")
+            problems.append(
+                InputError(f"scenario name {s.name!r} already used at {seen[s.name]}", Source(s.file, s.line))
+            )
         seen[s.name] = s.where
     if problems:
         raise ScenarioError(problems)

@@ -144,7 +144,7 @@ def test_signal_specific_variables_win(monkeypatch: pytest.MonkeyPatch) -> None:
     assert target is not None
     assert (target.protocol, target.endpoint) == ("http/protobuf", "http://127.0.0.1:2/custom/logs")
     # Config beats the environment.
-    target = resolve_otlp(OtlpConfig(endpoint="127.0.0.1:4317", protocol="grpc"))
+    target = resolve_otlp(OtlpConfig(endpoint="http://127.0.0.1:4317", protocol="grpc"))
     assert target is not None and (target.protocol, target.endpoint) == ("grpc", "http://127.0.0.1:4317")
 
 
@@ -236,7 +236,7 @@ def test_an_endpoint_means_otlp_export_as_ecs(monkeypatch, tmp_path):
     from exporter.config.output import plan_output
     from exporter.config.schema import OtlpConfig, OutputConfig
 
-    plan = plan_output(OutputConfig(otlp=OtlpConfig(endpoint="collector:4317")), environ={})
+    plan = plan_output(OutputConfig(otlp=OtlpConfig(endpoint="http://collector:4317")), environ={})
     assert (plan.output.schema, plan.output.otlp.endpoint, plan.output.otlp.protocol) == (
         "ecs",
         "http://collector:4317",
