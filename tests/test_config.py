@@ -88,3 +88,30 @@ def test_cgroup_subtree_scopes_container_monitoring_only():
         load_config(None, ["probes.cgroup_subtree=/node-a", "probes.monitor=all"], environ={})
     with pytest.raises(ConfigError, match=r"without \.\."):
         load_config(None, ["probes.cgroup_subtree=/node-a/../node-b"], environ={})
+
+
+def test_otel_variables_are_read_as_the_sdk_would():
+    from exporter.config.otelenv import otel_problems
+    from exporter.config.schema import OtlpConfig
+
+    env = {
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "soon",
+        "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "x",
+        "OTEL_EXPORTER_OTLP_HEADERS": "a=b",
+    }
+    grpc = OtlpConfig(endpoint="http://c:4317", protocol="grpc")
+    assert [str(e.source) for e in otel_problems(env, grpc)] == [
+        "environment OTEL_EXPORTER_OTLP_TIMEOUT",
+        "environment OTEL_EXPORTER_OTLP_LOGS_HEADERS",  # the signal's variable first, as the SDK
+    ]
+    # what output.otlp sets, the SDK does not read; without an endpoint it reads none of them
+    configured = OtlpConfig(endpoint="http://c:4317", protocol="grpc", timeout_s=5, headers={"a": "b"})
+    assert list(otel_problems(env, configured)) == []
+    assert list(otel_problems(env, OtlpConfig())) == []
+    # compression: the gRPC exporter takes gzip only, the HTTP one none, gzip and deflate
+    deflate = {"OTEL_EXPORTER_OTLP_COMPRESSION": "deflate"}
+    assert len(list(otel_problems(deflate, grpc))) == 1
+    assert (
+        list(otel_problems(deflate, OtlpConfig(endpoint="http://c:4318/v1/logs", protocol="http/protobuf")))
+        == []
+    )

@@ -128,14 +128,7 @@ def preflight(
 
     out, server = config.output, config.server
     if command != "record" and out.schema in ("ecs", "ocsf"):
-        otlp = out.otlp
-        configured = [n for n, v in (("HEADERS", otlp.headers), ("TIMEOUT", otlp.timeout_s),
-                                     ("INSECURE", otlp.insecure), ("CERTIFICATE", otlp.certificate),
-                                     ("CLIENT_KEY", otlp.client_key),
-                                     ("CLIENT_CERTIFICATE", otlp.client_certificate)) if v not in ("", None, {})]  # fmt: skip
-        errors += otel_problems(
-            environ, protocol=otlp.protocol, export=bool(otlp.endpoint), configured=configured
-        )
+        errors += otel_problems(environ, out.otlp)
     files = [
         (("output", "otlp", key), getattr(out.otlp, key))
         for key in ("certificate", "client_key", "client_certificate")
@@ -152,9 +145,8 @@ def preflight(
     if output and output != "-":
         problem = output_problem(output)
         if problem:
-            errors.append(
-                InputError(problem, f"--output {output}", "expected a file path in a writable directory")
-            )
+            where = f"{'--output' if command == 'record' else named(('output', 'file'))} {output}"
+            errors.append(InputError(problem, where, "expected a file path in a writable directory"))
     if command in ("run", "record") and config.enrich.kubernetes:
         path = config.enrich.kubeconfig
         problem = file_problem(path) if path else None

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
+from exporter.config.schema import OtlpConfig
 from exporter.errors import InputError
 
 _PREFIXES = ("OTEL_EXPORTER_OTLP_LOGS_", "OTEL_EXPORTER_OTLP_")
@@ -52,21 +53,24 @@ def _key_values(text: str) -> bool:
     return all(_KEY_VALUE.fullmatch(item) for item in text.split(",") if item.strip())
 
 
-def otel_problems(
-    environ: Mapping[str, str] | None = None,
-    *,
-    protocol: str = "",
-    export: bool = True,
-    configured: Collection[str] = (),
-) -> Iterator[InputError]:
-    """Every OTEL_* variable the SDK would read for this output that it cannot use.
-    `protocol`: the OTLP protocol decided (exporter variables are checked only when
-    there is an endpoint, `export`; not those `configured` in output.otlp, e.g.
-    "TIMEOUT": the SDK does not read them then); the LoggerProvider's variables always."""
-    environ = os.environ if environ is None else environ
+def otel_problems(environ: Mapping[str, str], otlp: OtlpConfig) -> Iterator[InputError]:
+    """Every OTEL_* variable the SDK would read for an export configured by `otlp` (endpoint
+    and protocol decided) that it cannot use. The exporter's variables count only when there
+    is an endpoint, and not those output.otlp sets (the SDK then does not read them); the
+    LoggerProvider's variables always."""
+    in_config = {
+        "HEADERS": otlp.headers,
+        "TIMEOUT": otlp.timeout_s,
+        "INSECURE": otlp.insecure,
+        "CERTIFICATE": otlp.certificate,
+        "CLIENT_KEY": otlp.client_key,
+        "CLIENT_CERTIFICATE": otlp.client_certificate,
+    }
+    overridden = {name for name, value in in_config.items() if value not in ("", None, {})}
+    protocol, export = otlp.protocol, bool(otlp.endpoint)
 
     def read(name: str) -> tuple[str, str] | None:
-        return None if name in configured else _read(environ, name)
+        return None if name in overridden else _read(environ, name)
 
     def refuse(var: str, value: str, allowed: str) -> InputError:
         return InputError(f"{value!r} is not allowed", f"environment {var}", f"expected {allowed}")

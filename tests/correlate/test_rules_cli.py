@@ -40,7 +40,10 @@ def test_lint_fails_on_a_rule_that_cannot_run_and_lists_warnings(tmp_path):
                .replace("attack.t1611", "attack.stealth"))  # fmt: skip
     code, text = _run(lint, [tmp_path])
     assert code == 1
-    assert f"ERROR {path}:9: unknown field 'LogonId', which provex has no value for (nearest known field: " in text
+    assert (
+        f"ERROR {path}:9: unknown field 'LogonId', which provex has no value for (nearest known field: "
+        in text
+    )
     assert "OK" not in text
     code, text = _run(lint, [tmp_path], skip_unsupported=True)
     assert code == 0
