@@ -275,6 +275,16 @@ def test_otel_variables_are_checked_before_anything_starts(
     assert expected in line
 
 
+def test_print_config_prints_only_a_config_that_starts() -> None:
+    # OTEL_EXPORTER_OTLP_TIMEOUT=soon passed --print-config, then failed after the BPF compile
+    env = {"OTEL_EXPORTER_OTLP_TIMEOUT": "soon"}
+    result = provex("run", "--print-config", "--otlp-endpoint", "http://127.0.0.1:4317", env=env)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith("provex: environment OTEL_EXPORTER_OTLP_TIMEOUT: 'soon' is not allowed")
+    result = provex("run", "--print-config", "--kubeconfig", "/nonexistent")
+    assert (result.returncode, result.stdout) == (2, "")
+
+
 def test_a_variable_the_config_overrides_is_not_read(recording: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     env = {"OTEL_EXPORTER_OTLP_TIMEOUT": "soon"}

@@ -178,9 +178,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if getattr(args, "with_config", None) is not None:  # rules list: the rules the agent would load
         return int(args.with_config(args, config))
-    if getattr(args, "print_config", False):
-        sys.stdout.write(config_to_yaml(config))
-        return 0
     from exporter.agent.build import preflight
 
     try:  # every input, before a probe is compiled or a thread started
@@ -192,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(render(exc), file=sys.stderr)
         return 2
+    if getattr(args, "print_config", False):  # after the checks: a config printed is one that starts
+        sys.stdout.write(config_to_yaml(config))
+        return 0
 
     from exporter.logs import setup_logging
 
