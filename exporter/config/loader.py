@@ -43,6 +43,22 @@ class Origins:
     def label(self, key: tuple[str, ...], with_key: bool = True) -> str:
         """`--schema`, `--set output.schema`, `environment PROVEX_...`, or `file:line: key x.y`
         (`file:line` alone when the message names the key itself)."""
+        typed = self._typed(key)
+        if typed is not None:
+            return typed
+        source, named = self._in_file(key, with_key)
+        return f"{source}: {named}" if source and named else str(source or named or "config")
+
+    def error(self, key: tuple[str, ...], problem: str, with_key: bool = True) -> ConfigError:
+        """`problem` of the value at `key`, located where the user typed it."""
+        typed = self._typed(key)
+        if typed is not None:
+            return ConfigError(problem, typed)
+        source, named = self._in_file(key, with_key)
+        return ConfigError(f"{named}: {problem}" if named else problem, source)
+
+    def _typed(self, key: tuple[str, ...]) -> str | None:
+        """The flag, `--set` or variable that set `key` (or a key above or below it)."""
         for length in range(len(key), 0, -1):
             source = self.overrides.get(key[:length])
             if source is not None:
@@ -50,8 +66,7 @@ class Origins:
         for typed, source in self.overrides.items():  # `--set a.b=1` refused at `a`
             if typed[: len(key)] == key:
                 return source
-        source, named = self._in_file(key, with_key)
-        return f"{source}: {named}" if source and named else str(source or named or "config")
+        return None
 
     def _in_file(self, key: tuple[str, ...], with_key: bool) -> tuple[Source | None, str]:
         named = f"key {'.'.join(key) or '<root>'}" if with_key else ""
@@ -60,15 +75,6 @@ class Origins:
             if line is not None:
                 return Source(self.file, line), named
         return (Source(self.file) if self.file else None), named
-
-    def error(self, key: tuple[str, ...], problem: str, with_key: bool = True) -> ConfigError:
-        """`problem` of the value at `key`, located where the user typed it."""
-        if any(key[:n] in self.overrides for n in range(len(key), 0, -1)) or any(
-            typed[: len(key)] == key for typed in self.overrides
-        ):
-            return ConfigError(problem, self.label(key))
-        source, named = self._in_file(key, with_key)
-        return ConfigError(f"{named}: {problem}" if named else problem, source)
 
     def labels(self) -> dict[tuple[str, ...], str]:
         """What the user typed for each key set in the file, a variable or a flag."""
