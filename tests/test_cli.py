@@ -54,6 +54,7 @@ FLAG_VALUES = {
     "--rules-dir": (["my-rules"], ["my-rules"]),
     "--disable-rule": (["sa_token_read"], ["sa_token_read"]),
     "--monitor": (["all"], "all"),
+    "--skip-unsupported-rules": ([], True),
 }
 
 

@@ -46,8 +46,8 @@ def test_documents_of_a_stream_keep_their_own_lines() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("a: 1\nb: [1,\n", "f.yaml:3: not valid YAML: expected the node content, but found '<stream end>'"),
-        ("a: 1\nb: 2\na: 3\n", "f.yaml:3: not valid YAML: duplicate key 'a'"),
+        ("a: 1\nb: [1,\n", "f.yaml:3:1: not valid YAML: expected the node content, but found '<stream end>'"),
+        ("a: 1\nb: 2\na: 3\n", "f.yaml:3:1: not valid YAML: duplicate key 'a'"),
     ],
 )
 def test_bad_yaml_is_located(text: str, message: str) -> None:

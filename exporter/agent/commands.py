@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from typing import Any
 
 from exporter.agent.build import StartupError, build_stages
 from exporter.agent.losses import Ledger
@@ -24,7 +25,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
 
 
-def replay(args: argparse.Namespace, config: Config) -> int:
+def replay(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
     from exporter.logs import status_line
 
     ledger = Ledger()
@@ -38,7 +39,7 @@ def replay(args: argparse.Namespace, config: Config) -> int:
         return EXIT_BAD_INPUT
     try:
         # Events replay as recorded: no enrichment from this host.
-        stages = build_stages(config, enrich=False, correlate=True, inherit_otlp_env=False)
+        stages = build_stages(config, enrich=False, correlate=True, inherit_otlp_env=False, ruleset=ruleset)
     except StartupError as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         return EXIT_BAD_INPUT
@@ -91,11 +92,12 @@ def replay(args: argparse.Namespace, config: Config) -> int:
     return ledger.finish("replay", lines_read=source.lines_read)
 
 
-def dispatch(args: argparse.Namespace, config: Config) -> int:
+def dispatch(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
+    """Run a command whose inputs were checked (`ruleset`: the rules preflight loaded)."""
     if args.command == "replay":
-        return replay(args, config)
+        return replay(args, config, ruleset)
     if args.command in ("run", "record"):
         from exporter.agent import live
 
-        return live.run(args, config)
+        return live.run(args, config, ruleset)
     raise SystemExit(f"unknown command {args.command}")

@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections import OrderedDict
+from typing import Any
 
 from prometheus_client import Gauge
 
@@ -127,7 +128,7 @@ def watch_dependencies(state: HealthState, stages: Stages) -> None:
         state.dependencies["collector"] = ExportCheck()
 
 
-def run(args: argparse.Namespace, config: Config) -> int:
+def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -173,7 +174,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             )
         else:
             stages = build_stages(
-                config, enrich=True, correlate=True, raw_in_child=True, identities=identities
+                config, enrich=True, correlate=True, raw_in_child=True, identities=identities, ruleset=ruleset
             )
     except (StartupError, OutputFileError) as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import msgspec
 
 from exporter.config.schema import OutputConfig
-from exporter.config.validate import normalize_endpoint, url_problem
+from exporter.config.validate import url_problem
+from exporter.errors import InputError
 
 PROTOCOLS = ("grpc", "http/protobuf")
 ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -27,7 +28,7 @@ PROTOCOL_VARS = ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCO
 SIGNAL_PATH = "/v1/logs"
 
 
-class OutputError(ValueError):
+class OutputError(InputError):
     """Output settings that contradict each other or name an unusable endpoint."""
 
 
@@ -71,7 +72,7 @@ def plan_output(
             source, endpoint = inherited
             problem = url_problem(endpoint)
             if problem:
-                raise OutputError(f"environment {source}: {problem}")
+                raise OutputError(problem, f"environment {source}")
         else:
             why = "output.file is set" if output.file else "replay exports only to an endpoint it is given"
             if output.schema == "raw":
@@ -79,14 +80,14 @@ def plan_output(
             note = f"{inherited[0]} is set but not used: {why}"
     if endpoint and output.schema == "raw":
         raise OutputError(
-            f"{_label(labels, endpoint_key, 'output.otlp.endpoint')} {endpoint}: OTLP needs the ecs or ocsf"
-            f" schema, but {schema_label} is raw (JSON lines); drop one of them"
+            f"OTLP needs the ecs or ocsf schema, but {schema_label} is raw (JSON lines); drop one of them",
+            f"{_label(labels, endpoint_key, 'output.otlp.endpoint')} {endpoint}",
         )
     if source == "config" and output.file:
         raise OutputError(
+            "choose one (a file gets OTLP-JSON lines, an endpoint gets OTLP)",
             f"{_label(labels, file_key, 'output.file')} {output.file} and "
-            f"{_label(labels, endpoint_key, 'output.otlp.endpoint')} {endpoint}: choose one"
-            " (a file gets OTLP-JSON lines, an endpoint gets OTLP)"
+            f"{_label(labels, endpoint_key, 'output.otlp.endpoint')} {endpoint}",
         )
     schema = output.schema if output.schema != "auto" else ("ecs" if endpoint else "raw")
     protocol = output.otlp.protocol
@@ -95,10 +96,10 @@ def plan_output(
         protocol = environ[var] if var else "grpc"
         if protocol not in PROTOCOLS:
             raise OutputError(
-                f"environment {var}: {protocol!r} is not supported; expected one of: {', '.join(PROTOCOLS)}"
+                f"{protocol!r} is not supported; expected one of: {', '.join(PROTOCOLS)}",
+                f"environment {var}",
             )
     if endpoint:
-        endpoint = normalize_endpoint(endpoint)
         # A base URL (config or OTEL_EXPORTER_OTLP_ENDPOINT) gets the signal's path, as the SDK does;
         # the signal-specific variable is used as given.
         base = source != ENDPOINT_VARS[0] and not endpoint.rstrip("/").endswith(SIGNAL_PATH)

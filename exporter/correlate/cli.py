@@ -31,27 +31,51 @@ def _paths(paths: Sequence[str | Path]) -> list[str | Path]:
     return list(paths) if paths else [DEFAULT_RULES_DIR]
 
 
-def lint(paths: Sequence[str | Path], out: TextIO = sys.stdout, strict: bool = False) -> int:
-    """Load and compile the rules as `provex run` does; print every error, skipped rule
-    and warning with file:line. 0 = the set loads (and, when strict, nothing was skipped
-    or warned about)."""
+def lint(
+    paths: Sequence[str | Path],
+    out: TextIO = sys.stdout,
+    strict: bool = False,
+    skip_unsupported: bool = False,
+) -> int:
+    """Load and compile the rules as `provex run` does; print every error, rule provex
+    cannot evaluate and warning with file:line. 0 = the set loads as `provex run` would
+    load it: a rule that cannot run here is an error (`run` refuses it) unless
+    `skip_unsupported` (--skip-unsupported-rules); `strict` also fails on warnings and
+    skipped rules."""
+    rs = _load(paths, out)
+    if rs is None:
+        return 1
+    for err in rs.skipped:
+        print(f"{'SKIP' if skip_unsupported else 'ERROR'} {err}", file=out)
+    for err in rs.warnings:
+        print(f"WARNING {err}", file=out)
+    if rs.skipped and not skip_unsupported:
+        print(
+            f"{len(rs.skipped)} rule(s) cannot run here: `provex run` refuses them"
+            " (--skip-unsupported-rules starts without them)",
+            file=out,
+        )
+        return 1
+    counts = (
+        f"{len(rs.rules)} rules, {len(rs.correlations)} correlations in {len(rs.files)} files;"
+        f" {len(rs.skipped)} skipped (not evaluable here), {len(rs.warnings)} warning(s)"
+    )
+    if strict and (rs.skipped or rs.warnings):
+        print(f"FAIL (--strict) {counts}", file=out)
+        return 1
+    print(f"OK {counts}", file=out)
+    return 0
+
+
+def _load(paths: Sequence[str | Path], out: TextIO) -> RuleSet | None:
+    """The rule set under `paths`; None (every error printed) when it is refused."""
     try:
-        rs = load_rules(_paths(paths))
+        return load_rules(_paths(paths))
     except RulesError as exc:
         for err in exc.errors:
             print(f"ERROR {err}", file=out)
         print(f"{len(exc.errors)} error(s); nothing loaded", file=out)
-        return 1
-    for err in rs.skipped:
-        print(f"SKIP {err}", file=out)
-    for err in rs.warnings:
-        print(f"WARNING {err}", file=out)
-    print(
-        f"OK {len(rs.rules)} rules, {len(rs.correlations)} correlations in {len(rs.files)} files;"
-        f" {len(rs.skipped)} skipped (not evaluable here), {len(rs.warnings)} warning(s)",
-        file=out,
-    )
-    return 1 if strict and (rs.skipped or rs.warnings) else 0
+        return None
 
 
 def replay(ruleset: RuleSet, path: Path, config: CorrelateConfig | None = None) -> tuple[list[Alert], int]:
@@ -177,8 +201,18 @@ def add_rules_subcommands(
     p.set_defaults(func=None, with_config=lambda a, config: list_rules(config.correlate))
     p = sub.add_parser("lint", help="load and compile rules; report errors with file:line")
     p.add_argument("paths", nargs="*", help="rule files or directories (default: the shipped rules)")
-    p.add_argument("--strict", action="store_true", help="also fail on skipped rules and warnings")
-    p.set_defaults(func=lambda a: _checked(a.paths, "lint") or lint(a.paths, strict=a.strict))
+    p.add_argument("--strict", action="store_true", help="also fail on warnings (and skipped rules)")
+    p.add_argument(
+        "--skip-unsupported-rules",
+        action="store_true",
+        help="as `provex run --skip-unsupported-rules`: list the rules provex cannot evaluate, do not fail",
+    )
+    p.set_defaults(
+        func=lambda a: (
+            _checked(a.paths, "lint")
+            or lint(a.paths, strict=a.strict, skip_unsupported=a.skip_unsupported_rules)
+        )
+    )
     p = sub.add_parser("test", help="replay each rule file's positive and negative fixtures")
     p.add_argument("paths", nargs="*", help="rule files or directories (default: the shipped rules)")
     p.add_argument(

@@ -162,15 +162,24 @@ def rule_paths(config: CorrelateConfig) -> list[Path | str]:
 
 def build_correlator(config: CorrelateConfig, extra_paths: Iterable[str | Path] = ()) -> Correlator:
     """The correlator for a config: default rules (unless disabled) plus correlate.rules_dirs.
+    Raises RulesError as `configured_rules` does."""
+    return Correlator(configured_rules(config, extra_paths), config)
 
-    Raises RulesError (every problem with its file:line, nothing loaded) on a
-    bad rule, a missing rules dir or an unknown name in disabled_rules.
+
+def configured_rules(config: CorrelateConfig, extra_paths: Iterable[str | Path] = ()) -> RuleSet:
+    """The rule set a config names: default rules (unless disabled) plus correlate.rules_dirs.
+
+    Raises RulesError (every problem with its file:line, nothing loaded) on a bad rule, a
+    missing rules dir, an unknown name in disabled_rules, or a rule provex cannot evaluate
+    unless correlate.skip_unsupported_rules (`--skip-unsupported-rules`) says to skip it.
     """
     paths = rule_paths(config) + list(extra_paths)
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         raise RulesError([RuleError(p, 0, "rules path does not exist", "io") for p in missing])
     ruleset = load_rules(paths, disabled=config.disabled_rules)
+    if ruleset.skipped and not config.skip_unsupported_rules:
+        raise RulesError([*ruleset.skipped, unsupported_summary(len(ruleset.skipped))])
     log.info(
         "rules loaded",
         extra={
@@ -182,4 +191,15 @@ def build_correlator(config: CorrelateConfig, extra_paths: Iterable[str | Path] 
             }
         },
     )
-    return Correlator(ruleset, config)
+    return ruleset
+
+
+def unsupported_summary(count: int) -> RuleError:
+    """The line after the rules provex cannot evaluate: how to start without them."""
+    return RuleError(
+        "",
+        0,
+        f"{count} rule(s) above cannot run here; to start without them, pass --skip-unsupported-rules"
+        " (correlate.skip_unsupported_rules: true)",
+        "unsupported",
+    )

@@ -28,10 +28,6 @@ from exporter.mapping import Mapper
 log = logging.getLogger("provex.emit")
 
 
-class OutputConfigError(ValueError):
-    pass
-
-
 @dataclass(frozen=True)
 class OtlpTarget:
     """Where and how OTLP goes. Only what the config sets is here: whatever it leaves
@@ -51,10 +47,7 @@ class OtlpTarget:
 
 def resolve_otlp(config: OtlpConfig, inherit_env: bool = True) -> OtlpTarget | None:
     """The OTLP destination, or None when neither config nor (if inherited) environment names one."""
-    try:
-        plan = plan_output(OutputConfig(schema="ecs", otlp=config), inherit_env=inherit_env)
-    except OutputError as exc:
-        raise OutputConfigError(str(exc)) from None
+    plan = plan_output(OutputConfig(schema="ecs", otlp=config), inherit_env=inherit_env)
     return _target(plan.output.otlp, plan.endpoint_source)
 
 
@@ -64,7 +57,7 @@ def _target(otlp: OtlpConfig, source: str) -> OtlpTarget | None:
     for key in ("certificate", "client_key", "client_certificate"):
         path = getattr(otlp, key)
         if path and not Path(path).is_file():
-            raise OutputConfigError(f"output.otlp.{key} {path}: no such file")
+            raise OutputError("no such file", f"output.otlp.{key} {path}", "expected a readable PEM file")
     return OtlpTarget(
         protocol=otlp.protocol,
         endpoint=otlp.endpoint,
@@ -171,10 +164,7 @@ def build_sink(
     collector are mapped, encoded and exported by a child process (exporter.emit.shipper),
     so that they never hold the agent's alert path.
     """
-    try:
-        plan = plan_output(config, inherit_env=inherit_env and exporter is None)
-    except OutputError as exc:
-        raise OutputConfigError(str(exc)) from None
+    plan = plan_output(config, inherit_env=inherit_env and exporter is None)
     if plan.note:
         log.info("OTLP endpoint not used", extra={"fields": {"reason": plan.note}})
     config = plan.output

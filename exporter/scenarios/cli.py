@@ -71,6 +71,7 @@ def _verify_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(command: str, args: argparse.Namespace) -> int:
     """`provex demo` or `provex verify`: root only; a lab that cannot run is exit status 2."""
+    from exporter.errors import render
     from exporter.scenarios import demo, verify
     from exporter.scenarios.agent import AgentError
     from exporter.scenarios.library import ScenarioError
@@ -81,7 +82,10 @@ def _run(command: str, args: argparse.Namespace) -> int:
         return 2
     try:
         return demo.run_demo(args, sys.stdout) if command == "demo" else verify.main(args)
-    except (ScenarioError, AgentError, ContainerError, OSError) as exc:
+    except ScenarioError as exc:  # a scenario file: every error, located
+        print(render(exc, f"provex {command}"), file=sys.stderr)
+        return 2
+    except (AgentError, ContainerError, OSError) as exc:
         print(f"\nprovex {command}: cannot run: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

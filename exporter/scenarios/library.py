@@ -36,6 +36,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from exporter import yamlfile
+from exporter.errors import InputError, InputErrors, Source
 from exporter.yamlfile import YamlFileError
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
@@ -49,12 +50,8 @@ _RULE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _MOUNTED_AT_START = ("/proc", "/dev", "/tmp", "/sys")
 
 
-class ScenarioError(ValueError):
-    """One or more problems in scenario files, each `file:line: message`."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
+class ScenarioError(InputErrors):
+    """One or more problems in scenario files, each located `file:line`."""
 
 
 class HostPath(msgspec.Struct, forbid_unknown_fields=True):
@@ -179,9 +176,9 @@ def load_file(path: str | Path, rules: dict[str, RuleRef] | None = None) -> list
         doc = yamlfile.load(path)
         spec = doc.convert(_ScenarioFile)
     except YamlFileError as exc:
-        raise ScenarioError([str(exc)]) from None
+        raise ScenarioError([exc]) from None
     rules = default_rules() if rules is None else rules
-    problems: list[str] = []
+    problems: list[InputError] = []
     out: list[Scenario] = []
     # A declared rule that has become a default rule is that rule from then on.
     pending: dict[str, RuleRef] = {}
@@ -189,12 +186,11 @@ def load_file(path: str | Path, rules: dict[str, RuleRef] | None = None) -> list
         try:
             declared = doc.convert(NewRule, "expected_new_rules", name)
         except YamlFileError as exc:
-            problems.append(str(exc))
+            problems.append(exc)
             continue
         if not _RULE_NAME.match(name):
-            problems.append(
-                f"{doc.file}:{doc.line('expected_new_rules', name)}: rule name {name!r}: snake_case"
-            )
+            where = Source(doc.file, doc.line("expected_new_rules", name))
+            problems.append(InputError(f"rule name {name!r}: snake_case", where))
         elif name not in rules:
             pending[name] = pending_rule(name, declared.techniques)
     table = {**pending, **rules}
@@ -206,14 +202,14 @@ def load_file(path: str | Path, rules: dict[str, RuleRef] | None = None) -> list
         try:
             given = doc.convert(ScenarioSpec, "scenarios", i, data=merged)
         except YamlFileError as exc:
-            problems.append(f"{exc.file}:{exc.line}: scenario {item.get('name', '?')!r}: {exc.problem}")
+            problems.append(InputError(f"scenario {item.get('name', '?')!r}: {exc.problem}", exc.source))
             continue
         fields = msgspec.structs.asdict(given)
         expects = {
             name: list(pending[name].techniques) for name in (given.rule, *given.also) if name in pending
         }
         scenario = Scenario(**fields, klass=spec.klass, file=doc.file, line=line, pending_rules=expects)
-        problems += [f"{doc.file}:{line}: {p}" for p in _check(scenario, table)]
+        problems += [InputError(p, Source(doc.file, line)) for p in _check(scenario, table)]
         out.append(scenario)
     if problems:
         raise ScenarioError(problems)
@@ -282,17 +278,19 @@ def load_library(paths: Iterable[str | Path] | None = None) -> list[Scenario]:
     """Every scenario of the given files (default: the shipped library), names unique."""
     files = sorted(LIBRARY_DIR.glob("*.yaml")) if paths is None else [Path(p) for p in paths]
     rules = default_rules()
-    problems: list[str] = []
+    problems: list[InputError] = []
     out: list[Scenario] = []
     for path in files:
         try:
             out += load_file(path, rules)
         except ScenarioError as exc:
-            problems += exc.problems
+            problems += exc.errors
     seen: dict[str, str] = {}
     for s in out:
         if s.name in seen:
-            problems.append(f"{s.where}: scenario name {s.name!r} already used at {seen[s.name]}")
+            problems.append(
+                InputError(f"scenario name {s.name!r} already used at {seen[s.name]}", Source(s.file, s.line))
+            )
         seen[s.name] = s.where
     if problems:
         raise ScenarioError(problems)

@@ -9,6 +9,7 @@ import argparse
 import json
 from dataclasses import dataclass
 
+from exporter.errors import InputError
 from exporter.scenarios.library import ScenarioError, canaries, load_library
 from exporter.scenarios.session import Outcome, judge, live_session
 
@@ -44,8 +45,9 @@ def run_verify(args: argparse.Namespace) -> list[RuleResult]:
     if args.rule:
         unknown = sorted(set(args.rule) - set(wanted))
         if unknown:
+            known = ", ".join(sorted(wanted))
             raise ScenarioError(
-                [f"--rule: no canary for {', '.join(unknown)} (known: {', '.join(sorted(wanted))})"]
+                [InputError(f"no canary for {', '.join(unknown)}", "--rule", f"known: {known}")]
             )
         wanted = {r: s for r, s in wanted.items() if r in args.rule}
     results = []

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from exporter.config import load_config
+from tests.collector import documented_keys as documented
 from tests.deploy.chart import Rendered, Renderer, RenderError, readme_capabilities
 from tests.deploy.strict_k8s import ManifestError, load_documents, validate
 
@@ -433,10 +434,6 @@ def _undocumented(section: Any, documented: Any, where: str) -> list[str]:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_collector_components_use_documented_keys(renderer: Renderer, backend: str) -> None:
     # The component key lists otel-collector/ is checked against (collector v0.144.0).
-    documented = pytest.importorskip(
-        "tests.collector.documented_keys",
-        reason="tests/collector/documented_keys.py is on main, not yet here",
-    )
     config = _collector_config(renderer.render(fixture_values(backend)))
     problems, unchecked = [], []
     for kind, components in documented.KINDS.items():

@@ -86,7 +86,10 @@ def test_replay_of_a_missing_file_is_a_clear_error(tmp_path):
         check=False,
     )
     assert result.returncode == 2
-    assert b"cannot open replay file" in result.stderr
+    assert (
+        result.stderr
+        == f"provex: replay file {tmp_path / 'nope.jsonl'}: no such file; expected a recording (JSON lines) or -\n".encode()
+    )
 
 
 def provex(*args: str, **kw) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
