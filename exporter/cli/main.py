@@ -19,6 +19,11 @@ from exporter.resources import sample_recording
 CONFIG_FLAGS: list[tuple[str, str, str]] = [
     ("--output", "output.file", "write to FILE instead of stdout (replaced if it exists)"),
     ("--schema", "output.schema", "auto | raw | ecs | ocsf (auto: ecs with an OTLP endpoint, else raw)"),
+    (
+        "--format",
+        "output.format",
+        "auto | json | text | otlp-json, for stdout or --output (auto: text on a terminal, else json)",
+    ),
     ("--alerts-only", "output.raw_events", "ship alerts only, not every raw event (output.raw_events=false)"),
     (
         "--otlp-endpoint",
@@ -83,10 +88,22 @@ def build_config(args: argparse.Namespace) -> Config:
     if args.command not in ("run", "replay"):
         return config
     try:
-        plan = plan_output(config.output, inherit_env=args.command == "run", labels=origins.labels())
+        plan = plan_output(
+            config.output,
+            inherit_env=args.command == "run",
+            labels=origins.labels(),
+            terminal=_stdout_is_terminal(),
+        )
     except OutputError as exc:
         raise ConfigError(str(exc)) from None
     return msgspec.structs.replace(config, output=plan.output)
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
 
 
 def _check_paths(args: argparse.Namespace) -> str | None:
@@ -134,6 +151,7 @@ def make_parser() -> argparse.ArgumentParser:
         [
             "--output",
             "--schema",
+            "--format",
             "--alerts-only",
             "--otlp-endpoint",
             "--otlp-protocol",

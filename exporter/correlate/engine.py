@@ -41,20 +41,31 @@ MATCHES = Counter(
 class Correlator:
     def __init__(self, ruleset: RuleSet, config: CorrelateConfig | None = None) -> None:
         config = config or CorrelateConfig()
-        self.ruleset = ruleset
         self.graph = ProvenanceGraph(config.window_s, config.max_nodes, config.max_edges)
         self.dedup = Deduplicator(config.dedup_window_s)
         self.now_ns = 0
+        self._states: dict[str, list[CorrelationState]] = {}
+        self.use_rules(ruleset)
+        self._skipped_failed = EVENTS_SKIPPED.labels("failed_syscall")
+        self._matches: dict[str, object] = {}  # rule uid -> its labelled counter (labels() costs per call)
+
+    def use_rules(self, ruleset: RuleSet) -> None:
+        """Evaluate `ruleset` from the next event on (a reload swaps it here). The provenance
+        graph and de-duplication stay; so do the partial chains of a correlation whose shape
+        (type, steps, grouping, window) did not change."""
+        old = {state.corr.uid: state for states in self._states.values() for state in states}
+        self.ruleset = ruleset
         self._dispatch: dict[str, list[Rule]] = {}
         for rule in ruleset.rules:
             self._dispatch.setdefault(rule.category, []).append(rule)
-        self._states: dict[str, list[CorrelationState]] = {}
+        self._states = {}
         for corr in ruleset.correlations:
             state = CorrelationState(corr, self.graph)
+            kept = old.get(corr.uid)
+            if kept is not None and _shape(kept.corr) == _shape(corr):
+                state.groups = kept.groups
             for step in dict.fromkeys(corr.steps):  # each rule once, in order
                 self._states.setdefault(step.uid, []).append(state)
-        self._skipped_failed = EVENTS_SKIPPED.labels("failed_syscall")
-        self._matches: dict[str, object] = {}  # rule uid -> its labelled counter (labels() costs per call)
 
     def process(self, event: Event) -> list[Alert]:
         out: list[Alert] = []
@@ -123,6 +134,7 @@ class Correlator:
             decisive_ts_ns=decisive.ts,
             evidence=evidence,
             event=decisive.event,
+            rules_digest=self.ruleset.digest,
         )
         first = self.dedup.offer(alert, self.now_ns)
         if first is not None:
@@ -138,6 +150,23 @@ class Correlator:
         return self.dedup.close_all()
 
 
+def _shape(corr: Correlation) -> tuple:
+    """What a correlation's partial chains depend on: kept across a reload when equal."""
+    return (
+        corr.type,
+        [step.uid for step in corr.steps],
+        corr.group_by,
+        corr.aliases,
+        corr.timespan_ns,
+        corr.op,
+        corr.count,
+        corr.value_field,
+        corr.lineage_mode,
+        corr.lineage_depth,
+        corr.same,
+    )
+
+
 def _decisive(matches: list[Match]) -> Match:
     # The completing event is the newest (the one whose arrival made the match).
     return max(matches, key=lambda m: m.ts)
@@ -148,8 +177,8 @@ def rule_paths(config: CorrelateConfig) -> list[Path | str]:
     return paths + list(config.rules_dirs)
 
 
-def build_correlator(config: CorrelateConfig, extra_paths: Iterable[str | Path] = ()) -> Correlator:
-    """The correlator for a config: default rules (unless disabled) plus correlate.rules_dirs.
+def load_ruleset(config: CorrelateConfig, extra_paths: Iterable[str | Path] = ()) -> RuleSet:
+    """The rule set of a config: default rules (unless disabled) plus correlate.rules_dirs.
 
     Raises RulesError (every problem with its file:line, nothing loaded) on a
     bad rule, a missing rules dir or an unknown name in disabled_rules.
@@ -158,7 +187,12 @@ def build_correlator(config: CorrelateConfig, extra_paths: Iterable[str | Path] 
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         raise RulesError([RuleError(p, 0, "rules path does not exist", "io") for p in missing])
-    ruleset = load_rules(paths, disabled=config.disabled_rules)
+    return load_rules(paths, disabled=config.disabled_rules)
+
+
+def build_correlator(config: CorrelateConfig, extra_paths: Iterable[str | Path] = ()) -> Correlator:
+    """The correlator for a config's rule set (load_ruleset; raises RulesError)."""
+    ruleset = load_ruleset(config, extra_paths)
     log.info(
         "rules loaded",
         extra={
@@ -167,6 +201,7 @@ def build_correlator(config: CorrelateConfig, extra_paths: Iterable[str | Path] 
                 "correlations": len(ruleset.correlations),
                 "files": len(ruleset.files),
                 "disabled": list(config.disabled_rules),
+                "digest": ruleset.digest,
             }
         },
     )
