@@ -1,9 +1,12 @@
 """Rule reload: on SIGHUP, and when a rules directory changes (the chart's ConfigMap).
 
 As in gunicorn's arbiter, the signal handler only queues the request (an Event);
-the event loop acts on it in `tick`. The new set is loaded and its user rule
-files' fixtures replayed on a thread of its own, beside the running set, so the
-loop goes on meanwhile; then the loop swaps the set into the running Correlator,
+the event loop acts on it in `tick`. The new set is loaded on a thread of its own,
+beside the running set (compiling the default rules takes ~60 ms), and its user
+rule files' fixtures are replayed in a child process (`python -m
+exporter.agent.reload`: its correlators' metrics and memory are its own, and it
+holds no lock of the agent's), so the loop goes on meanwhile; then the loop swaps
+the set into the running Correlator,
 whose provenance graph, de-duplication and unchanged chains stay. A set that does
 not load, or whose fixtures fail, is refused with every error (file:line), and
 the running set keeps running. `provex_rules_info{digest}` names the set loaded.
@@ -16,13 +19,17 @@ so an editor's save in several writes is read whole.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import msgspec
 from prometheus_client import Counter, Gauge
 
 from exporter.config.schema import CorrelateConfig
@@ -35,6 +42,7 @@ from exporter.metrics import REGISTRY
 log = logging.getLogger("provex.agent")
 
 POLL_S = 2.0
+FIXTURES_TIMEOUT_S = 300.0
 
 RULES_INFO = Gauge(
     "provex_rules_info",
@@ -91,10 +99,40 @@ def build(config: CorrelateConfig, reason: str) -> Outcome:
         ruleset = load_ruleset(config)
     except RulesError as exc:
         return Outcome(reason, errors=[str(e) for e in exc.errors])
-    failed = [r.line() for r in fixture_results(ruleset, config.rules_dirs, where_present=True) if not r.ok]
+    failed = fixture_failures(config) if has_fixtures(config.rules_dirs) else []
     if failed:
-        return Outcome(reason, errors=[f"fixture failed: {line}" for line in failed])
+        return Outcome(reason, errors=failed)
     return Outcome(reason, ruleset)
+
+
+def has_fixtures(directories: list[str]) -> bool:
+    return any((p.parent / "fixtures" / p.stem).is_dir() for p in rule_files(directories))
+
+
+def fixture_failures(config: CorrelateConfig) -> list[str]:
+    """The failed fixtures of the config's user rule files, replayed in a child process."""
+    try:
+        child = subprocess.run(
+            [sys.executable, "-m", "exporter.agent.reload", json.dumps(msgspec.to_builtins(config))],
+            capture_output=True,
+            text=True,
+            timeout=FIXTURES_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [f"fixtures not replayed: {exc}"]
+    if child.returncode != 0:
+        return [f"fixtures not replayed: exit {child.returncode}: {child.stderr.strip()[-500:]}"]
+    return [f"fixture failed: {line}" for line in json.loads(child.stdout)]
+
+
+def main(argv: list[str]) -> int:
+    """The child: print the failed fixtures' lines (JSON) of a config's user rule files."""
+    config = msgspec.convert(json.loads(argv[0]), CorrelateConfig)
+    ruleset = load_ruleset(config)
+    results = fixture_results(ruleset, config.rules_dirs, where_present=True)
+    print(json.dumps([r.line() for r in results if not r.ok]))
+    return 0
 
 
 class RuleReloader:
@@ -186,3 +224,7 @@ class RuleReloader:
                 }
             },
         )
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
