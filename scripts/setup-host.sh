@@ -13,7 +13,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 [ "$(id -u)" -eq 0 ] || { say "must run as root (eBPF, apt, tracefs)"; exit 1; }
 
 run_pkgs=(python3-bpfcc python3-venv python3-pip)
-test_pkgs=(runc busybox-static gcc libc6-dev util-linux iproute2 openssl bpftool libcap2-bin golang-go golang-gopkg-yaml.v2-dev golang-github-masterminds-sprig-dev)
+test_pkgs=(runc busybox-static jq gcc libc6-dev util-linux iproute2 openssl bpftool libcap2-bin golang-go golang-gopkg-yaml.v2-dev golang-github-masterminds-sprig-dev)
 
 missing=()
 want=("${run_pkgs[@]}")

@@ -172,7 +172,7 @@ def test_contradictory_output_settings(
     )
     assert line == (
         f"provex: --output {out} and --otlp-endpoint http://127.0.0.1:4317: choose one"
-        " (a file gets OTLP-JSON lines, an endpoint gets OTLP)"
+        " (a file gets documents one per line, an endpoint gets OTLP)"
     )
     line = refused(capsys, "replay", "--output", str(tmp_path / "no" / "x.jsonl"), str(recording))
     assert (

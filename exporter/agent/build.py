@@ -87,6 +87,7 @@ def build_stages(
                 cluster_name=config.enrich.cluster_name,
                 inherit_env=inherit_otlp_env,
                 raw_in_child=raw_in_child,
+                recorded=not enrich,  # a replay: events carry the node they were recorded on
             )
         except ValueError as exc:
             raise StartupError(f"output: {exc}") from None

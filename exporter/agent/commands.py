@@ -9,6 +9,7 @@ Exit codes: 0 everything went through; 1 the agent could not run (probes);
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import time
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from exporter.agent.build import StartupError, build_stages
 from exporter.agent.losses import Ledger
 from exporter.config import Config
+from exporter.emit.jsonlines import OUTPUT_CLOSED
 from exporter.runtime import tune_gc
 from exporter.source.replay import Progress, ReplayError, ReplaySource, count_lines
 
@@ -51,7 +53,9 @@ def replay(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int
     started = time.monotonic()
     interrupted = False
     try:
-        stages.pipeline.feed(source, time.time_ns())
+        # `provex replay | head`: once the reader has gone, reading on is pointless.
+        events = itertools.takewhile(lambda _: not OUTPUT_CLOSED.is_set(), source)
+        stages.pipeline.feed(events, time.time_ns())
         stages.pipeline.finish()
     except KeyboardInterrupt:  # Ctrl-C: what was read still goes out (bounded), then say where we were
         interrupted = True
@@ -68,8 +72,9 @@ def replay(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int
         )
         ledger.finish("replay", lines_read=source.lines_read)
         return EXIT_INTERRUPTED
+    reader_gone = OUTPUT_CLOSED.is_set()
     log.info(
-        "replay finished",
+        "replay finished" if not reader_gone else "replay stopped: the output's reader has gone",
         extra={
             "fields": {
                 "file": args.file,
@@ -80,10 +85,14 @@ def replay(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int
             }
         },
     )
-    if source.skipped_count and not source.events:
+    if not source.events and not reader_gone:  # an empty file, or one with no event in it
+        what = (
+            f"no line is a provex event ({source.skipped_count} of {source.lines_read} lines skipped)"
+            if source.skipped_count
+            else f"no event in it ({source.lines_read} lines)"
+        )
         log.error(
-            f"{args.file}: no line is a provex event ({source.skipped_count} of {source.lines_read} lines "
-            "skipped): expected JSON lines written by `provex record`",
+            f"{args.file}: {what}: expected JSON lines written by `provex record`",
             extra={
                 "fields": {"file": args.file, "skipped": source.skipped_count, "exit_code": EXIT_BAD_INPUT}
             },

@@ -2,7 +2,9 @@
 
 One thread drains the ring buffer and runs the pipeline; nothing on it waits
 on I/O (sinks queue, enrichment answers from cache). SIGTERM/SIGINT stop the
-loop; the probes are detached and the output flushed before exit.
+loop; the probes are detached and the output flushed before exit. SIGHUP
+reloads the rules (exporter.agent.reload); so does a change of a rules directory.
+A stdout whose reader has gone (`provex run | head`) ends the run, exit 0.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from exporter.agent.build import Stages, StartupError, build_stages
 from exporter.agent.flood import FloodReporter, Pressure
 from exporter.agent.health import ExportCheck, HealthState, serve
 from exporter.agent.losses import KernelLossReporter, Ledger
+from exporter.agent.reload import RuleReloader, alerting_rules
+from exporter.agent.startup import NoContainerHint, summary
 from exporter.config import Config
-from exporter.emit.jsonlines import JsonLinesSink, OutputFileError
+from exporter.emit.jsonlines import OUTPUT_CLOSED, JsonLinesSink, OutputFileError
 from exporter.emit.otlp import OtlpSink
 from exporter.enrich.identity import IdentityRegistry
 from exporter.metrics import REGISTRY
@@ -132,6 +136,10 @@ def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    # Handlers only queue; the loop acts (RuleReloader.tick). Set before the probes
+    # compile: SIGHUP's default action would end the agent.
+    reload_requested = threading.Event()
+    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
 
     state = HealthState(config.server.stall_after_s)
     server = None
@@ -199,15 +207,24 @@ def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
     deadline = time.monotonic() + args.duration if getattr(args, "duration", None) else None
     next_sweep = time.monotonic() + SWEEP_INTERVAL_S
     kernel_losses = KernelLossReporter(probes.counters)  # logged when they happen, once per interval
-    log.info("agent running", extra={"fields": {"command": args.command}})
+    correlator = pipeline.correlator if args.command == "run" else None
+    reloader = RuleReloader(config.correlate, correlator, reload_requested) if correlator else None
+    rules = alerting_rules(correlator.ruleset) if correlator else None
+    digest = correlator.ruleset.digest if correlator else ""
+    fields = summary(config, probes.monitored_cgroups, rules, digest)
+    log.info("agent running", extra={"fields": {"command": args.command, **fields}})
+    no_container = NoContainerHint(config.probes.monitor)
     identify = stages.enricher.identity if stages.enricher is not None else (lambda _cgroup: None)
     floods = FloodReporter(probes.cgroup_stats, identify)
     pressure = Pressure(probes.set_pressure)
     next_report = time.monotonic() + FLOOD_REPORT_S
     try:
-        while not stop.is_set():
+        while not stop.is_set() and not OUTPUT_CLOSED.is_set():
             state.beat()
             batch = source.poll()
+            no_container.poll(len(batch))
+            if reloader is not None:
+                reloader.tick()
             pressure.update(source.lag_ns)  # before the work: the kernel tightens at once
             BATCH_SIZE.set(len(batch))
             now = time.time_ns()

@@ -20,6 +20,11 @@ from exporter.resources import sample_recording
 CONFIG_FLAGS: list[tuple[str, str, str]] = [
     ("--output", "output.file", "write to FILE instead of stdout (replaced if it exists)"),
     ("--schema", "output.schema", "auto | raw | ecs | ocsf (auto: ecs with an OTLP endpoint, else raw)"),
+    (
+        "--format",
+        "output.format",
+        "auto | json | text | otlp-json, for stdout or --output (auto: text on a terminal, else json)",
+    ),
     ("--alerts-only", "output.raw_events", "ship alerts only, not every raw event (output.raw_events=false)"),
     (
         "--otlp-endpoint",
@@ -92,8 +97,20 @@ def build_config(args: argparse.Namespace, origins: Origins | None = None) -> Co
     config = load_config(args.config, list(args.overrides), flags=_flags(args), origins=origins)
     if args.command not in ("run", "replay"):
         return config
-    plan = plan_output(config.output, inherit_env=args.command == "run", labels=origins.labels())
+    plan = plan_output(
+        config.output,
+        inherit_env=args.command == "run",
+        labels=origins.labels(),
+        terminal=_stdout_is_terminal(),
+    )
     return msgspec.structs.replace(config, output=plan.output)
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
 
 
 def _replay_file_problem(args: argparse.Namespace) -> InputError | None:
@@ -138,6 +155,7 @@ def make_parser() -> argparse.ArgumentParser:
         [
             "--output",
             "--schema",
+            "--format",
             "--alerts-only",
             "--otlp-endpoint",
             "--otlp-protocol",

@@ -242,9 +242,14 @@ class OutputConfig(msgspec.Struct, **_STRICT):
     # "ocsf" documents (mappings/<schema>.yaml) as OpenTelemetry log records.
     # "auto": ecs when there is an OTLP endpoint, raw otherwise.
     schema: Literal["auto", "raw", "ecs", "ocsf"] = "auto"
-    # ecs/ocsf without an OTLP endpoint: OTLP-JSON lines (what the collector's
-    # otlpjsonfile receiver reads) here; "" = stdout. raw: the JSON lines file.
+    # Where records go without an OTLP endpoint; "" = stdout.
     file: str = ""
+    # How they are written there: "json": raw records in the replay format, or ecs/ocsf
+    # documents one per line (NDJSON, for Filebeat or Elasticsearch's _bulk); "text": a
+    # line per event or alert for a person (raw only); "otlp-json": ecs/ocsf as OTLP log
+    # records, what the collector's otlpjsonfile receiver reads. "auto": text when stdout
+    # is a terminal and the schema raw, json otherwise. Not for an OTLP endpoint.
+    format: Literal["auto", "json", "text", "otlp-json"] = "auto"
     raw_events: bool = True  # also ship raw events, not only alerts
     otlp: OtlpConfig = msgspec.field(default_factory=OtlpConfig)
 

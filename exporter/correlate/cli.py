@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -95,6 +96,47 @@ def _fixture_root(rule_file: Path, fixtures: Path | None) -> Path:
     return rule_file.parent / "fixtures" / rule_file.stem
 
 
+@dataclass
+class FixtureResult:
+    """One fixture replayed (or, with `case` None, a kind of fixture a rule file lacks)."""
+
+    rule_file: Path
+    kind: str  # positive | negative
+    case: Path | None
+    ok: bool
+    detail: str
+    alerted: set[str] = field(default_factory=set)  # uids of the file's rules that alerted
+
+    def line(self) -> str:
+        if self.case is None:
+            return f"FAIL {self.rule_file.name}: {self.detail}"
+        return f"{'PASS' if self.ok else 'FAIL'} {self.rule_file.name} {self.kind}/{self.case.name}: {self.detail}"
+
+
+def fixture_results(
+    rs: RuleSet,
+    paths: Sequence[str | Path],
+    fixtures: str | Path | None = None,
+    *,
+    where_present: bool = False,
+) -> Iterator[FixtureResult]:
+    """Replay the positive and negative fixtures of every rule file under `paths` through
+    `rs`. `where_present`: a file without fixtures (or whose rules are all disabled) is
+    passed over instead of failing (a reload tests what it can)."""
+    root = Path(fixtures) if fixtures is not None else None
+    for rule_file in rule_files(paths):
+        expected = _alerting_ids(rs, str(rule_file))
+        folder = _fixture_root(rule_file, root)
+        if where_present and not expected:
+            continue
+        for kind in ("positive", "negative"):
+            cases = sorted((folder / kind).glob("*.jsonl"))
+            if not cases and not where_present:
+                yield FixtureResult(rule_file, kind, None, False, f"no {kind} fixtures in {folder / kind}")
+            for case in cases:
+                yield _check(rs, rule_file, kind, case, expected)
+
+
 def run_fixtures(
     paths: Sequence[str | Path], fixtures: str | Path | None = None, out: TextIO = sys.stdout
 ) -> int:
@@ -107,20 +149,10 @@ def run_fixtures(
             print(f"ERROR {err}", file=out)
         print("0 passed, 1 failed", file=out)
         return 1
-    root = Path(fixtures) if fixtures is not None else None
     passed = failed = 0
-    for rule_file in rule_files(paths):
-        expected = _alerting_ids(rs, str(rule_file))
-        folder = _fixture_root(rule_file, root)
-        for kind in ("positive", "negative"):
-            cases = sorted((folder / kind).glob("*.jsonl"))
-            if not cases:
-                print(f"FAIL {rule_file.name}: no {kind} fixtures in {folder / kind}", file=out)
-                failed += 1
-            for case in cases:
-                ok, detail = _check(rs, case, expected, kind == "positive")
-                passed, failed = passed + ok, failed + (not ok)
-                print(f"{'PASS' if ok else 'FAIL'} {rule_file.name} {kind}/{case.name}: {detail}", file=out)
+    for result in fixture_results(rs, paths, fixtures):
+        passed, failed = passed + result.ok, failed + (not result.ok)
+        print(result.line(), file=out)
     print(f"{passed} passed, {failed} failed", file=out)
     return 1 if failed else 0
 
@@ -130,15 +162,18 @@ def _alerting_ids(rs: RuleSet, file: str) -> set[str]:
     return ids | {c.uid for c in rs.correlations if c.file == file}
 
 
-def _check(rs: RuleSet, case: Path, expected: set[str], positive: bool) -> tuple[bool, str]:
+def _check(rs: RuleSet, rule_file: Path, kind: str, case: Path, expected: set[str]) -> FixtureResult:
     alerts, skipped = replay(rs, case)
     if skipped:
-        return False, f"{skipped} unreadable line(s)"
+        return FixtureResult(rule_file, kind, case, False, f"{skipped} unreadable line(s)")
     mine = [a for a in alerts if a.rule_id in expected]
     titles = sorted({a.rule_title for a in mine})
-    if positive:
-        return bool(mine), f"{len(mine)} alert(s) {titles}" if mine else "no alert"
-    return not mine, "silent" if not mine else f"{len(mine)} unexpected alert(s) {titles}"
+    alerted = {a.rule_id for a in mine}
+    if kind == "positive":
+        detail = f"{len(mine)} alert(s) {titles}" if mine else "no alert"
+        return FixtureResult(rule_file, kind, case, bool(mine), detail, alerted)
+    detail = "silent" if not mine else f"{len(mine)} unexpected alert(s) {titles}"
+    return FixtureResult(rule_file, kind, case, not mine, detail, alerted)
 
 
 def survey(paths: Iterable[str | Path], out: TextIO = sys.stdout) -> int:

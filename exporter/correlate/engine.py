@@ -41,20 +41,31 @@ MATCHES = Counter(
 class Correlator:
     def __init__(self, ruleset: RuleSet, config: CorrelateConfig | None = None) -> None:
         config = config or CorrelateConfig()
-        self.ruleset = ruleset
         self.graph = ProvenanceGraph(config.window_s, config.max_nodes, config.max_edges)
         self.dedup = Deduplicator(config.dedup_window_s)
         self.now_ns = 0
+        self._states: dict[str, list[CorrelationState]] = {}
+        self.use_rules(ruleset)
+        self._skipped_failed = EVENTS_SKIPPED.labels("failed_syscall")
+        self._matches: dict[str, object] = {}  # rule uid -> its labelled counter (labels() costs per call)
+
+    def use_rules(self, ruleset: RuleSet) -> None:
+        """Evaluate `ruleset` from the next event on (a reload swaps it here). The provenance
+        graph and de-duplication stay; so do the partial chains of a correlation whose shape
+        (type, steps, grouping, window) did not change."""
+        old = {state.corr.uid: state for states in self._states.values() for state in states}
+        self.ruleset = ruleset
         self._dispatch: dict[str, list[Rule]] = {}
         for rule in ruleset.rules:
             self._dispatch.setdefault(rule.category, []).append(rule)
-        self._states: dict[str, list[CorrelationState]] = {}
+        self._states = {}
         for corr in ruleset.correlations:
             state = CorrelationState(corr, self.graph)
+            kept = old.get(corr.uid)
+            if kept is not None and _shape(kept.corr) == _shape(corr):
+                state.groups = kept.groups
             for step in dict.fromkeys(corr.steps):  # each rule once, in order
                 self._states.setdefault(step.uid, []).append(state)
-        self._skipped_failed = EVENTS_SKIPPED.labels("failed_syscall")
-        self._matches: dict[str, object] = {}  # rule uid -> its labelled counter (labels() costs per call)
 
     def process(self, event: Event) -> list[Alert]:
         out: list[Alert] = []
@@ -135,6 +146,7 @@ class Correlator:
             decisive_ts_ns=decisive.ts,
             evidence=evidence,
             event=decisive.event,
+            rules_digest=self.ruleset.digest,
         )
         first = self.dedup.offer(alert, self.now_ns)
         if first is not None:
@@ -148,6 +160,23 @@ class Correlator:
         """End of stream / shutdown: close every window, return all pending follow-ups."""
         self.graph.publish()
         return self.dedup.close_all()
+
+
+def _shape(corr: Correlation) -> tuple:
+    """What a correlation's partial chains depend on: kept across a reload when equal."""
+    return (
+        corr.type,
+        [step.uid for step in corr.steps],
+        corr.group_by,
+        corr.aliases,
+        corr.timespan_ns,
+        corr.op,
+        corr.count,
+        corr.value_field,
+        corr.lineage_mode,
+        corr.lineage_depth,
+        corr.same,
+    )
 
 
 def _decisive(matches: list[Match]) -> Match:
@@ -188,6 +217,7 @@ def configured_rules(config: CorrelateConfig, extra_paths: Iterable[str | Path] 
                 "correlations": len(ruleset.correlations),
                 "files": len(ruleset.files),
                 "disabled": list(config.disabled_rules),
+                "digest": ruleset.digest,
             }
         },
     )

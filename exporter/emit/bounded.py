@@ -5,7 +5,8 @@ Three places hand work to a thread of their own this way: the export queues
 the frames to the raw-event shipper's child. They share one policy:
 
 - full: a live source cannot wait, so the oldest waiting item gives way (counted
-  under `full_cause`); a source that can wait (a replayed file) sets
+  under `full_cause`; with `keep`, the oldest one not kept, e.g. an event before an
+  alert); a source that can wait (a replayed file) sets
   `wait_when_full` and the producer waits for room instead (back-pressure);
 - the worker takes up to `max_batch` items at once, after at most `linger_s`
   (at once when the batch is full, the queue is full or someone flushes);
@@ -14,7 +15,8 @@ the frames to the raw-event shipper's child. They share one policy:
   handed on first), and an item put after it is dropped as `shutdown` too.
 
 Every item ends either handed to the worker or passed to `drop(cause, count)`,
-where `size_of` says how many records an item stands for.
+where `size_of` says how many records an item stands for (or, with `drop_items`,
+to `drop_items(cause, items)`, for a caller that counts by kind).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class BoundedQueue(Generic[T]):
         depth_gauge: _Settable | None = None,
         in_flight_gauge: _Settable | None = None,
         on_exit: Callable[[], None] | None = None,
+        keep: Callable[[T], bool] | None = None,
+        drop_items: Callable[[str, list[T]], object] | None = None,
     ) -> None:
         if max_items < 1 or (max_batch is not None and max_batch < 1):
             raise ValueError("max_items and max_batch must be >= 1")
@@ -62,6 +66,7 @@ class BoundedQueue(Generic[T]):
         self._handle = handle
         # How a lost item is counted: its cause, and the records it stands for.
         self._drop, self._full_cause, self._size_of = drop, full_cause, size_of
+        self._drop_items, self._keep = drop_items, keep
         self._depth_gauge, self._in_flight_gauge = depth_gauge, in_flight_gauge
         self._on_exit = on_exit
         self._items: collections.deque[T] = collections.deque()
@@ -94,14 +99,14 @@ class BoundedQueue(Generic[T]):
                 # Full: the oldest waiting item makes room. After an outage the
                 # newest records are the ones a responder needs first.
                 if len(self._items) >= self.max_items:
-                    dropped = self._items.popleft()
+                    dropped = self._give_way()
                 self._items.append(item)
                 self._set_depth()
                 # Wake the worker only when it has something to do now, not per item.
                 if self._worth_taking():
                     self._cond.notify_all()
         if dropped is not None:
-            self._drop(cause, self._size_of(dropped))
+            self._lose(cause, [dropped])
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Until everything put has been handed on (False: timed out). The timeout bounds
@@ -139,8 +144,23 @@ class BoundedQueue(Generic[T]):
             left = [] if drain else self._remove_all()
             self._cond.notify_all()  # the worker, and producers waiting for room
         if left:
-            self._drop("shutdown", sum(self._size_of(item) for item in left))
+            self._lose("shutdown", left)
         self._thread.join(timeout_s)
+
+    def _give_way(self) -> T:
+        """The item that makes room in a full queue (called with the lock held)."""
+        if self._keep is not None:
+            for index, waiting in enumerate(self._items):
+                if not self._keep(waiting):
+                    del self._items[index]
+                    return waiting
+        return self._items.popleft()
+
+    def _lose(self, cause: str, items: list[T]) -> None:
+        if self._drop_items is not None:
+            self._drop_items(cause, items)
+        else:
+            self._drop(cause, sum(self._size_of(item) for item in items))
 
     # -- worker side ---------------------------------------------------------------------
 
@@ -196,7 +216,7 @@ class BoundedQueue(Generic[T]):
                         self._handle(batch)
                 except Exception:  # a bug in one batch must not stop the worker
                     log.exception("queue worker failed", extra={"fields": {"thread": self._thread.name}})
-                    self._drop("worker_error", sum(self._size_of(item) for item in batch))
+                    self._lose("worker_error", batch)
                 with self._cond:
                     self._set_in_flight(0)
                     self._handled_batches += 1

@@ -18,11 +18,13 @@ from exporter import __version__
 from exporter.config.output import OutputError, plan_output
 from exporter.config.schema import OtlpConfig, OutputConfig
 from exporter.config.schema import node_name as resolve_node_name
+from exporter.emit.documents import DocumentLinesSink
 from exporter.emit.jsonlines import JsonLinesSink
 from exporter.emit.otlp import OtlpSink
 from exporter.emit.otlpjson import OtlpJsonLinesExporter
 from exporter.emit.processor import ExportQueueProcessor
 from exporter.emit.shipper import RawShipper, SplitSink
+from exporter.emit.text import TextSink
 from exporter.mapping import Mapper
 
 log = logging.getLogger("provex.emit")
@@ -129,9 +131,11 @@ def build_resource(
     cluster_name: str = "",
     hostname: str = "",
     extra: Mapping[str, str] | None = None,
+    recorded: bool = False,
 ) -> Resource:
-    """The agent's Resource; OTEL_RESOURCE_ATTRIBUTES fills what is not given here."""
-    hostname = hostname or socket.gethostname()
+    """The agent's Resource; OTEL_RESOURCE_ATTRIBUTES fills what is not given here.
+    `recorded` (a replay): no host of its own, only a node name given as such."""
+    hostname = "" if recorded else hostname or socket.gethostname()
     attrs = {
         "service.name": "provex",
         "service.version": __version__,
@@ -153,31 +157,44 @@ def build_sink(
     exporter: LogRecordExporter | None = None,
     inherit_env: bool = True,
     raw_in_child: bool = False,
-) -> JsonLinesSink | OtlpSink | SplitSink:
+    recorded: bool = False,
+) -> JsonLinesSink | TextSink | DocumentLinesSink | OtlpSink | SplitSink:
     """The Sink (exporter.agent.pipeline.Sink) for `output.*`.
 
-    raw: JSON lines (the replay format); ecs/ocsf: mapped documents over OTLP,
-    or as OTLP-JSON lines when no endpoint is configured. `inherit_env`: may an
-    endpoint come from OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT (see exporter.config.output).
+    raw: JSON lines (the replay format) or text; ecs/ocsf: mapped documents over OTLP,
+    or without an endpoint one per line (format json) or as OTLP-JSON lines (format
+    otlp-json). `inherit_env`: may an endpoint come from
+    OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT (see exporter.config.output).
 
     `exporter` replaces the transport (tests, benchmarks). `raw_in_child`: raw events to a
     collector are mapped, encoded and exported by a child process (exporter.emit.shipper),
-    so that they never hold the agent's alert path.
+    so that they never hold the agent's alert path. `recorded`: the records are a replay
+    (documents name the node each was recorded on: exporter.mapping.Mapper).
     """
     plan = plan_output(config, inherit_env=inherit_env and exporter is None)
     if plan.note:
         log.info("OTLP endpoint not used", extra={"fields": {"reason": plan.note}})
     config = plan.output
     if config.schema == "raw":
-        return JsonLinesSink(config.file)
-    hostname = hostname or socket.gethostname()
-    node_name = resolve_node_name(node_name, hostname)
-    mapper = Mapper(config.schema, node_name=node_name, cluster_name=cluster_name, hostname=hostname)
+        return TextSink(config.file) if config.format == "text" else JsonLinesSink(config.file)
+    if not recorded:
+        hostname = hostname or socket.gethostname()
+        node_name = resolve_node_name(node_name, hostname)
+    mapper = Mapper(
+        config.schema, node_name=node_name, cluster_name=cluster_name, hostname=hostname, recorded=recorded
+    )
     otlp = config.otlp
     if exporter is not None:
         alert_exporter = event_exporter = exporter
     else:
         target = _target(otlp, plan.endpoint_source)
+        if target is None and config.format != "otlp-json":
+            return DocumentLinesSink(
+                mapper,
+                config.file,
+                queue_size=otlp.queue_size,
+                drop_warning_interval_s=otlp.drop_warning_interval_s,
+            )
         if target is None:
             # One writer for both paths, so lines never interleave.
             alert_exporter = event_exporter = OtlpJsonLinesExporter(config.file)
@@ -215,7 +232,7 @@ def build_sink(
         delay_s=otlp.batch_delay_ms / 1000,
         **common,
     )
-    resource = build_resource(node_name, cluster_name, hostname, resource_attrs)
+    resource = build_resource(node_name, cluster_name, hostname, resource_attrs, recorded=recorded)
     return OtlpSink(
         mapper,
         resource,

@@ -6,6 +6,10 @@ I/O error, a closed pipe) is cut back to the last whole line, so a file never
 holds a partial line; what could not be written waits (bounded) and is tried
 again; what cannot wait is counted in provex_export_dropped{signal,cause},
 and one warning per interval says what was lost.
+
+A closed pipe is not a loss: `provex replay | head -1` has what it asked for.
+The first EPIPE sets OUTPUT_CLOSED, later lines are dropped uncounted, and the
+commands stop reading and exit 0, as any Unix filter does.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from exporter.model import Alert, Event
 log = logging.getLogger("provex.emit")
 
 FLUSH_BYTES = 8 << 10  # written out once this much is queued, even within one drain
+# Set when the reader of the output (a pipe: stdout, a FIFO) went away. Process-wide, like
+# the pipe it describes; the commands' loops watch it (exporter.agent.commands, live).
+OUTPUT_CLOSED = threading.Event()
 
 # errno -> the cause label of a line that could not be written.
 WRITE_CAUSES = {
@@ -36,7 +43,6 @@ WRITE_CAUSES = {
     errno.EDQUOT: "quota",
     errno.EFBIG: "file_too_large",
     errno.EIO: "io_error",
-    errno.EPIPE: "broken_pipe",
     errno.EROFS: "read_only",
 }
 
@@ -145,9 +151,18 @@ class LineWriter:
         self._last_warning = -float("inf")
         self._lock = threading.Lock()
         self._closed = False
+        self.reader_gone = False
+
+    def is_terminal(self) -> bool:
+        try:
+            return os.isatty(self._fd)
+        except OSError:
+            return False
 
     def add(self, signal: str, data: bytes, label: str = "") -> None:
         with self._lock:
+            if self.reader_gone:
+                return
             if self._closed:
                 self._lost(Line(signal, data, label), "closed")
                 return
@@ -171,6 +186,8 @@ class LineWriter:
         """One line at once; None when it was written (on a pipe: or its rest goes first
         next time). Nothing is kept on failure: the caller counts and retries."""
         with self._lock:
+            if self.reader_gone:
+                return None
             if self._closed:
                 return OSError(errno.EBADF, "output closed")
             self._pending.append(Line(signal, data, count=0))
@@ -216,6 +233,9 @@ class LineWriter:
             return False
         data = self._head + b"".join(line.data for line in self._pending)
         written, error = self._write(data)
+        if error is not None and error.errno == errno.EPIPE:
+            self._reader_left()
+            return True
         done = written
         if error is not None:
             done = self._take_back(data.rfind(b"\n", 0, written) + 1, written)
@@ -238,6 +258,16 @@ class LineWriter:
         finally:
             self._offset += written
         return written, None
+
+    def _reader_left(self) -> None:
+        """The reader closed the pipe: what it did not read it did not want."""
+        self.reader_gone = True
+        OUTPUT_CLOSED.set()
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._head, self._head_line = b"", None
+        self._waiting.set(0)
+        log.info("output closed by its reader: stopping", extra={"fields": {"file": self.name}})
 
     def _take_back(self, whole: int, written: int) -> int:
         """A write stopped after `written` bytes, inside a line: remove the cut line
@@ -346,8 +376,11 @@ class JsonLinesSink:
     """Writes one JSON object per line to a file or stdout.
 
     Events are written in the replay format (exporter.model.encode_event);
-    alerts as {"alert": {...}} so a reader can tell them apart.
+    alerts as {"alert": {...}} so a reader can tell them apart, each after the
+    event that completed it (`in_order`).
     """
+
+    in_order = True
 
     def __init__(self, path: str = "", alerts: bool = True, writer: LineWriter | None = None) -> None:
         self.writer = writer or LineWriter(path)

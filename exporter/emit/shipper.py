@@ -62,8 +62,6 @@ def snapshot() -> dict[str, list[tuple[dict[str, str], float]]]:
     for metric in MIRRORED:
         for family in metric.collect():
             for sample in family.samples:
-                if sample.name.endswith("_created"):
-                    continue
                 out.setdefault(metric._name, []).append((dict(sample.labels), sample.value))
     return out
 

@@ -291,6 +291,8 @@ class Alert(msgspec.Struct, omit_defaults=True):
     followup_of: str = ""  # id of the first alert when this is a follow-up
     # The decisive event (carries container, Pod and process identity).
     event: Event | None = None
+    # The rule set that raised it (RuleSet.digest): which rules were loaded, across reloads.
+    rules_digest: str = ""
 
 
 _event_encoder = msgspec.json.Encoder()

@@ -219,6 +219,11 @@ class Probes:
             },
         )
 
+    @property
+    def monitored_cgroups(self) -> list[str]:
+        """The cgroup paths monitored (container parents and containers), sorted."""
+        return sorted(self._monitored_paths)
+
     def table(self, name: str) -> BpfMap:
         """A BPF map by name."""
         return self.maps[name]

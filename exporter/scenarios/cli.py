@@ -22,8 +22,12 @@ VERIFY = """\
 Starts the agent with the given config (so it is that config's rules that are
 verified), runs each rule's canary scenario in a throwaway container, and
 reports per rule: fired, fired late (after --late-ms) or did not fire, with
-the latency from the decisive syscall to the alert. Exit status 0 only if
-every rule fired in time; 1 if any did not; 2 if verification could not run."""
+the latency from the decisive syscall to the alert. A rule without a canary
+scenario (your own, from --rules-dir) is proved by its positive fixtures
+(DIR/fixtures/<file stem>/positive/*.jsonl, as `provex rules test` reads them)
+replayed through the rules the agent loads; one with none fails as untested.
+Exit status 0 only if every rule fired in time; 1 if any did not; 2 if
+verification could not run."""
 
 
 def add_scenario_subcommands(sub: Any) -> None:

@@ -295,6 +295,8 @@ def test_config_change_rolls_the_agents(renderer: Renderer) -> None:
 
     assert checksum(None) == checksum(None)
     assert checksum(None) != checksum({"agent": {"logLevel": "debug"}})
+    # Rules are reloaded in place (the mounted ConfigMap changes, the agents watch it).
+    assert checksum(None) == checksum({"rules": {"mine.yml": "title: Mine\n"}})
 
 
 # --- rules from values ---------------------------------------------------------
@@ -474,8 +476,8 @@ SPLUNK_TOKEN = {"token": {"existingSecret": "splunk-hec"}}
 # Where the first alert is, and how to find it, for each destination and schema the chart can render.
 NOTES_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("stdout", {}, "raw", "grep '{\"alert\"'"),
-    ("stdout", {"agent": {"schema": "ecs"}}, "ecs", "grep '\"provex.alerts\"'"),
-    ("stdout", {"agent": {"schema": "ocsf"}}, "ocsf", "grep '\"provex.alerts\"'"),
+    ("stdout", {"agent": {"schema": "ecs"}}, "ecs", 'grep \'"kind":"alert"\''),
+    ("stdout", {"agent": {"schema": "ocsf"}}, "ocsf", "grep '\"class_uid\":2004'"),
     ("endpoint", {"otlp": {"endpoint": "https://otel:4317"}}, "ecs", "(event.kind: alert)"),
     (
         "endpoint",

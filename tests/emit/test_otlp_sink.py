@@ -157,7 +157,7 @@ def test_unsupported_protocol_is_refused(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_no_endpoint_writes_otlp_json_lines(tmp_path: Path) -> None:
     out = tmp_path / "logs.jsonl"
-    sink = build_sink(OutputConfig(schema="ecs", file=str(out)), **AGENT)
+    sink = build_sink(OutputConfig(schema="ecs", format="otlp-json", file=str(out)), **AGENT)
     for event in EVENTS[:3]:
         sink.emit_event(event)
     sink.emit_alert(ALERTS[0])
