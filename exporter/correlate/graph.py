@@ -210,6 +210,8 @@ class ContainerState:
     files: OrderedDict[str, FileState] = field(default_factory=OrderedDict)  # path -> network origin
     identities: OrderedDict[Identity, int] = field(default_factory=OrderedDict)  # written here -> ts
     waiting: dict[Identity, list[tuple[Event, str]]] = field(default_factory=dict)
+    # Processes whose stdin is a pipe or socket not known (yet) to carry network data.
+    readers: dict[Identity, list[int]] = field(default_factory=dict)
     last_ns: int = 0
     # Entries it holds (processes, their fds, links, origins, identities): its share of the
     # budget. Kept by the graph at every change (ProvenanceGraph._grow).
@@ -474,6 +476,8 @@ class ProvenanceGraph:
             state.stdin = event.stdin.key if event.stdin is not None else state.stdin
             if event.stdout is not None:
                 state.stdout, state.stdout_mode = event.stdout.key, event.stdout.mode
+            if event.stdin is not None and _is_stream(event.stdin.mode) and not state.net:
+                self._read_stream(state, event.stdin.key)
             if state.net:
                 self._taint_stdout(state)
 
@@ -702,12 +706,34 @@ class ProvenanceGraph:
             by_identity.popitem(last=False)
         self._remember_identity(cid, identity)
         container = self.containers.get(cid)
-        waiting = container.waiting.pop(identity, None) if container is not None else None
-        for event, carrier in waiting or ():
+        if container is None:
+            return
+        for event, carrier in container.waiting.pop(identity, ()):
             event.origin = list(origin)
             event.carrier = carrier
             self._rejudged.append(event)
             REJUDGED.inc()
+        # Whoever reads it on stdin now holds network data too: `wget -O- URL | tar x` writes
+        # downloaded files, `... | sysprobe memfd-exec -` a downloaded memfd.
+        for pid in container.readers.pop(identity, ()):
+            reader = self.procs.get(pid)
+            if reader is not None and reader.stdin == identity and not reader.net:
+                self._taint(reader, origin)
+
+    def _read_stream(self, state: ProcState, identity: Identity) -> None:
+        """A process reads a pipe or socket on stdin: it holds what that carries, now if the
+        carrier is known to carry network data, else as soon as it is."""
+        origin = self._origin(state.cid, "", identity)
+        if origin:
+            self._taint(state, origin)
+            return
+        readers = self._container(state.cid).readers
+        pids = readers.setdefault(identity, [])
+        pids.append(state.pid)
+        if len(pids) > MAX_WAITING:
+            del pids[0]
+        if len(readers) > MAX_WAITING:
+            del readers[next(iter(readers))]
 
     def _wait_for_origin(self, cid: str, identity: Identity, event: Event, carrier: str) -> None:
         waiting = self._container(cid).waiting
@@ -784,6 +810,10 @@ class ProvenanceGraph:
                     self._count(kind, "window", len(old))
             for identity in [i for i, q in container.waiting.items() if q[-1][0].ts_ns < horizon]:
                 del container.waiting[identity]
+            for identity in [
+                i for i, pids in container.readers.items() if not any(p in self.procs for p in pids)
+            ]:
+                del container.readers[identity]
             if not container.procs and container.last_ns < horizon:
                 self._grow(container, -container.usage)
                 del self.containers[cid]

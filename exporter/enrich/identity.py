@@ -328,7 +328,10 @@ def _add(
     value: int,
 ) -> None:
     dev = kernel_dev(st.st_dev)
-    known.setdefault((dev, st.st_ino), what)
+    # A container's own token wins over the host file the same inode is through a hostPath
+    # of the kubelet's directory: whose secret it is decides "own" against "another's".
+    if what.kind == "token" or (dev, st.st_ino) not in known:
+        known[(dev, st.st_ino)] = what
     entries[("sensitive_ids", dev, st.st_ino)] = value
 
 

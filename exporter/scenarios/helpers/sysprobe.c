@@ -39,8 +39,12 @@ struct how { uint64_t flags, mode, resolve; };
 
 extern char **environ;
 
+static int quiet; /* repeat: one line for the whole run, not one per call */
+
 static int report(long ret)
 {
+    if (quiet)
+        return ret < 0;
     printf("ret=%ld errno=%d\n", ret, ret < 0 ? errno : 0);
     fflush(stdout);
     return ret < 0;
@@ -573,6 +577,7 @@ static long fchdir_read(long dirfd, const char *rel)
 }
 
 static int dispatch(int argc, char **argv);
+static long exec_flood(long n, const char *path);
 
 /* The held-out forms: a name that reaches a file without spelling it, and code run from
  * memory. -1 when OP is none of them. */
@@ -632,6 +637,16 @@ static int held_out_op(int argc, char **argv)
         return report(memfd_hold(argv[2], argv[3], atoi(argv[4])));
     if (!strcmp(op, "memfd-data") && argc > 2)
         return report(memfd_data(argv[2]));
+    if (!strcmp(op, "repeat") && argc > 3) { /* repeat N OP ARGS...: OP N times, one report */
+        long n = atol(argv[2]), failed = 0;
+        quiet = 1;
+        for (long i = 0; i < n; i++)
+            failed += dispatch(argc - 2, argv + 2) != 0;
+        quiet = 0;
+        return report(n - failed);
+    }
+    if (!strcmp(op, "exec-flood") && argc > 3) /* exec-flood N PATH: N children each execute PATH */
+        return report(exec_flood(atol(argv[2]), argv[3]));
     if (!strcmp(op, "exec-as") && argc > 3) /* exec-as PATH ARGV0 ARGS...: execve with a chosen argv[0] */
         return report(syscall(SYS_execve, argv[2], &argv[3], environ));
     if (!strcmp(op, "as-comm") && argc > 3) { /* as-comm NAME OP ARGS...: prctl(PR_SET_NAME), then OP */
@@ -640,6 +655,25 @@ static int held_out_op(int argc, char **argv)
         return dispatch(argc - 2, argv + 2);
     }
     return -1;
+}
+
+/* exec-flood N PATH: as fast as it can, N children (vfork) that each execute PATH with no
+ * arguments; returns how many ran. What a container that floods its sensor with execs does. */
+static long exec_flood(long n, const char *path)
+{
+    long ran = 0;
+    char *args[] = {(char *)path, NULL};
+    for (long i = 0; i < n; i++) {
+        pid_t pid = vfork();
+        if (pid == 0) {
+            execve(path, args, environ);
+            _exit(127);
+        }
+        int status = 0;
+        if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            ran++;
+    }
+    return ran;
 }
 
 int main(int argc, char **argv)
@@ -654,7 +688,7 @@ static int dispatch(int argc, char **argv)
                         "accept|accept4|accept-nopeer|accept-save|accept-exec|setns|setns-pidfd|unshare|mount|newmount|open-tree|openat-dirfd|fexecve|flood|sleep|"
                         "openat-dup|fchdir-dup|fchdir-opath|openat-fd|openat2-dirfd|opath-reopen|scm-rights|pidfd-getfd|open-tree-read|"
                         "uring-openat|uring-openat2|uring-read|name-to-handle|handle-ino|memfd-exec|memfd-exec-proc|fetch-memfd-exec|"
-                        "memfd-hold|memfd-data|exec-as|as-comm|userns-bind ARGS...\n");
+                        "memfd-hold|memfd-data|exec-as|exec-flood|repeat|as-comm|userns-bind ARGS...\n");
         return 2;
     }
     const char *op = argv[1];
