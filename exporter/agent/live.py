@@ -23,6 +23,7 @@ from exporter.agent.build import Stages, StartupError, build_stages
 from exporter.agent.flood import FloodReporter, Pressure
 from exporter.agent.health import ExportCheck, HealthState, serve
 from exporter.agent.losses import KernelLossReporter, Ledger
+from exporter.agent.reaper import ContainerReaper
 from exporter.agent.reload import RuleReloader, alerting_rules
 from exporter.agent.startup import NoContainerHint, summary
 from exporter.config import Config
@@ -132,6 +133,20 @@ def watch_dependencies(state: HealthState, stages: Stages) -> None:
         state.dependencies["collector"] = ExportCheck()
 
 
+def _releasers(probes: Probes, stages: Stages, identities: IdentityRegistry | None) -> list:
+    """What lets go of a gone container: its provenance state, its view of the sensitive set,
+    enrichment's caches of its cgroup, the kernel's per-cgroup entries."""
+    out = [lambda cgroup_id, _cid: probes.forget_cgroup(cgroup_id)]
+    correlator = stages.pipeline.correlator
+    if correlator is not None:
+        out.append(lambda _cgroup_id, cid: correlator.graph.forget_container(cid) if cid else None)
+    if identities is not None:
+        out.append(lambda _cgroup_id, cid: identities.container_gone(cid) if cid else None)
+    if stages.enricher is not None:
+        out.append(lambda cgroup_id, _cid: stages.enricher.forget_cgroup(cgroup_id))
+    return out
+
+
 def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -195,9 +210,16 @@ def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
     pipeline.observers.append(HostMountPrefixes(probes))
     if config.probes.open_path_prefixes:
         pipeline.observers.append(LearnedNames(probes))
-    # The kernel reports each new cgroup before its first event: teach enrichment its path.
+    # The kernel reports each new cgroup before its first event: teach enrichment its path;
+    # and each removed one: what is kept of its container goes after a grace.
     learn = stages.enricher.cgroups.remember if stages.enricher is not None else None
-    source = LiveSource(probes, on_cgroup=learn)
+    identify = stages.enricher.identity if stages.enricher is not None else (lambda _cgroup: None)
+    reaper = ContainerReaper(identify, _releasers(probes, stages, identities))
+    source = LiveSource(
+        probes,
+        on_cgroup=learn,
+        on_cgroup_gone=lambda cgroup_id: reaper.cgroup_gone(cgroup_id, time.time_ns()),
+    )
     # The consumer's thread raises alerts and the export thread sends them; each gets the
     # interpreter back within 0.2 ms of wanting it (Python's default is 5 ms). An export
     # call wants it several times (encode, gRPC's own Python): bench/alert_latency.py
@@ -214,7 +236,6 @@ def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
     fields = summary(config, probes.monitored_cgroups, rules, digest)
     log.info("agent running", extra={"fields": {"command": args.command, **fields}})
     no_container = NoContainerHint(config.probes.monitor)
-    identify = stages.enricher.identity if stages.enricher is not None else (lambda _cgroup: None)
     floods = FloodReporter(probes.cgroup_stats, identify)
     pressure = Pressure(probes.set_pressure)
     next_report = time.monotonic() + FLOOD_REPORT_S
@@ -232,6 +253,7 @@ def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
                 pipeline.feed(batch, now)
             if not source.backlog:
                 pipeline.tick(now)
+                reaper.tick(now)
             kernel_losses.poll()
             mono = time.monotonic()
             if mono >= next_report:

@@ -463,7 +463,7 @@ _TABLE: list[Field] = [
         "string",
         _FILE,
         "why the kernel sent the open: empty (its spelling), sensitive_path, sensitive_file, "
-        "sensitive_dir, sensitive_fs (by the file's identity), learned (a file the workload wrote)",
+        "sensitive_dir (by the file's identity), learned (a file the workload wrote)",
         _open(lambda e: e.verdict),
     ),
     Field(
@@ -471,7 +471,7 @@ _TABLE: list[Field] = [
         "boolean",
         _FILE,
         "the kernel judged the file sensitive (its spelling, or its identity: a registered file, "
-        "a file in a registered directory, or on a registered file system such as a token volume)",
+        "or a file in a registered directory or the directory below it, such as a token volume)",
         lambda e: e.type is EventType.OPEN and e.verdict.startswith("sensitive"),
     ),
     Field(

@@ -1,7 +1,7 @@
 """What files are, by device and inode: the sensitive set and the container runtime.
 
 The kernel judges an opened file by its identity (bpf/provex.h: sensitive_ids,
-sensitive_devs) and an executed image by the identity of the host's runtime binaries
+a directory it lies in) and an executed image by the identity of the host's runtime binaries
 (runtime_ids, runtime_inos, runtime_tasks). This keeps those maps current, on a thread of
 its own (every lookup here is file-system I/O, never on the hot path):
 
@@ -11,9 +11,8 @@ its own (every lookup here is file-system I/O, never on the hot path):
   a file's directory and that directory's parent);
 * each container's view of them through its host mounts (its hostPath volumes: the
   identity the container reaches is the one that counts, wherever the mount's source is);
-* each container's service-account token (and a token volume as a whole file system when
-  it is a mount of its own, as kubelet's projected volumes are: a rotated token keeps the
-  file system);
+* each container's service-account token, and its directory (kubelet rotates the token into
+  a new ..timestamp directory below it, which the kernel's grandparent check covers);
 * the runtime's binaries (probes.runtime_binaries under host_root, and the images of
   running host processes with a runtime's name), and the processes already running them.
 
@@ -70,7 +69,6 @@ class KernelMaps(Protocol):
 
     def set_identity(self, table: str, dev: int, ino: int, value: int = 1) -> None: ...
     def forget_identity(self, table: str, dev: int, ino: int) -> None: ...
-    def set_sensitive_dev(self, dev: int, on: bool = True) -> None: ...
     def set_runtime_ino(self, ino: int) -> None: ...
     def mark_runtime_task(self, tgid: int) -> None: ...
 
@@ -99,10 +97,13 @@ class IdentityRegistry:
         self.interval_s = interval_s
         self._known: dict[tuple[int, int], Known] = {}  # swapped whole: readers need no lock
         self._in_kernel: dict[tuple[str, int, int], int] = {}  # (table, dev, ino) -> value
-        self._devs: set[int] = set()
         self._runtime_inos: set[int] = set()
+        # The host's part (sensitive files, runtime binaries) and each container's part,
+        # rebuilt apart: a container that appears is registered in a few stats, at once.
+        self._host: tuple[dict, dict] = ({}, {})
+        self._parts: dict[str, tuple[dict, dict]] = {}
         self._containers: dict[str, _Container] = {}
-        self._seen: dict[str, int] = {}  # container -> how many host mounts it had
+        self._seen: dict[str, tuple[int, int]] = {}  # container -> (pid, host mounts) asked for
         self._jobs: queue.SimpleQueue[tuple[str, int, tuple[HostMount, ...]] | None] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._loop = LoopThread(self._run, "provex-identity", interrupt=self._wake.set, join_s=5)
@@ -129,12 +130,15 @@ class IdentityRegistry:
             )
 
     def container_seen(self, container_id: str, pid: int, mounts: Iterable[HostMount]) -> None:
-        """A container's event: register its view of the sensitive set (once, and again when
-        its host mounts become known)."""
+        """An event of a container's workload (not of its runtime, whose view may be the
+        host's before pivot_root): register that container's view of the sensitive set, once,
+        again when its host mounts become known, and with a later process if the one asked
+        for was gone."""
         mounts = tuple(mounts)
-        if self._seen.get(container_id) == len(mounts):
+        asked = self._seen.get(container_id)
+        if asked is not None and asked[0] > 0 and asked[1] == len(mounts):
             return
-        self._seen[container_id] = len(mounts)
+        self._seen[container_id] = (pid, len(mounts))
         self._jobs.put((container_id, pid, mounts))
         self._wake.set()
 
@@ -158,15 +162,17 @@ class IdentityRegistry:
             self._wake.clear()
             if self._loop.stopping.is_set():
                 return
-            changed = self._take_jobs()
             try:
-                if changed or self._due():
+                if self._due():
                     self.scan()
+                else:
+                    self._scan_changed(self._take_jobs())
             except Exception:  # a broken walk must not kill the thread
                 log.exception("identity scan failed")
 
-    def _take_jobs(self) -> bool:
-        changed = False
+    def _take_jobs(self) -> set[str]:
+        """The containers that appeared, changed or went, since the last call."""
+        changed: set[str] = set()
         while True:
             try:
                 job = self._jobs.get_nowait()
@@ -180,7 +186,7 @@ class IdentityRegistry:
             else:
                 self._containers.pop(container_id, None)
                 self._seen.pop(container_id, None)
-            changed = True
+            changed.add(container_id)
 
     def _due(self) -> bool:
         return time.monotonic() - self._last_scan >= self.interval_s
@@ -188,29 +194,47 @@ class IdentityRegistry:
     # -- scanning -------------------------------------------------------------------
 
     def scan(self) -> None:
-        """Rebuild the whole set, then bring the kernel's maps to it."""
+        """Rebuild everything (the host's part and every container's), then bring the kernel's
+        maps to it."""
         self._last_scan = time.monotonic()
         self._take_jobs()
         known: dict[tuple[int, int], Known] = {}
         entries: dict[tuple[str, int, int], int] = {}
-        devs: set[int] = set()
         runtime_inos: set[int] = set()
         root = self.host_root.rstrip("/")
         for path in self.sensitive_paths:
             for host_path, st, is_dir in _expand(root + path, path):
                 kind = "host_dir" if is_dir else "host_file"
                 _add(known, entries, st, Known(kind, host_path, host_path), ID_DIR if is_dir else ID_FILE)
-        for cid, container in list(self._containers.items()):
-            if not os.path.exists(f"{self.proc}/{container.pid}"):
-                self._containers.pop(cid, None)
-                continue
-            self._scan_container(cid, container, known, entries, devs)
         for tgid, _identity in self._runtime(known, entries, runtime_inos):
             if self.kernel is not None:
                 self.kernel.mark_runtime_task(tgid)
-        self._known = known
+        self._host = (known, entries)
+        self._scan_changed(set(self._containers) | set(self._parts), runtime_inos)
         self.scans += 1
-        self._apply(entries, devs, runtime_inos)
+
+    def _scan_changed(self, cids: set[str], runtime_inos: set[int] | None = None) -> None:
+        """Rebuild these containers' parts (a gone one's is dropped), merge, apply."""
+        for cid in cids:
+            container = self._containers.get(cid)
+            if container is None or not os.path.exists(f"{self.proc}/{container.pid}"):
+                self._containers.pop(cid, None)
+                self._parts.pop(cid, None)
+                if container is not None:  # gone before its scan: a later process will be asked
+                    self._seen[cid] = (0, len(container.mounts))
+                continue
+            part: tuple[dict, dict] = ({}, {})
+            self._scan_container(cid, container, *part)
+            self._parts[cid] = part
+        known = dict(self._host[0])
+        entries = dict(self._host[1])
+        for part_known, part_entries in self._parts.values():
+            for key, what in part_known.items():
+                if what.kind == "token" or key not in known:  # whose token: see _add
+                    known[key] = what
+            entries.update(part_entries)
+        self._known = known
+        self._apply(entries, self._runtime_inos if runtime_inos is None else runtime_inos)
 
     def _scan_container(
         self,
@@ -218,7 +242,6 @@ class IdentityRegistry:
         container: _Container,
         known: dict[tuple[int, int], Known],
         entries: dict[tuple[str, int, int], int],
-        devs: set[int],
     ) -> None:
         view = f"{self.proc}/{container.pid}/root"
         for mount in container.mounts:
@@ -230,12 +253,9 @@ class IdentityRegistry:
             where = view + token_dir
             try:
                 dir_st = os.stat(where)
-                parent_st = os.stat(os.path.dirname(where))
             except OSError:
                 continue
             _add(known, entries, dir_st, Known("token", token_dir, owner=cid), ID_DIR)
-            if dir_st.st_dev != parent_st.st_dev:  # a volume of its own: sensitive as a whole
-                devs.add(kernel_dev(dir_st.st_dev))
             try:
                 names = os.listdir(where)
             except OSError:
@@ -297,23 +317,19 @@ class IdentityRegistry:
         except OSError:
             return False
 
-    def _apply(self, entries: dict[tuple[str, int, int], int], devs: set[int], inos: set[int]) -> None:
+    def _apply(self, entries: dict[tuple[str, int, int], int], inos: set[int]) -> None:
         kernel = self.kernel
         if kernel is None:
-            self._in_kernel, self._devs, self._runtime_inos = entries, devs, inos
+            self._in_kernel, self._runtime_inos = entries, inos
             return
         for (table, dev, ino), value in entries.items():
             if self._in_kernel.get((table, dev, ino)) != value:
                 kernel.set_identity(table, dev, ino, value)
         for table, dev, ino in self._in_kernel.keys() - entries.keys():
             kernel.forget_identity(table, dev, ino)
-        for dev in devs - self._devs:
-            kernel.set_sensitive_dev(dev, True)
-        for dev in self._devs - devs:
-            kernel.set_sensitive_dev(dev, False)
         for ino in inos - self._runtime_inos:
             kernel.set_runtime_ino(ino)
-        self._in_kernel, self._devs, self._runtime_inos = entries, devs, inos
+        self._in_kernel, self._runtime_inos = entries, inos
 
     @property
     def size(self) -> int:
