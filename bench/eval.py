@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from exporter.scenarios.agent import AgentProcess, SeenAlert  # noqa: E402
 from exporter.scenarios.lab import Lab, TrialRun  # noqa: E402
-from exporter.scenarios.library import Scenario, default_rules, load_library  # noqa: E402
+from exporter.scenarios.library import Scenario, load_library, rule_table  # noqa: E402
 from exporter.scenarios.session import Outcome, Session, judge  # noqa: E402
 from tests.helpers.otlp_receiver import OtlpReceiver, Record, decode_records  # noqa: E402
 
@@ -241,7 +241,18 @@ def score_attacks(outcomes: list[Outcome]) -> dict[str, Any]:
         "enrichment_correct": f"{len(enrich_ok)}/{len(detected)}",
         "other_rule_alerts": sum(wrong.values()),
         "other_rule_alerts_by_rule": dict(sorted(wrong.items())),
+        "trials_alerted_by_rule": _trials_by_rule(valid),
     }
+
+
+def _trials_by_rule(outcomes: list[Outcome]) -> dict[str, int]:
+    """Every rule that alerted (expected, raised by design, or not), with the number of
+    trials it alerted in: what a form did raise when its own rule did not."""
+    counts: dict[str, int] = defaultdict(int)
+    for o in outcomes:
+        for title in {a.rule_title or a.rule_id for a in o.alerts if not a.followup}:
+            counts[title] += 1
+    return dict(sorted(counts.items()))
 
 
 def score_benign(outcomes: list[Outcome], events_of: Any) -> dict[str, Any]:
@@ -288,7 +299,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = schedule(scenarios, args.trials, args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rules = default_rules()
+    rules = rule_table(scenarios)  # a held-out list's expected new rules judge as never fired
     receiver = OtlpReceiver("grpc").start()
     lab = Lab(out / "lab")
     agent = AgentProcess(
@@ -326,9 +337,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     outcomes = [judge(r, alerts, rules, late_ms=WINDOWS_MS[-1]) for r in runs]
     by_scenario: dict[str, list[Outcome]] = defaultdict(list)
     by_class: dict[str, list[Outcome]] = defaultdict(list)
+    by_family: dict[str, list[Outcome]] = defaultdict(list)
     for o in outcomes:
         by_scenario[o.scenario.name].append(o)
         by_class[o.scenario.klass].append(o)
+        if o.scenario.family:
+            by_family[f"{o.scenario.family} ({o.scenario.kind})"].append(o)
     attacks = [o for o in outcomes if o.scenario.kind == "attack"]
     benign = [o for o in outcomes if o.scenario.kind == "benign"]
     lost = {f"{s}/{c}": v for (s, c), v in counters.items() if c.startswith("lost") and v}
@@ -357,9 +371,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             k: (score_attacks(v) if v[0].scenario.kind == "attack" else score_benign(v, feed.events_of))
             for k, v in sorted(by_class.items())
         },
+        "by_family": {
+            k: (score_attacks(v) if v[0].scenario.kind == "attack" else score_benign(v, feed.events_of))
+            for k, v in sorted(by_family.items())
+        },
         "by_scenario": {
             k: (score_attacks(v) if v[0].scenario.kind == "attack" else score_benign(v, feed.events_of))
-            | {"class": v[0].scenario.klass, "rule": v[0].scenario.rule}
+            | {
+                "class": v[0].scenario.klass,
+                "family": v[0].scenario.family,
+                "rule": v[0].scenario.rule,
+                "rule_pending": bool(v[0].scenario.rule and rules[v[0].scenario.rule].pending),
+            }
             for k, v in sorted(by_scenario.items(), key=lambda kv: (kv[1][0].scenario.klass, kv[0]))
         },
         "other_rule_alert_samples": [_alert_sample(o, a) for o in attacks for a in o.wrong_alerts()][:10],
@@ -419,8 +442,9 @@ def markdown(doc: dict[str, Any]) -> str:
         if "detected" not in s:
             continue
         w, lt = s["in_window"], s["latency_ms"]
+        rule = f"{s['rule']} (pending)" if s.get("rule_pending") else s["rule"]
         lines.append(
-            f"| {s['class']} | {name} | {s['rule']} | {s['detected']}/{s['trials'] - s['errors']} | {w['1s']} | "
+            f"| {s['class']} | {name} | {rule} | {s['detected']}/{s['trials'] - s['errors']} | {w['1s']} | "
             f"{w['2s']} | {w['10s']} | {lt['p50']} | {lt['p95']} | {lt['p99']} | {s['technique_correct']} | "
             f"{s['enrichment_correct']} |"
         )

@@ -5,10 +5,12 @@ The input is the soak's node mix (bench/correlate_soak.py) written in the replay
 The baseline, measured in the same run, is decoding those lines (what a replay does before
 anything else). Each mode runs `provex replay FILE --schema S --output OUT` in a child, as a
 user would, and reports events/s, peak RSS, the exit code (3 means something was lost) and
-the records in the output by scope: every event the mapping has a document for, and every
-alert, must be there.
+the records in the output, alerts apart from events: every event the mapping has a document
+for, and every alert, must be there. `ecs` and `ocsf` write one document per line;
+`ecs-otlp-json` the same documents as OTLP-JSON lines (what `--schema ecs --output` wrote
+before `--format`).
 
-    python bench/replay_bench.py [--events 100000] [--modes ecs,ocsf,raw,ecs-alerts-only]
+    python bench/replay_bench.py [--events 100000] [--modes ecs,ecs-otlp-json,ocsf,raw,ecs-alerts-only]
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ MODES = {
     "ocsf": ["--schema", "ocsf"],
     "raw": ["--schema", "raw"],
     "ecs-alerts-only": ["--schema", "ecs", "--alerts-only"],
+    "ecs-otlp-json": ["--schema", "ecs", "--format", "otlp-json"],
 }
 
 
@@ -54,13 +57,14 @@ def expected_documents(schema: str, lines: list[bytes]) -> int:
 
 
 def output_records(path: Path, schema: str) -> dict[str, int]:
-    """Records in the output by scope (OTLP-JSON lines) or by kind (raw lines)."""
+    """Records in the output by scope (OTLP-JSON lines) or by kind (raw lines, documents)."""
     counts: dict[str, int] = {}
     with path.open("rb") as handle:
         for line in handle:
             doc = json.loads(line)
-            if schema == "raw":
-                kind = "provex.alerts" if "alert" in doc else "provex.events"
+            if "resourceLogs" not in doc:
+                alert = "alert" in doc if schema == "raw" else is_alert_document(doc)
+                kind = "provex.alerts" if alert else "provex.events"
                 counts[kind] = counts.get(kind, 0) + 1
                 continue
             for resource in doc.get("resourceLogs", []):
@@ -68,6 +72,10 @@ def output_records(path: Path, schema: str) -> dict[str, int]:
                     name = scope.get("scope", {}).get("name", "")
                     counts[name] = counts.get(name, 0) + len(scope.get("logRecords", []))
     return counts
+
+
+def is_alert_document(doc: dict) -> bool:
+    return doc.get("class_uid") == 2004 or doc.get("event", {}).get("kind") == "alert"
 
 
 def run_replay(source: Path, out: Path, args: list[str]) -> dict:
@@ -106,7 +114,9 @@ def run_replay(source: Path, out: Path, args: list[str]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--modes", default="ecs,raw,ecs-alerts-only", help=f"some of {','.join(MODES)}")
+    parser.add_argument(
+        "--modes", default="ecs,ecs-otlp-json,raw,ecs-alerts-only", help=f"some of {','.join(MODES)}"
+    )
     args = parser.parse_args()
     modes = [m for m in args.modes.split(",") if m]
     unknown = [m for m in modes if m not in MODES]

@@ -16,7 +16,10 @@ BPF_HASH(pending_link, u32, struct link_ev, 4096);
 static __always_inline int ctx_enter(u16 sc, s32 fd, const char *path)
 {
     u64 cg;
-    if (!enter_filter(sc, &cg) || !admitted(sc, cg, FLOOD_EVENTS, 0))
+    if (!enter_filter(sc, &cg))
+        return 0;
+    /* chroot and pivot_root are decisive (budgeted at the exit); chdir is bulk */
+    if (sc != SC_CHROOT && sc != SC_PIVOT_ROOT && !admitted(sc, cg, FLOOD_EVENTS, 0))
         return 0;
     u32 zero = 0;
     struct open_ev *e = scratch_ctx.lookup(&zero);
@@ -26,7 +29,11 @@ static __always_inline int ctx_enter(u16 sc, s32 fd, const char *path)
     e->dirfd = fd;
     e->flags = 0;
     e->mode = 0;
+    e->resolve = 0;
     e->user_path = (u64)path;
+    __builtin_memset(&e->file, 0, sizeof(e->file));
+    e->verdict = VERDICT_PATH;
+    e->repeats = 0;
     e->path_len = 0;
     e->path[0] = 0;
     if (path) {
@@ -48,7 +55,19 @@ static __always_inline int ctx_exit(long ret, u32 type_bit)
     e->h.ret = ret;
     if (e->path[0] == 0 && e->user_path)
         e->path_len = reread_if_empty(e->path, sizeof(e->path), e->user_path);
+#ifdef FILE_IDENTITY
+    /* what the new directory is: a later openat or fchdir through an fd of it
+     * (dup'd, passed, inherited) names the same identity */
+    if (ret == 0)
+        fs_dir_id(type_bit == T_CHDIR ? OFF_FS_PWD_DENTRY : OFF_FS_ROOT_DENTRY, &e->file);
+#endif
+    if (type_bit == T_CHROOT) {
+        if (!decisive_admitted(e->h.sc, e->h.cgroup_id, K_MOUNT))
+            goto done;
+        e->h.flags |= HDR_DECISIVE;
+    }
     emit(e, BOUNDED_SIZE(offsetof(struct open_ev, path) + e->path_len, sizeof(struct open_ev)), e->h.sc, type_bit);
+done:
     pending_ctx.delete(&tid);
     return 0;
 }

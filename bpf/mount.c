@@ -1,5 +1,7 @@
 /* The mount family: mount(2) and the new mount API (fsopen, fsconfig,
- * fsmount, move_mount, open_tree), which per-event engines often miss. */
+ * fsmount, move_mount, open_tree), which per-event engines often miss. All
+ * decisive, failed calls too (an attempt is what the rules judge), within the
+ * cgroup's budget for the mount kind. */
 
 #include "provex.h"
 
@@ -9,7 +11,7 @@ BPF_HASH(pending_mount, u32, struct mount_ev, 4096);
 static __always_inline struct mount_ev *mount_begin(u16 sc)
 {
     u64 cg;
-    if (!enter_filter(sc, &cg) || !admitted(sc, cg, FLOOD_EVENTS, 0))
+    if (!enter_filter(sc, &cg))
         return NULL;
     u32 zero = 0;
     struct mount_ev *e = scratch_mount.lookup(&zero);
@@ -40,7 +42,10 @@ static __always_inline int mount_exit(long ret)
     if (!e)
         return 0;
     e->h.ret = ret;
-    emit(e, sizeof(*e), e->h.sc, T_MOUNT);
+    if (decisive_admitted(e->h.sc, e->h.cgroup_id, K_MOUNT)) {
+        e->h.flags |= HDR_DECISIVE;
+        emit(e, sizeof(*e), e->h.sc, T_MOUNT);
+    }
     pending_mount.delete(&tid);
     return 0;
 }

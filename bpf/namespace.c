@@ -1,5 +1,6 @@
 /* Namespaces: setns (entering another process's namespaces, by an nsfs fd
- * or, since 5.8, a pidfd) and unshare (creating new ones). */
+ * or, since 5.8, a pidfd) and unshare (creating new ones). Decisive, failed
+ * calls too, within the cgroup's budget for the namespace kind. */
 
 #include "provex.h"
 
@@ -8,7 +9,7 @@ BPF_HASH(pending_ns, u32, struct ns_ev, 4096);
 static __always_inline int ns_enter(u16 sc, s32 fd, u64 nstype)
 {
     u64 cg;
-    if (!enter_filter(sc, &cg) || !admitted(sc, cg, FLOOD_EVENTS, 0))
+    if (!enter_filter(sc, &cg))
         return 0;
     struct ns_ev e = {};
     fill_hdr(&e.h, sc, sizeof(e), cg);
@@ -27,7 +28,10 @@ static __always_inline int ns_exit(long ret, u32 type_bit)
     if (!e)
         return 0;
     e->h.ret = ret;
-    emit(e, sizeof(*e), e->h.sc, type_bit);
+    if (decisive_admitted(e->h.sc, e->h.cgroup_id, K_NS)) {
+        e->h.flags |= HDR_DECISIVE;
+        emit(e, sizeof(*e), e->h.sc, type_bit);
+    }
     pending_ns.delete(&tid);
     return 0;
 }

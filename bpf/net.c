@@ -20,8 +20,6 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect)
         count(SC_CONNECT, CTR_FILTERED_OTHER); /* netlink, packet, vsock, ... */
         return 0;
     }
-    if (!admitted(SC_CONNECT, cg, FLOOD_EVENTS, 0))
-        return 0;
     struct connect_ev e = {};
     fill_hdr(&e.h, SC_CONNECT, sizeof(e), cg);
     e.fd = args->fd;
@@ -46,6 +44,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect)
     return 0;
 }
 
+/* An IP connect is decisive (the network kind's budget); a unix-socket connect
+ * is bulk (it feeds the graph, no rule ends with it). */
 TRACEPOINT_PROBE(syscalls, sys_exit_connect)
 {
     u32 tid = current_tid();
@@ -53,7 +53,19 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
     if (!e)
         return 0;
     e->h.ret = args->ret;
+#ifdef FILE_IDENTITY
+    file_id_of(fd_file(e->fd), &e->file);
+#endif
+    if (e->family == PROVEX_AF_UNIX) {
+        if (!admitted(SC_CONNECT, e->h.cgroup_id, FLOOD_EVENTS, 0))
+            goto done;
+    } else {
+        if (!decisive_admitted(SC_CONNECT, e->h.cgroup_id, K_NET))
+            goto done;
+        e->h.flags |= HDR_DECISIVE;
+    }
     emit(e, sizeof(*e), SC_CONNECT, T_CONNECT);
+done:
     pending_connect.delete(&tid);
     return 0;
 }
@@ -73,6 +85,7 @@ struct accept_ev {
     u32 flags;  /* accept4: SOCK_NONBLOCK, SOCK_CLOEXEC */
     u32 pad;
     u64 user_addr; /* the caller's sockaddr, filled by the kernel at exit */
+    struct file_id file; /* the accepted socket (FILE_IDENTITY) */
 };
 
 BPF_HASH(pending_accept, u32, struct accept_ev, 8192);
@@ -114,10 +127,14 @@ static __always_inline int accept_exit(long ret)
         pending_accept.delete(&tid);
         return 0;
     }
-    if (!admitted(sc, e->h.cgroup_id, FLOOD_EVENTS, 0)) {
+    if (!decisive_admitted(sc, e->h.cgroup_id, K_NET)) {
         pending_accept.delete(&tid);
         return 0;
     }
+    e->h.flags |= HDR_DECISIVE;
+#ifdef FILE_IDENTITY
+    file_id_of(fd_file(ret), &e->file);
+#endif
     e->family = family;
     u16 port_be = 0;
     if (family == PROVEX_AF_INET) {

@@ -1,5 +1,14 @@
 /* Processes: execve/execveat (with argv), fork and exit for lineage, and
- * cgroup creation so user space can start monitoring a new container. */
+ * cgroup creation so user space can start monitoring a new container.
+ *
+ * A successful exec is decisive; a failed one is bulk (a loop of failing execs
+ * must not use up the budget of the ones that run). The exec's record carries
+ * what the kernel knows of the image now running (device+inode, the name the
+ * kernel has for it: "memfd:x" for a memfd) and of the new process's stdin and
+ * stdout (a pipe, a socket, a file): what `curl | sh` and fileless execution are
+ * judged on. The container runtime is tracked here for every process, monitored
+ * or not (runc starts outside the container's cgroup): by the identity of the
+ * host's runtime binaries and by lineage (bpf/provex.h: runtime_tasks). */
 
 #include "provex.h"
 
@@ -12,7 +21,7 @@ static __always_inline int exec_enter(u16 sc, s32 dirfd, const char *filename,
                                       const char *const *argv, u32 flags)
 {
     u64 cg;
-    if (!enter_filter(sc, &cg) || !admitted(sc, cg, FLOOD_EVENTS, 0))
+    if (!enter_filter(sc, &cg))
         return 0;
     u32 zero = 0;
     struct exec_ev *e = scratch_exec.lookup(&zero);
@@ -24,6 +33,7 @@ static __always_inline int exec_enter(u16 sc, s32 dirfd, const char *filename,
     e->argc = 0;
     e->pad = 0;
     e->user_path = (u64)filename;
+    __builtin_memset(&e->exe, 0, sizeof(e->exe) * 3);
     bpf_probe_read_user_str(e->path, sizeof(e->path), filename);
 #pragma unroll
     for (int i = 0; i < ARGV_MAX; i++) {
@@ -43,15 +53,37 @@ static __always_inline int exec_exit(long ret)
 {
     u32 tid = current_tid();
     struct exec_ev *e = pending_exec.lookup(&tid);
-    if (!e)
+    if (!e) {
+#ifdef FILE_IDENTITY
+        if (ret == 0) { /* not monitored, but maybe the runtime starting a container */
+            struct file_id exe = {};
+            char name[8] = {};
+            track_runtime(&exe, name, sizeof(name));
+        }
+#endif
         return 0;
+    }
     e->h.ret = ret;
-    if (ret == 0) /* the new image's name; the old image's memory is gone */
+    e->exe_name[0] = 0;
+    if (ret == 0) {
+        /* the new image's name; the old image's memory is gone */
         bpf_get_current_comm(&e->h.comm, sizeof(e->h.comm));
-    else
+#ifdef FILE_IDENTITY
+        e->h.flags = (e->h.flags & ~HDR_RUNTIME) | track_runtime(&e->exe, e->exe_name, sizeof(e->exe_name));
+        file_id_of(fd_file(0), &e->stdin_file);
+        file_id_of(fd_file(1), &e->stdout_file);
+#endif
+        if (!decisive_admitted(e->h.sc, e->h.cgroup_id, K_EXEC))
+            goto done;
+        e->h.flags |= HDR_DECISIVE;
+    } else {
         reread_if_empty(e->path, sizeof(e->path), e->user_path);
+        if (!admitted(e->h.sc, e->h.cgroup_id, FLOOD_EVENTS, 0))
+            goto done;
+    }
     /* argv is last: copy only the arguments there are */
     emit(e, BOUNDED_SIZE(offsetof(struct exec_ev, argv) + (u64)e->argc * ARG_LEN, sizeof(struct exec_ev)), e->h.sc, T_EXEC);
+done:
     pending_exec.delete(&tid);
     return 0;
 }
@@ -103,12 +135,19 @@ TRACEPOINT_PROBE(syscalls, sys_exit_clone3)
 
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
+    u32 tid = current_tid();
+    u64 *flags = pending_clone.lookup(&tid);
+    int thread = flags && (*flags & PROVEX_CLONE_THREAD);
+    u32 parent = current_tgid();
+    if (!thread && runtime_tasks.lookup(&parent)) { /* the runtime's children are the runtime's */
+        u32 child = args->child_pid;
+        u8 one = 1;
+        runtime_tasks.update(&child, &one);
+    }
     u64 cg;
     if (!enter_filter(SC_FORK, &cg))
         return 0;
-    u32 tid = current_tid();
-    u64 *flags = pending_clone.lookup(&tid);
-    if (flags && (*flags & PROVEX_CLONE_THREAD)) {
+    if (thread) {
         count(SC_FORK, CTR_FILTERED_OTHER); /* a thread, not a process */
         return 0;
     }
@@ -123,25 +162,34 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
-    u64 cg;
-    if (!enter_filter(SC_EXIT, &cg))
-        return 0;
     u64 pid_tgid = bpf_get_current_pid_tgid();
-    if ((u32)pid_tgid != (u32)(pid_tgid >> 32)) {
+    int leader = (u32)pid_tgid == (u32)(pid_tgid >> 32);
+    u64 cg;
+    if (!enter_filter(SC_EXIT, &cg)) {
+        if (leader) {
+            u32 tgid = pid_tgid >> 32;
+            runtime_tasks.delete(&tgid);
+        }
+        return 0;
+    }
+    if (!leader) {
         count(SC_EXIT, CTR_FILTERED_OTHER); /* a thread ending, not the process */
         return 0;
     }
-    if (!admitted(SC_EXIT, cg, FLOOD_EVENTS, 0))
-        return 0;
-    struct proc_ev e = {};
-    fill_hdr(&e.h, SC_EXIT, sizeof(e), cg);
-    emit(&e, sizeof(e), SC_EXIT, T_EXIT);
+    if (admitted(SC_EXIT, cg, FLOOD_EVENTS, 0)) {
+        struct proc_ev e = {};
+        fill_hdr(&e.h, SC_EXIT, sizeof(e), cg);
+        emit(&e, sizeof(e), SC_EXIT, T_EXIT);
+    }
+    u32 tgid = pid_tgid >> 32;
+    runtime_tasks.delete(&tgid);
     return 0;
 }
 
 BPF_PERCPU_ARRAY(scratch_cgroup, struct cgroup_ev, 1);
 
-/* Not filtered: user space decides whether a new cgroup is a container. */
+/* Not filtered: user space decides whether a new cgroup is a container. Decisive: a
+ * container's first events need it, never behind a flood. */
 TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
 {
     count(SC_CGROUP_MKDIR, CTR_SEEN);
@@ -150,6 +198,7 @@ TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
     if (!e)
         return 0;
     fill_hdr(&e->h, SC_CGROUP_MKDIR, sizeof(*e), bpf_get_current_cgroup_id());
+    e->h.flags |= HDR_DECISIVE;
     e->id = args->id;
     e->level = args->level;
     e->hierarchy = args->root;
@@ -157,3 +206,23 @@ TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
     emit(e, sizeof(*e), SC_CGROUP_MKDIR, T_CONTROL);
     return 0;
 }
+
+/* A cgroup removed: its container is gone, and what the agent keeps of it can go too. */
+#ifdef HAVE_CGROUP_RMDIR
+TRACEPOINT_PROBE(cgroup, cgroup_rmdir)
+{
+    count(SC_CGROUP_RMDIR, CTR_SEEN);
+    u32 zero = 0;
+    struct cgroup_ev *e = scratch_cgroup.lookup(&zero);
+    if (!e)
+        return 0;
+    fill_hdr(&e->h, SC_CGROUP_RMDIR, sizeof(*e), bpf_get_current_cgroup_id());
+    e->h.flags |= HDR_DECISIVE;
+    e->id = args->id;
+    e->level = args->level;
+    e->hierarchy = args->root;
+    TP_DATA_LOC_READ_STR(e->path, path, sizeof(e->path));
+    emit(e, sizeof(*e), SC_CGROUP_RMDIR, T_CONTROL);
+    return 0;
+}
+#endif

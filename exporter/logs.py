@@ -179,10 +179,11 @@ def setup_logging(level: str = "info") -> None:
 
 
 def status_line() -> StatusLine | None:
-    """A status line on stderr when stderr is a terminal (never in a pipe or a file)."""
+    """A status line on stderr when stderr is a terminal (never in a pipe or a file) and
+    stdout is not: records printed on the terminal would run into it, and show progress."""
     stream = sys.stderr
     try:
-        if not stream.isatty():
+        if not stream.isatty() or sys.stdout.isatty():
             return None
     except (AttributeError, ValueError):
         return None

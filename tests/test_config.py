@@ -28,7 +28,10 @@ def test_wrong_type_is_refused_with_key_and_reason(tmp_path):
     path = write(tmp_path, "output:\n  schema: ecs\nprobes:\n  path_max: lots\n")
     with pytest.raises(ConfigError) as err:
         load_config(path, environ={})
-    assert str(err.value) == f"{path}:4: key probes.path_max: 'lots' is not allowed; expected an integer"
+    assert (
+        str(err.value)
+        == f"{path}:4: key probes.path_max: 'lots' is not allowed; expected an integer 64..4096"
+    )
 
 
 def test_bad_enum_value(tmp_path):
@@ -47,7 +50,7 @@ def test_semantic_check_ring_buffer_power_of_two():
 
 def test_invalid_yaml_names_the_line(tmp_path):
     path = write(tmp_path, "probes:\n  path_max: [1,\n")
-    with pytest.raises(ConfigError, match=r"provex.yaml:\d+: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"provex.yaml:3:1: not valid YAML"):
         load_config(path, environ={})
 
 
@@ -85,3 +88,30 @@ def test_cgroup_subtree_scopes_container_monitoring_only():
         load_config(None, ["probes.cgroup_subtree=/node-a", "probes.monitor=all"], environ={})
     with pytest.raises(ConfigError, match=r"without \.\."):
         load_config(None, ["probes.cgroup_subtree=/node-a/../node-b"], environ={})
+
+
+def test_otel_variables_are_read_as_the_sdk_would():
+    from exporter.config.otelenv import otel_problems
+    from exporter.config.schema import OtlpConfig
+
+    env = {
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "soon",
+        "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "x",
+        "OTEL_EXPORTER_OTLP_HEADERS": "a=b",
+    }
+    grpc = OtlpConfig(endpoint="http://c:4317", protocol="grpc")
+    assert [str(e.source) for e in otel_problems(env, grpc)] == [
+        "environment OTEL_EXPORTER_OTLP_TIMEOUT",
+        "environment OTEL_EXPORTER_OTLP_LOGS_HEADERS",  # the signal's variable first, as the SDK
+    ]
+    # what output.otlp sets, the SDK does not read; without an endpoint it reads none of them
+    configured = OtlpConfig(endpoint="http://c:4317", protocol="grpc", timeout_s=5, headers={"a": "b"})
+    assert list(otel_problems(env, configured)) == []
+    assert list(otel_problems(env, OtlpConfig())) == []
+    # compression: the gRPC exporter takes gzip only, the HTTP one none, gzip and deflate
+    deflate = {"OTEL_EXPORTER_OTLP_COMPRESSION": "deflate"}
+    assert len(list(otel_problems(deflate, grpc))) == 1
+    assert (
+        list(otel_problems(deflate, OtlpConfig(endpoint="http://c:4318/v1/logs", protocol="http/protobuf")))
+        == []
+    )

@@ -46,8 +46,8 @@ def test_documents_of_a_stream_keep_their_own_lines() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("a: 1\nb: [1,\n", "f.yaml:3: not valid YAML: expected the node content, but found '<stream end>'"),
-        ("a: 1\nb: 2\na: 3\n", "f.yaml:3: not valid YAML: duplicate key 'a'"),
+        ("a: 1\nb: [1,\n", "f.yaml:3:1: not valid YAML: expected the node content, but found '<stream end>'"),
+        ("a: 1\nb: 2\na: 3\n", "f.yaml:3:1: not valid YAML: duplicate key 'a'"),
     ],
 )
 def test_bad_yaml_is_located(text: str, message: str) -> None:
@@ -110,9 +110,9 @@ PACKAGE_DATA_EDITS = [
     ),
     (INTERPRETERS_FILE, "with_value: [-I]", "with_value: [-0]", 41, "Expected `str`, got `int`"),
     (INTERPRETERS_FILE, "'pypy3?'", "'pypy3?('", 31, "not a regular expression"),
-    (PATTERNS_FILE, "'-a', kind: next}", "'-a', kind: nxt}", 35, "expected one of: next, glued"),
-    (PATTERNS_FILE, "  never: [pwd, oldpwd]", "  nevr: [pwd, oldpwd]", 22, "did you mean names.never?"),
-    (PATTERNS_FILE, "'sshpass', flag: '-p'", "'sshpass', flag: '-p('", 34, "not a regular expression"),
+    (PATTERNS_FILE, "'-a', kind: value}", "'-a', kind: valu}", 61, "expected one of: value, next, glued"),
+    (PATTERNS_FILE, "  never: [oldpwd,", "  nevr: [oldpwd,", 26, "did you mean names.never?"),
+    (PATTERNS_FILE, "'sshpass', flag: '-p'", "'sshpass', flag: '-p('", 59, "not a regular expression"),
 ]
 
 

@@ -9,12 +9,15 @@ Exit codes: 0 everything went through; 1 the agent could not run (probes);
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import time
+from typing import Any
 
 from exporter.agent.build import StartupError, build_stages
 from exporter.agent.losses import Ledger
 from exporter.config import Config
+from exporter.emit.jsonlines import OUTPUT_CLOSED
 from exporter.runtime import tune_gc
 from exporter.source.replay import Progress, ReplayError, ReplaySource, count_lines
 
@@ -24,7 +27,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
 
 
-def replay(args: argparse.Namespace, config: Config) -> int:
+def replay(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
     from exporter.logs import status_line
 
     ledger = Ledger()
@@ -38,7 +41,7 @@ def replay(args: argparse.Namespace, config: Config) -> int:
         return EXIT_BAD_INPUT
     try:
         # Events replay as recorded: no enrichment from this host.
-        stages = build_stages(config, enrich=False, correlate=True, inherit_otlp_env=False)
+        stages = build_stages(config, enrich=False, correlate=True, inherit_otlp_env=False, ruleset=ruleset)
     except StartupError as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         return EXIT_BAD_INPUT
@@ -47,7 +50,9 @@ def replay(args: argparse.Namespace, config: Config) -> int:
     started = time.monotonic()
     interrupted = False
     try:
-        stages.pipeline.feed(source, time.time_ns())
+        # `provex replay | head`: once the reader has gone, reading on is pointless.
+        events = itertools.takewhile(lambda _: not OUTPUT_CLOSED.is_set(), source)
+        stages.pipeline.feed(events, time.time_ns())
         stages.pipeline.finish()
     except KeyboardInterrupt:  # Ctrl-C: what was read still goes out (bounded), then say where we were
         interrupted = True
@@ -64,8 +69,9 @@ def replay(args: argparse.Namespace, config: Config) -> int:
         )
         ledger.finish("replay", lines_read=source.lines_read)
         return EXIT_INTERRUPTED
+    reader_gone = OUTPUT_CLOSED.is_set()
     log.info(
-        "replay finished",
+        "replay finished" if not reader_gone else "replay stopped: the output's reader has gone",
         extra={
             "fields": {
                 "file": args.file,
@@ -76,10 +82,14 @@ def replay(args: argparse.Namespace, config: Config) -> int:
             }
         },
     )
-    if source.skipped_count and not source.events:
+    if not source.events and not reader_gone:  # an empty file, or one with no event in it
+        what = (
+            f"no line is a provex event ({source.skipped_count} of {source.lines_read} lines skipped)"
+            if source.skipped_count
+            else f"no event in it ({source.lines_read} lines)"
+        )
         log.error(
-            f"{args.file}: no line is a provex event ({source.skipped_count} of {source.lines_read} lines "
-            "skipped): expected JSON lines written by `provex record`",
+            f"{args.file}: {what}: expected JSON lines written by `provex record`",
             extra={
                 "fields": {"file": args.file, "skipped": source.skipped_count, "exit_code": EXIT_BAD_INPUT}
             },
@@ -88,11 +98,12 @@ def replay(args: argparse.Namespace, config: Config) -> int:
     return ledger.finish("replay", lines_read=source.lines_read)
 
 
-def dispatch(args: argparse.Namespace, config: Config) -> int:
+def dispatch(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
+    """Run a command whose inputs were checked (`ruleset`: the rules preflight loaded)."""
     if args.command == "replay":
-        return replay(args, config)
+        return replay(args, config, ruleset)
     if args.command in ("run", "record"):
         from exporter.agent import live
 
-        return live.run(args, config)
+        return live.run(args, config, ruleset)
     raise SystemExit(f"unknown command {args.command}")

@@ -1,9 +1,13 @@
-"""Name the containers whose events the kernel's flood budget sampled away.
+"""Name the containers that flood, and only those.
 
-The kernel counts, per cgroup, the events it dropped because that cgroup went
-past its budget (probes.flood_*_rate). Once per interval this turns the counts
-into a metric per container and one warning line per flooding container,
-naming its Pod, so a flood is seen for what it is (and whose it is).
+The kernel counts, per cgroup, what that cgroup's own flood cost it: bulk events sampled
+away past its budgets (probes.flood_*_rate), decisive events summarized past its budget
+per kind (probes.decisive_rate), and sensitive reads folded into repeats. Reads shed while
+the agent lagged are not counted there: they are every container's loss, not the doing of
+the one whose reads were shed, so a flood never names its victims. Once per interval this
+turns the counts into metrics per container and one warning line per flooding container,
+naming its Pod. A cgroup not resolved yet (its container's first moments) is named at the
+next interval, once the background rescan has found it.
 """
 
 from __future__ import annotations
@@ -20,33 +24,50 @@ log = logging.getLogger("provex.agent")
 
 FLOOD_SAMPLED = Counter(
     "provex_flood_sampled",
-    "Events of a flooding container sampled away in the kernel (past its cgroup's budget)",
+    "Bulk events of a flooding container sampled away in the kernel (past its cgroup's budget)",
     ["container", "pod", "namespace"],
     registry=REGISTRY,
 )
+FLOOD_FOLDED = Counter(
+    "provex_flood_folded",
+    "Events of a flooding container the kernel counted instead of sending: decisive events past "
+    "its cgroup's budget for their kind (summarized), repeated sensitive reads (repeated)",
+    ["container", "pod", "namespace", "how"],
+    registry=REGISTRY,
+)
 MAX_LABELLED = 64  # containers with their own label set; the rest are counted under "other"
+Stats = tuple[int, int, int]  # sampled, summarized, repeated
 
 
 class FloodReporter:
     def __init__(
         self,
-        read_counts: Callable[[], dict[int, int]],
+        read_counts: Callable[[], dict[int, Stats]],
         identify: Callable[[int], ContainerInfo | None],
     ) -> None:
         self.read_counts = read_counts
         self.identify = identify
-        self.last: dict[int, int] = {}
+        self.last: dict[int, Stats] = {}
         self.labelled: set[tuple[str, str, str]] = set()
+        self._waited: set[int] = set()  # cgroups given one interval to be resolved
 
-    def report(self) -> dict[str, int]:
-        """Report what was sampled since the last call; returns it by container id."""
+    def report(self, final: bool = False) -> dict[str, int]:
+        """Report each container's flood since the last call; returns the events it cost
+        (sampled, summarized, repeated) by container id. `final`: name unresolved cgroups
+        now, by id, rather than wait for their resolution."""
         now = self.read_counts()
         out: dict[str, int] = {}
-        for cgroup_id, total in now.items():
-            delta = total - self.last.get(cgroup_id, 0)
-            if delta <= 0:
+        for cgroup_id, totals in now.items():
+            before = self.last.get(cgroup_id, (0, 0, 0))
+            delta = tuple(max(0, t - b) for t, b in zip(totals, before, strict=True))
+            if not any(delta):
                 continue
             info = self.identify(cgroup_id)
+            if info is None and not final and cgroup_id not in self._waited:
+                self._waited.add(cgroup_id)
+                now[cgroup_id] = before  # counted again next time, when it may be known
+                continue
+            self._waited.discard(cgroup_id)
             container = info.id if info is not None else f"cgroup:{cgroup_id}"
             pod = info.pod.name if info is not None and info.pod is not None else ""
             namespace = info.pod.namespace if info is not None and info.pod is not None else ""
@@ -54,18 +75,26 @@ class FloodReporter:
             if labels not in self.labelled and len(self.labelled) >= MAX_LABELLED:
                 labels = ("other", "", "")
             self.labelled.add(labels)
-            FLOOD_SAMPLED.labels(*labels).inc(delta)
-            out[container] = out.get(container, 0) + delta
+            sampled, summarized, repeated = delta
+            if sampled:
+                FLOOD_SAMPLED.labels(*labels).inc(sampled)
+            if summarized:
+                FLOOD_FOLDED.labels(*labels, "summarized").inc(summarized)
+            if repeated:
+                FLOOD_FOLDED.labels(*labels, "repeated").inc(repeated)
+            out[container] = out.get(container, 0) + sum(delta)
             log.warning(
-                "container flooding: events sampled away in the kernel",
+                "container flooding: events sampled or folded in the kernel",
                 extra={
                     "fields": {
                         "container": container,
                         "pod": pod,
                         "namespace": namespace,
                         "cgroup_id": cgroup_id,
-                        "sampled": delta,
-                        "sampled_total": total,
+                        "sampled": sampled,
+                        "summarized": summarized,
+                        "repeated": repeated,
+                        "sampled_total": totals[0],
                     }
                 },
             )

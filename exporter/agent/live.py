@@ -2,7 +2,9 @@
 
 One thread drains the ring buffer and runs the pipeline; nothing on it waits
 on I/O (sinks queue, enrichment answers from cache). SIGTERM/SIGINT stop the
-loop; the probes are detached and the output flushed before exit.
+loop; the probes are detached and the output flushed before exit. SIGHUP
+reloads the rules (exporter.agent.reload); so does a change of a rules directory.
+A stdout whose reader has gone (`provex run | head`) ends the run, exit 0.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import signal
 import threading
 import time
 from collections import OrderedDict
+from typing import Any
 
 from prometheus_client import Gauge
 
@@ -20,8 +23,12 @@ from exporter.agent.build import Stages, StartupError, build_stages
 from exporter.agent.flood import FloodReporter, Pressure
 from exporter.agent.health import HealthState, serve
 from exporter.agent.losses import KernelLossReporter, Ledger
+from exporter.agent.reaper import ContainerReaper
+from exporter.agent.reload import RuleReloader, alerting_rules
+from exporter.agent.startup import NoContainerHint, summary
 from exporter.config import Config
-from exporter.emit.jsonlines import JsonLinesSink, OutputFileError
+from exporter.emit.jsonlines import OUTPUT_CLOSED, JsonLinesSink, OutputFileError
+from exporter.enrich.identity import IdentityRegistry
 from exporter.metrics import REGISTRY
 from exporter.model import Event, EventType
 from exporter.model.linux import WRITE_FLAGS
@@ -125,10 +132,28 @@ def watch_dependencies(state: HealthState, stages: Stages) -> None:
     state.dependencies[stages.sink.dependency] = stages.sink.degraded
 
 
-def run(args: argparse.Namespace, config: Config) -> int:
+def _releasers(probes: Probes, stages: Stages, identities: IdentityRegistry | None) -> list:
+    """What lets go of a gone container: its provenance state, its view of the sensitive set,
+    enrichment's caches of its cgroup, the kernel's per-cgroup entries."""
+    out = [lambda cgroup_id, _cid: probes.forget_cgroup(cgroup_id)]
+    correlator = stages.pipeline.correlator
+    if correlator is not None:
+        out.append(lambda _cgroup_id, cid: correlator.graph.forget_container(cid) if cid else None)
+    if identities is not None:
+        out.append(lambda _cgroup_id, cid: identities.container_gone(cid) if cid else None)
+    if stages.enricher is not None:
+        out.append(lambda cgroup_id, _cid: stages.enricher.forget_cgroup(cgroup_id))
+    return out
+
+
+def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    # Handlers only queue; the loop acts (RuleReloader.tick). Set before the probes
+    # compile: SIGHUP's default action would end the agent.
+    reload_requested = threading.Event()
+    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
 
     state = HealthState(config.server.stall_after_s)
     server = None
@@ -150,14 +175,34 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return 1
     probe_metrics.register(probes)
     ledger = Ledger()  # what this run loses, by cause: said at exit, and in the exit code
+    # What files are, by identity: the sensitive set and the runtime, kept in the kernel.
+    identities = None
+    if probes.file_identity:
+        identities = IdentityRegistry(
+            probes,
+            config.probes.sensitive_paths,
+            config.probes.runtime_binaries,
+            host_root=config.probes.host_root,
+        )
 
     try:
         if args.command == "record":  # raw, enriched events: the replay format
             stages = build_stages(
-                config, enrich=True, correlate=False, sink=JsonLinesSink(args.output, alerts=False)
+                config,
+                enrich=True,
+                correlate=False,
+                sink=JsonLinesSink(args.output, alerts=False),
+                identities=identities,
             )
         else:
-            stages = build_stages(config, enrich=True, correlate=True, raw_events_wait=True)
+            stages = build_stages(
+                config,
+                enrich=True,
+                correlate=True,
+                raw_events_wait=True,
+                identities=identities,
+                ruleset=ruleset,
+            )
     except (StartupError, OutputFileError) as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         probes.close()
@@ -169,9 +214,16 @@ def run(args: argparse.Namespace, config: Config) -> int:
     pipeline.observers.append(HostMountPrefixes(probes))
     if config.probes.open_path_prefixes:
         pipeline.observers.append(LearnedNames(probes))
-    # The kernel reports each new cgroup before its first event: teach enrichment its path.
+    # The kernel reports each new cgroup before its first event: teach enrichment its path;
+    # and each removed one: what is kept of its container goes after a grace.
     learn = stages.enricher.cgroups.remember if stages.enricher is not None else None
-    source = LiveSource(probes, on_cgroup=learn)
+    identify = stages.enricher.identity if stages.enricher is not None else (lambda _cgroup: None)
+    reaper = ContainerReaper(identify, _releasers(probes, stages, identities))
+    source = LiveSource(
+        probes,
+        on_cgroup=learn,
+        on_cgroup_gone=lambda cgroup_id: reaper.cgroup_gone(cgroup_id, time.time_ns()),
+    )
     # The consumer's thread raises alerts and the export thread sends them; each gets the
     # interpreter back within 0.2 ms of wanting it (Python's default is 5 ms). An export
     # call wants it several times (encode, gRPC's own Python): bench/alert_latency.py
@@ -181,15 +233,23 @@ def run(args: argparse.Namespace, config: Config) -> int:
     deadline = time.monotonic() + args.duration if getattr(args, "duration", None) else None
     next_sweep = time.monotonic() + SWEEP_INTERVAL_S
     kernel_losses = KernelLossReporter(probes.counters)  # logged when they happen, once per interval
-    log.info("agent running", extra={"fields": {"command": args.command}})
-    identify = stages.enricher.identity if stages.enricher is not None else (lambda _cgroup: None)
-    floods = FloodReporter(probes.sampled_by_cgroup, identify)
+    correlator = pipeline.correlator if args.command == "run" else None
+    reloader = RuleReloader(config.correlate, correlator, reload_requested) if correlator else None
+    rules = alerting_rules(correlator.ruleset) if correlator else None
+    digest = correlator.ruleset.digest if correlator else ""
+    fields = summary(config, probes.monitored_cgroups, rules, digest)
+    log.info("agent running", extra={"fields": {"command": args.command, **fields}})
+    no_container = NoContainerHint(config.probes.monitor)
+    floods = FloodReporter(probes.cgroup_stats, identify)
     pressure = Pressure(probes.set_pressure)
     next_report = time.monotonic() + FLOOD_REPORT_S
     try:
-        while not stop.is_set():
+        while not stop.is_set() and not OUTPUT_CLOSED.is_set():
             state.beat()
             batch = source.poll()
+            no_container.poll(len(batch))
+            if reloader is not None:
+                reloader.tick()
             pressure.update(source.lag_ns)  # before the work: the kernel tightens at once
             BATCH_SIZE.set(len(batch))
             now = time.time_ns()
@@ -197,9 +257,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 pipeline.feed(batch, now)
             if not source.backlog:
                 pipeline.tick(now)
+                reaper.tick(now)
             kernel_losses.poll()
             mono = time.monotonic()
             if mono >= next_report:
+                summaries = source.take_summaries()  # decisive floods: events of their own
+                if summaries:
+                    pipeline.feed(summaries, time.time_ns())
                 floods.report()
                 next_report = mono + FLOOD_REPORT_S
             if mono >= next_sweep:
@@ -214,7 +278,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
             pipeline.feed(batch, time.time_ns())
             if not source.backlog:
                 break
-        floods.report()
+        pipeline.feed(source.take_summaries(), time.time_ns())
+        floods.report(final=True)
         pipeline.finish()
     finally:
         state.ready.clear()
@@ -222,6 +287,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         counters = probes.counters()
         kernel_losses.report()
         lost = ledger.lost()  # reads the kernel counters too: before probes.close()
+        source.close()
         probes.close()
         if server is not None:
             server.shutdown()

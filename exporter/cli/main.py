@@ -10,15 +10,21 @@ from pathlib import Path
 import msgspec
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, config_to_yaml, load_config
+from exporter.config import Config, config_to_yaml, load_config
 from exporter.config.loader import Origins
-from exporter.config.output import OutputError, plan_output
+from exporter.config.output import plan_output
+from exporter.errors import InputError, render
 from exporter.resources import sample_recording
 
 # Dedicated flags and the config key each one sets (applied after --set).
 CONFIG_FLAGS: list[tuple[str, str, str]] = [
     ("--output", "output.file", "write to FILE instead of stdout (replaced if it exists)"),
     ("--schema", "output.schema", "auto | raw | ecs | ocsf (auto: ecs with an OTLP endpoint, else raw)"),
+    (
+        "--format",
+        "output.format",
+        "auto | json | text | otlp-json, for stdout or --output (auto: text on a terminal, else json)",
+    ),
     ("--alerts-only", "output.raw_events", "ship alerts only, not every raw event (output.raw_events=false)"),
     (
         "--otlp-endpoint",
@@ -36,9 +42,16 @@ CONFIG_FLAGS: list[tuple[str, str, str]] = [
     ("--rules-dir", "correlate.rules_dirs", "a directory of user Sigma rules (repeatable)"),
     ("--disable-rule", "correlate.disabled_rules", "a rule id, name or title to switch off (repeatable)"),
     ("--monitor", "probes.monitor", "containers | all (all includes the host's own processes)"),
+    (
+        "--skip-unsupported-rules",
+        "correlate.skip_unsupported_rules",
+        "start without the rules provex cannot evaluate (named in the log) instead of refusing",
+    ),
 ]
 _LIST_KEYS = {"correlate.rules_dirs", "correlate.disabled_rules"}
-_SWITCHES = {"--alerts-only": "false"}  # flags without a value: the value they set
+# Flags without a value: the value they set.
+_SWITCHES = {"--alerts-only": "false", "--skip-unsupported-rules": "true"}
+_RULE_FLAGS = ["--rules-dir", "--disable-rule", "--skip-unsupported-rules"]
 
 
 def _add_common(parser: argparse.ArgumentParser, flags: Sequence[str] = ()) -> None:
@@ -75,36 +88,44 @@ def _flags(args: argparse.Namespace) -> list[tuple[str, str, object]]:
     return out
 
 
-def build_config(args: argparse.Namespace) -> Config:
+def build_config(args: argparse.Namespace, origins: Origins | None = None) -> Config:
     """The effective config of a command: file, variables, --set and flags, with the
-    output decided (schema, OTLP endpoint: see exporter.config.output)."""
-    origins = Origins()
+    output decided (schema, OTLP endpoint: see exporter.config.output). InputError
+    (InputErrors: all of them) for what cannot be used; `origins` learns where each
+    key was typed."""
+    origins = origins if origins is not None else Origins()
     config = load_config(args.config, list(args.overrides), flags=_flags(args), origins=origins)
     if args.command not in ("run", "replay"):
         return config
-    try:
-        plan = plan_output(config.output, inherit_env=args.command == "run", labels=origins.labels())
-    except OutputError as exc:
-        raise ConfigError(str(exc)) from None
+    plan = plan_output(
+        config.output,
+        inherit_env=args.command == "run",
+        labels=origins.labels(),
+        terminal=_stdout_is_terminal(),
+    )
     return msgspec.structs.replace(config, output=plan.output)
 
 
-def _check_paths(args: argparse.Namespace) -> str | None:
-    """Files named on the command line that cannot be used: a one-line reason, or None."""
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
+
+
+def _replay_file_problem(args: argparse.Namespace) -> InputError | None:
     replay_file = getattr(args, "file", None)
-    if args.command == "replay" and replay_file != "-":
-        path = Path(replay_file)
-        if path.is_dir():
-            return f"cannot open replay file {replay_file}: is a directory; expected a recording (JSON lines) or -"
-        if not path.exists():
-            return f"cannot open replay file {replay_file}: no such file"
-    output = getattr(args, "output", None)
-    if output and output != "-":
-        path = Path(output)
-        if path.is_dir():
-            return f"--output {output}: is a directory; expected a file path"
-        if not path.parent.is_dir():
-            return f"--output {output}: directory {path.parent} does not exist"
+    if args.command != "replay" or replay_file == "-":
+        return None
+    path = Path(replay_file)
+    if path.is_dir():
+        return InputError(
+            "is a directory", f"replay file {replay_file}", "expected a recording (JSON lines) or -"
+        )
+    if not path.exists():
+        return InputError(
+            "no such file", f"replay file {replay_file}", "expected a recording (JSON lines) or -"
+        )
     return None
 
 
@@ -134,11 +155,11 @@ def make_parser() -> argparse.ArgumentParser:
         [
             "--output",
             "--schema",
+            "--format",
             "--alerts-only",
             "--otlp-endpoint",
             "--otlp-protocol",
-            "--rules-dir",
-            "--disable-rule",
+            *_RULE_FLAGS,
         ],
     )
     replay.add_argument(
@@ -151,7 +172,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     from exporter.correlate.cli import add_rules_subcommands
 
-    add_rules_subcommands(sub, config_flags=lambda p: _add_common(p, ["--rules-dir", "--disable-rule"]))
+    add_rules_subcommands(sub, config_flags=lambda p: _add_common(p, _RULE_FLAGS))
     from exporter.scenarios.cli import add_scenario_subcommands
 
     add_scenario_subcommands(sub)
@@ -167,24 +188,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if getattr(args, "func", None) is not None:  # subcommands that need no agent config (rules ...)
         return int(args.func(args))
+    origins = Origins()
     try:
-        config = build_config(args)
-    except ConfigError as exc:
-        print(f"provex: {exc}", file=sys.stderr)
+        config = build_config(args, origins)
+    except InputError as exc:
+        print(render(exc), file=sys.stderr)
         return 2
     if getattr(args, "with_config", None) is not None:  # rules list: the rules the agent would load
         return int(args.with_config(args, config))
-    if getattr(args, "print_config", False):
+    from exporter.agent.build import preflight
+
+    try:  # every input, before a probe is compiled or a thread started
+        problem = _replay_file_problem(args)
+        if problem is not None:
+            raise problem
+        output = args.output if args.command == "record" else config.output.file
+        ruleset = preflight(config, args.command, labels=origins.labels(), output=output)
+    except InputError as exc:
+        print(render(exc), file=sys.stderr)
+        return 2
+    if getattr(args, "print_config", False):  # after the checks: a config printed is one that starts
         sys.stdout.write(config_to_yaml(config))
         return 0
-    problem = _check_paths(args)
-    if problem:
-        print(f"provex: {problem}", file=sys.stderr)
-        return 2
 
     from exporter.logs import setup_logging
 
     setup_logging(config.log.level)
     from exporter.agent import commands
 
-    return commands.dispatch(args, config)
+    return commands.dispatch(args, config, ruleset)

@@ -22,13 +22,14 @@ import yaml
 from exporter import yamlfile
 from exporter.config.schema import Config
 from exporter.config.validate import check_values
-from exporter.yamlfile import shape_problem, type_at
+from exporter.errors import InputError, Source, raise_all
+from exporter.yamlfile import shape_problems, type_at
 
 ENV_PREFIX = "PROVEX_"
 
 
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names the key, where, and why."""
+class ConfigError(InputError):
+    """A config value that cannot be used: where it was typed, and why."""
 
 
 @dataclass
@@ -42,6 +43,22 @@ class Origins:
     def label(self, key: tuple[str, ...], with_key: bool = True) -> str:
         """`--schema`, `--set output.schema`, `environment PROVEX_...`, or `file:line: key x.y`
         (`file:line` alone when the message names the key itself)."""
+        typed = self._typed(key)
+        if typed is not None:
+            return typed
+        source, named = self._in_file(key, with_key)
+        return f"{source}: {named}" if source and named else str(source or named or "config")
+
+    def error(self, key: tuple[str, ...], problem: str, with_key: bool = True) -> ConfigError:
+        """`problem` of the value at `key`, located where the user typed it."""
+        typed = self._typed(key)
+        if typed is not None:
+            return ConfigError(problem, typed)
+        source, named = self._in_file(key, with_key)
+        return ConfigError(f"{named}: {problem}" if named else problem, source)
+
+    def _typed(self, key: tuple[str, ...]) -> str | None:
+        """The flag, `--set` or variable that set `key` (or a key above or below it)."""
         for length in range(len(key), 0, -1):
             source = self.overrides.get(key[:length])
             if source is not None:
@@ -49,14 +66,15 @@ class Origins:
         for typed, source in self.overrides.items():  # `--set a.b=1` refused at `a`
             if typed[: len(key)] == key:
                 return source
-        named = f": key {'.'.join(key) or '<root>'}" if with_key else ""
+        return None
+
+    def _in_file(self, key: tuple[str, ...], with_key: bool) -> tuple[Source | None, str]:
+        named = f"key {'.'.join(key) or '<root>'}" if with_key else ""
         for length in range(len(key), 0, -1):
             line = self.lines.get(key[:length])
             if line is not None:
-                return f"{self.file}:{line}{named}"
-        if self.file:
-            return f"{self.file}{named}"
-        return named.removeprefix(": ") or "config"
+                return Source(self.file, line), named
+        return (Source(self.file) if self.file else None), named
 
     def labels(self) -> dict[tuple[str, ...], str]:
         """What the user typed for each key set in the file, a variable or a flag."""
@@ -101,6 +119,8 @@ def _flag_value(dotted: str, value: Any) -> Any:
     if not isinstance(value, str):
         return value
     tp = type_at(Config, tuple(dotted.split(".")))
+    if typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
     if tp is str or typing.get_origin(tp) is typing.Literal:
         return value
     return parse_value(value)
@@ -113,7 +133,8 @@ def load_config(
     flags: Iterable[tuple[str, str, Any]] = (),
     origins: Origins | None = None,
 ) -> Config:
-    """Build the effective config. Raises ConfigError naming key, location and reason.
+    """Build the effective config. Raises ConfigError naming key, location and reason
+    (InputErrors with every one when there are several).
 
     `flags` are (flag as typed, dotted key, value) from the CLI, applied last;
     `origins`, when given, is filled with where each key came from.
@@ -126,17 +147,18 @@ def load_config(
         try:
             doc = yamlfile.load(path)
         except IsADirectoryError:
-            raise ConfigError(f"--config {path}: is a directory, expected a YAML file") from None
+            raise ConfigError("is a directory; expected a YAML file", f"--config {path}") from None
         except OSError as exc:
-            raise ConfigError(f"--config {path}: cannot read config: {exc.strerror}") from None
+            raise ConfigError(f"cannot read it ({exc.strerror})", f"--config {path}") from None
         except yamlfile.YamlFileError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(exc.problem, exc.source) from None
         origins.lines = doc.lines
         if doc.data is None:
             doc.data = {}
         if not isinstance(doc.data, dict):
-            problem = f"expected a mapping of sections, got {type(doc.data).__name__}"
-            raise ConfigError(str(doc.error(problem))) from None
+            raise ConfigError(
+                f"expected a mapping of sections, got {type(doc.data).__name__}", Source(str(path), doc.start)
+            )
         data = doc.data
 
     for dotted, raw in env_overrides(environ):
@@ -146,7 +168,7 @@ def load_config(
         )
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set output.schema=ecs")
+            raise ConfigError("expected KEY=VALUE (e.g. --set output.schema=ecs)", f"--set {item!r}")
         dotted, raw = (part.strip() for part in item.split("=", 1))
         _set_path(data, dotted, parse_value(raw))
         origins.overrides[tuple(dotted.split("."))] = f"--set {dotted}"
@@ -154,15 +176,10 @@ def load_config(
         _set_path(data, dotted, _flag_value(dotted, value))
         origins.overrides[tuple(dotted.split("."))] = flag
 
-    try:
-        config = msgspec.convert(data, Config, strict=True)
-    except msgspec.ValidationError as exc:
-        problem = shape_problem(exc, data, Config)
-        raise ConfigError(
-            f"{origins.label(problem.path, with_key=not problem.names_key)}: {problem.text}"
-        ) from None
-    for key, problem in check_values(config):
-        raise ConfigError(f"{origins.label(key)}: {problem}")
+    shape = shape_problems(data, Config)
+    raise_all(origins.error(p.path, p.text, with_key=not p.names_key) for p in shape)
+    config = msgspec.convert(data, Config, strict=True)
+    raise_all(origins.error(key, problem) for key, problem in check_values(config))
     return config
 
 

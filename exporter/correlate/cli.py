@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -31,27 +32,51 @@ def _paths(paths: Sequence[str | Path]) -> list[str | Path]:
     return list(paths) if paths else [DEFAULT_RULES_DIR]
 
 
-def lint(paths: Sequence[str | Path], out: TextIO = sys.stdout, strict: bool = False) -> int:
-    """Load and compile the rules as `provex run` does; print every error, skipped rule
-    and warning with file:line. 0 = the set loads (and, when strict, nothing was skipped
-    or warned about)."""
+def lint(
+    paths: Sequence[str | Path],
+    out: TextIO = sys.stdout,
+    strict: bool = False,
+    skip_unsupported: bool = False,
+) -> int:
+    """Load and compile the rules as `provex run` does; print every error, rule provex
+    cannot evaluate and warning with file:line. 0 = the set loads as `provex run` would
+    load it: a rule that cannot run here is an error (`run` refuses it) unless
+    `skip_unsupported` (--skip-unsupported-rules); `strict` also fails on warnings and
+    skipped rules."""
+    rs = _load(paths, out)
+    if rs is None:
+        return 1
+    for err in rs.skipped:
+        print(f"{'SKIP' if skip_unsupported else 'ERROR'} {err}", file=out)
+    for err in rs.warnings:
+        print(f"WARNING {err}", file=out)
+    if rs.skipped and not skip_unsupported:
+        print(
+            f"{len(rs.skipped)} rule(s) cannot run here: `provex run` refuses them"
+            " (--skip-unsupported-rules starts without them)",
+            file=out,
+        )
+        return 1
+    counts = (
+        f"{len(rs.rules)} rules, {len(rs.correlations)} correlations in {len(rs.files)} files;"
+        f" {len(rs.skipped)} skipped (not evaluable here), {len(rs.warnings)} warning(s)"
+    )
+    if strict and (rs.skipped or rs.warnings):
+        print(f"FAIL (--strict) {counts}", file=out)
+        return 1
+    print(f"OK {counts}", file=out)
+    return 0
+
+
+def _load(paths: Sequence[str | Path], out: TextIO) -> RuleSet | None:
+    """The rule set under `paths`; None (every error printed) when it is refused."""
     try:
-        rs = load_rules(_paths(paths))
+        return load_rules(_paths(paths))
     except RulesError as exc:
         for err in exc.errors:
             print(f"ERROR {err}", file=out)
         print(f"{len(exc.errors)} error(s); nothing loaded", file=out)
-        return 1
-    for err in rs.skipped:
-        print(f"SKIP {err}", file=out)
-    for err in rs.warnings:
-        print(f"WARNING {err}", file=out)
-    print(
-        f"OK {len(rs.rules)} rules, {len(rs.correlations)} correlations in {len(rs.files)} files;"
-        f" {len(rs.skipped)} skipped (not evaluable here), {len(rs.warnings)} warning(s)",
-        file=out,
-    )
-    return 1 if strict and (rs.skipped or rs.warnings) else 0
+        return None
 
 
 def replay(ruleset: RuleSet, path: Path, config: CorrelateConfig | None = None) -> tuple[list[Alert], int]:
@@ -71,6 +96,47 @@ def _fixture_root(rule_file: Path, fixtures: Path | None) -> Path:
     return rule_file.parent / "fixtures" / rule_file.stem
 
 
+@dataclass
+class FixtureResult:
+    """One fixture replayed (or, with `case` None, a kind of fixture a rule file lacks)."""
+
+    rule_file: Path
+    kind: str  # positive | negative
+    case: Path | None
+    ok: bool
+    detail: str
+    alerted: set[str] = field(default_factory=set)  # uids of the file's rules that alerted
+
+    def line(self) -> str:
+        if self.case is None:
+            return f"FAIL {self.rule_file.name}: {self.detail}"
+        return f"{'PASS' if self.ok else 'FAIL'} {self.rule_file.name} {self.kind}/{self.case.name}: {self.detail}"
+
+
+def fixture_results(
+    rs: RuleSet,
+    paths: Sequence[str | Path],
+    fixtures: str | Path | None = None,
+    *,
+    where_present: bool = False,
+) -> Iterator[FixtureResult]:
+    """Replay the positive and negative fixtures of every rule file under `paths` through
+    `rs`. `where_present`: a file without fixtures (or whose rules are all disabled) is
+    passed over instead of failing (a reload tests what it can)."""
+    root = Path(fixtures) if fixtures is not None else None
+    for rule_file in rule_files(paths):
+        expected = _alerting_ids(rs, str(rule_file))
+        folder = _fixture_root(rule_file, root)
+        if where_present and not expected:
+            continue
+        for kind in ("positive", "negative"):
+            cases = sorted((folder / kind).glob("*.jsonl"))
+            if not cases and not where_present:
+                yield FixtureResult(rule_file, kind, None, False, f"no {kind} fixtures in {folder / kind}")
+            for case in cases:
+                yield _check(rs, rule_file, kind, case, expected)
+
+
 def run_fixtures(
     paths: Sequence[str | Path], fixtures: str | Path | None = None, out: TextIO = sys.stdout
 ) -> int:
@@ -83,20 +149,10 @@ def run_fixtures(
             print(f"ERROR {err}", file=out)
         print("0 passed, 1 failed", file=out)
         return 1
-    root = Path(fixtures) if fixtures is not None else None
     passed = failed = 0
-    for rule_file in rule_files(paths):
-        expected = _alerting_ids(rs, str(rule_file))
-        folder = _fixture_root(rule_file, root)
-        for kind in ("positive", "negative"):
-            cases = sorted((folder / kind).glob("*.jsonl"))
-            if not cases:
-                print(f"FAIL {rule_file.name}: no {kind} fixtures in {folder / kind}", file=out)
-                failed += 1
-            for case in cases:
-                ok, detail = _check(rs, case, expected, kind == "positive")
-                passed, failed = passed + ok, failed + (not ok)
-                print(f"{'PASS' if ok else 'FAIL'} {rule_file.name} {kind}/{case.name}: {detail}", file=out)
+    for result in fixture_results(rs, paths, fixtures):
+        passed, failed = passed + result.ok, failed + (not result.ok)
+        print(result.line(), file=out)
     print(f"{passed} passed, {failed} failed", file=out)
     return 1 if failed else 0
 
@@ -106,15 +162,18 @@ def _alerting_ids(rs: RuleSet, file: str) -> set[str]:
     return ids | {c.uid for c in rs.correlations if c.file == file}
 
 
-def _check(rs: RuleSet, case: Path, expected: set[str], positive: bool) -> tuple[bool, str]:
+def _check(rs: RuleSet, rule_file: Path, kind: str, case: Path, expected: set[str]) -> FixtureResult:
     alerts, skipped = replay(rs, case)
     if skipped:
-        return False, f"{skipped} unreadable line(s)"
+        return FixtureResult(rule_file, kind, case, False, f"{skipped} unreadable line(s)")
     mine = [a for a in alerts if a.rule_id in expected]
     titles = sorted({a.rule_title for a in mine})
-    if positive:
-        return bool(mine), f"{len(mine)} alert(s) {titles}" if mine else "no alert"
-    return not mine, "silent" if not mine else f"{len(mine)} unexpected alert(s) {titles}"
+    alerted = {a.rule_id for a in mine}
+    if kind == "positive":
+        detail = f"{len(mine)} alert(s) {titles}" if mine else "no alert"
+        return FixtureResult(rule_file, kind, case, bool(mine), detail, alerted)
+    detail = "silent" if not mine else f"{len(mine)} unexpected alert(s) {titles}"
+    return FixtureResult(rule_file, kind, case, not mine, detail, alerted)
 
 
 def survey(paths: Iterable[str | Path], out: TextIO = sys.stdout) -> int:
@@ -177,8 +236,18 @@ def add_rules_subcommands(
     p.set_defaults(func=None, with_config=lambda a, config: list_rules(config.correlate))
     p = sub.add_parser("lint", help="load and compile rules; report errors with file:line")
     p.add_argument("paths", nargs="*", help="rule files or directories (default: the shipped rules)")
-    p.add_argument("--strict", action="store_true", help="also fail on skipped rules and warnings")
-    p.set_defaults(func=lambda a: _checked(a.paths, "lint") or lint(a.paths, strict=a.strict))
+    p.add_argument("--strict", action="store_true", help="also fail on warnings (and skipped rules)")
+    p.add_argument(
+        "--skip-unsupported-rules",
+        action="store_true",
+        help="as `provex run --skip-unsupported-rules`: list the rules provex cannot evaluate, do not fail",
+    )
+    p.set_defaults(
+        func=lambda a: (
+            _checked(a.paths, "lint")
+            or lint(a.paths, strict=a.strict, skip_unsupported=a.skip_unsupported_rules)
+        )
+    )
     p = sub.add_parser("test", help="replay each rule file's positive and negative fixtures")
     p.add_argument("paths", nargs="*", help="rule files or directories (default: the shipped rules)")
     p.add_argument(

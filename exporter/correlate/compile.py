@@ -83,7 +83,11 @@ def check_field(name: str, category: str) -> None:
     field = FIELDS.get(name)
     if field is None:
         near = difflib.get_close_matches(name, list(FIELDS), 1, 0.8)
-        hint = f": did you mean {near[0]!r}?" if near else ""
+        if near:
+            hint = f": did you mean {near[0]!r}?"
+        else:  # no typo: provex has no value for it; still name the closest field it has
+            closest = difflib.get_close_matches(name, list(FIELDS), 1, 0.0)
+            hint = f", which provex has no value for (nearest known field: {closest[0]!r})" if closest else ""
         raise Unsupported(
             "unknown_field",
             f"unknown field {name!r}{hint} (see exporter/correlate/FIELDS.md)",

@@ -41,39 +41,62 @@ MATCHES = Counter(
 class Correlator:
     def __init__(self, ruleset: RuleSet, config: CorrelateConfig | None = None) -> None:
         config = config or CorrelateConfig()
-        self.ruleset = ruleset
         self.graph = ProvenanceGraph(config.window_s, config.max_nodes, config.max_edges)
         self.dedup = Deduplicator(config.dedup_window_s)
         self.now_ns = 0
+        self._states: dict[str, list[CorrelationState]] = {}
+        self.use_rules(ruleset)
+        self._skipped_failed = EVENTS_SKIPPED.labels("failed_syscall")
+        self._matches: dict[str, object] = {}  # rule uid -> its labelled counter (labels() costs per call)
+
+    def use_rules(self, ruleset: RuleSet) -> None:
+        """Evaluate `ruleset` from the next event on (a reload swaps it here). The provenance
+        graph and de-duplication stay; so do the partial chains of a correlation whose shape
+        (type, steps, grouping, window) did not change."""
+        old = {state.corr.uid: state for states in self._states.values() for state in states}
+        self.ruleset = ruleset
         self._dispatch: dict[str, list[Rule]] = {}
         for rule in ruleset.rules:
             self._dispatch.setdefault(rule.category, []).append(rule)
-        self._states: dict[str, list[CorrelationState]] = {}
+        self._states = {}
         for corr in ruleset.correlations:
             state = CorrelationState(corr, self.graph)
+            kept = old.get(corr.uid)
+            if kept is not None and _shape(kept.corr) == _shape(corr):
+                state.groups = kept.groups
             for step in dict.fromkeys(corr.steps):  # each rule once, in order
                 self._states.setdefault(step.uid, []).append(state)
-        self._skipped_failed = EVENTS_SKIPPED.labels("failed_syscall")
-        self._matches: dict[str, object] = {}  # rule uid -> its labelled counter (labels() costs per call)
 
     def process(self, event: Event) -> list[Alert]:
         out: list[Alert] = []
         if event.ts_ns > self.now_ns:
             self.now_ns = event.ts_ns
             out += self.dedup.close_until(event.ts_ns)
-        self.graph.add(event)
+        graph = self.graph
+        graph.add(event)
+        self._judge(event, out)
+        if graph._rejudged:
+            # Executions whose program's origin this event revealed (the pipe an interpreter
+            # reads from is fed by a process that just connected out): judged again by the
+            # rules that read the origin.
+            for late in graph.take_rejudged():
+                self._judge(late, out, origin_only=True)
+        return out
+
+    def _judge(self, event: Event, out: list[Alert], origin_only: bool = False) -> None:
         categories = categories_of(event)
         if not categories:
-            return out
+            return
         ok = succeeded(event)
-        if not ok:
+        if not ok and not origin_only:
             self._skipped_failed.inc()
         view = EventView(event)
         for category in categories:
             for rule in self._dispatch.get(category, ()):
+                if origin_only and not rule.reads_origin:
+                    continue
                 if (ok or rule.include_failed) and rule.predicate(view):
                     self._matched(rule, event, view, out)
-        return out
 
     def _matched(self, rule: Rule, event: Event, view: EventView, out: list[Alert]) -> None:
         self._match_counter(rule.uid).inc()
@@ -123,6 +146,7 @@ class Correlator:
             decisive_ts_ns=decisive.ts,
             evidence=evidence,
             event=decisive.event,
+            rules_digest=self.ruleset.digest,
         )
         first = self.dedup.offer(alert, self.now_ns)
         if first is not None:
@@ -138,6 +162,23 @@ class Correlator:
         return self.dedup.close_all()
 
 
+def _shape(corr: Correlation) -> tuple:
+    """What a correlation's partial chains depend on: kept across a reload when equal."""
+    return (
+        corr.type,
+        [step.uid for step in corr.steps],
+        corr.group_by,
+        corr.aliases,
+        corr.timespan_ns,
+        corr.op,
+        corr.count,
+        corr.value_field,
+        corr.lineage_mode,
+        corr.lineage_depth,
+        corr.same,
+    )
+
+
 def _decisive(matches: list[Match]) -> Match:
     # The completing event is the newest (the one whose arrival made the match).
     return max(matches, key=lambda m: m.ts)
@@ -150,15 +191,24 @@ def rule_paths(config: CorrelateConfig) -> list[Path | str]:
 
 def build_correlator(config: CorrelateConfig, extra_paths: Iterable[str | Path] = ()) -> Correlator:
     """The correlator for a config: default rules (unless disabled) plus correlate.rules_dirs.
+    Raises RulesError as `configured_rules` does."""
+    return Correlator(configured_rules(config, extra_paths), config)
 
-    Raises RulesError (every problem with its file:line, nothing loaded) on a
-    bad rule, a missing rules dir or an unknown name in disabled_rules.
+
+def configured_rules(config: CorrelateConfig, extra_paths: Iterable[str | Path] = ()) -> RuleSet:
+    """The rule set a config names: default rules (unless disabled) plus correlate.rules_dirs.
+
+    Raises RulesError (every problem with its file:line, nothing loaded) on a bad rule, a
+    missing rules dir, an unknown name in disabled_rules, or a rule provex cannot evaluate
+    unless correlate.skip_unsupported_rules (`--skip-unsupported-rules`) says to skip it.
     """
     paths = rule_paths(config) + list(extra_paths)
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         raise RulesError([RuleError(p, 0, "rules path does not exist", "io") for p in missing])
     ruleset = load_rules(paths, disabled=config.disabled_rules)
+    if ruleset.skipped and not config.skip_unsupported_rules:
+        raise RulesError([*ruleset.skipped, unsupported_summary(len(ruleset.skipped))])
     log.info(
         "rules loaded",
         extra={
@@ -167,7 +217,19 @@ def build_correlator(config: CorrelateConfig, extra_paths: Iterable[str | Path] 
                 "correlations": len(ruleset.correlations),
                 "files": len(ruleset.files),
                 "disabled": list(config.disabled_rules),
+                "digest": ruleset.digest,
             }
         },
     )
-    return Correlator(ruleset, config)
+    return ruleset
+
+
+def unsupported_summary(count: int) -> RuleError:
+    """The line after the rules provex cannot evaluate: how to start without them."""
+    return RuleError(
+        "",
+        0,
+        f"{count} rule(s) above cannot run here; to start without them, pass --skip-unsupported-rules"
+        " (correlate.skip_unsupported_rules: true)",
+        "unsupported",
+    )

@@ -34,6 +34,7 @@ CATEGORY_DOC: dict[str, str] = {
     "mount": "mount, fsopen, fsconfig, fsmount, move_mount, open_tree (provex)",
     "setns": "setns (provex)",
     "unshare": "unshare (provex)",
+    "sensor": "a container's decisive syscalls of one kind past its budget, summarized by the kernel (provex)",
 }
 CATEGORIES = frozenset(CATEGORY_DOC)
 ALL = CATEGORIES
@@ -77,6 +78,7 @@ _SINGLE: dict[EventType, tuple[str, ...]] = {
     EventType.MOUNT: ("mount",),
     EventType.SETNS: ("setns",),
     EventType.UNSHARE: ("unshare",),
+    EventType.SUMMARY: ("sensor",),
 }
 
 
@@ -115,6 +117,18 @@ def resolve_host_mount(event: Event) -> tuple[HostMount, str] | None:
         if hit is not None:
             return hit
     return None
+
+
+def host_file(event: Event) -> str:
+    """The host path of the file an event acts on: through a host mount its path resolves
+    into, else by the file's identity, when the agent registered it as a host file (the
+    kernel read the identity from the opened file or the running image, so no spelling,
+    link, dirfd, bind mount or handle changes it)."""
+    hit = resolve_host_mount(event)
+    if hit is not None:
+        return hit[1]
+    ref = event.file
+    return ref.host_path if ref is not None and event.type in (EventType.OPEN, EventType.EXEC) else ""
 
 
 def _image(e: Event) -> str:
@@ -216,10 +230,14 @@ _RUNC_CLONED = re.compile(r"^/memfd:runc_cloned:|/runc\.[A-Za-z0-9]{6}$")
 
 
 def _is_container_runtime(e: Event) -> bool:
-    """The container runtime's own work while it builds a container: its binary, or runc init
-    (comm "runc:[N:...]") with no image seen in the container yet or running runc's cloned
-    copy. A comm alone is not enough (any process can set it). Names compare as Sigma's
-    endswith and startswith do, without case."""
+    """The container runtime's own work: as the kernel knows it (Event.by_runtime: the
+    process runs one of the host's runtime binaries, by device and inode, or descends from one
+    and has executed nothing else since). Only for events recorded without that knowledge (an
+    old recording, a kernel without BTF) by name: its binary, or runc init (comm "runc:[N:...]")
+    with no image seen in the container yet or running runc's cloned copy; names compare as
+    Sigma's endswith and startswith do, without case."""
+    if e.by_runtime is not None:
+        return e.by_runtime
     image = _image(e)
     if image.lower().endswith(_RUNTIME_BINARIES):
         return True
@@ -229,8 +247,36 @@ def _is_container_runtime(e: Event) -> bool:
 
 
 def _host_path(e: Event) -> Value:
-    hit = resolve_host_mount(e)
-    return hit[1] if hit else ""
+    return host_file(e)
+
+
+def _identity(e: Event) -> Value:
+    return f"{e.file.dev}:{e.file.ino}" if e.file is not None else ""
+
+
+def _own_secret(e: Event) -> Value:
+    """The file is the reading container's own secret: by identity (the agent registered it as
+    that container's token), or, when its identity says nothing, by the resolved path."""
+    ref = e.file
+    if ref is not None and ref.kind:
+        return bool(ref.owner) and e.container is not None and ref.owner == e.container.id
+    path = e.resolved_path
+    return path.startswith(("/var/run/secrets/", "/run/secrets/"))
+
+
+def _other_secret(e: Event) -> Value:
+    ref = e.file
+    return ref is not None and bool(ref.owner) and (e.container is None or ref.owner != e.container.id)
+
+
+_S_IFMT = 0o170000
+_FILE_TYPES = {0o010000: "pipe", 0o020000: "char", 0o040000: "dir", 0o060000: "block", 0o100000: "file",
+               0o120000: "symlink", 0o140000: "socket"}  # fmt: skip
+
+
+def file_type(mode: int) -> str:
+    """S_IF* of an i_mode as a word: file, dir, pipe, socket, char, block, symlink."""
+    return _FILE_TYPES.get(mode & _S_IFMT, "")
 
 
 def _host_root(e: Event) -> Value:
@@ -291,13 +337,14 @@ _TABLE: list[Field] = [
     Field("ParentCommandLine", "string", ALL, "process.parent_argv joined", _process("parent_argv", True)),
     Field("User", "string", ALL, '"root" for uid 0, else the numeric uid as text', lambda e: _user(e.uid)),
     Field("ProcessId", "integer", ALL, "pid (thread group id)", lambda e: e.pid),
-    Field("ParentProcessId", "integer", ALL, "ppid", lambda e: e.ppid),
+    Field("ParentProcessId", "integer", ALL, "ppid (empty when not known)", lambda e: e.ppid or None),
     Field(
         "TargetFilename",
         "string",
         _FILE,
-        "the opened file, resolved (root, cwd, dirfd, known links); as given if it cannot be",
-        _open(lambda e: e.resolved_path or e.path),
+        "the opened file, resolved (root, cwd, dirfd, known links); as given if it cannot be;"
+        " with no name (a file handle, io_uring), the path registered for its identity",
+        _open(lambda e: e.resolved_path or e.path or (e.file.path if e.file is not None else "")),
     ),
     Field(
         "DestinationIp",
@@ -375,10 +422,87 @@ _TABLE: list[Field] = [
         "ExecutedFileFromNetwork",
         "boolean",
         _EXEC,
-        "an executed file was written, in this container within the window, by a process that "
-        "held network data (it, or a process it forked from, connected out, before or after the "
-        "write; or it read such a file); renames and links followed",
+        "the program came from the network: an executed file (by path or identity) was written, "
+        "in this container within the window, by a process that held network data (it, or a "
+        "process it forked from, connected out, before or after the write; or it read such a "
+        "file), renames and links followed; or an interpreter reads its program from a pipe or "
+        "socket fed by such a process (judged again when the feeder connects after the exec); "
+        "or a memfd written by such a process was executed",
         lambda e: bool(e.origin),
+    ),
+    Field(
+        "ProgramCarrier",
+        "string",
+        _EXEC,
+        "what carried a program from the network: file, pipe, socket or memfd (empty otherwise)",
+        _exec(lambda e: e.carrier),
+    ),
+    Field(
+        "ImageKernelName",
+        "string",
+        _EXEC,
+        'the kernel\'s name for the running image ("memfd:x" for a memfd, whatever path was given)',
+        _exec(lambda e: e.exe_name),
+    ),
+    Field(
+        "StdinType",
+        "string",
+        _EXEC,
+        "what the new program's stdin is, as the kernel saw it: file, pipe, socket, char, ...",
+        _exec(lambda e: file_type(e.stdin.mode) if e.stdin is not None else ""),
+    ),
+    Field(
+        "FileIdentity",
+        "string",
+        _PATHS,
+        "device:inode of the opened file or the running image, read from the kernel (not the name)",
+        _identity,
+    ),
+    Field(
+        "FileVerdict",
+        "string",
+        _FILE,
+        "why the kernel sent the open: empty (its spelling), sensitive_path, sensitive_file, "
+        "sensitive_dir (by the file's identity), learned (a file the workload wrote)",
+        _open(lambda e: e.verdict),
+    ),
+    Field(
+        "IsSensitiveFile",
+        "boolean",
+        _FILE,
+        "the kernel judged the file sensitive (its spelling, or its identity: a registered file, "
+        "or a file in a registered directory or the directory below it, such as a token volume)",
+        lambda e: e.type is EventType.OPEN and e.verdict.startswith("sensitive"),
+    ),
+    Field(
+        "FileRealPath",
+        "string",
+        _PATHS,
+        "the path the agent registered for the file's identity (its owner's view): names the file "
+        "whatever alias was used",
+        lambda e: e.file.path if e.file is not None else "",
+    ),
+    Field(
+        "IsOwnSecret",
+        "boolean",
+        _FILE,
+        "the file is the reading container's own secret (its service-account token), by identity; "
+        "by the resolved path under /var/run/secrets or /run/secrets when the identity is not known",
+        _own_secret,
+    ),
+    Field(
+        "IsOtherContainerSecret",
+        "boolean",
+        _FILE,
+        "the file is another container's secret (its service-account token), by identity",
+        _other_secret,
+    ),
+    Field(
+        "RepeatCount",
+        "integer",
+        _FILE,
+        "the same process's reads of this sensitive file folded into this one (empty when none)",
+        lambda e: e.repeats if e.type is EventType.OPEN and e.repeats else None,
     ),
     # provex: process and syscall
     Field("EventType", "string", ALL, "exec, open, connect, mount, setns, unshare", lambda e: e.type.value),
@@ -456,10 +580,13 @@ _TABLE: list[Field] = [
     Field(
         "IsContainerRuntime",
         "boolean",
-        _NS | _MOUNT,
-        "the container runtime's own work while it builds a container: a runc, crun or"
-        " containerd-shim-runc-v2 image, or runc init (comm runc:[...) with no image known yet"
-        " or running runc's cloned copy (/memfd:runc_cloned:..., a runc.XXXXXX file)",
+        _NS | _MOUNT | _EXEC | _FILE,
+        "the container runtime's own work, as the kernel knows it: the process runs one of the"
+        " host's runtime binaries (probes.runtime_binaries, by device and inode) or descends from"
+        " one and has executed nothing but the runtime's own copy of itself since; a copy or a"
+        " renamed binary inside a container, or a spoofed comm, is not it. For events recorded"
+        " without that knowledge: a runc, crun or containerd-shim-runc-v2 image, or runc init"
+        " (comm runc:[...) with no image known yet or running runc's cloned copy",
         _is_container_runtime,
     ),
     Field("PodName", "string", ALL, "Pod name", _pod("name")),
@@ -489,15 +616,37 @@ _TABLE: list[Field] = [
         "IsHostMount",
         "boolean",
         _PATHS,
-        "the resolved path (exec: the image or the interpreted file; mount: its source) lies in a host mount",
-        lambda e: resolve_host_mount(e) is not None,
+        "the resolved path (exec: the image or the interpreted file; mount: its source) lies in a"
+        " host mount, or the file is, by its identity, a host file the agent registered",
+        lambda e: bool(host_file(e)),
     ),
-    Field("HostMountPath", "string", _PATHS, "the host path it reaches through that mount", _host_path),
+    Field(
+        "HostMountPath",
+        "string",
+        _PATHS,
+        "the host path it reaches through that mount, or the registered host path of its identity",
+        _host_path,
+    ),
     Field(
         "HostMountContainerPath", "string", _PATHS, "where that host mount sits in the container", _host_root
     ),
     Field("HostMountReadOnly", "boolean", _PATHS, "that host mount is read-only", _host_ro),
     Field("IsLate", "boolean", ALL, "enrichment deadline passed before identity was known", lambda e: e.late),
+    # provex: the sensor itself
+    Field(
+        "SummaryKind",
+        "string",
+        frozenset({"sensor"}),
+        "the decisive kind a container sent past its budget: exec, file, mount, ns, net",
+        lambda e: e.summary.kind if e.summary is not None else "",
+    ),
+    Field(
+        "SummaryCount",
+        "integer",
+        frozenset({"sensor"}),
+        "how many of them the kernel counted instead of sending",
+        lambda e: e.summary.count if e.summary is not None else 0,
+    ),
 ]
 
 

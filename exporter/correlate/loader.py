@@ -20,6 +20,7 @@ provex extensions are top-level `x-provex-*` keys (pySigma keeps them in
 from __future__ import annotations
 
 import difflib
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,32 +113,45 @@ class RuleSet:
     files: list[str]
     skipped: list[RuleError] = field(default_factory=list)  # valid, but not evaluable here
     warnings: list[RuleError] = field(default_factory=list)  # loaded; worth a look (ATT&CK tags)
+    # What was loaded, in 16 hex digits: the files' bytes as read (in load order) and the
+    # disabled rules. Alerts and provex_rules_info carry it; a reload changes it.
+    digest: str = ""
 
 
 # ---------------------------------------------------------------- files
 
 
 def rule_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Every .yml/.yaml under the given files and directories, sorted."""
+    """Every .yml/.yaml under the given files and directories, sorted. Hidden names are
+    skipped: a ConfigMap volume holds each file twice, as `x.yml` and in `..<timestamp>/`."""
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(x for x in p.rglob("*") if x.suffix in (".yml", ".yaml") and x.is_file())
+            found += sorted(
+                x
+                for x in p.rglob("*")
+                if x.suffix in (".yml", ".yaml")
+                and not any(part.startswith(".") for part in x.relative_to(p).parts)
+                and x.is_file()
+            )
         else:
             found.append(p)
     return found
 
 
-def _read_docs(path: Path, errors: list[RuleError]) -> list[YamlDoc]:
+def _read_docs(path: Path, errors: list[RuleError], digest: Any = None) -> list[YamlDoc]:
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
     except OSError as exc:
         errors.append(RuleError(name, 0, f"cannot read: {exc.strerror or exc}", "io"))
         return []
     except UnicodeDecodeError as exc:
         errors.append(RuleError(name, 0, f"not UTF-8: {exc}", "io"))
         return []
+    if digest is not None:
+        digest.update(hashlib.sha256(raw).digest())
     try:
         docs = yamlfile.parse(text, name)
     except YamlFileError as exc:
@@ -464,8 +478,11 @@ def _compile_all(
     errors: list[RuleError] = []
     warnings: list[RuleError] = []
     skipped: dict[str, RuleError] = {}  # id and name of a skipped rule -> why
+    disabled = list(disabled)
     files = rule_files(paths)
-    docs = [d for f in files for d in _read_docs(f, errors)]
+    digest = hashlib.sha256()
+    docs = [d for f in files for d in _read_docs(f, errors, digest)]
+    digest.update("\0".join(sorted(disabled)).encode())
     rules: list[Rule] = []
     by_ref: dict[str, Rule] = {}
     corr_docs = []
@@ -520,7 +537,9 @@ def _compile_all(
     for rule in rules:
         rule.generate = id(rule) not in referenced
     unique_skipped = list({id(e): e for e in skipped.values()}.values())
-    ruleset = RuleSet(rules, correlations, [str(f) for f in files], unique_skipped, warnings)
+    ruleset = RuleSet(
+        rules, correlations, [str(f) for f in files], unique_skipped, warnings, digest.hexdigest()[:16]
+    )
     unknown = [d for d in disabled if not _named(ruleset, d)]
     errors += [
         RuleError("correlate.disabled_rules", 0, f"no rule has id, name or title {d!r}", "config")
@@ -541,7 +560,7 @@ def _without(ruleset: RuleSet, off: set[str]) -> RuleSet:
     corrs = [c for c in ruleset.correlations if not off & {c.uid, c.name, c.title}]
     corrs = [c for c in corrs if not any(off & {s.uid, s.name, s.title} for s in c.steps)]
     rules = [r for r in ruleset.rules if not off & {r.uid, r.name, r.title}]
-    return RuleSet(rules, corrs, ruleset.files, ruleset.skipped, ruleset.warnings)
+    return RuleSet(rules, corrs, ruleset.files, ruleset.skipped, ruleset.warnings, ruleset.digest)
 
 
 def load_rules(paths: Iterable[str | Path], *, disabled: Iterable[str] = ()) -> RuleSet:

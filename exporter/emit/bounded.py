@@ -5,7 +5,8 @@ output off the consumer's thread) hand work to a thread of their own this way, w
 one policy:
 
 - full: a live source cannot wait, so the oldest waiting item gives way (counted
-  as `queue_full`); a source that can wait (a replayed file) sets
+  as `queue_full`; with `keep`, the oldest one not kept, e.g. an event before an
+  alert); a source that can wait (a replayed file) sets
   `wait_when_full` and the producer waits for room instead (back-pressure);
 - the worker takes up to `max_batch` items at once, after at most `linger_s`
   (at once when the batch is full, the queue is full or someone flushes);
@@ -13,7 +14,8 @@ one policy:
   worker: what is still queued is dropped as `shutdown`, and an item put after it
   is dropped as `shutdown` too.
 
-Every item ends either handed to the worker or passed to `drop(cause, count)`.
+Every item ends either handed to the worker or passed to `drop(cause, count)` (or,
+with `drop_items`, to `drop_items(cause, items)`, for a caller that counts by kind).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class BoundedQueue(Generic[T]):
         depth_gauge: _Settable | None = None,
         in_flight_gauge: _Settable | None = None,
         on_start: Callable[[], None] | None = None,
+        keep: Callable[[T], bool] | None = None,
+        drop_items: Callable[[str, list[T]], object] | None = None,
     ) -> None:
         if max_items < 1 or (max_batch is not None and max_batch < 1):
             raise ValueError("max_items and max_batch must be >= 1")
@@ -58,6 +62,7 @@ class BoundedQueue(Generic[T]):
         self.wait_when_full = False
         self._handle = handle
         self._drop = drop  # how a lost item is counted: drop(cause, count)
+        self._drop_items, self._keep = drop_items, keep
         self._depth_gauge, self._in_flight_gauge = depth_gauge, in_flight_gauge
         self._on_start = on_start  # run first on the worker thread
         self._items: collections.deque[T] = collections.deque()
@@ -95,14 +100,14 @@ class BoundedQueue(Generic[T]):
                 # Full: the oldest waiting item makes room. After an outage the
                 # newest records are the ones a responder needs first.
                 if len(self._items) >= self.max_items:
-                    dropped = self._items.popleft()
+                    dropped = self._give_way()
                 self._items.append(item)
                 self._set_depth()
                 # Wake the worker only when it has something to do now, not per item.
                 if self._worth_taking():
                     self._cond.notify_all()
         if dropped is not None:
-            self._drop(cause, 1)
+            self._lose(cause, [dropped])
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Until everything put has been handed on (False: timed out). The timeout bounds
@@ -125,6 +130,11 @@ class BoundedQueue(Generic[T]):
                 self._flushing -= 1
         return True
 
+    def discard(self) -> list[T]:
+        """Take everything still queued away from the worker (the caller accounts for it)."""
+        with self._cond:
+            return self._remove_all()
+
     def close(self, timeout_s: float) -> None:
         """No more items. What is queued is dropped as `shutdown`; then the worker ends
         (joined for at most `timeout_s`)."""
@@ -135,8 +145,23 @@ class BoundedQueue(Generic[T]):
             left = self._remove_all()
             self._cond.notify_all()  # the worker, and producers waiting for room
         if left:
-            self._drop("shutdown", len(left))
+            self._lose("shutdown", left)
         self._thread.join(timeout_s)
+
+    def _give_way(self) -> T:
+        """The item that makes room in a full queue (called with the lock held)."""
+        if self._keep is not None:
+            for index, waiting in enumerate(self._items):
+                if not self._keep(waiting):
+                    del self._items[index]
+                    return waiting
+        return self._items.popleft()
+
+    def _lose(self, cause: str, items: list[T]) -> None:
+        if self._drop_items is not None:
+            self._drop_items(cause, items)
+        else:
+            self._drop(cause, len(items))
 
     # -- worker side ---------------------------------------------------------------------
 
@@ -193,7 +218,7 @@ class BoundedQueue(Generic[T]):
                     self._handle(batch)
             except Exception:  # a bug in one batch must not stop the worker
                 log.exception("queue worker failed", extra={"fields": {"thread": self._thread.name}})
-                self._drop("worker_error", len(batch))
+                self._lose("worker_error", batch)
             with self._cond:
                 self._set_in_flight(0)
                 self._handled_batches += 1

@@ -17,17 +17,15 @@ from exporter.config.output import OutputError, plan_output
 from exporter.config.schema import OtlpConfig, OutputConfig
 from exporter.config.schema import node_name as resolve_node_name
 from exporter.emit import sdkcompat
+from exporter.emit.documents import DocumentLinesSink
 from exporter.emit.jsonlines import JsonLinesSink
 from exporter.emit.otlp import OtlpSink
 from exporter.emit.otlpjson import OtlpJsonLinesExporter
 from exporter.emit.processor import Exporter
+from exporter.emit.text import TextSink
 from exporter.mapping import Mapper
 
 log = logging.getLogger("provex.emit")
-
-
-class OutputConfigError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -49,10 +47,7 @@ class OtlpTarget:
 
 def resolve_otlp(config: OtlpConfig, inherit_env: bool = True) -> OtlpTarget | None:
     """The OTLP destination, or None when neither config nor (if inherited) environment names one."""
-    try:
-        plan = plan_output(OutputConfig(schema="ecs", otlp=config), inherit_env=inherit_env)
-    except OutputError as exc:
-        raise OutputConfigError(str(exc)) from None
+    plan = plan_output(OutputConfig(schema="ecs", otlp=config), inherit_env=inherit_env)
     return _target(plan.output.otlp, plan.endpoint_source)
 
 
@@ -62,7 +57,7 @@ def _target(otlp: OtlpConfig, source: str) -> OtlpTarget | None:
     for key in ("certificate", "client_key", "client_certificate"):
         path = getattr(otlp, key)
         if path and not Path(path).is_file():
-            raise OutputConfigError(f"output.otlp.{key} {path}: no such file")
+            raise OutputError("no such file", f"output.otlp.{key} {path}", "expected a readable PEM file")
     return OtlpTarget(
         protocol=otlp.protocol,
         endpoint=otlp.endpoint,
@@ -119,9 +114,11 @@ def build_resource(
     cluster_name: str = "",
     hostname: str = "",
     extra: Mapping[str, str] | None = None,
+    recorded: bool = False,
 ) -> Resource:
-    """The agent's Resource; OTEL_RESOURCE_ATTRIBUTES fills what is not given here."""
-    hostname = hostname or socket.gethostname()
+    """The agent's Resource; OTEL_RESOURCE_ATTRIBUTES fills what is not given here.
+    `recorded` (a replay): no host of its own, only a node name given as such."""
+    hostname = "" if recorded else hostname or socket.gethostname()
     attrs = {
         "service.name": "provex",
         "service.version": __version__,
@@ -143,30 +140,41 @@ def build_sink(
     exporter: Exporter | None = None,
     inherit_env: bool = True,
     consumer_idle: threading.Event | None = None,
-) -> JsonLinesSink | OtlpSink:
+    recorded: bool = False,
+) -> JsonLinesSink | TextSink | DocumentLinesSink | OtlpSink:
     """The Sink (exporter.agent.pipeline.Sink) for `output.*`.
 
-    raw: JSON lines (the replay format); ecs/ocsf: mapped documents over OTLP,
-    or as OTLP-JSON lines when no endpoint is configured. `inherit_env`: may an
-    endpoint come from OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT (see exporter.config.output).
+    raw: JSON lines (the replay format) or text; ecs/ocsf: mapped documents over OTLP,
+    or without an endpoint one per line (format json) or as OTLP-JSON lines (format
+    otlp-json). `inherit_env`: may an endpoint come from
+    OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT (see exporter.config.output).
 
     `exporter` replaces the transport (tests, benchmarks): it gets both signals' requests.
     `consumer_idle`: set while the live agent's consumer is idle; raw events are mapped and
     encoded in those gaps (and between alerts), so that they never slow the alert path.
+    `recorded`: the records are a replay (documents name the node each was recorded on:
+    exporter.mapping.Mapper).
     """
-    try:
-        plan = plan_output(config, inherit_env=inherit_env and exporter is None)
-    except OutputError as exc:
-        raise OutputConfigError(str(exc)) from None
+    plan = plan_output(config, inherit_env=inherit_env and exporter is None)
     if plan.note:
         log.info("OTLP endpoint not used", extra={"fields": {"reason": plan.note}})
     config = plan.output
     if config.schema == "raw":
-        return JsonLinesSink(config.file)
-    hostname = hostname or socket.gethostname()
-    node_name = resolve_node_name(node_name, hostname)
-    mapper = Mapper(config.schema, node_name=node_name, cluster_name=cluster_name, hostname=hostname)
+        return TextSink(config.file) if config.format == "text" else JsonLinesSink(config.file)
+    if not recorded:
+        hostname = hostname or socket.gethostname()
+        node_name = resolve_node_name(node_name, hostname)
+    mapper = Mapper(
+        config.schema, node_name=node_name, cluster_name=cluster_name, hostname=hostname, recorded=recorded
+    )
     target = None if exporter is not None else _target(config.otlp, plan.endpoint_source)
+    if exporter is None and target is None and config.format != "otlp-json":
+        return DocumentLinesSink(
+            mapper,
+            config.file,
+            queue_size=config.otlp.queue_size,
+            drop_warning_interval_s=config.otlp.drop_warning_interval_s,
+        )
     dependency = "collector"
     if exporter is not None:
         alert_exporter = event_exporter = exporter
@@ -180,7 +188,7 @@ def build_sink(
         event_exporter = make_exporter(target) if config.raw_events else alert_exporter
     return OtlpSink(
         mapper,
-        build_resource(node_name, cluster_name, hostname, resource_attrs),
+        build_resource(node_name, cluster_name, hostname, resource_attrs, recorded=recorded),
         alert_exporter,
         event_exporter,
         otlp=config.otlp,

@@ -6,6 +6,10 @@ I/O error, a closed pipe) is cut back to the last whole line, so a file never
 holds a partial line; what could not be written waits (bounded) and is tried
 again; what cannot wait is counted in provex_export_dropped{signal,cause},
 and one warning per interval says what was lost.
+
+A closed pipe is not a loss: `provex replay | head -1` has what it asked for.
+The first EPIPE sets OUTPUT_CLOSED, later lines are dropped uncounted, and the
+commands stop reading and exit 0, as any Unix filter does.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ FLUSH_BYTES = 8 << 10  # written out once this much is queued, even within one d
 # event lines are not written into it. An alert line is a few KB.
 ALERT_RESERVE_BYTES = 1 << 20
 RESERVED = "No space left on device (for events: the rest is kept for alerts)"
+# Set when the reader of the output (a pipe: stdout, a FIFO) went away. Process-wide, like
+# the pipe it describes; the commands' loops watch it (exporter.agent.commands, live).
+OUTPUT_CLOSED = threading.Event()
 
 # errno -> the cause label of a line that could not be written.
 WRITE_CAUSES = {
@@ -40,7 +47,6 @@ WRITE_CAUSES = {
     errno.EDQUOT: "quota",
     errno.EFBIG: "file_too_large",
     errno.EIO: "io_error",
-    errno.EPIPE: "broken_pipe",
     errno.EROFS: "read_only",
 }
 
@@ -157,6 +163,13 @@ class LineWriter:
         self._last_warning = -float("inf")
         self._lock = threading.Lock()
         self._closed = False
+        self.reader_gone = False
+
+    def is_terminal(self) -> bool:
+        try:
+            return os.isatty(self._fd)
+        except OSError:
+            return False
 
     @property
     def _pending_bytes(self) -> int:
@@ -168,6 +181,8 @@ class LineWriter:
 
     def add(self, signal: str, data: bytes, label: str = "") -> None:
         with self._lock:
+            if self.reader_gone:
+                return
             if self._closed:
                 self._lost(Line(signal, data, label), "closed")
                 return
@@ -191,6 +206,8 @@ class LineWriter:
         next time). Nothing is kept on failure: the caller counts and retries. An event
         line that would eat into the alerts' reserve on the file system is not written."""
         with self._lock:
+            if self.reader_gone:
+                return None
             if self._closed:
                 return OSError(errno.EBADF, "output closed")
             if signal == "events" and self._room_for_events(len(data)) < len(data):
@@ -261,6 +278,9 @@ class LineWriter:
         held = self._hold_for_reserve()
         data = self._head + b"".join(line.data for line in self._pending)
         written, error = self._write(data)
+        if error is not None and error.errno == errno.EPIPE:
+            self._reader_left()
+            return True
         done = written
         if error is not None:
             done = self._take_back(data.rfind(b"\n", 0, written) + 1, written)
@@ -306,6 +326,16 @@ class LineWriter:
         finally:
             self._offset += written
         return written, None
+
+    def _reader_left(self) -> None:
+        """The reader closed the pipe: what it did not read it did not want."""
+        self.reader_gone = True
+        OUTPUT_CLOSED.set()
+        self._pending.clear()
+        self._bytes = {"events": 0, "alerts": 0}
+        self._head, self._head_line = b"", None
+        self._waiting.set(0)
+        log.info("output closed by its reader: stopping", extra={"fields": {"file": self.name}})
 
     def _take_back(self, whole: int, written: int) -> int:
         """A write stopped after `written` bytes, inside a line: remove the cut line
@@ -416,29 +446,12 @@ def _stdout_fd() -> int:
         return 1
 
 
-class JsonLinesSink:
-    """Writes one JSON object per line to a file or stdout.
-
-    Events are written in the replay format (exporter.model.encode_event);
-    alerts as {"alert": {...}} so a reader can tell them apart.
-    """
+class LineSink:
+    """What the sinks that write lines on the caller's thread share (JSON lines, text)."""
 
     dependency = "output"
-
-    def __init__(self, path: str = "", alerts: bool = True, writer: LineWriter | None = None) -> None:
-        self.writer = writer or LineWriter(path)
-        self._encoder = msgspec.json.Encoder()
-        self._alerts = alerts
-
-    def emit_event(self, event: Event) -> None:
-        self.writer.add("events", encode_json(self._encoder, event, "events") + b"\n")
-
-    def emit_alert(self, alert: Alert) -> None:
-        if not self._alerts:
-            return
-        line = encode_json(self._encoder, {"alert": alert}, "alerts") + b"\n"
-        self.writer.add("alerts", line, label=f"{alert.rule_id}:{alert.id}")
-        self.writer.flush()  # alerts never wait behind a buffer
+    in_order = True
+    writer: LineWriter
 
     def batch_done(self) -> None:
         self.writer.flush()  # a local write: cheap, and readers (jq, tail -f) see each drain at once
@@ -454,3 +467,27 @@ class JsonLinesSink:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class JsonLinesSink(LineSink):
+    """Writes one JSON object per line to a file or stdout.
+
+    Events are written in the replay format (exporter.model.encode_event);
+    alerts as {"alert": {...}} so a reader can tell them apart, each after the
+    event that completed it (`in_order`).
+    """
+
+    def __init__(self, path: str = "", alerts: bool = True, writer: LineWriter | None = None) -> None:
+        self.writer = writer or LineWriter(path)
+        self._encoder = msgspec.json.Encoder()
+        self._alerts = alerts
+
+    def emit_event(self, event: Event) -> None:
+        self.writer.add("events", encode_json(self._encoder, event, "events") + b"\n")
+
+    def emit_alert(self, alert: Alert) -> None:
+        if not self._alerts:
+            return
+        line = encode_json(self._encoder, {"alert": alert}, "alerts") + b"\n"
+        self.writer.add("alerts", line, label=f"{alert.rule_id}:{alert.id}")
+        self.writer.flush()  # alerts never wait behind a buffer

@@ -155,6 +155,8 @@ class OtlpSink:
     the queue sizes, batching and retries of `otlp`. `consumer_idle`: set while the live
     agent's consumer waits for the ring buffer (raw events are encoded then)."""
 
+    in_order = False  # a drain's alerts leave before its raw events
+
     def __init__(
         self,
         mapper: Mapper,

@@ -11,6 +11,7 @@ from exporter.config.schema import EnrichConfig, node_name
 from exporter.enrich.apiserver import ApiServerRefresher, ApiServerSet
 from exporter.enrich.cgroups import CgroupResolver, find_cgroup2_root
 from exporter.enrich.fscontext import ContextReader
+from exporter.enrich.identity import IdentityRegistry
 from exporter.enrich.kubeclient import KubeClient, resolve_auth, server_addresses
 from exporter.enrich.mounts import MountResolver
 from exporter.enrich.pods import PodCache
@@ -62,6 +63,7 @@ def build_enricher(
     mountinfo: str = "/proc/self/mountinfo",
     cgroup_root: str | None = None,
     sync_timeout_s: float = 5.0,
+    identities: IdentityRegistry | None = None,
 ) -> EnrichStage:
     """The enrich stage for `cfg`; nothing runs until `.start()`.
 
@@ -82,6 +84,8 @@ def build_enricher(
     mounts = MountResolver(proc)
     contexts = ContextReader(proc)
     lifecycle: list = [cgroups, _ProcLoader(processes, proc, root), mounts, contexts]
+    if identities is not None:
+        lifecycle.append(identities)
     pods: PodCache | None = None
     watcher: PodWatcher | None = None
     if cfg.kubernetes:
@@ -118,6 +122,7 @@ def build_enricher(
         apiservers=apiservers,
         mounts=mounts,
         contexts=contexts,
+        identities=identities,
         wait_ms=cfg.enrichment_wait_ms,
         park_max=cfg.park_max,
         k8s_ready=ready,

@@ -22,12 +22,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from exporter import yamlfile
+from exporter.errors import InputError, Source
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
-class KubeConfigError(ValueError):
-    """A kubeconfig we cannot use; the message names the file and the key."""
+class KubeConfigError(InputError):
+    """A kubeconfig we cannot use: its file and line, the key, and why."""
 
 
 class ApiError(Exception):
@@ -67,7 +68,7 @@ def _b64(value: str, where: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (ValueError, TypeError) as exc:
-        raise KubeConfigError(f"{where}: not valid base64: {exc}") from exc
+        raise KubeConfigError(f"{where}: not valid base64 ({exc})") from exc
 
 
 def _kind(value: object) -> str:
@@ -93,9 +94,9 @@ class _Kubeconfig:
         try:
             self.yaml = yamlfile.load(path)
         except yamlfile.YamlFileError as exc:
-            raise KubeConfigError(str(exc)) from None
+            raise KubeConfigError(exc.problem, exc.source) from None
         except OSError as exc:
-            raise KubeConfigError(f"{path}: cannot read kubeconfig: {exc}") from exc
+            raise KubeConfigError(f"cannot read this kubeconfig ({exc.strerror})", Source(path)) from None
         self.doc = self.yaml.data
 
     def line(self, keys: tuple[str | int, ...]) -> int:
@@ -103,7 +104,7 @@ class _Kubeconfig:
         return self.yaml.line(*keys)
 
     def error(self, keys: tuple[str | int, ...], name: str, message: str) -> KubeConfigError:
-        return KubeConfigError(f"{self.path}:{self.line(keys)}: {name}: {message}")
+        return KubeConfigError(f"{name}: {message}", Source(self.path, self.line(keys)))
 
     def typed(
         self,
@@ -137,7 +138,9 @@ def load_kubeconfig(path: str) -> KubeAuth:
     kc = _Kubeconfig(path)
     doc = kc.doc
     if not isinstance(doc, dict):
-        raise KubeConfigError(f"{path}:1: expected a mapping with clusters/contexts/users, got {_kind(doc)}")
+        raise KubeConfigError(
+            f"expected a mapping with clusters/contexts/users, got {_kind(doc)}", Source(path, 1)
+        )
     base = os.path.dirname(os.path.abspath(path))
 
     def named(section: str, name: str) -> tuple[dict, tuple[str | int, ...]]:
@@ -161,7 +164,7 @@ def load_kubeconfig(path: str) -> KubeAuth:
 
     ctx_name = kc.typed(doc.get("current-context"), str, ("current-context",), "current-context", "text")
     if not ctx_name:
-        raise KubeConfigError(f"{path}: current-context is not set")
+        raise KubeConfigError("current-context is not set", Source(path))
     ctx, ctx_keys = named("contexts", ctx_name)  # type: ignore[arg-type]
     for key in ("cluster", "user"):
         kc.typed(ctx.get(key), str, (*ctx_keys, key), f"contexts[{ctx_name}].{key}", "text")
@@ -195,25 +198,33 @@ def load_kubeconfig(path: str) -> KubeAuth:
                 "credential plugins are not supported; use a token, tokenFile or client certificate",
             )
 
-    def file_of(d: dict, key: str) -> str:
+    def file_of(d: dict, keys: tuple[str | int, ...], where: str, key: str) -> str:
         value = d.get(key) or ""
-        return value if not value or os.path.isabs(value) else os.path.join(base, value)
+        value = value if not value or os.path.isabs(value) else os.path.join(base, value)
+        if value and not os.access(value, os.R_OK):  # now, not when the watch first connects
+            raise kc.error((*keys, key), f"{where}.{key}", f"{value}: no such file, or not readable")
+        return value
 
     def data_of(d: dict, keys: tuple[str | int, ...], where: str, key: str) -> bytes:
         value = d.get(key)
-        return _b64(value, f"{path}:{kc.line((*keys, key))}: {where}.{key}") if value else b""
+        if not value:
+            return b""
+        try:
+            return _b64(value, f"{where}.{key}")
+        except KubeConfigError as exc:
+            raise KubeConfigError(exc.problem, Source(path, kc.line((*keys, key)))) from None
 
     return KubeAuth(
         server=server.rstrip("/"),
-        ca_file=file_of(cluster, "certificate-authority"),
+        ca_file=file_of(cluster, cluster_keys, where_c, "certificate-authority"),
         ca_data=data_of(cluster, cluster_keys, where_c, "certificate-authority-data").decode(
             errors="replace"
         ),
         insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
         token=user.get("token") or "",
-        token_file=file_of(user, "tokenFile"),
-        client_cert_file=file_of(user, "client-certificate"),
-        client_key_file=file_of(user, "client-key"),
+        token_file=file_of(user, user_keys, where_u, "tokenFile"),
+        client_cert_file=file_of(user, user_keys, where_u, "client-certificate"),
+        client_key_file=file_of(user, user_keys, where_u, "client-key"),
         client_cert_data=data_of(user, user_keys, where_u, "client-certificate-data"),
         client_key_data=data_of(user, user_keys, where_u, "client-key-data"),
         origin=path,
@@ -242,6 +253,19 @@ def resolve_auth(kubeconfig: str, env: Mapping[str, str], sa_dir: str = SA_DIR) 
         if candidate and os.path.exists(candidate):
             return load_kubeconfig(candidate)
     return in_cluster_auth(env, sa_dir)
+
+
+def check_auth(kubeconfig: str, env: Mapping[str, str]) -> None:
+    """Resolve the credentials and load their TLS material as the Pod watch will, so that
+    an unusable kubeconfig is refused before the agent starts (KubeConfigError)."""
+    auth = resolve_auth(kubeconfig, env)
+    if auth is None or not auth.server.startswith("https"):
+        return
+    try:
+        _ssl_context(auth)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        raise KubeConfigError(f"its TLS files cannot be loaded ({reason})", Source(auth.origin)) from None
 
 
 def _ssl_context(auth: KubeAuth) -> ssl.SSLContext:

@@ -19,6 +19,7 @@ from cachetools import LRUCache
 from exporter.enrich.apiserver import ApiServerSet
 from exporter.enrich.cgroups import CgroupResolver, ContainerRef, classify_cgroup_path
 from exporter.enrich.fscontext import ContextReader
+from exporter.enrich.identity import IdentityRegistry
 from exporter.enrich.metrics import LATE, PARK_OVERFLOW, PARKED
 from exporter.enrich.mounts import MountResolver
 from exporter.enrich.pods import PodCache
@@ -53,6 +54,7 @@ class EnrichStage:
         apiservers: ApiServerSet | None = None,
         mounts: MountResolver | None = None,
         contexts: ContextReader | None = None,
+        identities: IdentityRegistry | None = None,
         wait_ms: int = 50,
         park_max: int = 10000,
         k8s_ready: Callable[[], bool] = lambda: True,
@@ -66,6 +68,7 @@ class EnrichStage:
         self.apiservers = apiservers or ApiServerSet()
         self.mounts = mounts
         self.contexts = contexts
+        self.identities = identities
         self.wait_ns = wait_ms * 1_000_000
         self.park_max = park_max
         self.k8s_ready = k8s_ready
@@ -98,6 +101,9 @@ class EnrichStage:
             # still behind its container's queue.
             if event.argv:
                 event.argv = redact_argv(event.argv)
+            if event.process is not None:
+                event.process.argv = redact_argv(event.process.argv)
+                event.process.parent_argv = redact_argv(event.process.parent_argv)
             self._enqueue(key, _Parked(event, now_ns, True), now_ns)
             return
         entry = self.processes.observe(event)
@@ -116,6 +122,13 @@ class EnrichStage:
         if peer and self.pods is not None and event.type in _NETWORK:
             event.peer_pod = self.pods.by_ip(peer)  # a Pod of this node at the other end
         why = self._resolve(event, now_ns)
+        identities = self.identities
+        if identities is not None:
+            if event.file is not None:
+                identities.annotate(event)  # what the file is, by its identity
+            container = event.container
+            if container is not None and not event.by_runtime:  # its view of the sensitive set
+                identities.container_seen(container.id, event.pid, container.host_mounts)
         park = _Parked(event, now_ns + self.wait_ns, not why, why)
         if why and self.wait_ns == 0:
             self._release_late(park)
@@ -145,6 +158,17 @@ class EnrichStage:
             if rec is not None:
                 info.pod = rec.info
         return info
+
+    def forget_cgroup(self, cgroup_id: int) -> None:
+        """The cgroup is gone: its container's entries in the caches go too (they would stay
+        until their LRU bound under container churn)."""
+        ref = self._refs.pop(cgroup_id, None)
+        self._memo.pop(cgroup_id, None)
+        self._gave_up.pop(cgroup_id, None)
+        if isinstance(ref, ContainerRef):
+            self._anchors.pop(ref.container_id, None)
+            if self.mounts is not None:
+                self.mounts.forget(ref.container_id)
 
     # -- internals -----------------------------------------------------------
     def _send_context(self, entry: ProcEntry, event: Event, key: int, now_ns: int) -> None:

@@ -46,6 +46,7 @@ from msgspec import UNSET, UnsetType
 
 from exporter import yamlfile
 from exporter.correlate.fields import FIELDS, EventView
+from exporter.errors import InputError
 from exporter.mapping.functions import TRANSFORMS
 from exporter.model import Alert, Event
 from exporter.yamlfile import YamlFileError
@@ -54,8 +55,8 @@ ROOTS = ("record", "event", "alert", "agent", "rule")
 _MISSING = object()
 
 
-class MappingError(ValueError):
-    """A mapping file (or schema name) that cannot be used; the message says where."""
+class MappingError(InputError):
+    """A mapping file (or schema name) that cannot be used, located in the file."""
 
 
 @dataclass(frozen=True)
@@ -281,9 +282,9 @@ class Mapping:
         try:
             self._doc = yamlfile.load(path)
         except YamlFileError as exc:
-            raise MappingError(str(exc)) from None
+            raise MappingError(exc.problem, exc.source) from None
         except OSError as exc:
-            raise MappingError(f"{path}: cannot read mapping: {exc.strerror}") from None
+            raise MappingError(f"cannot read mapping: {exc.strerror}", str(path)) from None
         spec = self._convert(_MappingFile)
         self.schema = spec.schema
         self.tables = spec.tables
@@ -399,13 +400,13 @@ class Mapping:
     # -- compiling ----------------------------------------------------------
 
     def _fail(self, message: str, *path: object) -> MappingError:
-        return MappingError(str(self._doc.error(message, *path)))
+        return MappingError(message, self._doc.error(message, *path).source)
 
     def _convert(self, tp: type[Any], *at: object, data: Any = ...) -> Any:
         try:
             return self._doc.convert(tp, *at, data=data)
         except YamlFileError as exc:
-            raise MappingError(str(exc)) from None
+            raise MappingError(exc.problem, exc.source) from None
 
     def _path(self, text: str, *at: object) -> tuple[str, ...]:
         parts = tuple(text.split("."))

@@ -35,7 +35,10 @@ class Mapper:
     """Turns events and alerts into documents of one schema.
 
     `node_name`, `cluster_name` and `hostname` describe the node the agent
-    runs on (ECS host.*/orchestrator.cluster.*, OCSF device.*).
+    runs on (ECS host.*/orchestrator.cluster.*, OCSF device.*). `recorded`: the
+    records are a replay, made on another node: each document names the node its
+    record carries (its Pod's), else `node_name` as given, and no host name (the
+    replaying machine's would be wrong).
     """
 
     def __init__(
@@ -45,23 +48,40 @@ class Mapper:
         cluster_name: str = "",
         hostname: str = "",
         version: str = __version__,
+        recorded: bool = False,
     ) -> None:
         self.mapping = load_mapping(schema)
         self.compiled = compile_mapping(self.mapping)
         self.schema = self.mapping.schema
+        self.recorded = recorded
         self.agent: dict[str, Any] = {
-            "node_name": resolve_node_name(node_name, hostname),
+            "node_name": node_name if recorded else resolve_node_name(node_name, hostname),
             "cluster_name": cluster_name,
-            "hostname": hostname or socket.gethostname(),
+            "hostname": "" if recorded else hostname or socket.gethostname(),
             "version": version,
         }
 
     def map(self, record: Event | Alert) -> Document | None:
         """The document for `record`, or None if the mapping has no kind for it (the
         compiled mapping: no provenance)."""
-        return self.compiled.map(record, self.agent)
+        return self.compiled.map(record, self._agent_of(record))
 
     def explain(self, record: Event | Alert) -> Document | None:
         """The same document from the reference engine, with the item that set each
         field (`Document.set_by`)."""
-        return self.mapping.apply(self.mapping.context(record, self.agent))
+        return self.mapping.apply(self.mapping.context(record, self._agent_of(record)))
+
+    def _agent_of(self, record: Event | Alert) -> dict[str, Any]:
+        if self.recorded:
+            node = recorded_node(record)
+            if node:
+                return {**self.agent, "node_name": node}
+        return self.agent
+
+
+def recorded_node(record: Event | Alert) -> str:
+    """The node a record was made on, as it carries it (its Pod's node), or ""."""
+    event = record.event if isinstance(record, Alert) else record
+    container = event.container if event is not None else None
+    pod = container.pod if container is not None else None
+    return pod.node if pod is not None else ""

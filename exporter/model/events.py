@@ -34,6 +34,9 @@ class EventType(enum.StrEnum):
     # A process's current and root directory read from /proc (syscall "procfs"), for
     # processes the stream did not see start: it seeds their context in the graph.
     CONTEXT = "context"
+    # Decisive events of one kind a container sent past its budget, counted by the kernel
+    # instead of sent (Event.summary): a container flooding the sensor.
+    SUMMARY = "summary"
 
 
 class Resolution(enum.StrEnum):
@@ -78,6 +81,40 @@ class ContainerInfo(msgspec.Struct, omit_defaults=True):
     image: str = ""
     pod: PodInfo | None = None
     host_mounts: list[HostMount] = []
+
+
+class FileRef(msgspec.Struct, omit_defaults=True):
+    """What a file is, as the kernel knows it (not how it was named): its device and inode,
+    read from the opened file, the running image or the fd; and, where the agent registered
+    that identity (a sensitive file), what it is."""
+
+    dev: int  # the kernel's dev_t of its file system: MAJOR << 20 | MINOR
+    ino: int
+    mode: int = 0  # i_mode: type and permission bits
+    # Filled by the agent from its registry of sensitive identities (exporter/enrich/identity.py):
+    path: str = ""  # the real path of the registered file (in its owner's view)
+    host_path: str = ""  # the host's path of it, when it is a host file
+    owner: str = ""  # the container whose secret it is (a service-account token), "" for the host's
+    kind: str = ""  # what was registered: "host_file", "host_dir", "token", ...
+    # i_generation: tells apart files that reuse an inode number (and a tmpfs's device number
+    # once another tmpfs has it); 0 where the file system keeps none
+    gen: int = 0
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        """The identity the provenance graph follows content by."""
+        return self.dev, self.ino, self.gen
+
+
+class SummaryInfo(msgspec.Struct, omit_defaults=True):
+    """Decisive events of one kind a container sent past its budget (EventType.SUMMARY)."""
+
+    kind: str  # exec, file, mount, ns, net
+    count: int
+    first_ns: int = 0  # the first and last summarized event: time, pid and syscall
+    first_pid: int = 0
+    first_syscall: str = ""
+    last_syscall: str = ""
 
 
 class ProcessInfo(msgspec.Struct, omit_defaults=True):
@@ -171,6 +208,25 @@ class Event(msgspec.Struct, omit_defaults=True):
     # link, rename: the old name's dirfd
     source_dirfd: int = 0
 
+    # What the kernel knows, not what was typed. open family: the opened file (memfd_create:
+    # the new memfd); exec: the image now running; chdir/chroot: the new directory;
+    # connect/accept: the socket.
+    file: FileRef | None = None
+    stdin: FileRef | None = None  # exec: what the new image's stdin and stdout are
+    stdout: FileRef | None = None
+    exe_name: str = ""  # exec: the kernel's name for the image ("memfd:x" for a memfd)
+    # open family: why the kernel let it cross: "" (its spelling), sensitive_path,
+    # sensitive_file, sensitive_dir (by the file's identity), learned (a file
+    # the workload wrote)
+    verdict: str = ""
+    repeats: int = 0  # the same process's reads of this sensitive file folded into this one
+    resolve: int = 0  # openat2: RESOLVE_* flags
+    # The acting process is the container runtime, known by the identity of the host's
+    # runtime binaries and by lineage (bpf/provex.h runtime_tasks); None: not known (a
+    # recording made without it, or a kernel without BTF), judged by name instead.
+    by_runtime: bool | None = None
+    summary: SummaryInfo | None = None  # EventType.SUMMARY
+
     # provenance, filled by exporter.correlate (the graph knows the process's context)
     resolved_path: str = ""  # the path's absolute form inside the container (open, exec, chdir, ...)
     resolution: str = ""  # a Resolution value; "" where the event names no path
@@ -180,6 +236,8 @@ class Event(msgspec.Struct, omit_defaults=True):
     # exec: how the executed (or interpreted) file came from the network, oldest first:
     # the connect, then each write or read that carried it to this file.
     origin: list[EvidenceRef] = []
+    # exec: what carried the program from the network: "file", "pipe", "socket" or "memfd".
+    carrier: str = ""
 
     # enrichment, filled by exporter.enrich
     container: ContainerInfo | None = None
@@ -237,6 +295,8 @@ class Alert(msgspec.Struct, omit_defaults=True):
     followup_of: str = ""  # id of the first alert when this is a follow-up
     # The decisive event (carries container, Pod and process identity).
     event: Event | None = None
+    # The rule set that raised it (RuleSet.digest): which rules were loaded, across reloads.
+    rules_digest: str = ""
 
 
 _event_encoder = msgspec.json.Encoder()

@@ -191,6 +191,10 @@ class RingBuffer:
         self._epoll = select.epoll()
         self._epoll.register(fd, select.EPOLLIN)
 
+    def pending(self) -> bool:
+        """Records are waiting (or being written)."""
+        return self._cons.value < self._prod.value
+
     def poll(self, timeout_ms: int) -> int:
         """Wait up to timeout_ms for the kernel's wakeup (or data left from before), then read."""
         if self._cons.value >= self._prod.value:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.model import EventType
+from exporter.model import EventType, FileRef
 
 # Counter slots per syscall id, in the order of CTR_* in bpf/provex.h.
 COUNTERS = (
@@ -27,7 +27,19 @@ COUNTERS = (
     "lost_pending",
     "sampled",  # past its cgroup's flood budget: dropped in the kernel, counted per cgroup too
     "shed",  # a read past its cgroup's tightened budget while the agent lagged (probes pressure)
+    "summarized",  # a decisive event past its cgroup's budget for its kind: counted in a summary
+    "repeated",  # a process's repeated sensitive read of one file, folded into the next one sent
 )
+
+# Decisive kinds, as K_* in bpf/provex.h: each has its own per-cgroup budget, so a flood of one
+# kind (execs, UDP connects) never uses up another's (unshare, setns).
+DECISIVE_KINDS = ("exec", "file", "mount", "ns", "net")
+
+# event_hdr.flags (bpf/provex.h HDR_*)
+HDR_WAKE, HDR_DECISIVE, HDR_RUNTIME = 1, 2, 4
+
+# open_ev.verdict (bpf/provex.h VERDICT_*): why an open-family record crossed the kernel's filter.
+VERDICTS = ("path", "sensitive_path", "sensitive_file", "sensitive_dir", "learned")
 
 # Event type bits, as T_* in bpf/provex.h.
 TYPE_BITS = {
@@ -125,6 +137,30 @@ SYSCALLS: tuple[Syscall, ...] = (
         ("syscalls/sys_enter_creat",),
         {"path": "path", "flags": "flags", "mode": "mode"},
     ),
+    # No path: a file opened by its handle (dirfd: the mount fd). The shocker escape.
+    Syscall(
+        "open_by_handle_at",
+        EventType.OPEN,
+        OPEN,
+        ("syscalls/sys_enter_open_by_handle_at",),
+        {"dirfd": "dirfd", "flags": "flags"},
+    ),
+    # An anonymous file: path "memfd:NAME", flags O_RDWR|O_CREAT, mode its MFD_* flags.
+    Syscall(
+        "memfd_create",
+        EventType.OPEN,
+        OPEN,
+        ("syscalls/sys_enter_memfd_create",),
+        {"path": "path", "flags": "flags", "mode": "mode"},
+    ),
+    # An open submitted through io_uring (IORING_OP_OPENAT/OPENAT2, in mode), judged at completion.
+    Syscall(
+        "io_uring_open",
+        EventType.OPEN,
+        OPEN,
+        ("io_uring/io_uring_submit_req", "io_uring/io_uring_complete"),
+        {"mode": "mode"},
+    ),
     Syscall(
         "mount",
         EventType.MOUNT,
@@ -214,6 +250,7 @@ SYSCALLS: tuple[Syscall, ...] = (
     Syscall("dup2", EventType.DUP, DUP, ("syscalls/sys_enter_dup2",), {"fd": "oldfd"}),
     Syscall("dup3", EventType.DUP, DUP, ("syscalls/sys_enter_dup3",), {"fd": "oldfd", "flags": "flags"}),
     Syscall("cgroup_mkdir", None, CGROUP, ("cgroup/cgroup_mkdir",)),
+    Syscall("cgroup_rmdir", None, CGROUP, ("cgroup/cgroup_rmdir",)),
 )
 
 # The maps the agent uses from user space (the build child hands over their fds); the
@@ -232,13 +269,20 @@ PENDING_MAPS = (
 )
 MAPS = (
     "events",
+    "decisive",
     "counters",
     "monitored_cgroups",
     "verdicts",
     "path_prefixes",
     "budgets",
-    "sampled_by_cgroup",
+    "cgroup_stats",
+    "summaries",
     "pressure",
+    "sensitive_ids",
+    "learned_ids",
+    "runtime_ids",
+    "runtime_inos",
+    "runtime_tasks",
     *PENDING_MAPS,
 )
 
@@ -257,8 +301,20 @@ class EventHeader(ctypes.Structure):
         ("gid", ctypes.c_uint32),
         ("sc", ctypes.c_uint16),
         ("size", ctypes.c_uint16),
-        ("wake", ctypes.c_uint32),  # the kernel's own: wake the consumer at once
+        ("flags", ctypes.c_uint32),  # HDR_*
         ("comm", ctypes.c_char * 16),
+    )
+
+
+class FileIdentity(ctypes.Structure):
+    """struct file_id (bpf/provex.h): what a file is, as the kernel knows it."""
+
+    _fields_ = (
+        ("ino", ctypes.c_uint64),
+        ("dev", ctypes.c_uint32),
+        ("mode", ctypes.c_uint32),
+        ("gen", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
     )
 
 
@@ -270,6 +326,7 @@ class Limits:
     argv_max: int = 16
     arg_len: int = 128
     lpm_len: int = 64
+    exe_name_len: int = 48
 
 
 def payload_structs(limits: Limits) -> dict[str, type[ctypes.Structure]]:
@@ -289,6 +346,10 @@ def payload_structs(limits: Limits) -> dict[str, type[ctypes.Structure]]:
                 ("mode", ctypes.c_uint32),
                 ("path_len", ctypes.c_uint32),
                 ("user_path", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64),
+                ("file", FileIdentity),
+                ("verdict", ctypes.c_uint32),
+                ("repeats", ctypes.c_uint32),
                 ("path", path),
             ],
         ),
@@ -300,6 +361,10 @@ def payload_structs(limits: Limits) -> dict[str, type[ctypes.Structure]]:
                 ("argc", ctypes.c_uint32),
                 ("pad", ctypes.c_uint32),
                 ("user_path", ctypes.c_uint64),
+                ("exe", FileIdentity),
+                ("stdin_file", FileIdentity),
+                ("stdout_file", FileIdentity),
+                ("exe_name", ctypes.c_char * limits.exe_name_len),
                 ("path", path),
                 ("argv", (ctypes.c_char * limits.arg_len) * limits.argv_max),
             ],
@@ -323,6 +388,7 @@ def payload_structs(limits: Limits) -> dict[str, type[ctypes.Structure]]:
                 ("family", ctypes.c_uint16),
                 ("port", ctypes.c_uint16),
                 ("addr", ctypes.c_uint8 * 16),
+                ("file", FileIdentity),
                 ("path", ctypes.c_char * 108),
                 ("pad", ctypes.c_uint32),
             ],
@@ -337,6 +403,7 @@ def payload_structs(limits: Limits) -> dict[str, type[ctypes.Structure]]:
                 ("flags", ctypes.c_uint32),
                 ("pad", ctypes.c_uint32),
                 ("user_addr", ctypes.c_uint64),
+                ("file", FileIdentity),
             ],
         ),
         PROC: struct("ProcEv", [("child_pid", ctypes.c_uint32), ("pad", ctypes.c_uint32)]),
@@ -384,12 +451,34 @@ def min_record_size(family: str, struct: type[ctypes.Structure]) -> int:
     return getattr(struct, tail).offset if tail else ctypes.sizeof(struct)
 
 
+def file_ref(identity: Any) -> FileRef | None:
+    """A struct file_id as the event's FileRef (None when the kernel read none)."""
+    if not identity.ino and not identity.dev:
+        return None
+    return FileRef(identity.dev, identity.ino, identity.mode, gen=identity.gen)
+
+
 # Extra work for a family beyond plain field copies: (event kwargs, payload) -> None.
+def _open_extra(kwargs: dict[str, Any], payload: Any) -> None:
+    kwargs["file"] = file_ref(payload.file)
+    if payload.verdict < len(VERDICTS) and payload.verdict:
+        kwargs["verdict"] = VERDICTS[payload.verdict]
+    if payload.repeats:
+        kwargs["repeats"] = payload.repeats
+    if payload.resolve:
+        kwargs["resolve"] = payload.resolve
+
+
 def _exec_extra(kwargs: dict[str, Any], payload: Any) -> None:
     kwargs["argv"] = [_text(payload.argv[i].raw) for i in range(min(payload.argc, len(payload.argv)))]
+    kwargs["file"] = file_ref(payload.exe)
+    kwargs["stdin"] = file_ref(payload.stdin_file)
+    kwargs["stdout"] = file_ref(payload.stdout_file)
+    kwargs["exe_name"] = _text(payload.exe_name)
 
 
 def _connect_extra(kwargs: dict[str, Any], payload: Any) -> None:
+    kwargs["file"] = file_ref(payload.file)
     if payload.family == 1:
         kwargs["path"] = _text(payload.path)
     else:
@@ -397,6 +486,7 @@ def _connect_extra(kwargs: dict[str, Any], payload: Any) -> None:
 
 
 def _accept_extra(kwargs: dict[str, Any], payload: Any) -> None:
+    kwargs["file"] = file_ref(payload.file)
     peer = _ip(payload.family, bytes(payload.addr))
     if payload.family == 10:
         mapped = ipaddress.IPv6Address(bytes(payload.addr)).ipv4_mapped
@@ -406,6 +496,7 @@ def _accept_extra(kwargs: dict[str, Any], payload: Any) -> None:
 
 
 FAMILY_EXTRAS: dict[str, Callable[[dict[str, Any], Any], None]] = {
+    OPEN: _open_extra,
     EXEC: _exec_extra,
     CONNECT: _connect_extra,
     ACCEPT: _accept_extra,

@@ -26,6 +26,7 @@ from exporter.probes.bpfsys import BpfMap, RingBuffer
 from exporter.probes.layout import (
     CONTROL_BIT,
     COUNTERS,
+    DECISIVE_KINDS,
     OPTIONAL_TRACEPOINTS,
     PENDING_MAPS,
     SYSCALLS,
@@ -109,13 +110,18 @@ def build_cflags(config: ProbesConfig, support: KernelSupport, limits: Limits) -
         f"-DARGV_MAX={limits.argv_max}",
         f"-DARG_LEN={limits.arg_len}",
         f"-DLPM_LEN={limits.lpm_len}",
+        f"-DEXE_NAME_LEN={limits.exe_name_len}",
         f"-DRINGBUF_PAGES={config.ring_buffer_pages}",
+        f"-DDECISIVE_PAGES={config.decisive_ring_pages}",
+        f"-DNKINDS={len(DECISIVE_KINDS)}",
+        f"-DREPEAT_INTERVAL_NS={int(config.sensitive_repeat_interval_s * 1_000_000_000)}ULL",
         f"-DLPM_ENTRIES={LPM_ENTRIES}",
         f"-DWAKEUP_MASK={_type_mask(config.wakeup_types) | CONTROL_BIT}",  # control records always wake
         f"-DWAKEUP_BYTES={config.wakeup_bytes}",
         f"-DT_CONTROL={CONTROL_BIT}",
     ]
     flags += [f"-DCTR_{name.upper()}={slot}" for slot, name in enumerate(COUNTERS)]
+    flags += [f"-DK_{kind.upper()}={slot}" for slot, kind in enumerate(DECISIVE_KINDS)]
     flags += [f"-DT_{kind.name}={bit}" for kind, bit in TYPE_BITS.items()]
     flags += [f"-DSC_{sc.name.upper()}={i}" for i, sc in enumerate(SYSCALLS)]
     for tracepoint in support.tracepoints:
@@ -126,12 +132,17 @@ def build_cflags(config: ProbesConfig, support: KernelSupport, limits: Limits) -
         flags.append("-DPATH_FILTER")
     if config.always_send_writes:
         flags.append("-DSEND_WRITES")
-    if config.flood_read_rate or config.flood_event_rate:
+    budgets = (
+        ("READ", config.flood_read_rate, config.flood_burst_s),
+        ("EVENT", config.flood_event_rate, config.flood_burst_s),
+        ("DECISIVE", config.decisive_rate, config.decisive_burst_s),
+    )
+    if any(rate for _, rate, _ in budgets):
         flags.append("-DFLOOD_CONTROL")
-        for name, rate in (("READ", config.flood_read_rate), ("EVENT", config.flood_event_rate)):
-            # GCRA: one event per interval, a burst of flood_burst_s seconds ahead; rate 0: no limit.
+        for name, rate, burst_s in budgets:
+            # GCRA: one event per interval, a burst of burst_s seconds ahead; rate 0: no limit.
             interval = 1_000_000_000 // rate if rate else 0
-            tolerance = int(config.flood_burst_s * 1_000_000_000) if rate else 2**62
+            tolerance = int(burst_s * 1_000_000_000) if rate else 2**62
             flags += [f"-D{name}_INTERVAL_NS={interval}ULL", f"-D{name}_TOLERANCE_NS={tolerance}ULL"]
     return flags
 
@@ -168,11 +179,23 @@ class Probes:
         if missing:
             log.warning("tracepoints missing on this kernel", extra={"fields": {"syscalls": missing}})
         self.missing = missing
-        manifest, fds = _build_in_child(build_cflags(config, self.support, self.limits))
+        manifest, fds = _build_in_child(
+            build_cflags(config, self.support, self.limits), file_identity=config.file_identity
+        )
         self._fds = fds
         self.maps = {name: BpfMap(fds[index], name) for name, index in manifest["maps"].items()}
         self.attached = sorted(manifest["tracepoints"])
-        self._ring: RingBuffer | None = None
+        # Judging files by identity needs the running kernel's BTF; without it the probes
+        # judge by spelling alone, and /readyz and the log say so.
+        identity = manifest.get("file_identity", {})
+        self.file_identity = bool(identity.get("enabled"))
+        self.file_identity_reason = identity.get("reason", "")
+        if config.file_identity and not self.file_identity:
+            log.warning(
+                "files are judged by their spelled path only: no kernel BTF",
+                extra={"fields": {"reason": self.file_identity_reason}},
+            )
+        self._rings: list[RingBuffer] = []
         self.cgroup2 = cgroups.find_cgroup2_mount()
         self._monitored: set[int] = set()
         self._monitored_paths: set[str] = set()
@@ -190,10 +213,16 @@ class Probes:
                     "monitor": config.monitor,
                     "monitored_cgroups": len(self._monitored),
                     "tracepoints": len(self.attached),
+                    "file_identity": self.file_identity,
                     "syscalls": [sc.name for sc in SYSCALLS if sc.name not in missing],
                 }
             },
         )
+
+    @property
+    def monitored_cgroups(self) -> list[str]:
+        """The cgroup paths monitored (container parents and containers), sorted."""
+        return sorted(self._monitored_paths)
 
     def table(self, name: str) -> BpfMap:
         """A BPF map by name."""
@@ -281,18 +310,28 @@ class Probes:
         if raw not in self._configured:
             self.maps["path_prefixes"].delete(key)
 
-    # -- ring buffer and counters ------------------------------------------------------
+    # -- identity-based judgement (bpf/provex.h: sensitive_ids, runtime_ids, ...) ---------
 
-    def open_ring_buffer(self, callback: Callable[[object, int, int], int]) -> None:
-        self._ring = RingBuffer(self.maps["events"].fd, callback)
+    def set_identity(self, table: str, dev: int, ino: int, value: int = 1) -> None:
+        """Register a file by identity in sensitive_ids (1 file, 2 directory) or runtime_ids."""
+        self.maps[table].update(_id_key(dev, ino), bytes([value]))
 
-    def poll(self, timeout_ms: int) -> None:
-        assert self._ring is not None, "open_ring_buffer first"
-        self._ring.poll(timeout_ms)
+    def forget_identity(self, table: str, dev: int, ino: int) -> None:
+        self.maps[table].delete(_id_key(dev, ino))
 
-    def consume(self) -> None:
-        assert self._ring is not None, "open_ring_buffer first"
-        self._ring.consume()
+    def set_runtime_ino(self, ino: int) -> None:
+        self.maps["runtime_inos"].update(_u64(ino), b"\x01")
+
+    def mark_runtime_task(self, tgid: int) -> None:
+        """A process of the container runtime that was running before the probes."""
+        self.maps["runtime_tasks"].update(struct.pack("<I", tgid), b"\x01")
+
+    # -- ring buffers and counters -----------------------------------------------------
+
+    def open_ring_buffers(self, callback: Callable[[object, int, int], int]) -> list[RingBuffer]:
+        """The decisive ring and the bulk ring, in that order, read by one callback."""
+        self._rings = [RingBuffer(self.maps[name].fd, callback) for name in ("decisive", "events")]
+        return self._rings
 
     def counters(self) -> dict[tuple[str, str], int]:
         """Kernel counters summed over CPUs: {(syscall, counter): value}."""
@@ -308,19 +347,46 @@ class Probes:
         """Tell the kernel the consumer lags: reads are shed (bpf/provex.h: pressure)."""
         self.maps["pressure"].update(struct.pack("<I", 0), struct.pack("<I", 1 if behind else 0))
 
-    def sampled_by_cgroup(self) -> dict[int, int]:
-        """Events the flood budget sampled away, per cgroup id (cumulative)."""
-        return {_from_u64(k): _from_u64(v) for k, v in self.maps["sampled_by_cgroup"].items()}
+    def cgroup_stats(self) -> dict[int, tuple[int, int, int]]:
+        """Per cgroup id (cumulative): bulk events sampled away past its own budget, decisive
+        events summarized past its own budget, sensitive reads folded as repeats."""
+        return {_from_u64(k): struct.unpack("<3Q", v[:24]) for k, v in self.maps["cgroup_stats"].items()}
+
+    def take_summaries(self) -> list[tuple[int, str, tuple[int, int, int, int, int, int, int]]]:
+        """The kernel's summaries of decisive events past a cgroup's budget, each taken once:
+        (cgroup id, kind, (count, first_ts, last_ts, first_pid, last_pid, first_sc, last_sc))."""
+        table = self.maps["summaries"]
+        out = []
+        for key, value in list(table.items()):
+            cgroup_id, kind = struct.unpack("<QI", key[:12])
+            table.delete(key)
+            if kind < len(DECISIVE_KINDS):
+                out.append((cgroup_id, DECISIVE_KINDS[kind], _SUMMARY.unpack_from(value)))
+        return out
 
     def sweep_budgets(self, idle_ns: int = 10_000_000_000) -> int:
         """Forget the budgets of cgroups idle for `idle_ns`: a fresh budget is a full one,
-        so this changes nothing but keeps the table from filling with gone containers."""
+        so this changes nothing but keeps the table from filling with gone containers. Their
+        flood counts go with them once reported (the reporter reads them every second)."""
         table = self.maps["budgets"]
         horizon = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - idle_ns
-        stale = [key for key, value in table.items() if max(struct.unpack("<2Q", value)) < horizon]
+        stale = [
+            key for key, value in table.items() if max(struct.unpack(f"<{len(value) // 8}Q", value)) < horizon
+        ]
         for key in stale:
             table.delete(key)
+            self.maps["cgroup_stats"].delete(key)
         return len(stale)
+
+    def forget_cgroup(self, cgroup_id: int) -> None:
+        """A removed cgroup: its budgets, flood counts and verdict go; so does its entry in the
+        monitored set (a container's own cgroup: ids are not reused, but the set is bounded)."""
+        key = _u64(cgroup_id)
+        for table in ("budgets", "cgroup_stats", "verdicts"):
+            self.maps[table].delete(key)
+        if cgroup_id in self._monitored:
+            self.maps["monitored_cgroups"].delete(key)
+            self._monitored.discard(cgroup_id)
 
     def sweep_pending(self, proc: str = "/proc") -> int:
         """Delete enter records whose thread is gone (it died inside the syscall, or its
@@ -338,9 +404,9 @@ class Probes:
 
     def close(self) -> None:
         """Detach: closing the attachment fds (the child is long gone) ends the programs."""
-        if self._ring is not None:
-            self._ring.close()
-            self._ring = None
+        for ring in self._rings:
+            ring.close()
+        self._rings = []
         for fd in self._fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -355,7 +421,16 @@ def _from_u64(raw: bytes) -> int:
     return struct.unpack("<Q", raw[:8])[0]
 
 
-def _build_in_child(cflags: list[str]) -> tuple[dict, list[int]]:
+# struct summary_val (bpf/provex.h): count, first_ts, last_ts, first_pid, last_pid, first_sc, last_sc
+_SUMMARY = struct.Struct("<3Q2I2H")
+
+
+def _id_key(dev: int, ino: int) -> bytes:
+    """struct id_key (bpf/provex.h)."""
+    return struct.pack("<IIQ", dev, 0, ino)
+
+
+def _build_in_child(cflags: list[str], file_identity: bool = True) -> tuple[dict, list[int]]:
     """Run exporter.probes.build in a child: it compiles, loads and attaches, sends back the
     fds of every map and attachment, and exits."""
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -367,7 +442,8 @@ def _build_in_child(cflags: list[str]) -> tuple[dict, list[int]]:
             pass_fds=(child.fileno(),),
         )
         child.close()
-        _, err = proc.communicate(json.dumps(cflags).encode(), timeout=BUILD_TIMEOUT_S)
+        request = {"cflags": cflags, "file_identity": file_identity}
+        _, err = proc.communicate(json.dumps(request).encode(), timeout=BUILD_TIMEOUT_S)
         if proc.returncode != 0:
             detail = err.decode(errors="replace").strip().splitlines()
             raise ProbeError(

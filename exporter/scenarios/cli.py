@@ -22,8 +22,12 @@ VERIFY = """\
 Starts the agent with the given config (so it is that config's rules that are
 verified), runs each rule's canary scenario in a throwaway container, and
 reports per rule: fired, fired late (after --late-ms) or did not fire, with
-the latency from the decisive syscall to the alert. Exit status 0 only if
-every rule fired in time; 1 if any did not; 2 if verification could not run."""
+the latency from the decisive syscall to the alert. A rule without a canary
+scenario (your own, from --rules-dir) is proved by its positive fixtures
+(DIR/fixtures/<file stem>/positive/*.jsonl, as `provex rules test` reads them)
+replayed through the rules the agent loads; one with none fails as untested.
+Exit status 0 only if every rule fired in time; 1 if any did not; 2 if
+verification could not run."""
 
 
 def add_scenario_subcommands(sub: Any) -> None:
@@ -71,6 +75,7 @@ def _verify_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(command: str, args: argparse.Namespace) -> int:
     """`provex demo` or `provex verify`: root only; a lab that cannot run is exit status 2."""
+    from exporter.errors import render
     from exporter.scenarios import demo, verify
     from exporter.scenarios.agent import AgentError
     from exporter.scenarios.library import ScenarioError
@@ -81,7 +86,10 @@ def _run(command: str, args: argparse.Namespace) -> int:
         return 2
     try:
         return demo.run_demo(args, sys.stdout) if command == "demo" else verify.main(args)
-    except (ScenarioError, AgentError, ContainerError, OSError) as exc:
+    except ScenarioError as exc:  # a scenario file: every error, located
+        print(render(exc, f"provex {command}"), file=sys.stderr)
+        return 2
+    except (AgentError, ContainerError, OSError) as exc:
         print(f"\nprovex {command}: cannot run: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

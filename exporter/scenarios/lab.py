@@ -12,11 +12,14 @@ Pod's, and the API server's), deleted after the run.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import os
 import secrets
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import threading
 import time
@@ -29,15 +32,41 @@ from exporter.scenarios.library import Scenario
 from exporter.scenarios.runc import BUSYBOX_CANDIDATES, ContainerSpec, Mount, Runc
 
 PAYLOAD = b"#!/bin/sh\necho provex-payload\n"
+# The same payload for awk (an interpreter that reads its program from a file or stdin).
+PAYLOAD_AWK = b'BEGIN { system("echo provex-payload") }\n'
 # The API server as a Pod with its own network reaches it (the scenario listens there): the
 # agent learns it from the stand-in's Endpoints. Per trial, the Pod's address and another's.
 NET_API_IP = "10.250.255.9"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.provex-scenario-token.not-a-real-signature\n"
 
 
+def _bundle_tar() -> bytes:
+    """A tar of data files (a release bundle a benign workload unpacks and reads)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, text in (("bundle/README", b"provex test bundle\n"), ("bundle/data.csv", b"a,b\n1,2\n")):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(text), 0
+            tar.addfile(info, io.BytesIO(text))
+    return out.getvalue()
+
+
+def payload_bodies(busybox: str) -> dict[str, bytes]:
+    """What the payload server serves: scripts and an ELF to run, data that is only read."""
+    return {
+        "/payload.sh": PAYLOAD,
+        "/payload.awk": PAYLOAD_AWK,
+        "/payload.b64": base64.b64encode(PAYLOAD) + b"\n",
+        "/payload.elf": Path(busybox).read_bytes(),  # busybox-static: argv[0] picks the applet
+        "/healthz": b"ok\n",
+        "/index": b"pkg-a 1.0\npkg-b 2.1\n" * 64,
+        "/bundle.tar": _bundle_tar(),
+    }
+
+
 class _PayloadHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # one request per connection: nc scripts read to EOF
-    bodies = {"/payload.sh": PAYLOAD, "/healthz": b"ok\n", "/index": b"pkg-a 1.0\npkg-b 2.1\n" * 64}
+    bodies: dict[str, bytes] = {}  # set per server
 
     def do_GET(self) -> None:
         body = self.bodies.get(self.path.split("?")[0])
@@ -53,10 +82,12 @@ class _PayloadHandler(BaseHTTPRequestHandler):
 
 
 class PayloadServer:
-    """HTTP on 127.0.0.1: /payload.sh (a script to download and run), /healthz, /index."""
+    """HTTP on 127.0.0.1: payload_bodies() (a script, an awk program, a base64 script, an ELF
+    to download and run; /healthz, /index and /bundle.tar, data only)."""
 
-    def __init__(self) -> None:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _PayloadHandler)
+    def __init__(self, bodies: dict[str, bytes]) -> None:
+        handler = type("PayloadHandler", (_PayloadHandler,), {"bodies": bodies})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="provex-payload", daemon=True)
@@ -116,10 +147,11 @@ class Lab:
         self.api.endpoints = [("127.0.0.1", self.api.port), (NET_API_IP, self.api.port)]
         self._networks: dict[tuple[str, int], int] = {}
         self.kubeconfig = self.api.write_kubeconfig(str(self.workdir / "kubeconfig"))
-        self.http = PayloadServer()
+        self.http = PayloadServer(payload_bodies(self.busybox))
         # A host process whose namespaces a hostPID container enters (/proc/1/ns may be closed).
         self.host_process = subprocess.Popen(["sleep", "86400"], stdin=subprocess.DEVNULL)
         self._host_dirs: dict[tuple[str, int], Path] = {}
+        self._rootfs: dict[str, Path] = {}
         self.registered = 0
 
     def values(self) -> dict[str, str]:
@@ -137,15 +169,52 @@ class Lab:
             root = self.workdir / "host" / f"{scenario.name}-{index}"
             root.mkdir(parents=True, exist_ok=True)
             for rel, content in scenario.host_paths[index].files.items():
-                target = root / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if content == "@busybox":
-                    shutil.copy2(self.busybox, target)
-                    target.chmod(0o755)
-                else:
-                    target.write_text(content)
+                self._write(root / rel, content)
             self._host_dirs[key] = root
         return self._host_dirs[key]
+
+    def _write(self, target: Path, content: str, executable: bool = False) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if content == "@busybox":
+            shutil.copy2(self.busybox, target)
+            executable = True
+        else:
+            target.write_text(content)
+        if executable:
+            target.chmod(0o755)
+
+    def _outside(self, scenario: Scenario, rootfs: Path, container_path: str) -> Path:
+        """Where a container path of the scenario lives before it starts: in the stand-in of
+        the host_paths volume it falls under (the innermost), else in its rootfs."""
+        best: tuple[int, Path] | None = None
+        for i, hp in enumerate(scenario.host_paths):
+            mount = hp.mount.rstrip("/")
+            if (container_path == mount or container_path.startswith(mount + "/")) and (
+                best is None or len(mount) > best[0]
+            ):
+                best = (len(mount), self._host_dir(scenario, i) / container_path[len(mount) :].lstrip("/"))
+        return best[1] if best is not None else rootfs / container_path.lstrip("/")
+
+    def _image_rootfs(self, scenario: Scenario) -> str:
+        """The scenario's own rootfs with its `image` laid out (and its entries under host
+        mounts put in their stand-ins), made once: it exists before any trial starts."""
+        if not scenario.image:
+            return ""
+        if scenario.name not in self._rootfs:
+            rootfs = self.runc.derive_rootfs(self.workdir / "images" / scenario.name)
+            for entry in scenario.image:
+                target = self._outside(scenario, rootfs, entry.path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.is_symlink() or target.exists():
+                    target.unlink()  # the shared rootfs's file, replaced in this copy only
+                if entry.symlink:
+                    target.symlink_to(entry.symlink)
+                elif entry.hardlink:
+                    target.hardlink_to(self._outside(scenario, rootfs, entry.hardlink))
+                else:
+                    self._write(target, entry.content or "", entry.executable)
+            self._rootfs[scenario.name] = rootfs
+        return str(self._rootfs[scenario.name])
 
     def _network(self, key: tuple[str, int]) -> tuple[str, dict[str, str]]:
         """The trial's network namespace, with test-only addresses on its loopback, and their
@@ -203,6 +272,7 @@ class Lab:
             host_pid=scenario.host_pid,
             files={scenario.token: TOKEN} if scenario.token else {},
             netns=f"/run/netns/{netns}" if netns else "",
+            rootfs=self._image_rootfs(scenario),
         )
         return Prepared(scenario, trial, uid, cid, pod_name, pod, spec, netns)
 
@@ -240,6 +310,7 @@ class Lab:
         self.api.stop()
         self.runc.close()
         shutil.rmtree(self.workdir / "host", ignore_errors=True)
+        shutil.rmtree(self.workdir / "images", ignore_errors=True)
 
     def __enter__(self) -> Lab:
         return self

@@ -66,6 +66,15 @@ APPLETS = [
     "seq",
     "dd",
     "sync",
+    "ash",
+    "mkfifo",
+    "tar",
+    "base64",
+    "gunzip",
+    "link",
+    "readlink",
+    "tee",
+    "cut",
 ]
 
 ALL_CAPS = [
@@ -102,6 +111,7 @@ class ContainerSpec:
     files: dict[str, str] = field(default_factory=dict)  # container path -> content (e.g. a token)
     netns: str = ""  # join this network namespace (a path, e.g. /run/netns/NAME) instead of the host's
     cgroup_parent: str = ""  # a cgroup path above /kubepods (several "nodes" on one host)
+    rootfs: str = ""  # a rootfs of its own (Runc.derive_rootfs) instead of the shared one
 
 
 @dataclass
@@ -185,6 +195,13 @@ class Runc:
         (self.rootfs / "etc/shadow").write_text("root:*:19000:0:99999:7:::\n")
         (self.rootfs / "etc/hostname").write_text("scenario\n")
 
+    def derive_rootfs(self, target: Path) -> Path:
+        """A rootfs of its own at `target`, the shared one's files hard-linked into it (cheap;
+        both are read-only to containers), for an image that adds files of its own."""
+        if not target.exists():
+            shutil.copytree(self.rootfs, target, symlinks=True, copy_function=os.link)
+        return target
+
     def _config(self, spec: ContainerSpec, cgroup_path: str, bundle: Path) -> dict:
         namespaces: list[dict[str, str]] = [{"type": t} for t in ("ipc", "uts", "mount")]
         if not spec.host_pid:
@@ -237,7 +254,7 @@ class Runc:
                 "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
                 "noNewPrivileges": not spec.privileged,
             },
-            "root": {"path": str(self.rootfs), "readonly": True},
+            "root": {"path": spec.rootfs or str(self.rootfs), "readonly": True},
             "hostname": spec.name[:63],
             "mounts": mounts,
             "linux": {

@@ -1,6 +1,9 @@
 """`provex verify`: prove on this node that every rule still fires.
 
-What it does and its options: exporter.scenarios.cli (the `--help` text).
+What it does and its options: exporter.scenarios.cli (the `--help` text). A rule
+with no canary scenario (a user's rule) is proved by its positive fixtures
+(`<rules dir>/fixtures/<file stem>/positive/*.jsonl`, as `provex rules test`
+reads them), replayed through the rule set the agent loads with this config.
 """
 
 from __future__ import annotations
@@ -8,11 +11,26 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
+import msgspec
+
+from exporter.config import ConfigError, load_config
+from exporter.correlate.cli import replay
+from exporter.correlate.engine import configured_rules
+from exporter.correlate.errors import RulesError
+from exporter.correlate.loader import Correlation, Rule, RuleSet
+from exporter.errors import InputError
 from exporter.scenarios.library import ScenarioError, canaries, load_library
 from exporter.scenarios.session import Outcome, judge, live_session
 
-LABELS = {"fired": "fired", "late": "fired late", "missed": "did not fire", "error": "canary failed"}
+LABELS = {
+    "fired": "fired",
+    "late": "fired late",
+    "missed": "did not fire",
+    "error": "canary failed",
+    "untested": "no canary: give it positive fixtures",
+}
 
 
 @dataclass
@@ -39,15 +57,61 @@ def agent_args(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def agent_rulesets(args: argparse.Namespace) -> tuple[RuleSet, RuleSet]:
+    """The rules the agent loads with this verify's --config, --set and --rules-dir; and the
+    same with none disabled (a disabled rule is verified too, and does not fire)."""
+    flags = [("--rules-dir", "correlate.rules_dirs", args.rules_dir)] if args.rules_dir else []
+    try:
+        config = load_config(args.config, list(args.overrides), flags=flags).correlate
+        every = msgspec.structs.replace(config, disabled_rules=[])
+        return configured_rules(config), configured_rules(every)
+    except (ConfigError, RulesError) as exc:
+        raise ScenarioError([exc]) from None
+
+
+def fixture_canaries(ruleset: RuleSet, rules: list[Rule | Correlation]) -> list[RuleResult]:
+    """Each rule proved by its positive fixtures replayed through `ruleset`: fired when one
+    of them raises its alert; untested when it has none."""
+    results = []
+    for rule in rules:
+        folder = Path(rule.file).parent / "fixtures" / Path(rule.file).stem / "positive"
+        cases = sorted(folder.glob("*.jsonl"))
+        fired = next(
+            (case for case in cases if rule.uid in {a.rule_id for a in replay(ruleset, case)[0]}), None
+        )
+        if fired is not None:
+            results.append(RuleResult(rule.name, f"fixture {fired.name}", "fired", None))
+        elif cases:
+            detail = f"no alert from {len(cases)} positive fixture(s) in {folder}"
+            results.append(RuleResult(rule.name, "fixtures", "missed", None, detail))
+        else:
+            results.append(RuleResult(rule.name, "-", "untested", None, f"none in {folder}"))
+    return results
+
+
 def run_verify(args: argparse.Namespace) -> list[RuleResult]:
     wanted = canaries(load_library())
+    ruleset, every = agent_rulesets(args)
+    alerting: list[Rule | Correlation] = [r for r in every.rules if r.generate]
+    alerting += every.correlations
+    # Rules of the agent's set that no scenario covers: proved by their fixtures.
+    uncovered = [r for r in alerting if r.name not in wanted and r.uid not in wanted]
     if args.rule:
-        unknown = sorted(set(args.rule) - set(wanted))
+        known = set(wanted) | {r.name for r in uncovered}
+        unknown = sorted(set(args.rule) - known)
         if unknown:
             raise ScenarioError(
-                [f"--rule: no canary for {', '.join(unknown)} (known: {', '.join(sorted(wanted))})"]
+                [
+                    InputError(
+                        f"no canary for {', '.join(unknown)}", "--rule", f"known: {', '.join(sorted(known))}"
+                    )
+                ]
             )
         wanted = {r: s for r, s in wanted.items() if r in args.rule}
+        uncovered = [r for r in uncovered if r.name in args.rule]
+    proved_by_fixtures = fixture_canaries(ruleset, uncovered)
+    if not wanted:
+        return proved_by_fixtures
     results = []
     with live_session(args.workdir, agent_args(args)) as live:
         session = live.session
@@ -58,7 +122,7 @@ def run_verify(args: argparse.Namespace) -> list[RuleResult]:
         for run in runs:
             outcome = judge(run, alerts, session.rules, args.late_ms)
             results.append(_result(outcome))
-    return results
+    return results + proved_by_fixtures
 
 
 def _result(outcome: Outcome) -> RuleResult:

@@ -34,15 +34,17 @@ class Home:
 
 # A str instead of a Home: why the field has no home in that schema.
 Entry = Home | str
+
 # Per logsource category where the home differs ("*": every other category).
 PerCategory = dict[str, Entry]
 
-# The flag is written only where the path lies in a host mount: "false" would also
-# have to match every document of a path outside one.
+# Flags written only where they hold (a path in a host mount, a file the kernel judged
+# sensitive, a secret by identity): "false" would also have to match every document
+# where the fact does not apply.
 _READ_ONLY = {"true": [True]}
 _EVENT_TYPE_ACTIONS: dict[str, list[Scalar]] = {
     "exec": ["execve", "execveat"],
-    "open": ["open", "openat", "openat2", "creat"],
+    "open": ["open", "openat", "openat2", "creat", "open_by_handle_at", "memfd_create", "io_uring_open"],
     "connect": ["connect"],
     "accept": ["accept", "accept4"],
     "mount": ["mount", "fsopen", "fsconfig", "fsmount", "move_mount", "open_tree"],
@@ -119,6 +121,18 @@ ECS: dict[str, Entry | PerCategory] = {
     "HostMountContainerPath": Home("provex.host_mount.container_path"),
     "HostMountReadOnly": Home("provex.host_mount.read_only", _READ_ONLY),
     "IsLate": Home("labels.provex_enrichment", {"true": ["late"]}),
+    "ProgramCarrier": Home("provex.program_carrier"),
+    "ImageKernelName": Home("provex.image_kernel_name"),
+    "StdinType": Home("provex.stdin_type"),
+    "FileIdentity": Home("provex.file_identity"),
+    "FileVerdict": Home("provex.file_verdict"),
+    "IsSensitiveFile": Home("provex.sensitive_file", _READ_ONLY),
+    "FileRealPath": Home("provex.real_path"),
+    "IsOwnSecret": Home("provex.own_secret", _READ_ONLY),
+    "IsOtherContainerSecret": Home("provex.other_container_secret", _READ_ONLY),
+    "RepeatCount": Home("provex.repeats"),
+    "SummaryKind": Home("provex.summary.kind"),
+    "SummaryCount": Home("provex.summary.count"),
 }
 
 _OCSF_SYSCALL = "OCSF Process and Network Activity do not carry the syscall variant"
@@ -197,6 +211,18 @@ OCSF: dict[str, Entry | PerCategory] = {
     "HostMountContainerPath": Home("unmapped.provex.host_mount.container_path"),
     "HostMountReadOnly": Home("unmapped.provex.host_mount.read_only", _READ_ONLY),
     "IsLate": Home("unmapped.provex.enrichment", {"true": ["late"]}),
+    "ProgramCarrier": Home("unmapped.provex.program_carrier"),
+    "ImageKernelName": Home("unmapped.provex.image_kernel_name"),
+    "StdinType": Home("unmapped.provex.stdin_type"),
+    "FileIdentity": Home("unmapped.provex.file_identity"),
+    "FileVerdict": Home("unmapped.provex.file_verdict"),
+    "IsSensitiveFile": Home("unmapped.provex.sensitive_file", _READ_ONLY),
+    "FileRealPath": Home("unmapped.provex.real_path"),
+    "IsOwnSecret": Home("unmapped.provex.own_secret", _READ_ONLY),
+    "IsOtherContainerSecret": Home("unmapped.provex.other_container_secret", _READ_ONLY),
+    "RepeatCount": Home("unmapped.provex.repeats"),
+    "SummaryKind": Home("unmapped.provex.summary.kind"),
+    "SummaryCount": Home("unmapped.provex.summary.count"),
 }
 
 HOMES: dict[str, dict[str, Entry | PerCategory]] = {"ecs": ECS, "ocsf": OCSF}
@@ -219,6 +245,7 @@ LOGSOURCES: dict[str, dict[str, Conditions | str]] = {
         "mount": {"event.action": list(_EVENT_TYPE_ACTIONS["mount"])},
         "setns": {"event.action": "setns"},
         "unshare": {"event.action": "unshare"},
+        "sensor": {"event.dataset": "provex.sensor"},
     },
     "ocsf": {
         "process_creation": {"class_uid": 1007},
@@ -228,6 +255,7 @@ LOGSOURCES: dict[str, dict[str, Conditions | str]] = {
         "mount": {"class_uid": 1001, "activity_id": 12},
         "setns": {"class_uid": 1003, "kernel.system_call": "setns"},
         "unshare": {"class_uid": 1003, "kernel.system_call": "unshare"},
+        "sensor": {"class_uid": 1003, "activity_id": 99},
     },
 }
 

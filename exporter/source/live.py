@@ -1,9 +1,12 @@
-"""Live source: records from the BPF ring buffer, decoded by the layout table."""
+"""Live source: records from the two BPF ring buffers, decoded by the layout table and
+merged by time."""
 
 from __future__ import annotations
 
 import ctypes
+import heapq
 import logging
+import select
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,10 +14,11 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 
 from exporter.metrics import REGISTRY
-from exporter.model import Event
+from exporter.model import Event, EventType, SummaryInfo
 from exporter.probes.layout import (
     CGROUP,
     FAMILY_EXTRAS,
+    HDR_RUNTIME,
     SYSCALLS,
     EventHeader,
     Limits,
@@ -52,10 +56,13 @@ def boot_to_wall_offset_ns() -> int:
 
 
 class Decoder:
-    """Turns raw ring-buffer records into Events, table-driven."""
+    """Turns raw ring-buffer records into Events, table-driven. With `identity` (the probes
+    judge files by identity and track the container runtime), every event says whether
+    its process is the runtime's (Event.by_runtime); without it, that stays unknown."""
 
-    def __init__(self, limits: Limits, offset_ns: int) -> None:
+    def __init__(self, limits: Limits, offset_ns: int, identity: bool = False) -> None:
         self.offset_ns = offset_ns
+        self.identity = identity
         structs = payload_structs(limits)
         # Per syscall id: (row, payload struct, its size, field copies as (event, payload, is_text)).
         self._rows: list[tuple[Any, type[ctypes.Structure], int, list[tuple[str, str, bool]]]] = []
@@ -67,8 +74,8 @@ class Decoder:
             copies = [(ev, pl, pl in text_fields) for ev, pl in sc.fields.items()]
             self._rows.append((sc, struct, min_record_size(sc.family, struct), copies))
 
-    def decode(self, data: int, size: int) -> Event | tuple[int, int, str] | None:
-        """An Event, a control record (cgroup id, hierarchy, path), or None if corrupt."""
+    def decode(self, data: int, size: int) -> Event | tuple[int, int, str, bool] | None:
+        """An Event, a control record (cgroup id, hierarchy, path, removed), or None if corrupt."""
         if size < ctypes.sizeof(EventHeader):
             DECODE_ERRORS.labels("short").inc()
             return None
@@ -84,7 +91,7 @@ class Decoder:
         # so always readable): only the used part of the tail is read (NUL, argc bound it).
         payload = struct.from_address(data)
         if sc.family == CGROUP:
-            return payload.id, payload.hierarchy, _text(payload.path)
+            return payload.id, payload.hierarchy, _text(payload.path), sc.name == "cgroup_rmdir"
         ts_ns = header.ts + self.offset_ns
         kwargs: dict[str, Any] = {}
         for event_field, payload_field, is_text in copies:
@@ -107,68 +114,165 @@ class Decoder:
             comm=header.comm.decode("utf-8", "surrogateescape"),
             cgroup_id=header.cgroup_id,
             ret=header.ret,
+            by_runtime=bool(header.flags & HDR_RUNTIME) if self.identity else None,
             **kwargs,
         )
 
 
 class LiveSource:
-    """Drains the ring buffer in batches.
+    """Drains the two ring buffers in batches, merged by time.
 
-    `poll()` waits up to the drain interval for a wakeup (decisive events wake
-    it at once), then consumes what is queued, including records the kernel
-    queued without a wakeup, up to `probes.drain_max_records` records or
-    `probes.drain_max_ms`: under a flood the producer never lets the ring run
-    dry, and an unbounded drain would hold every record (and every other
-    container's decisive event) in one growing batch. What is left stays in
+    `poll()` waits up to the drain interval for a wakeup (decisive records wake it at
+    once), then drains the decisive ring whole (the kernel bounds it: a budget per cgroup
+    and kind) and the bulk ring up to `probes.drain_max_records` records or
+    `probes.drain_max_ms`: under a flood the producer never lets the bulk ring run dry, and
+    an unbounded drain would hold every record in one growing batch. What is left stays in
     the ring for the next poll, which returns at once.
+
+    The two rings are merged by the kernel's timestamps, each ring's order kept: a
+    process's chdir (bulk) comes before its exec (decisive). While the bulk ring has a
+    backlog, a decisive record newer than the bulk records drained so far waits for them,
+    at most `decisive_hold_ms`, so a flood costs it no more than that and its context
+    still comes first when the agent keeps up.
     """
 
-    def __init__(self, probes: Any, on_cgroup: Callable[[int, str], None] | None = None) -> None:
+    DECISIVE_MAX = 65536  # records per drain of the decisive ring (its budgets bound it first)
+
+    def __init__(
+        self,
+        probes: Any,
+        on_cgroup: Callable[[int, str], None] | None = None,
+        decisive_hold_ms: float = 2.0,
+        on_cgroup_gone: Callable[[int], None] | None = None,
+    ) -> None:
         self.probes = probes
-        # Also told of each new cgroup v2 directory (e.g. enrichment's path cache).
+        # Also told of each new cgroup v2 directory (e.g. enrichment's path cache), and of
+        # each removed one (what is kept of its container can go).
         self.on_cgroup = on_cgroup
-        self.decoder = Decoder(probes.limits, boot_to_wall_offset_ns())
+        self.on_cgroup_gone = on_cgroup_gone
+        self.decoder = Decoder(
+            probes.limits, boot_to_wall_offset_ns(), getattr(probes, "file_identity", False)
+        )
         self._batch: list[Event] = []
+        self._limit = 0  # the current drain's record bound
         self.max_records = max(1, probes.config.drain_max_records)
         self.max_ns = probes.config.drain_max_ms * 1_000_000
+        self.hold_ns = int(decisive_hold_ms * 1_000_000)
         self._deadline = 0
         self._full = False
-        self.lag_ns = 0  # how long the oldest record of the last drain waited in the ring
+        self._held: list[Event] = []  # decisive records waiting for older bulk ones
+        self._backlog = False
+        self.lag_ns = 0  # how long the oldest bulk record of the last drain waited in the ring
         self._callback = self._on_record  # keep a reference: BCC holds only a C pointer
-        probes.open_ring_buffer(self._callback)
+        self._decisive, self._bulk = probes.open_ring_buffers(self._callback)
+        self._epoll = select.epoll()
+        for ring in (self._decisive, self._bulk):
+            self._epoll.register(ring.fd, select.EPOLLIN)
 
     def _on_record(self, _ctx: Any, data: int, size: int) -> int:
         record = self.decoder.decode(data, size)
         if isinstance(record, Event):
             batch = self._batch
             batch.append(record)
-            # libbpf stops consuming on a negative return; this record is kept (it was decoded).
-            if len(batch) >= self.max_records or (
-                len(batch) % 256 == 0 and time.monotonic_ns() >= self._deadline
-            ):
+            # A negative return stops consuming; this record is kept (it was decoded).
+            if len(batch) >= self._limit or (len(batch) % 256 == 0 and time.monotonic_ns() >= self._deadline):
                 self._full = True
                 return -1
         elif record is not None:
-            cgroup_id, hierarchy, path = record
+            cgroup_id, hierarchy, path, removed = record
+            if hierarchy != 0:
+                return 0  # cgroup v1 hierarchies have ids of their own
+            if removed:
+                if self.on_cgroup_gone is not None:
+                    self.on_cgroup_gone(cgroup_id)
+                return 0
             self.probes.on_cgroup_created(cgroup_id, hierarchy, path)
-            if hierarchy == 0 and self.on_cgroup is not None:
+            if self.on_cgroup is not None:
                 self.on_cgroup(cgroup_id, path)
         return 0  # returning None costs BCC a caught exception per record
 
+    def _drain(self, ring: Any, limit: int) -> list[Event]:
+        self._full = False
+        self._limit = limit
+        ring.consume()
+        batch, self._batch = self._batch, []
+        return batch
+
     def poll(self, timeout_ms: int | None = None) -> list[Event]:
         wait = self.probes.config.drain_interval_ms if timeout_ms is None else timeout_ms
-        self._full = False
-        self._deadline = time.monotonic_ns() + wait * 1_000_000 + self.max_ns
-        self.probes.poll(wait)
-        if not self._full:
-            self.probes.consume()
-        batch, self._batch = self._batch, []
-        self.lag_ns = time.time_ns() - batch[0].ts_ns if batch else 0
-        if batch:
+        if not self._held and not self._decisive.pending() and not self._bulk.pending():
+            self._epoll.poll(wait / 1000 if wait >= 0 else -1)
+        self._deadline = time.monotonic_ns() + self.max_ns
+        decisive = self._drain(self._decisive, self.DECISIVE_MAX)
+        bulk = self._drain(self._bulk, self.max_records)
+        backlog = self._full
+        now = time.time_ns()
+        self.lag_ns = now - bulk[0].ts_ns if bulk else 0
+        if bulk:
             RING_LAG.observe(self.lag_ns / 1e9)
-        return batch
+        if self._held:
+            decisive = list(heapq.merge(self._held, decisive, key=_ts))
+            self._held = []
+        if backlog and decisive:
+            # Older bulk records may still be in the ring: hold what is newer than the
+            # last one drained, unless it has waited long enough.
+            newest = bulk[-1].ts_ns if bulk else 0
+            hold_until = now - self.hold_ns
+            ready = [e for e in decisive if e.ts_ns <= newest or e.ts_ns < hold_until]
+            self._held = [e for e in decisive if not (e.ts_ns <= newest or e.ts_ns < hold_until)]
+            decisive = ready
+        self._backlog = backlog or bool(self._held) or self._decisive.pending()
+        if not decisive:
+            return bulk
+        if not bulk:
+            return decisive
+        return list(heapq.merge(decisive, bulk, key=_ts))
 
     @property
     def backlog(self) -> bool:
-        """The last poll stopped at its bound: more is waiting in the ring."""
-        return self._full
+        """The last poll stopped at its bound, or holds records: more is waiting."""
+        return self._backlog
+
+    def take_summaries(self) -> list[Event]:
+        """The kernel's summaries of decisive events past a cgroup's budget, as events (one
+        per cgroup and kind, at the time of the last one summarized), oldest first."""
+        names = [sc.name for sc in SYSCALLS]
+        offset = self.decoder.offset_ns
+        out = []
+        for cgroup_id, kind, (
+            count,
+            first,
+            last,
+            first_pid,
+            last_pid,
+            first_sc,
+            last_sc,
+        ) in self.probes.take_summaries():
+            ts_ns = last + offset
+            out.append(
+                Event(
+                    id=f"{ts_ns:x}-{cgroup_id:x}-summary-{kind}",
+                    type=EventType.SUMMARY,
+                    syscall=names[last_sc] if last_sc < len(names) else "",
+                    ts_ns=ts_ns,
+                    pid=last_pid,
+                    tid=last_pid,
+                    cgroup_id=cgroup_id,
+                    summary=SummaryInfo(
+                        kind=kind,
+                        count=count,
+                        first_ns=first + offset,
+                        first_pid=first_pid,
+                        first_syscall=names[first_sc] if first_sc < len(names) else "",
+                        last_syscall=names[last_sc] if last_sc < len(names) else "",
+                    ),
+                )
+            )
+        return sorted(out, key=_ts)
+
+    def close(self) -> None:
+        self._epoll.close()
+
+
+def _ts(event: Event) -> int:
+    return event.ts_ns

@@ -59,23 +59,30 @@ def test_pressure_engages_on_lag_and_lets_go_after_keeping_up():
 
 
 def test_flood_reporter_names_the_container_once_per_interval(caplog):
-    counts = {7: 100}
+    counts = {7: (100, 0, 0)}
     pod = PodInfo(uid="u", name="noisy-0", namespace="shop")
     reporter = FloodReporter(lambda: dict(counts), lambda cg: ContainerInfo(id=f"c{cg}", pod=pod))
     assert reporter.report() == {"c7": 100}
     assert reporter.report() == {}  # nothing new: nothing said
-    counts[7] = 250
-    counts[8] = 3
-    assert reporter.report() == {"c7": 150, "c8": 3}
+    counts[7] = (250, 4, 6)  # sampled, summarized (decisive, past its budget), repeated reads
+    counts[8] = (3, 0, 0)
+    assert reporter.report() == {"c7": 160, "c8": 3}
     lines = [r for r in caplog.records if r.getMessage().startswith("container flooding")]
-    assert [(r.fields["container"], r.fields["sampled"]) for r in lines] == [
-        ("c7", 100),
-        ("c7", 150),
-        ("c8", 3),
-    ]
+    assert [(r.fields["container"], r.fields["sampled"], r.fields["summarized"], r.fields["repeated"])
+            for r in lines] == [("c7", 100, 0, 0), ("c7", 150, 4, 6), ("c8", 3, 0, 0)]  # fmt: skip
     assert all(r.fields["pod"] == "noisy-0" for r in lines)
 
 
-def test_flood_reporter_survives_an_unknown_cgroup():
-    reporter = FloodReporter(lambda: {9: 5}, lambda cg: None)
+def test_flood_reporter_waits_one_interval_for_an_unresolved_cgroup():
+    known: dict[int, ContainerInfo] = {}
+    reporter = FloodReporter(lambda: {9: (5, 0, 0)}, known.get)
+    assert reporter.report() == {}  # not resolved yet: its rescan gets one interval
+    known[9] = ContainerInfo(id="c9")
+    assert reporter.report() == {"c9": 5}  # counted from the start, under its name
+
+
+def test_flood_reporter_names_an_unknown_cgroup_by_id_after_waiting():
+    reporter = FloodReporter(lambda: {9: (5, 0, 0)}, lambda cg: None)
+    assert reporter.report() == {}
     assert reporter.report() == {"cgroup:9": 5}
+    assert FloodReporter(lambda: {9: (5, 0, 0)}, lambda cg: None).report(final=True) == {"cgroup:9": 5}

@@ -19,7 +19,6 @@ from exporter.agent.live import watch_dependencies
 from exporter.agent.pipeline import Pipeline, Sink
 from exporter.config.schema import OtlpConfig, OutputConfig
 from exporter.emit import build_sink
-from exporter.emit.jsonlines import JsonLinesSink, LineWriter
 from exporter.scenarios.agent import free_port, health_get
 from tests.emit.test_accounting import otlp_for
 from tests.emit.test_full_disk import fill, mount_tmpfs  # noqa: F401 (a fixture)
@@ -80,19 +79,25 @@ def test_a_failing_collector_is_reported_for_every_sink_shape(protocol: str, raw
             sink.close()
 
 
-def test_a_full_disk_under_json_lines_is_reported(mount_tmpfs: Callable[[str], Path]) -> None:  # noqa: F811
+@pytest.mark.parametrize("form", ["raw json", "raw text", "ecs json"])
+def test_a_full_disk_under_lines_is_reported(form: str, mount_tmpfs: Callable[[str], Path]) -> None:  # noqa: F811
+    """Raw JSON lines, text lines, ECS documents one per line: the writer's state."""
     disk = mount_tmpfs("64k")
     filler = fill(disk)
-    sink = JsonLinesSink(writer=LineWriter(str(disk / "out.jsonl"), retry_interval_s=0))
+    schema, format_ = form.split()
+    sink = build_sink(OutputConfig(schema=schema, format=format_, file=str(disk / "out.jsonl")), **AGENT)  # type: ignore[arg-type]
+    sink.writer.retry_interval_s = 0  # type: ignore[union-attr]
     try:
         with readyz(sink) as get:
             assert says(get, r"^\[\+\]output ok$")()
             sink.emit_alert(alert(1))
+            sink.flush()
             assert says(
                 get, r"^\[-\]output degraded: .*out\.jsonl: No space left on device \(1 lines waiting\)"
             )()
             filler.unlink()
             sink.batch_done()
+            sink.flush()
             assert says(get, r"^\[\+\]output ok$")()
     finally:
         sink.close()
@@ -102,7 +107,9 @@ def test_a_full_disk_under_otlp_json_lines_is_reported(mount_tmpfs: Callable[[st
     disk = mount_tmpfs("64k")
     filler = fill(disk)
     otlp = OtlpConfig(max_attempts=2, backoff_max_s=0.05, batch_delay_ms=10)
-    sink = build_sink(OutputConfig(schema="ocsf", file=str(disk / "out.jsonl"), otlp=otlp), **AGENT)
+    sink = build_sink(
+        OutputConfig(schema="ocsf", format="otlp-json", file=str(disk / "out.jsonl"), otlp=otlp), **AGENT
+    )
     try:
         with readyz(sink) as get:
             assert says(get, r"^\[\+\]output ok$")()

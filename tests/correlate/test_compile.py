@@ -199,6 +199,26 @@ def test_is_container_runtime(comm: str, exe: str, runtime: bool) -> None:
     assert EventView(ev).get("IsContainerRuntime") is runtime
 
 
-def test_is_container_runtime_is_for_mounts_and_namespaces_only(tmp_path):
+@pytest.mark.parametrize(
+    ("comm", "exe", "by_runtime"),
+    [
+        # A copy of runc, a binary renamed runc, a spoofed runc init comm: not the runtime.
+        ("runc:[2:INIT]", "", False),
+        ("runc", "/tmp/runc", False),
+        ("sh", "/usr/sbin/runc", False),
+        ("runc:[2:INIT]", "/memfd:runc_cloned:/proc/self/exe (deleted)", False),
+        # The kernel's word for a process of the host's runtime, whatever it is called.
+        ("sh", "/bin/sh", True),
+    ],
+)
+def test_the_kernels_runtime_verdict_wins_over_names(comm: str, exe: str, by_runtime: bool) -> None:
+    ev = event(EventType.SETNS, comm=comm, exe=exe, container=container())
+    ev.by_runtime = by_runtime
+    assert EventView(ev).get("IsContainerRuntime") is by_runtime
+
+
+def test_is_container_runtime_is_not_for_network_rules(tmp_path):
     with pytest.raises(RulesError, match="IsContainerRuntime"):
-        _rule(tmp_path, "process_creation", "      s:\n        IsContainerRuntime: true\n      condition: s")
+        _rule(
+            tmp_path, "network_connection", "      s:\n        IsContainerRuntime: true\n      condition: s"
+        )

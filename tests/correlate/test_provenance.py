@@ -207,7 +207,7 @@ def test_fd_table_is_bounded():
     g, c = _graph(), container("c1")
     for i in range(MAX_FDS * 3):
         g.add(event(EventType.OPEN, t=1 + i * 1e-6, pid=10, path=f"/f{i}", ret=3 + i, container=c))
-    assert len(g.g.nodes[("proc", 10)]["state"].fds) == MAX_FDS
+    assert len(g.process(10).fds) == MAX_FDS
 
 
 def test_chroot_and_pivot_root():
@@ -281,7 +281,8 @@ def test_a_live_process_keeps_its_context_past_the_window():
     g.add(event(EventType.EXIT, t=201, pid=10, container=c))
     for i in range(100):
         g.add(event(EventType.OPEN, t=300 + i, pid=99, path=f"/g{i}", container=c))
-    assert ("proc", 10) not in g.g
+    g.publish()
+    assert g.process(10) is None
 
 
 def test_the_graph_stays_bounded_with_context_everywhere():
@@ -297,6 +298,7 @@ def test_the_graph_stays_bounded_with_context_everywhere():
         else:
             g.add(event(EventType.OPEN, t=i * 1e-3, pid=pid, path=f"f{i}", ret=3 + i % 50, dirfd=AT_FDCWD,
                         container=c))  # fmt: skip
-    nodes, edges = g.size
-    assert nodes <= 2_000 and edges <= 4_000
-    assert sum(len(n.symlinks) for n in g._names.values()) <= 4096
+    g.publish()
+    nodes, steps = g.size
+    assert nodes <= 2_000 and steps <= 4_000
+    assert sum(len(n.symlinks) for n in g.containers.values()) <= 4096

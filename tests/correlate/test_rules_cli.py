@@ -32,16 +32,26 @@ def test_lint_reports_file_and_line(tmp_path):
     assert text.splitlines()[-1] == "1 error(s); nothing loaded"
 
 
-def test_lint_lists_skipped_rules_and_warnings_and_strict_fails_on_them(tmp_path):
+def test_lint_fails_on_a_rule_that_cannot_run_and_lists_warnings(tmp_path):
+    """A rule with a field provex has no value for would never fire: lint fails on it as
+    `run` refuses it, unless told to skip it as `run --skip-unsupported-rules` would."""
     path = write_rule(tmp_path, "r.yml", SIMPLE.replace("TargetFilename:", "LogonId:"))
     write_rule(tmp_path, "w.yml", SIMPLE.replace("0001", "0009").replace("name: simple", "name: w")
                .replace("attack.t1611", "attack.stealth"))  # fmt: skip
     code, text = _run(lint, [tmp_path])
+    assert code == 1
+    assert (
+        f"ERROR {path}:9: unknown field 'LogonId', which provex has no value for (nearest known field: "
+        in text
+    )
+    assert "OK" not in text
+    code, text = _run(lint, [tmp_path], skip_unsupported=True)
     assert code == 0
     assert f"SKIP {path}:9: unknown field 'LogonId'" in text
     assert "WARNING " in text and "'attack.stealth'" in text
     assert text.splitlines()[-1].startswith("OK 1 rules, 0 correlations in 2 files; 1 skipped")
-    assert _run(lint, [tmp_path], strict=True)[0] == 1
+    code, text = _run(lint, [tmp_path], strict=True, skip_unsupported=True)
+    assert code == 1 and text.splitlines()[-1].startswith("FAIL (--strict) 1 rules")
 
 
 def test_test_default_rules_all_pass():

@@ -34,8 +34,8 @@ def test_every_rule_file_has_positive_and_negative_fixtures():
 @pytest.mark.parametrize(("rule_file", "case"), CASES)
 def test_fixture(rule_file, case):
     expected = _alerting_ids(RULESET, str(rule_file))
-    ok, detail = _check(RULESET, case, expected, case.parent.name == "positive")
-    assert ok, detail
+    result = _check(RULESET, rule_file, case.parent.name, case, expected)
+    assert result.ok, result.detail
 
 
 def test_positive_alerts_carry_the_whole_chain():

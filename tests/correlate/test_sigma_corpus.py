@@ -14,6 +14,7 @@ import pytest
 from exporter.config.schema import CorrelateConfig
 from exporter.correlate import build_correlator, survey
 from exporter.correlate.engine import Correlator
+from exporter.correlate.errors import RulesError
 from exporter.model import EventType
 
 from .helpers import FIXTURES, REPO, container, event
@@ -37,9 +38,19 @@ def rules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+def test_the_run_loader_refuses_the_rules_it_cannot_run_unless_told_to_skip_them(rules_dir: Path) -> None:
+    with pytest.raises(RulesError) as refused:
+        build_correlator(CorrelateConfig(rules_dirs=[str(rules_dir)]))
+    *skipped, summary = refused.value.errors
+    assert len(skipped) == 214 - EVALUABLE
+    assert "--skip-unsupported-rules" in str(summary)
+
+
 def test_the_run_loader_loads_every_evaluable_rule_and_skips_the_rest(rules_dir: Path) -> None:
     default = build_correlator(CorrelateConfig()).ruleset
-    ruleset = build_correlator(CorrelateConfig(rules_dirs=[str(rules_dir)])).ruleset
+    ruleset = build_correlator(
+        CorrelateConfig(rules_dirs=[str(rules_dir)], skip_unsupported_rules=True)
+    ).ruleset
     theirs = [r for r in ruleset.rules if r.file.startswith(str(rules_dir))]
     assert len(theirs) == EVALUABLE
     assert len(ruleset.rules) == len(default.rules) + EVALUABLE
@@ -59,7 +70,9 @@ def test_the_readme_states_the_figure() -> None:
 
 
 def test_the_cli_runs_the_corpus(rules_dir: Path, tmp_path: Path) -> None:
-    """`provex rules lint DIR` accepts the set; `provex replay --rules-dir DIR` raises their alerts."""
+    """`provex rules lint --skip-unsupported-rules DIR` accepts the set (without the flag it
+    fails, as `run` and `replay` refuse to start); `provex replay --rules-dir DIR
+    --skip-unsupported-rules` raises their alerts."""
     from exporter.cli.main import main
     from exporter.model import encode_event
 
@@ -68,8 +81,11 @@ def test_the_cli_runs_the_corpus(rules_dir: Path, tmp_path: Path) -> None:
     decode = event(EventType.EXEC, t=1, path="/usr/bin/base64", argv=["base64", "-d", "/tmp/p"], container=c)
     stream.write_bytes(encode_event(decode) + b"\n")
     out = tmp_path / "out.jsonl"
-    assert main(["rules", "lint", str(rules_dir)]) == 0
-    assert main(["replay", "--rules-dir", str(rules_dir), "--output", str(out), str(stream)]) == 0
+    assert main(["rules", "lint", str(rules_dir)]) == 1
+    assert main(["rules", "lint", "--skip-unsupported-rules", str(rules_dir)]) == 0
+    assert main(["replay", "--rules-dir", str(rules_dir), "--output", str(out), str(stream)]) == 2
+    replay = ["replay", "--rules-dir", str(rules_dir), "--skip-unsupported-rules", "--output", str(out)]
+    assert main([*replay, str(stream)]) == 0
     alerts = [json.loads(line)["alert"] for line in out.read_text().splitlines() if '"alert"' in line]
     assert "Decode Base64 Encoded Text" in {a["rule_title"] for a in alerts}
 

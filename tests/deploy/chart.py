@@ -7,6 +7,7 @@ Helm's extra functions, built offline in GOPATH mode.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -107,6 +109,16 @@ class Renderer:
             raise RenderError(proc.stderr.strip())
         data = json.loads(proc.stdout)
         return Rendered(values=data["values"], manifests=data["manifests"], notes=data["notes"])
+
+
+def values_schema_script() -> ModuleType:
+    """scripts/gen_values_schema.py, the generator of values.schema.json, as a module."""
+    path = REPO / "scripts" / "gen_values_schema.py"
+    spec = importlib.util.spec_from_file_location("gen_values_schema", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def readme_capabilities() -> tuple[set[str], set[str]]:

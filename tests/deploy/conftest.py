@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.chart import Renderer, build_renderer, go_missing
+from tests.tools import tool
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +22,9 @@ def renderer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Renderer]:
         pytest.skip(reason)
     work: Path = tmp_path_factory.mktemp("helm-render")
     yield Renderer(build_renderer(work), work)
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    """The real helm (v4, from scripts/setup-host.sh test); CI fails without it."""
+    return tool("helm")

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from exporter.config import load_config
+from tests.collector import documented_keys as documented
 from tests.deploy.chart import Rendered, Renderer, RenderError, readme_capabilities
 from tests.deploy.strict_k8s import ManifestError, load_documents, validate
 
@@ -294,6 +295,8 @@ def test_config_change_rolls_the_agents(renderer: Renderer) -> None:
 
     assert checksum(None) == checksum(None)
     assert checksum(None) != checksum({"agent": {"logLevel": "debug"}})
+    # Rules are reloaded in place (the mounted ConfigMap changes, the agents watch it).
+    assert checksum(None) == checksum({"rules": {"mine.yml": "title: Mine\n"}})
 
 
 # --- rules from values ---------------------------------------------------------
@@ -433,10 +436,6 @@ def _undocumented(section: Any, documented: Any, where: str) -> list[str]:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_collector_components_use_documented_keys(renderer: Renderer, backend: str) -> None:
     # The component key lists otel-collector/ is checked against (collector v0.144.0).
-    documented = pytest.importorskip(
-        "tests.collector.documented_keys",
-        reason="tests/collector/documented_keys.py is on main, not yet here",
-    )
     config = _collector_config(renderer.render(fixture_values(backend)))
     problems, unchecked = [], []
     for kind, components in documented.KINDS.items():
@@ -477,8 +476,8 @@ SPLUNK_TOKEN = {"token": {"existingSecret": "splunk-hec"}}
 # Where the first alert is, and how to find it, for each destination and schema the chart can render.
 NOTES_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("stdout", {}, "raw", "grep '{\"alert\"'"),
-    ("stdout", {"agent": {"schema": "ecs"}}, "ecs", "grep '\"provex.alerts\"'"),
-    ("stdout", {"agent": {"schema": "ocsf"}}, "ocsf", "grep '\"provex.alerts\"'"),
+    ("stdout", {"agent": {"schema": "ecs"}}, "ecs", 'grep \'"kind":"alert"\''),
+    ("stdout", {"agent": {"schema": "ocsf"}}, "ocsf", "grep '\"class_uid\":2004'"),
     ("endpoint", {"otlp": {"endpoint": "https://otel:4317"}}, "ecs", "(event.kind: alert)"),
     (
         "endpoint",

@@ -11,8 +11,10 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.chart import CHART
-from tests.deploy.gen_values_schema import SCHEMA_PATH, render
+from tests.deploy.chart import CHART, values_schema_script
+
+GENERATOR = values_schema_script()
+SCHEMA_PATH = GENERATOR.SCHEMA_PATH
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "deploy"
 
@@ -48,8 +50,15 @@ def _errors(values: dict[str, Any]) -> list[str]:
 
 def test_schema_file_is_current() -> None:
     # The schema embeds exporter/config/schema.py; regenerate when that changes.
-    assert SCHEMA_PATH.read_text() == render(), (
-        "helm/provex/values.schema.json is stale: run `PYTHONPATH=. python tests/deploy/gen_values_schema.py`"
+    assert SCHEMA_PATH.read_text() == GENERATOR.render(), (
+        "helm/provex/values.schema.json is stale: run `.venv/bin/python scripts/gen_values_schema.py`"
+    )
+
+
+def test_config_table_of_the_chart_readme_is_current() -> None:
+    readme = GENERATOR.README_PATH.read_text()
+    assert readme == GENERATOR.render_readme(readme), (
+        "the config table of helm/provex/README.md is stale: run `.venv/bin/python scripts/gen_values_schema.py`"
     )
 
 

@@ -172,7 +172,7 @@ def test_otlp_json_batches_on_a_full_disk(tiny_tmpfs: Path) -> None:
         "exported": metric("provex_exported_total", signal="events"),
         "no_space": metric("provex_export_dropped_total", signal="events", cause="no_space"),
     }
-    sink = build_sink(OutputConfig(schema="ecs", file=str(out), otlp=otlp), **AGENT)
+    sink = build_sink(OutputConfig(schema="ecs", format="otlp-json", file=str(out), otlp=otlp), **AGENT)
     for n in range(100):
         sink.emit_event(event(n))
 
@@ -200,8 +200,8 @@ def test_otlp_json_batches_on_a_full_disk(tiny_tmpfs: Path) -> None:
 def test_replay_onto_a_full_disk_exits_with_the_loss_said(tiny_tmpfs: Path, tmp_path: Path) -> None:
     recording = tmp_path / "events.jsonl"
     recording.write_bytes(b"".join(encode_event(event(n)) + b"\n" for n in range(2000)))  # ~300 KB
-    for schema in ("raw", "ecs"):
-        out = tiny_tmpfs / f"out.{schema}"
+    for schema, form in (("raw", "json"), ("ecs", "json"), ("ecs", "otlp-json")):
+        out = tiny_tmpfs / f"out.{schema}.{form}"
         result = subprocess.run(
             [
                 sys.executable,
@@ -211,6 +211,8 @@ def test_replay_onto_a_full_disk_exits_with_the_loss_said(tiny_tmpfs: Path, tmp_
                 str(recording),
                 "--schema",
                 schema,
+                "--format",
+                form,
                 "--output",
                 str(out),
             ],
@@ -224,7 +226,7 @@ def test_replay_onto_a_full_disk_exits_with_the_loss_said(tiny_tmpfs: Path, tmp_
         logs = [json.loads(line) for line in result.stderr.splitlines()]  # JSON lines only
         (summary,) = [d for d in logs if "lost" in d and d["level"] == "error"]
         assert summary["msg"].startswith("replay lost ") and "events/no_space" in summary["msg"]
-        written = len(whole_lines(out)) if schema == "raw" else _records_in(out)
+        written = _records_in(out) if form == "otlp-json" else len(whole_lines(out))
         assert written + summary["lost"]["events/no_space"] == 2000
         out.unlink()
 
@@ -331,7 +333,7 @@ def test_otlp_json_alerts_are_held_through_a_full_disk_and_keep_their_reserve(
     out = disk / "out.otlp.jsonl"
     otlp = OtlpConfig(max_attempts=2, backoff_max_s=0.05, batch_size=20, batch_delay_ms=5)
     before = {s: totals(s) for s in ("events", "alerts")}
-    sink = build_sink(OutputConfig(schema="ecs", file=str(out), otlp=otlp), **AGENT)
+    sink = build_sink(OutputConfig(schema="ecs", format="otlp-json", file=str(out), otlp=otlp), **AGENT)
     for n in range(200):
         sink.emit_event(event(n))
         if n % 50 == 0:

@@ -10,9 +10,9 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from exporter import __version__
+from exporter.config.output import OutputError
 from exporter.config.schema import OtlpConfig, OutputConfig
 from exporter.emit import build_sink, resolve_otlp
-from exporter.emit.factory import OutputConfigError
 from exporter.emit.otlp import OtlpSink
 from exporter.mapping import Mapper
 from exporter.model import Alert, Event
@@ -144,20 +144,20 @@ def test_signal_specific_variables_win(monkeypatch: pytest.MonkeyPatch) -> None:
     assert target is not None
     assert (target.protocol, target.endpoint) == ("http/protobuf", "http://127.0.0.1:2/custom/logs")
     # Config beats the environment.
-    target = resolve_otlp(OtlpConfig(endpoint="127.0.0.1:4317", protocol="grpc"))
+    target = resolve_otlp(OtlpConfig(endpoint="http://127.0.0.1:4317", protocol="grpc"))
     assert target is not None and (target.protocol, target.endpoint) == ("grpc", "http://127.0.0.1:4317")
 
 
 def test_unsupported_protocol_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
-    with pytest.raises(OutputConfigError, match="'http/json' is not supported"):
+    with pytest.raises(OutputError, match="'http/json' is not supported"):
         resolve_otlp(OtlpConfig())
 
 
 def test_no_endpoint_writes_otlp_json_lines(tmp_path: Path) -> None:
     out = tmp_path / "logs.jsonl"
-    sink = build_sink(OutputConfig(schema="ecs", file=str(out)), **AGENT)
+    sink = build_sink(OutputConfig(schema="ecs", format="otlp-json", file=str(out)), **AGENT)
     for event in EVENTS[:3]:
         sink.emit_event(event)
     sink.emit_alert(ALERTS[0])
@@ -221,12 +221,11 @@ def test_alerts_never_wait_behind_the_event_batch() -> None:
 
 
 def test_raw_schema_with_an_otlp_endpoint_is_refused(monkeypatch):
+    from exporter.config.output import OutputError
     from exporter.config.schema import OtlpConfig, OutputConfig
-    from exporter.emit.factory import OutputConfigError, build_sink
+    from exporter.emit.factory import build_sink
 
-    with pytest.raises(
-        OutputConfigError, match=r"OTLP needs the ecs or ocsf schema, but output\.schema is raw"
-    ):
+    with pytest.raises(OutputError, match=r"OTLP needs the ecs or ocsf schema, but output\.schema is raw"):
         build_sink(OutputConfig(schema="raw", otlp=OtlpConfig(endpoint="http://127.0.0.1:4317")))
 
 
@@ -236,7 +235,7 @@ def test_an_endpoint_means_otlp_export_as_ecs(monkeypatch, tmp_path):
     from exporter.config.output import plan_output
     from exporter.config.schema import OtlpConfig, OutputConfig
 
-    plan = plan_output(OutputConfig(otlp=OtlpConfig(endpoint="collector:4317")), environ={})
+    plan = plan_output(OutputConfig(otlp=OtlpConfig(endpoint="http://collector:4317")), environ={})
     assert (plan.output.schema, plan.output.otlp.endpoint, plan.output.otlp.protocol) == (
         "ecs",
         "http://collector:4317",

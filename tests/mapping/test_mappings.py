@@ -128,8 +128,16 @@ def test_documents_carry_the_resolved_path_and_keep_the_given_one() -> None:
         "in_host_mount": True,
         "host_path": "/etc/shadow",
         "host_mount": {"container_path": "/host", "read_only": True},
+        "by_container_runtime": False,
     }
     assert odoc.body["unmapped"]["provex"] == doc.body["provex"]
+    # Opened by its handle: no name was given, the kernel's identity names the file.
+    doc = ecs.map(RECORDS["open_by_handle_identity"])
+    assert doc is not None
+    assert doc.body["file"]["path"] == "/etc/shadow" and doc.body["file"]["inode"] == "1001"
+    assert doc.body["provex"]["file_identity"] == "8388609:1001"
+    assert doc.body["provex"]["file_verdict"] == "sensitive_file" and doc.body["provex"]["repeats"] == 3
+    assert doc.body["provex"]["in_host_mount"] is True and doc.body["provex"]["host_path"] == "/etc/shadow"
     # Unresolvable: the path as given, and the document says so.
     doc = ecs.map(RECORDS["open_cwd_unknown"])
     assert doc is not None

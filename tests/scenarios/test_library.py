@@ -33,9 +33,10 @@ def test_every_default_rule_has_a_canary_and_at_least_two_variants():
     assert set(variants) == set(ALERTING)
 
 
-def test_nine_attack_classes_and_the_benign_set():
+def test_ten_attack_classes_and_the_benign_set():
     classes = {s.klass for s in LIBRARY if s.kind == "attack"}
-    assert len(classes) == 9, classes  # the seven rule classes, the provenance forms, lateral movement
+    # the seven rule classes, the provenance forms, lateral movement, kernel evasion
+    assert len(classes) == 10, classes
     benign = {s.name for s in LIBRARY if s.kind == "benign"}
     assert {
         "startup",
