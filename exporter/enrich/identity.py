@@ -216,7 +216,9 @@ class IdentityRegistry:
         for path in self.sensitive_paths:
             for host_path, real, st, is_dir in _expand(root + path, path):
                 kind = "host_dir" if is_dir else "host_file"
-                _add(known, entries, real, st, Known(kind, host_path, host_path), ID_DIR if is_dir else ID_FILE)
+                _add(
+                    known, entries, real, st, Known(kind, host_path, host_path), ID_DIR if is_dir else ID_FILE
+                )
         for tgid, _identity in self._runtime(known, entries, runtime_inos):
             if self.kernel is not None:
                 self.kernel.mark_runtime_task(tgid)
