@@ -132,15 +132,13 @@ def watch_dependencies(state: HealthState, stages: Stages) -> None:
     state.dependencies[stages.sink.dependency] = stages.sink.degraded
 
 
-def _releasers(probes: Probes, stages: Stages, identities: IdentityRegistry | None) -> list:
-    """What lets go of a gone container: its provenance state, its view of the sensitive set,
-    enrichment's caches of its cgroup, the kernel's per-cgroup entries."""
+def _releasers(probes: Probes, stages: Stages) -> list:
+    """What lets go of a gone container: its provenance state, enrichment's caches of its
+    cgroup, the kernel's per-cgroup entries (its registered identities go at once: tell)."""
     out = [lambda cgroup_id, _cid: probes.forget_cgroup(cgroup_id)]
     correlator = stages.pipeline.correlator
     if correlator is not None:
         out.append(lambda _cgroup_id, cid: correlator.graph.forget_container(cid) if cid else None)
-    if identities is not None:
-        out.append(lambda _cgroup_id, cid: identities.container_gone(cid) if cid else None)
     if stages.enricher is not None:
         out.append(lambda cgroup_id, _cid: stages.enricher.forget_cgroup(cgroup_id))
     return out
@@ -218,7 +216,10 @@ def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
     # and each removed one: what is kept of its container goes after a grace.
     learn = stages.enricher.cgroups.remember if stages.enricher is not None else None
     identify = stages.enricher.identity if stages.enricher is not None else (lambda _cgroup: None)
-    reaper = ContainerReaper(identify, _releasers(probes, stages, identities))
+    # Its registered secrets name nothing from the moment its cgroup goes (their inode numbers
+    # may be the next container's); the rest is released after the grace.
+    tell = [identities.container_gone] if identities is not None else []
+    reaper = ContainerReaper(identify, _releasers(probes, stages), tell=tell)
     source = LiveSource(
         probes,
         on_cgroup=learn,

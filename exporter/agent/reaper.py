@@ -35,9 +35,11 @@ class ContainerReaper:
         identify: Callable[[int], ContainerInfo | None],
         release: list[Callable[[int, str], None]],
         grace_s: float = GRACE_S,
+        tell: list[Callable[[str], None]] = (),
     ) -> None:
         self.identify = identify
-        self.release = release  # each called with (cgroup id, container id or "")
+        self.release = release  # each called with (cgroup id, container id or "") after the grace
+        self.tell = list(tell)  # each called with the container id at once
         self.grace_ns = int(grace_s * 1e9)
         self._due: deque[tuple[int, int, str]] = deque()  # (due, cgroup id, container id)
 
@@ -45,7 +47,11 @@ class ContainerReaper:
         """A cgroup_rmdir record (the agent's thread): name its container now, while the caches
         still know it, and release it after the grace."""
         info = self.identify(cgroup_id)
-        self._due.append((now_ns + self.grace_ns, cgroup_id, info.id if info is not None else ""))
+        container_id = info.id if info is not None else ""
+        if container_id:
+            for tell in self.tell:
+                tell(container_id)
+        self._due.append((now_ns + self.grace_ns, cgroup_id, container_id))
 
     def tick(self, now_ns: int) -> int:
         """Release the containers whose grace has passed; returns how many."""

@@ -25,6 +25,7 @@ is: its real path, its host path, whose secret it is.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import queue
@@ -47,6 +48,8 @@ RUNTIME_NAMES = frozenset(
 )
 MAX_WALK = 4096  # entries registered per sensitive directory prefix (a walk is bounded)
 MAX_DEPTH = 6
+FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long): a file's i_generation (ext4, xfs, btrfs)
+MAX_GONE = 4096  # gone containers remembered, so their stale entries name nothing
 
 
 def kernel_dev(st_dev: int) -> int:
@@ -58,10 +61,14 @@ def kernel_dev(st_dev: int) -> int:
 class Known:
     """What a registered identity is."""
 
-    kind: str  # host_file, host_dir, token, token_fs, runtime
+    kind: str  # host_file, host_dir, token, runtime
     path: str  # its real path in its owner's view (the host's, or the container's)
     host_path: str = ""  # host files: the host's path
     owner: str = ""  # a container's secret: that container's id
+    # i_generation where the file system tells it (0: not known). An inode number is reused
+    # once its file is deleted (a container's token in its bundle, a host file replaced by
+    # rename): the generation tells the new file from the one registered.
+    gen: int = 0
 
 
 class KernelMaps(Protocol):
@@ -104,6 +111,7 @@ class IdentityRegistry:
         self._parts: dict[str, tuple[dict, dict]] = {}
         self._containers: dict[str, _Container] = {}
         self._seen: dict[str, tuple[int, int]] = {}  # container -> (pid, host mounts) asked for
+        self._gone: dict[str, None] = {}  # containers whose cgroup is gone (oldest first)
         self._jobs: queue.SimpleQueue[tuple[str, int, tuple[HostMount, ...]] | None] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._loop = LoopThread(self._run, "provex-identity", interrupt=self._wake.set, join_s=5)
@@ -121,13 +129,11 @@ class IdentityRegistry:
         if ref is None:
             return
         known = self._known.get((ref.dev, ref.ino))
-        if known is not None:
-            ref.kind, ref.path, ref.host_path, ref.owner = (
-                known.kind,
-                known.path,
-                known.host_path,
-                known.owner,
-            )
+        if known is None or (known.gen and ref.gen and known.gen != ref.gen):
+            return  # not registered, or another file that reuses the inode number
+        if known.owner and known.owner in self._gone:
+            return  # a gone container's secret: its inode may be anybody's now
+        ref.kind, ref.path, ref.host_path, ref.owner = known.kind, known.path, known.host_path, known.owner
 
     def container_seen(self, container_id: str, pid: int, mounts: Iterable[HostMount]) -> None:
         """An event of a container's workload (not of its runtime, whose view may be the
@@ -143,6 +149,11 @@ class IdentityRegistry:
         self._wake.set()
 
     def container_gone(self, container_id: str) -> None:
+        """Its cgroup is gone: what it registered names nothing from now on (at once, on the
+        agent's thread), and is dropped from the kernel's maps (in the background)."""
+        self._gone[container_id] = None
+        if len(self._gone) > MAX_GONE:
+            del self._gone[next(iter(self._gone))]
         self._jobs.put((container_id, 0, ()))
         self._wake.set()
 
@@ -203,9 +214,11 @@ class IdentityRegistry:
         runtime_inos: set[int] = set()
         root = self.host_root.rstrip("/")
         for path in self.sensitive_paths:
-            for host_path, st, is_dir in _expand(root + path, path):
+            for host_path, real, st, is_dir in _expand(root + path, path):
                 kind = "host_dir" if is_dir else "host_file"
-                _add(known, entries, st, Known(kind, host_path, host_path), ID_DIR if is_dir else ID_FILE)
+                _add(
+                    known, entries, real, st, Known(kind, host_path, host_path), ID_DIR if is_dir else ID_FILE
+                )
         for tgid, _identity in self._runtime(known, entries, runtime_inos):
             if self.kernel is not None:
                 self.kernel.mark_runtime_task(tgid)
@@ -246,16 +259,16 @@ class IdentityRegistry:
         view = f"{self.proc}/{container.pid}/root"
         for mount in container.mounts:
             for host_path, inside in _reachable(mount, self.sensitive_paths):
-                for found_host, st, is_dir in _expand(view + inside, host_path):
+                for found_host, real, st, is_dir in _expand(view + inside, host_path):
                     what = Known("host_dir" if is_dir else "host_file", found_host, found_host)
-                    _add(known, entries, st, what, ID_DIR if is_dir else ID_FILE)
+                    _add(known, entries, real, st, what, ID_DIR if is_dir else ID_FILE)
         for token_dir in TOKEN_DIRS:
             where = view + token_dir
             try:
                 dir_st = os.stat(where)
             except OSError:
                 continue
-            _add(known, entries, dir_st, Known("token", token_dir, owner=cid), ID_DIR)
+            _add(known, entries, where, dir_st, Known("token", token_dir, owner=cid), ID_DIR)
             try:
                 names = os.listdir(where)
             except OSError:
@@ -267,7 +280,7 @@ class IdentityRegistry:
                     continue
                 is_dir = os.path.isdir(f"{where}/{name}")
                 what = Known("token", f"{token_dir}/{name}", owner=cid)
-                _add(known, entries, st, what, ID_DIR if is_dir else ID_FILE)
+                _add(known, entries, f"{where}/{name}", st, what, ID_DIR if is_dir else ID_FILE)
 
     def _runtime(
         self,
@@ -339,6 +352,7 @@ class IdentityRegistry:
 def _add(
     known: dict[tuple[int, int], Known],
     entries: dict[tuple[str, int, int], int],
+    real: str,
     st: os.stat_result,
     what: Known,
     value: int,
@@ -347,8 +361,22 @@ def _add(
     # A container's own token wins over the host file the same inode is through a hostPath
     # of the kubelet's directory: whose secret it is decides "own" against "another's".
     if what.kind == "token" or (dev, st.st_ino) not in known:
-        known[(dev, st.st_ino)] = what
+        known[(dev, st.st_ino)] = Known(what.kind, what.path, what.host_path, what.owner, _generation(real))
     entries[("sensitive_ids", dev, st.st_ino)] = value
+
+
+def _generation(path: str) -> int:
+    """The file's i_generation, where its file system tells it (FS_IOC_GETVERSION), else 0."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, FS_IOC_GETVERSION, bytes(8))[:4], "little")
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
 
 
 def _reachable(mount: HostMount, sensitive: list[str]) -> Iterator[tuple[str, str]]:
@@ -364,7 +392,10 @@ def _reachable(mount: HostMount, sensitive: list[str]) -> Iterator[tuple[str, st
             yield mount.host_path.rstrip("/") + "/", inside + "/"
 
 
-def _expand(where: str, named: str) -> Iterator[tuple[str, os.stat_result, bool]]:
+Found = tuple[str, str, os.stat_result, bool]  # (its name, where it was found, stat, a directory)
+
+
+def _expand(where: str, named: str) -> Iterator[Found]:
     """The files a sensitive prefix names, seen at `where` and named by `named`: a path
     ending in "/" is a directory and everything under it (bounded); a file is itself; a
     name prefix ("/etc/ssh/ssh_host_") is every file of its directory it starts."""
@@ -382,7 +413,7 @@ def _expand(where: str, named: str) -> Iterator[tuple[str, os.stat_result, bool]
         if is_dir:
             yield from _walk(where, named)
         else:
-            yield named, st, False
+            yield named, where, st, False
         return
     directory, prefix = os.path.split(where)
     named_dir = os.path.dirname(named)
@@ -393,20 +424,20 @@ def _expand(where: str, named: str) -> Iterator[tuple[str, os.stat_result, bool]
     for name in names:
         if name.startswith(prefix):
             try:
-                yield f"{named_dir}/{name}", os.stat(f"{directory}/{name}"), False
+                yield f"{named_dir}/{name}", f"{directory}/{name}", os.stat(f"{directory}/{name}"), False
             except OSError:
                 continue
 
 
-def _walk(where: str, named: str) -> Iterator[tuple[str, os.stat_result, bool]]:
+def _walk(where: str, named: str) -> Iterator[Found]:
     try:
         st = os.stat(where)
     except OSError:
         return
     if not os.path.isdir(where):
-        yield named, st, False
+        yield named, where, st, False
         return
-    yield named + "/", st, True
+    yield named + "/", where, st, True
     budget = MAX_WALK
     stack = [(where, named, 0)]
     while stack and budget > 0:
@@ -425,7 +456,7 @@ def _walk(where: str, named: str) -> Iterator[tuple[str, os.stat_result, bool]]:
             except OSError:
                 continue
             is_dir = child.is_dir()
-            yield f"{shown}/{child.name}" + ("/" if is_dir else ""), st, is_dir
+            yield f"{shown}/{child.name}" + ("/" if is_dir else ""), child.path, st, is_dir
             if is_dir and depth + 1 < MAX_DEPTH and not child.is_symlink():
                 stack.append((child.path, f"{shown}/{child.name}", depth + 1))
 
