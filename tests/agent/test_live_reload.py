@@ -49,7 +49,9 @@ def test_startup_line_and_reload_in_place(tmp_path: Path) -> None:
     try:
         (running,) = wait_logged(agent, "agent running")
         assert running["monitor"] == "containers" and isinstance(running["cgroups"], int)
-        assert "simple" in running["rule_names"] and running["rules"] == alerting == len(running["rule_names"])
+        assert "simple" in running["rule_names"] and running["rules"] == alerting == len(
+            running["rule_names"]
+        )
         assert running["output"] == f"file {out} (JSON lines)"
         assert running["health"] == f"127.0.0.1:{agent.port}"
         first = running["rules_digest"]
