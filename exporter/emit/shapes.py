@@ -11,8 +11,9 @@ the nested body (tests/emit/test_shapes.py).
 
 A shape is the fields' numbers and their values' types (a field a transform fills may hold a
 str in one document and a list in the next), so that strings, the bulk of a document, are
-written inline. Bounded: at most MAX_SHAPES shapes per mapping and format; documents of
-further shapes take the generic encoder.
+written inline. Bounded: at most MAX_SHAPES shapes per mapping and format (~6 MB at most;
+the soak's node mix makes 10 per format); documents of further shapes take the generic
+encoder.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from exporter.mapping.compiled import Fields, Layout
 
-MAX_SHAPES = 1024
+MAX_SHAPES = 128  # a function is ~50 KB; a node's stream shows 10-20 shapes per kind mix
 Body = Callable[[tuple[Any, ...]], bytes]
 Shape = tuple[tuple[int, ...], tuple[type, ...]]  # the fields' numbers, their values' types
 Tree = dict[str, "Tree | int"]  # a map of the body: key -> nested map, or the value's index
