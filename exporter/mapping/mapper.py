@@ -30,14 +30,18 @@ def load_mapping(name_or_path: str | Path) -> Mapping:
     return Mapping(path)
 
 
+# The node of a replayed record that carries none, when none was given (--node-name).
+UNKNOWN_NODE = "unknown"
+
+
 class Mapper:
     """Turns events and alerts into documents of one schema.
 
     `node_name`, `cluster_name` and `hostname` describe the node the agent
     runs on (ECS host.*/orchestrator.cluster.*, OCSF device.*). `recorded`: the
     records are a replay, made on another node: each document names the node its
-    record carries (its Pod's), else `node_name` as given, and no host name (the
-    replaying machine's would be wrong).
+    record carries (its Pod's), else `node_name` as given, else UNKNOWN_NODE (OCSF's
+    device needs a name), and no host name (the replaying machine's would be wrong).
     """
 
     def __init__(
@@ -63,9 +67,7 @@ class Mapper:
         """The document for `record`, or None if the mapping has no kind for it."""
         agent = self.agent
         if self.recorded:
-            node = recorded_node(record)
-            if node:
-                agent = {**agent, "node_name": node}
+            agent = {**agent, "node_name": recorded_node(record) or agent["node_name"] or UNKNOWN_NODE}
         return self.mapping.apply(self.mapping.context(record, agent))
 
 
