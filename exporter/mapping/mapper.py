@@ -31,14 +31,18 @@ def load_mapping(name_or_path: str | Path) -> Mapping:
     return Mapping(path)
 
 
+# The node of a replayed record that carries none, when none was given (--node-name).
+UNKNOWN_NODE = "unknown"
+
+
 class Mapper:
     """Turns events and alerts into documents of one schema.
 
     `node_name`, `cluster_name` and `hostname` describe the node the agent
     runs on (ECS host.*/orchestrator.cluster.*, OCSF device.*). `recorded`: the
     records are a replay, made on another node: each document names the node its
-    record carries (its Pod's), else `node_name` as given, and no host name (the
-    replaying machine's would be wrong).
+    record carries (its Pod's), else `node_name` as given, else UNKNOWN_NODE (OCSF's
+    device needs a name), and no host name (the replaying machine's would be wrong).
     """
 
     def __init__(
@@ -73,9 +77,10 @@ class Mapper:
 
     def _agent_of(self, record: Event | Alert) -> dict[str, Any]:
         if self.recorded:
-            node = recorded_node(record)
-            if node:
-                return {**self.agent, "node_name": node}
+            return {
+                **self.agent,
+                "node_name": recorded_node(record) or self.agent["node_name"] or UNKNOWN_NODE,
+            }
         return self.agent
 
 

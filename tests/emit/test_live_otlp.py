@@ -114,9 +114,10 @@ def test_recorded_run_replayed_over_http_gives_the_mapped_documents(tmp_path, ru
     finally:
         receiver.stop()
 
-    # The same records through the same stages, in process.
+    # The same records through the same stages, in process. A replay's documents name the
+    # node each record was made on, never the replaying machine (its NODE_NAME above).
     correlator = build_correlator(load_config(None, environ={}).correlate)
-    mapper = Mapper("ocsf", node_name="node-replay")
+    mapper = Mapper("ocsf", recorded=True)
     documents = []
     for event in ReplaySource(events_file):
         documents += [mapper.map(alert) for alert in correlator.process(event)]
@@ -128,6 +129,7 @@ def test_recorded_run_replayed_over_http_gives_the_mapped_documents(tmp_path, ru
         return sorted(json.dumps(d, sort_keys=True) for d in docs)
 
     assert canonical(received) == canonical(expected)
+    assert {d["device"].get("name") for d in received} == {"unknown"}  # a container without a Pod
     assert any(d.get("class_uid") == 2004 for d in received), "the replay raised no Detection Finding"
     assert [(d.get("class_uid"), ocsf_errors(d)) for d in received if ocsf_errors(d)] == []
 
