@@ -20,12 +20,12 @@ from typing import TextIO
 from exporter.config.schema import CorrelateConfig
 from exporter.correlate.engine import Correlator
 from exporter.correlate.errors import RulesError
-from exporter.correlate.fields import fields_markdown
 from exporter.correlate.loader import DEFAULT_RULES_DIR, RuleSet, load_rules, rule_files
 from exporter.correlate.loader import survey as _survey
 from exporter.model import Alert
 from exporter.siem import TARGET_NAMES, run_cli
 from exporter.source.replay import ReplaySource
+from exporter.taxonomy.fields import fields_markdown
 
 
 def _paths(paths: Sequence[str | Path]) -> list[str | Path]:

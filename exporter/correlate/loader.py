@@ -33,7 +33,6 @@ from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
 from exporter import yamlfile
-from exporter.correlate.attack import techniques_and_tactics
 from exporter.correlate.compile import (
     Predicate,
     Unsupported,
@@ -42,7 +41,8 @@ from exporter.correlate.compile import (
     condition_fields,
 )
 from exporter.correlate.errors import NotApplicable, RuleError, RulesError
-from exporter.correlate.fields import CATEGORIES
+from exporter.taxonomy.attack import techniques_and_tactics
+from exporter.taxonomy.fields import CATEGORIES
 from exporter.yamlfile import YamlDoc, YamlFileError
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "rules"

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from exporter import yamlfile
-from exporter.model import HostMount, Resolution
+from exporter.model import Resolution
 
 MAX_LINK_HOPS = 40  # the kernel's own limit (ELOOP)
 
@@ -133,25 +133,6 @@ def proc_self(path: str) -> tuple[str, str, str] | None:
     if m is None:
         return None
     return m.group(1), m.group(2), m.group(3) or ""
-
-
-def host_mount_of(path: str, mounts: list[HostMount]) -> tuple[HostMount, str] | None:
-    """The host mount an absolute container path lies in, and the host path it reaches.
-    The longest matching container path wins (mounts nest)."""
-    if not mounts or not path.startswith("/"):
-        return None
-    best: HostMount | None = None
-    best_len = -1
-    for mount in mounts:
-        root = mount.container_path.rstrip("/") or "/"
-        if (root == "/" or path == root or path.startswith(root + "/")) and len(root) > best_len:
-            best, best_len = mount, len(root)
-    if best is None:
-        return None
-    root = best.container_path.rstrip("/") or "/"
-    rest = path if root == "/" else path[len(root) :]
-    host = best.host_path.rstrip("/") + rest if rest else best.host_path
-    return best, host or "/"
 
 
 # ---------------------------------------------------------------- interpreters

@@ -7,13 +7,13 @@ import pytest
 from exporter.correlate.graph import MAX_FDS, ProvenanceGraph
 from exporter.correlate.provenance import (
     FsContext,
-    host_mount_of,
     interpreter_operand,
     interpreter_program,
     load_interpreters,
     resolve,
 )
 from exporter.model import EventType, HostMount, Resolution
+from exporter.taxonomy.hostmounts import host_mount_of
 
 from .helpers import container, event
 
