@@ -6,8 +6,8 @@ import argparse
 import io
 import json
 
-from exporter.correlate import cli
-from exporter.correlate.cli import add_rules_subcommands, lint, survey
+from exporter.cli import rules as cli
+from exporter.cli.rules import add_rules_subcommands, lint, survey
 from exporter.model import EventType, encode_event
 
 from .helpers import SIMPLE, event, write_rule

@@ -17,10 +17,10 @@ import msgspec
 import pytest
 import yaml
 
+from exporter.agent.fixtures import replay
 from exporter.agent.pipeline import Pipeline
 from exporter.config.schema import CorrelateConfig
 from exporter.correlate import DEFAULT_RULES_DIR, load_rules
-from exporter.correlate.cli import replay
 from exporter.correlate.engine import build_correlator
 from exporter.emit.jsonlines import JsonLinesSink
 from exporter.enrich.apiserver import ApiServerSet

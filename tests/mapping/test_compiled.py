@@ -15,8 +15,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from exporter.agent.fixtures import replay
 from exporter.correlate import DEFAULT_RULES_DIR, load_rules
-from exporter.correlate.cli import replay
 from exporter.mapping import Mapper
 from exporter.mapping.compiled import compile_mapping
 from exporter.mapping.mapper import load_mapping
