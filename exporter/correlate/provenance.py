@@ -232,16 +232,6 @@ def interpreters() -> InterpreterTable:
     return load_interpreters()
 
 
-def interpreter_operand(
-    image: str, argv: list[str], table: InterpreterTable | None = None, by_argv0: bool = False
-) -> str:
-    """The script or program an interpreter exec is handed ("" when it is none:
-    not an interpreter, inline code, stdin). `by_argv0`: the program is named by
-    argv[0], not by the image (a multi-call binary re-executing itself through
-    /proc/self/exe picks its applet that way: busybox sh runs `cat` so)."""
-    return interpreter_program(image, argv, table, by_argv0)[0]
-
-
 def interpreter_program(
     image: str, argv: list[str], table: InterpreterTable | None = None, by_argv0: bool = False
 ) -> tuple[str, bool]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import eql
 import pytest
 
+from bench.helpers.records import AGENT, records
 from exporter.correlate.loader import DEFAULT_RULES_DIR, Rule, load_rules
 from exporter.mapping import Mapper
 from exporter.model import Event
@@ -25,7 +26,6 @@ from exporter.siem.homes import (
     home_of,
 )
 from exporter.taxonomy.fields import FIELDS, EventView, categories_of, succeeded
-from tests.mapping.records import AGENT, records
 from tests.siem import eqlrun
 from tests.siem.emitted import REPO, flatten, golden_values, mapped_fields
 
