@@ -32,6 +32,17 @@ def test_lint_reports_file_and_line(tmp_path):
     assert text.splitlines()[-1] == "1 error(s); nothing loaded"
 
 
+def test_lint_reports_the_column_of_a_yaml_error(tmp_path):
+    """A rule file's YAML error keeps its column, as the config's and the mappings' do."""
+    path = write_rule(tmp_path, "r.yml", "title: x\ndetection:\n  sel: [a, b\n")
+    code, text = _run(lint, [tmp_path])
+    assert code == 1
+    assert (
+        text.splitlines()[0]
+        == f"ERROR {path}:4:1: not valid YAML: expected ',' or ']', but got '<stream end>'"
+    )
+
+
 def test_lint_fails_on_a_rule_that_cannot_run_and_lists_warnings(tmp_path):
     """A rule with a field provex has no value for would never fire: lint fails on it as
     `run` refuses it, unless told to skip it as `run --skip-unsupported-rules` would."""
