@@ -17,13 +17,13 @@ from prometheus_client import Counter
 from exporter.config.schema import CorrelateConfig
 from exporter.correlate.dedup import Deduplicator
 from exporter.correlate.errors import RuleError, RulesError
-from exporter.correlate.fields import EventView, categories_of, succeeded, value_text
 from exporter.correlate.graph import ProvenanceGraph
 from exporter.correlate.ids import stable_id
 from exporter.correlate.loader import DEFAULT_RULES_DIR, Correlation, Rule, RuleSet, load_rules
 from exporter.correlate.sequence import CorrelationState, Match
 from exporter.metrics import REGISTRY
 from exporter.model import Alert, Event, EvidenceRef, evidence_ref
+from exporter.taxonomy.fields import EventView, categories_of, succeeded, value_text
 
 log = logging.getLogger("provex.correlate")
 
