@@ -22,9 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 def assert_clean_exit(code: int, stderr_path: Path) -> None:
     """The agent shut down cleanly: exit 0, or exit 3 (it lost records) when every loss was the
-    kernel's. These machines are shared: a flood in another session's container overflows the
-    ring buffer of every agent on the host, which the agent must report and exit 3 for; that
-    is no failure of the test at hand. Any other loss (export, output, mapping) still fails."""
+    kernel's or raw events giving way in the export queue. These machines are shared: a flood in
+    another session's container overflows the ring buffer of every agent on the host, and the
+    raw-event queue of every agent that exports raw events, which the agent must report and
+    exit 3 for; that is no failure of the test at hand. Any other loss (an alert, the output,
+    the mapping) still fails."""
     if code == EXIT_LOST:
         summaries = [
             json.loads(line)
@@ -33,7 +35,8 @@ def assert_clean_exit(code: int, stderr_path: Path) -> None:
         ]
         assert summaries, f"exit {code} without a summary line"
         lost = summaries[-1]["lost"]
-        assert all(key.startswith("kernel/") for key in lost), f"the agent lost records: {lost}"
+        shared = [key for key in lost if key.startswith("kernel/") or key == "events/queue_full"]
+        assert len(shared) == len(lost), f"the agent lost records: {lost}"
         return
     assert code == 0, f"agent exited {code}:\n{stderr_path.read_text(errors='replace')[-3000:]}"
 
