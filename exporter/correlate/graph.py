@@ -605,14 +605,16 @@ class ProvenanceGraph:
             elif what == "cwd":
                 path, dirfd = "." + rest, AT_FDCWD
             elif what.startswith("fd/"):
-                fd_path = self._fd_path(state, int(what[3:]))
+                fd = _fd_number(what[3:])
+                fd_path = self._fd_path(state, fd) if fd is not None else ""
                 if not fd_path:
                     return Resolved("", Resolution.DIRFD_UNKNOWN)
                 return resolve(state.ctx, "." + rest, fd_path, self._symlinks(event), follow_last)
         elif path.startswith("/dev/fd/"):
             fd_text, _, rest = path[len("/dev/fd/") :].partition("/")
             if fd_text.isdigit():
-                fd_path = self._fd_path(state, int(fd_text))
+                fd = _fd_number(fd_text)
+                fd_path = self._fd_path(state, fd) if fd is not None else ""
                 if not fd_path:
                     return Resolved("", Resolution.DIRFD_UNKNOWN)
                 return resolve(state.ctx, "./" + rest, fd_path, self._symlinks(event), follow_last)
@@ -1050,6 +1052,16 @@ def _by_activity(state: ProcState) -> int:
 
 def _by_usage(container: ContainerState) -> int:
     return container.usage
+
+
+def _fd_number(text: str) -> int | None:
+    """The fd a /proc/self/fd/N or /dev/fd/N name gives, read as the kernel reads it
+    (fs/proc/fd.c name_to_int): ASCII digits, no leading zero, a plausible fd. None: it names
+    no fd (a Unicode digit, "03", 5,000 digits), so the call would fail."""
+    if not text.isascii() or not text.isdigit() or len(text) > 10 or (len(text) > 1 and text[0] == "0"):
+        return None
+    fd = int(text)
+    return fd if fd < 2**31 else None
 
 
 def _is_own_exe(path: str, pid: int) -> bool:
