@@ -39,6 +39,18 @@ MATCHES = Counter(
 
 
 class Correlator:
+    """Events in, alerts out. `correlate.engine` picks the per-event path: the native core
+    (exporter/correlate/native, a subclass) or this module's Python, the reference."""
+
+    engine = "python"
+
+    def __new__(cls, ruleset: RuleSet, config: CorrelateConfig | None = None) -> Correlator:
+        if cls is Correlator and _native_wanted((config or CorrelateConfig()).engine):
+            from exporter.correlate.native.engine import NativeCorrelator
+
+            return super().__new__(NativeCorrelator)
+        return super().__new__(cls)
+
     def __init__(self, ruleset: RuleSet, config: CorrelateConfig | None = None) -> None:
         config = config or CorrelateConfig()
         self.graph = ProvenanceGraph(config.window_s, config.max_nodes, config.max_edges)
@@ -160,6 +172,29 @@ class Correlator:
         """End of stream / shutdown: close every window, return all pending follow-ups."""
         self.graph.publish()
         return self.dedup.close_all()
+
+
+_fallback_logged = False
+
+
+def _native_wanted(engine: str) -> bool:
+    """correlate.engine: "native" must have the core (NativeUnavailable says why not); "auto"
+    takes it when it is built and says once when it is not."""
+    global _fallback_logged
+    if engine == "python":
+        return False
+    from exporter.correlate.native import NativeUnavailable, load
+
+    try:
+        load()
+    except NativeUnavailable as exc:
+        if engine == "native":
+            raise
+        if not _fallback_logged:
+            _fallback_logged = True
+            log.warning("correlating in Python", extra={"fields": {"reason": str(exc)}})
+        return False
+    return True
 
 
 def _shape(corr: Correlation) -> tuple:

@@ -21,7 +21,8 @@ annotation and alert.
 """
 
 cimport cython
-from cpython.ref cimport PyObject
+from cpython.object cimport Py_TYPE
+from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
 
 from collections import OrderedDict, deque
 
@@ -36,6 +37,7 @@ from exporter.model import (
     PodInfo,
     ProcessInfo,
     Resolution,
+    SummaryInfo,
 )
 from exporter.model import linux as _linux
 
@@ -159,129 +161,83 @@ cdef inline object slot(object o, Py_ssize_t off):
     return <object>v
 
 
-cdef inline object ev(object event, Py_ssize_t off):
-    """A field of an Event (its type checked by the caller: Core.add, Graph.add)."""
-    return slot(event, off)
+# The Event fields the core reads or writes, in the order of their enum; offsets filled at
+# import (an unknown or non-slot name refuses the import: the model changed under the core).
+cdef enum:
+    E_id, E_type, E_syscall, E_ts_ns, E_pid, E_tid, E_ppid, E_uid, E_gid, E_comm, E_ret,
+    E_path, E_dirfd, E_flags, E_argv, E_fd, E_nstype, E_source, E_target, E_fstype, E_option,
+    E_family, E_daddr, E_dport, E_dest_is_apiserver, E_saddr, E_sport, E_peer_pod, E_child_pid,
+    E_source_dirfd, E_file, E_stdin, E_stdout, E_exe_name, E_verdict, E_repeats, E_resolve,
+    E_by_runtime, E_summary, E_resolved_path, E_resolution, E_host_path, E_interpreted_path,
+    E_resolved_source, E_origin, E_carrier, E_container, E_process, E_late, N_EVENT_FIELDS
 
+cdef tuple EVENT_FIELDS = (
+    "id", "type", "syscall", "ts_ns", "pid", "tid", "ppid", "uid", "gid", "comm", "ret",
+    "path", "dirfd", "flags", "argv", "fd", "nstype", "source", "target", "fstype", "option",
+    "family", "daddr", "dport", "dest_is_apiserver", "saddr", "sport", "peer_pod", "child_pid",
+    "source_dirfd", "file", "stdin", "stdout", "exe_name", "verdict", "repeats", "resolve",
+    "by_runtime", "summary", "resolved_path", "resolution", "host_path", "interpreted_path",
+    "resolved_source", "origin", "carrier", "container", "process", "late",
+)
 
-cdef inline void set_slot(object event, Py_ssize_t off, object value):
-    provex_set_slot(event, off, value)
+# The fields of an event's parts (container, Pod, process, file, host mount, summary).
+cdef enum:
+    CI_id, CI_name, CI_image, CI_runtime, CI_pod, CI_host_mounts,
+    PI_uid, PI_name, PI_namespace, PI_service_account, PI_node, PI_ips,
+    PR_exe, PR_argv, PR_parent_exe, PR_parent_argv, PR_ancestors, PR_lineage,
+    FR_dev, FR_ino, FR_mode, FR_path, FR_host_path, FR_owner, FR_kind,
+    HM_host_path, HM_container_path, HM_read_only, SI_kind, SI_count, N_PART_FIELDS
 
+cdef tuple PART_FIELDS = (
+    (ContainerInfo, "id"), (ContainerInfo, "name"), (ContainerInfo, "image"),
+    (ContainerInfo, "runtime"), (ContainerInfo, "pod"), (ContainerInfo, "host_mounts"),
+    (PodInfo, "uid"), (PodInfo, "name"), (PodInfo, "namespace"), (PodInfo, "service_account"),
+    (PodInfo, "node"), (PodInfo, "ips"),
+    (ProcessInfo, "exe"), (ProcessInfo, "argv"), (ProcessInfo, "parent_exe"),
+    (ProcessInfo, "parent_argv"), (ProcessInfo, "ancestors"), (ProcessInfo, "lineage"),
+    (FileRef, "dev"), (FileRef, "ino"), (FileRef, "mode"), (FileRef, "path"),
+    (FileRef, "host_path"), (FileRef, "owner"), (FileRef, "kind"),
+    (HostMount, "host_path"), (HostMount, "container_path"), (HostMount, "read_only"),
+    (SummaryInfo, "kind"), (SummaryInfo, "count"),
+)
 
+cdef Py_ssize_t EV_OFF[N_EVENT_FIELDS]
+cdef Py_ssize_t PART_OFF[N_PART_FIELDS]
+cdef PyObject* PART_TYPE[N_PART_FIELDS]  # borrowed: the model's types live as long as the module
 cdef object EVENT = Event
-cdef object CONTAINER_INFO = ContainerInfo
-cdef object PROCESS_INFO = ProcessInfo
-cdef object FILE_REF = FileRef
-cdef object POD_INFO = PodInfo
-cdef object HOST_MOUNT = HostMount
 
-cdef Py_ssize_t E_id = _offset(Event, "id")
-cdef Py_ssize_t E_type = _offset(Event, "type")
-cdef Py_ssize_t E_syscall = _offset(Event, "syscall")
-cdef Py_ssize_t E_ts_ns = _offset(Event, "ts_ns")
-cdef Py_ssize_t E_pid = _offset(Event, "pid")
-cdef Py_ssize_t E_tid = _offset(Event, "tid")
-cdef Py_ssize_t E_ppid = _offset(Event, "ppid")
-cdef Py_ssize_t E_uid = _offset(Event, "uid")
-cdef Py_ssize_t E_gid = _offset(Event, "gid")
-cdef Py_ssize_t E_comm = _offset(Event, "comm")
-cdef Py_ssize_t E_ret = _offset(Event, "ret")
-cdef Py_ssize_t E_path = _offset(Event, "path")
-cdef Py_ssize_t E_dirfd = _offset(Event, "dirfd")
-cdef Py_ssize_t E_flags = _offset(Event, "flags")
-cdef Py_ssize_t E_argv = _offset(Event, "argv")
-cdef Py_ssize_t E_fd = _offset(Event, "fd")
-cdef Py_ssize_t E_nstype = _offset(Event, "nstype")
-cdef Py_ssize_t E_source = _offset(Event, "source")
-cdef Py_ssize_t E_target = _offset(Event, "target")
-cdef Py_ssize_t E_fstype = _offset(Event, "fstype")
-cdef Py_ssize_t E_family = _offset(Event, "family")
-cdef Py_ssize_t E_daddr = _offset(Event, "daddr")
-cdef Py_ssize_t E_dport = _offset(Event, "dport")
-cdef Py_ssize_t E_dest_is_apiserver = _offset(Event, "dest_is_apiserver")
-cdef Py_ssize_t E_saddr = _offset(Event, "saddr")
-cdef Py_ssize_t E_sport = _offset(Event, "sport")
-cdef Py_ssize_t E_peer_pod = _offset(Event, "peer_pod")
-cdef Py_ssize_t E_child_pid = _offset(Event, "child_pid")
-cdef Py_ssize_t E_source_dirfd = _offset(Event, "source_dirfd")
-cdef Py_ssize_t E_file = _offset(Event, "file")
-cdef Py_ssize_t E_stdin = _offset(Event, "stdin")
-cdef Py_ssize_t E_stdout = _offset(Event, "stdout")
-cdef Py_ssize_t E_exe_name = _offset(Event, "exe_name")
-cdef Py_ssize_t E_verdict = _offset(Event, "verdict")
-cdef Py_ssize_t E_repeats = _offset(Event, "repeats")
-cdef Py_ssize_t E_resolve = _offset(Event, "resolve")
-cdef Py_ssize_t E_by_runtime = _offset(Event, "by_runtime")
-cdef Py_ssize_t E_summary = _offset(Event, "summary")
-cdef Py_ssize_t E_resolved_path = _offset(Event, "resolved_path")
-cdef Py_ssize_t E_resolution = _offset(Event, "resolution")
-cdef Py_ssize_t E_host_path = _offset(Event, "host_path")
-cdef Py_ssize_t E_interpreted_path = _offset(Event, "interpreted_path")
-cdef Py_ssize_t E_resolved_source = _offset(Event, "resolved_source")
-cdef Py_ssize_t E_origin = _offset(Event, "origin")
-cdef Py_ssize_t E_carrier = _offset(Event, "carrier")
-cdef Py_ssize_t E_container = _offset(Event, "container")
-cdef Py_ssize_t E_process = _offset(Event, "process")
-cdef Py_ssize_t E_late = _offset(Event, "late")
-
-cdef Py_ssize_t C_id = _offset(ContainerInfo, "id")
-cdef Py_ssize_t C_host_mounts = _offset(ContainerInfo, "host_mounts")
-cdef Py_ssize_t P_exe = _offset(ProcessInfo, "exe")
-cdef Py_ssize_t F_dev = _offset(FileRef, "dev")
-cdef Py_ssize_t F_ino = _offset(FileRef, "ino")
-cdef Py_ssize_t F_mode = _offset(FileRef, "mode")
-cdef Py_ssize_t F_path = _offset(FileRef, "path")
-cdef Py_ssize_t M_host_path = _offset(HostMount, "host_path")
-cdef Py_ssize_t M_container_path = _offset(HostMount, "container_path")
+if len(EVENT_FIELDS) != N_EVENT_FIELDS or len(PART_FIELDS) != N_PART_FIELDS:
+    raise ImportError("the core's field tables are inconsistent")
+for _i, _name in enumerate(EVENT_FIELDS):
+    EV_OFF[_i] = _offset(Event, _name)
+for _i, (_type, _name) in enumerate(PART_FIELDS):
+    PART_OFF[_i] = _offset(_type, _name)
+    PART_TYPE[_i] = <PyObject*>_type
 
 
-cdef inline object container_id(object container):
-    if type(container) is CONTAINER_INFO:
-        return slot(container, C_id)
-    return container.id
+cdef inline object ev(object event, int field):
+    """event.<EVENT_FIELDS[field]> (the caller checked that the event is an Event)."""
+    return slot(event, EV_OFF[field])
 
 
-cdef inline object host_mounts(object container):
-    if type(container) is CONTAINER_INFO:
-        return slot(container, C_host_mounts)
-    return container.host_mounts
+cdef inline void set_ev(object event, int field, object value):
+    """event.<field> = value, for a str, int or bool value."""
+    provex_set_slot(event, EV_OFF[field], value)
 
 
-cdef inline object process_exe(object process):
-    if type(process) is PROCESS_INFO:
-        return slot(process, P_exe)
-    return process.exe
+cdef inline object part(object record, int field):
+    """record.<PART_FIELDS[field]>: by slot when the record is of the model's type."""
+    if <PyObject*>Py_TYPE(record) == PART_TYPE[field]:
+        return slot(record, PART_OFF[field])
+    return getattr(record, PART_FIELDS[field][1])
 
 
 cdef inline void set_process_exe(object process, str exe) except *:
-    if type(process) is PROCESS_INFO:
-        provex_set_slot(process, P_exe, exe)
+    if <PyObject*>Py_TYPE(process) == PART_TYPE[PR_exe]:
+        provex_set_slot(process, PART_OFF[PR_exe], exe)
     else:
         process.exe = exe
 
-
-cdef inline object file_mode(object ref):
-    if type(ref) is FILE_REF:
-        return slot(ref, F_mode)
-    return ref.mode
-
-
-cdef inline object file_path(object ref):
-    if type(ref) is FILE_REF:
-        return slot(ref, F_path)
-    return ref.path
-
-
-cdef inline object mount_container_path(object mount):
-    if type(mount) is HOST_MOUNT:
-        return slot(mount, M_container_path)
-    return mount.container_path
-
-
-cdef inline object mount_host_path(object mount):
-    if type(mount) is HOST_MOUNT:
-        return slot(mount, M_host_path)
-    return mount.host_path
 
 # ---------------------------------------------------------------- constants (exporter.model.linux)
 
@@ -547,15 +503,15 @@ cdef object host_mount_of(str path, object mounts):
     cdef Py_ssize_t best_len = -1
     cdef str root
     for mount in mounts:
-        root = rstrip_slash(mount_container_path(mount)) or "/"
+        root = rstrip_slash(part(mount, HM_container_path)) or "/"
         if (root == "/" or path == root or starts(path, root + "/")) and len(root) > best_len:
             best = mount
             best_len = len(root)
     if best is None:
         return None
-    root = rstrip_slash(mount_container_path(best)) or "/"
+    root = rstrip_slash(part(best, HM_container_path)) or "/"
     rest = path if root == "/" else path[len(root):]
-    host_root = mount_host_path(best)
+    host_root = part(best, HM_host_path)
     host = rstrip_slash(host_root) + rest if rest else host_root
     return best, host or "/"
 
@@ -839,23 +795,21 @@ cdef inline bint is_own_exe(str path, object pid):
 
 cdef inline str cid_of(object event):
     container = ev(event, E_container)
-    return container_id(container) if container is not None else ""
+    return part(container, CI_id) if container is not None else ""
 
 
 cdef inline object key_of(object ref):
     """FileRef.key: (dev, ino), or None for no file."""
     if ref is None:
         return None
-    if type(ref) is FILE_REF:
-        return (slot(ref, F_dev), slot(ref, F_ino))
-    return ref.key
+    return (part(ref, FR_dev), part(ref, FR_ino))
 
 
 cdef object step_target(object event, int code):
     """graph._target: what a story step points at."""
     if code == T_OPEN or code == T_EXEC or code == T_LINK or code == T_RENAME or code == T_CHROOT:
         f = ev(event, E_file)
-        path = ev(event, E_resolved_path) or ev(event, E_path) or (file_path(f) if f is not None else "")
+        path = ev(event, E_resolved_path) or ev(event, E_path) or (part(f, FR_path) if f is not None else "")
         return "file:" + path if path else ""
     if code == T_CONNECT:
         daddr = ev(event, E_daddr)
@@ -986,7 +940,7 @@ cdef class Graph:
             self.seq += 1
             (<Container>found).seq = self.seq
         process = ev(event, E_process)
-        if process is not None and process_exe(process) == state.exe_given and state.exe != state.exe_given:
+        if process is not None and part(process, PR_exe) == state.exe_given and state.exe != state.exe_given:
             set_process_exe(process, state.exe)  # the image the graph resolved (a relative or linked exec)
         return state
 
@@ -1180,7 +1134,7 @@ cdef class Graph:
         stdin = ev(event, E_stdin)
         if operand:
             script = self._resolve(event, state, operand, AT_FDCWD, True, &script_status)
-            set_slot(event, E_interpreted_path, script)
+            set_ev(event, E_interpreted_path, script)
             origin = self._origin(cid, script, None)
         elif from_stdin:
             stdin_fd = state.fds.get(0)
@@ -1190,14 +1144,14 @@ cdef class Graph:
                 and (stdin is None or (<Fd>stdin_fd).identity is None
                      or (<Fd>stdin_fd).identity == key_of(stdin))
             ):
-                set_slot(event, E_interpreted_path, (<Fd>stdin_fd).path)
+                set_ev(event, E_interpreted_path, (<Fd>stdin_fd).path)
             identity = (
                 key_of(stdin) if stdin is not None
                 else ((<Fd>stdin_fd).identity if stdin_fd is not None else None)
             )
             origin = self._origin(cid, ev(event, E_interpreted_path), identity)
-            if stdin is not None and is_stream(file_mode(stdin)):
-                carrier = "socket" if (file_mode(stdin) & S_IFMT) == S_IFSOCK else "pipe"
+            if stdin is not None and is_stream(part(stdin, FR_mode)):
+                carrier = "socket" if (part(stdin, FR_mode) & S_IFMT) == S_IFSOCK else "pipe"
                 if not origin and ev(event, E_ret) == 0:
                     self._wait_for_origin(cid, key_of(stdin), event, carrier)
         if not origin:
@@ -1205,12 +1159,12 @@ cdef class Graph:
             carrier = "memfd" if starts(exe_name, "memfd:") else "file"
         if origin:
             event.origin = list(origin)
-            set_slot(event, E_carrier, carrier)
+            set_ev(event, E_carrier, carrier)
         else:
             if ev(event, E_origin):
                 event.origin = []
             if ev(event, E_carrier):
-                set_slot(event, E_carrier, "")
+                set_ev(event, E_carrier, "")
         if ev(event, E_ret) == 0:
             for fd in [fd for fd, entry in state.fds.items() if (<Fd>entry).cloexec]:
                 self._drop_fd(state, fd)
@@ -1224,8 +1178,8 @@ cdef class Graph:
             stdout = ev(event, E_stdout)
             if stdout is not None:
                 state.stdout = key_of(stdout)
-                state.stdout_mode = file_mode(stdout)
-            if stdin is not None and is_stream(file_mode(stdin)) and not state.net:
+                state.stdout_mode = part(stdout, FR_mode)
+            if stdin is not None and is_stream(part(stdin, FR_mode)) and not state.net:
                 self._read_stream(state, key_of(stdin))
             if state.net:
                 self._taint_stdout(state)
@@ -1267,7 +1221,7 @@ cdef class Graph:
             follow = bool(ev(event, E_flags) & AT_SYMLINK_FOLLOW)
             old_path = self._resolve(event, state, ev(event, E_source), self._source_dirfd(event), follow,
                                      &old_status)
-            set_slot(event, E_resolved_source, old_path)
+            set_ev(event, E_resolved_source, old_path)
         if ev(event, E_ret) != 0 or not new or not old_path:
             return
         cdef Container container = self._container(state.cid)
@@ -1287,7 +1241,7 @@ cdef class Graph:
         cdef str old = self._resolve(event, state, ev(event, E_source), self._source_dirfd(event), False,
                                      &old_status)
         self._annotate(event, new, status)
-        set_slot(event, E_resolved_source, old)
+        set_ev(event, E_resolved_source, old)
         if ev(event, E_ret) != 0 or not new or not old:
             return
         cid = state.cid
@@ -1411,15 +1365,15 @@ cdef class Graph:
                        follow_last, status)
 
     cdef void _annotate(self, object event, str path, int status) except *:
-        set_slot(event, E_resolved_path, path)
-        set_slot(event, E_resolution, OUTCOME[status])
+        set_ev(event, E_resolved_path, path)
+        set_ev(event, E_resolution, OUTCOME[status])
         self.outcomes[status] += 1
         container = ev(event, E_container)
         if path and container is not None:
-            mounts = host_mounts(container)
+            mounts = part(container, CI_host_mounts)
             if mounts:
                 hit = host_mount_of(path, mounts)
-                set_slot(event, E_host_path, hit[1] if hit is not None else "")
+                set_ev(event, E_host_path, hit[1] if hit is not None else "")
 
     cdef str _hardlink_identity(self, Container container, str path):
         hit = container.hardlinks.get(path)
@@ -1475,7 +1429,7 @@ cdef class Graph:
         cdef Container container = <Container>found
         for event, carrier in container.waiting.pop(identity, ()):
             event.origin = list(origin)
-            set_slot(event, E_carrier, carrier)
+            set_ev(event, E_carrier, carrier)
             self.rejudged.append(event)
             self.rejudged_total += 1
         for pid in container.readers.pop(identity, ()):
@@ -1756,3 +1710,1395 @@ cdef list _older_states(dict table, long long horizon):
 
 def _by_activity(Proc state):
     return state.last_ns
+
+
+# ================================================================ fields (fields.py)
+#
+# One getter per rule field, by id; a View computes each at most once per event (the
+# reference's EventView). Fields the core has no getter for (added to fields.py later) are
+# computed by the reference's own getter: slower, never different.
+
+from exporter.correlate import fields as _fields
+
+cdef enum:
+    F_Image, F_CommandLine, F_ParentImage, F_ParentCommandLine, F_User, F_ProcessId,
+    F_ParentProcessId, F_TargetFilename, F_DestinationIp, F_DestinationPort, F_SourceIp,
+    F_SourcePort, F_Initiated, F_TargetFilenameAsGiven, F_ImageAsGiven, F_PathResolution,
+    F_InterpretedFile, F_ExecutedFiles, F_ExecutedFileFromNetwork, F_ProgramCarrier,
+    F_ImageKernelName, F_StdinType, F_FileIdentity, F_FileVerdict, F_IsSensitiveFile,
+    F_FileRealPath, F_IsOwnSecret, F_IsOtherContainerSecret, F_RepeatCount, F_EventType,
+    F_Syscall, F_Comm, F_ThreadId, F_UserId, F_GroupId, F_ReturnCode, F_Success,
+    F_AncestorImages, F_OpenFlags, F_OpenWrite, F_OpenCreate, F_OpenTruncate,
+    F_DestinationEndpoint, F_DestinationIsApiServer, F_AddressFamily, F_PeerPodName,
+    F_PeerPodNamespace, F_PeerPodUid, F_NamespaceType, F_NamespaceTypes, F_NamespaceFd,
+    F_MountSource, F_MountTarget, F_MountFsType, F_MountFlags, F_IsContainer, F_ContainerId,
+    F_ContainerName, F_ContainerImage, F_ContainerRuntime, F_IsContainerRuntime, F_PodName,
+    F_PodNamespace, F_PodUid, F_ServiceAccount, F_NodeName, F_PodIp, F_AncestorProcessId1,
+    F_AncestorProcessId2, F_AncestorProcessId3, F_AncestorProcessId4, F_IsHostMount,
+    F_HostMountPath, F_HostMountContainerPath, F_HostMountReadOnly, F_IsLate, F_SummaryKind,
+    F_SummaryCount, N_NATIVE_FIELDS
+
+NATIVE_FIELDS = (
+    "Image", "CommandLine", "ParentImage", "ParentCommandLine", "User", "ProcessId",
+    "ParentProcessId", "TargetFilename", "DestinationIp", "DestinationPort", "SourceIp",
+    "SourcePort", "Initiated", "TargetFilenameAsGiven", "ImageAsGiven", "PathResolution",
+    "InterpretedFile", "ExecutedFiles", "ExecutedFileFromNetwork", "ProgramCarrier",
+    "ImageKernelName", "StdinType", "FileIdentity", "FileVerdict", "IsSensitiveFile",
+    "FileRealPath", "IsOwnSecret", "IsOtherContainerSecret", "RepeatCount", "EventType",
+    "Syscall", "Comm", "ThreadId", "UserId", "GroupId", "ReturnCode", "Success",
+    "AncestorImages", "OpenFlags", "OpenWrite", "OpenCreate", "OpenTruncate",
+    "DestinationEndpoint", "DestinationIsApiServer", "AddressFamily", "PeerPodName",
+    "PeerPodNamespace", "PeerPodUid", "NamespaceType", "NamespaceTypes", "NamespaceFd",
+    "MountSource", "MountTarget", "MountFsType", "MountFlags", "IsContainer", "ContainerId",
+    "ContainerName", "ContainerImage", "ContainerRuntime", "IsContainerRuntime", "PodName",
+    "PodNamespace", "PodUid", "ServiceAccount", "NodeName", "PodIp", "AncestorProcessId1",
+    "AncestorProcessId2", "AncestorProcessId3", "AncestorProcessId4", "IsHostMount",
+    "HostMountPath", "HostMountContainerPath", "HostMountReadOnly", "IsLate", "SummaryKind",
+    "SummaryCount",
+)
+if len(NATIVE_FIELDS) != N_NATIVE_FIELDS:
+    raise ImportError("the core's field table is inconsistent")
+
+cdef enum:
+    MAX_FIELDS = 256  # native and reference-computed fields together
+
+cdef object _local_ip = _fields._local_ip
+cdef object _is_container_runtime = _fields._is_container_runtime
+cdef object _file_type = _fields.file_type
+cdef object _namespace_names = _linux.namespace_names
+cdef object _normpath = __import__("posixpath").normpath
+cdef object UNSET = object()
+
+
+cdef extern from *:
+    """
+    /* str.lower() for ASCII text without a method call (and without a copy when it has no
+       capital letter); other text takes str.lower itself. */
+    static PyObject *provex_lower(PyObject *s) {
+        Py_ssize_t n, i;
+        const Py_UCS1 *d;
+        PyObject *out;
+        Py_UCS1 *o;
+        if (!PyUnicode_IS_ASCII(s)) return PyObject_CallMethod(s, "lower", NULL);
+        n = PyUnicode_GET_LENGTH(s);
+        d = PyUnicode_1BYTE_DATA(s);
+        for (i = 0; i < n; i++)
+            if (d[i] >= 'A' && d[i] <= 'Z') break;
+        if (i == n) { Py_INCREF(s); return s; }
+        out = PyUnicode_New(n, 127);
+        if (out == NULL) return NULL;
+        o = PyUnicode_1BYTE_DATA(out);
+        for (i = 0; i < n; i++) o[i] = (d[i] >= 'A' && d[i] <= 'Z') ? d[i] + 32 : d[i];
+        return out;
+    }
+    """
+    object provex_lower(object s)
+
+
+cdef inline str text_of(object x):
+    """compile._text: a value as the string tests see it."""
+    if x is True:
+        return "true"
+    if x is False:
+        return "false"
+    if type(x) is str:
+        return <str>x
+    return str(x)
+
+
+cpdef str value_text(object value):
+    """fields.value_text: a field's value as one string (keys, de-duplication)."""
+    if type(value) is str:
+        return <str>value
+    if isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+@cython.final
+cdef class View:
+    """fields.EventView: one event as rules see it, each field computed once."""
+
+    cdef object event
+    cdef int code
+    cdef PyObject* values[MAX_FIELDS]
+    cdef PyObject* folded[MAX_FIELDS]  # str.lower() of each value's text, for string tests
+    cdef int touched[MAX_FIELDS]
+    cdef int ntouched
+    cdef list extra  # getters of fields beyond the native ones, by id - N_NATIVE_FIELDS
+    cdef object mount_hit  # fields.resolve_host_mount(event), once
+
+    def __cinit__(self):
+        self.extra = []
+        self.mount_hit = UNSET
+
+    def __dealloc__(self):
+        self.clear()
+
+    cdef void start(self, object event, int code):
+        self.clear()
+        self.event = event
+        self.code = code
+
+    cdef void clear(self):
+        cdef int i, f
+        for i in range(self.ntouched):
+            f = self.touched[i]
+            Py_XDECREF(self.values[f])
+            Py_XDECREF(self.folded[f])
+            self.values[f] = NULL
+            self.folded[f] = NULL
+        self.ntouched = 0
+        self.event = None
+        self.mount_hit = UNSET
+
+    cdef inline void _touch(self, int f):
+        if self.values[f] == NULL and self.folded[f] == NULL:
+            self.touched[self.ntouched] = f
+            self.ntouched += 1
+
+    cdef object get(self, int f):
+        cdef PyObject* hit = self.values[f]
+        if hit != NULL:
+            return <object>hit
+        value = self.compute(f) if f < N_NATIVE_FIELDS else self.extra[f - N_NATIVE_FIELDS](self.event)
+        self._touch(f)
+        Py_INCREF(value)
+        self.values[f] = <PyObject*>value
+        return value
+
+    cdef object lower_text(self, int f):
+        """str.lower() of the field's text (None when the value is None)."""
+        cdef PyObject* hit = self.folded[f]
+        if hit != NULL:
+            return <object>hit
+        value = self.get(f)
+        folded = None if value is None else provex_lower(text_of(value))
+        self._touch(f)
+        Py_INCREF(folded)
+        self.folded[f] = <PyObject*>folded
+        return folded
+
+    cdef object host_mount(self):
+        """fields.resolve_host_mount: (mount, host path) or None."""
+        if self.mount_hit is not UNSET:
+            return self.mount_hit
+        hit = None
+        container = ev(self.event, E_container)
+        if container is not None:
+            mounts = part(container, CI_host_mounts)
+            if mounts:
+                for path in self.subject_paths():
+                    hit = host_mount_of(path, mounts)
+                    if hit is not None:
+                        break
+        self.mount_hit = hit
+        return hit
+
+    cdef tuple subject_paths(self):
+        """fields.subject_paths."""
+        e = self.event
+        cdef int code = self.code
+        if code == T_EXEC:
+            path = ev(e, E_path)
+            image = ev(e, E_resolved_path) or (path if starts(path, "/") else "")
+            interpreted = ev(e, E_interpreted_path)
+            return tuple([p for p in (interpreted, image) if p])
+        if code == T_OPEN:
+            path = ev(e, E_resolved_path) or (ev(e, E_path) if starts(ev(e, E_path), "/") else "")
+            return (path,) if path else ()
+        if code == T_MOUNT:
+            path = ev(e, E_resolved_path) or ev(e, E_source) or ev(e, E_path)
+            return (_normpath(path),) if starts(path, "/") else ()
+        return ()
+
+    cdef object host_file(self):
+        """fields.host_file."""
+        hit = self.host_mount()
+        if hit is not None:
+            return (<tuple>hit)[1]
+        ref = ev(self.event, E_file)
+        if ref is not None and (self.code == T_OPEN or self.code == T_EXEC):
+            return part(ref, FR_host_path)
+        return ""
+
+    cdef object image(self):
+        """fields._image."""
+        e = self.event
+        process = ev(e, E_process)
+        path = ev(e, E_path)
+        if self.code == T_EXEC:
+            resolved = ev(e, E_resolved_path)
+            if resolved:
+                return resolved
+            if path == "/proc/self/exe" or path == f"/proc/{ev(e, E_pid)}/exe":
+                if process is not None and starts(part(process, PR_exe), "/"):
+                    return part(process, PR_exe)
+            if path:
+                return path
+        if process is not None:
+            exe = part(process, PR_exe)
+            if exe:
+                return exe
+        return path if self.code == T_EXEC else ""
+
+    cdef object pod(self):
+        container = ev(self.event, E_container)
+        return part(container, CI_pod) if container is not None else None
+
+    cdef object compute(self, int f):
+        e = self.event
+        cdef int code = self.code
+        cdef long long flags
+        if f == F_Image:
+            return self.image()
+        if f == F_CommandLine:
+            if code == T_EXEC:
+                return " ".join(ev(e, E_argv))
+            process = ev(e, E_process)
+            return " ".join(part(process, PR_argv)) if process is not None else ""
+        if f == F_ParentImage:
+            process = ev(e, E_process)
+            return part(process, PR_parent_exe) if process is not None else ""
+        if f == F_ParentCommandLine:
+            process = ev(e, E_process)
+            return " ".join(part(process, PR_parent_argv)) if process is not None else ""
+        if f == F_User:
+            uid = ev(e, E_uid)
+            return "root" if uid == 0 else str(uid)
+        if f == F_ProcessId:
+            return ev(e, E_pid)
+        if f == F_ParentProcessId:
+            return ev(e, E_ppid) or None
+        if f == F_TargetFilename:
+            if code != T_OPEN:
+                return ""
+            ref = ev(e, E_file)
+            return ev(e, E_resolved_path) or ev(e, E_path) or (part(ref, FR_path) if ref is not None else "")
+        if f == F_DestinationIp:
+            if code == T_CONNECT:
+                return ev(e, E_daddr)
+            return _local_ip(e) if code == T_ACCEPT else ""
+        if f == F_DestinationPort:
+            return ev(e, E_dport) if code == T_CONNECT else ""
+        if f == F_SourceIp:
+            if code == T_ACCEPT:
+                return ev(e, E_saddr)
+            return _local_ip(e) if code == T_CONNECT else ""
+        if f == F_SourcePort:
+            return ev(e, E_sport) if code == T_ACCEPT else ""
+        if f == F_Initiated:
+            return "true" if code == T_CONNECT else "false" if code == T_ACCEPT else ""
+        if f == F_TargetFilenameAsGiven:
+            return ev(e, E_path) if code == T_OPEN else ""
+        if f == F_ImageAsGiven:
+            return ev(e, E_path) if code == T_EXEC else ""
+        if f == F_PathResolution:
+            return ev(e, E_resolution)
+        if f == F_InterpretedFile:
+            return ev(e, E_interpreted_path) if code == T_EXEC else ""
+        if f == F_ExecutedFiles:
+            return list(self.subject_paths()) if code == T_EXEC else []
+        if f == F_ExecutedFileFromNetwork:
+            return bool(ev(e, E_origin))
+        if f == F_ProgramCarrier:
+            return ev(e, E_carrier) if code == T_EXEC else ""
+        if f == F_ImageKernelName:
+            return ev(e, E_exe_name) if code == T_EXEC else ""
+        if f == F_StdinType:
+            if code != T_EXEC:
+                return ""
+            stdin = ev(e, E_stdin)
+            return _file_type(part(stdin, FR_mode)) if stdin is not None else ""
+        if f == F_FileIdentity:
+            ref = ev(e, E_file)
+            return f"{part(ref, FR_dev)}:{part(ref, FR_ino)}" if ref is not None else ""
+        if f == F_FileVerdict:
+            return ev(e, E_verdict) if code == T_OPEN else ""
+        if f == F_IsSensitiveFile:
+            return code == T_OPEN and starts(ev(e, E_verdict), "sensitive")
+        if f == F_FileRealPath:
+            ref = ev(e, E_file)
+            return part(ref, FR_path) if ref is not None else ""
+        if f == F_IsOwnSecret:
+            ref = ev(e, E_file)
+            if ref is not None and part(ref, FR_kind):
+                owner = part(ref, FR_owner)
+                container = ev(e, E_container)
+                return bool(owner) and container is not None and owner == part(container, CI_id)
+            path = ev(e, E_resolved_path)
+            return starts(path, "/var/run/secrets/") or starts(path, "/run/secrets/")
+        if f == F_IsOtherContainerSecret:
+            ref = ev(e, E_file)
+            if ref is None:
+                return False
+            owner = part(ref, FR_owner)
+            container = ev(e, E_container)
+            return bool(owner) and (container is None or owner != part(container, CI_id))
+        if f == F_RepeatCount:
+            repeats = ev(e, E_repeats)
+            return repeats if code == T_OPEN and repeats else None
+        if f == F_EventType:
+            return ev(e, E_type).value
+        if f == F_Syscall:
+            return ev(e, E_syscall)
+        if f == F_Comm:
+            return ev(e, E_comm)
+        if f == F_ThreadId:
+            return ev(e, E_tid)
+        if f == F_UserId:
+            return ev(e, E_uid)
+        if f == F_GroupId:
+            return ev(e, E_gid)
+        if f == F_ReturnCode:
+            return ev(e, E_ret)
+        if f == F_Success:
+            return succeeded(e, code)
+        if f == F_AncestorImages:
+            process = ev(e, E_process)
+            return part(process, PR_ancestors) if process is not None else []
+        if f == F_OpenFlags:
+            return ev(e, E_flags) if code == T_OPEN else ""
+        if f == F_OpenWrite:
+            flags = ev(e, E_flags)
+            return bool(flags & 3) and code == T_OPEN
+        if f == F_OpenCreate:
+            flags = ev(e, E_flags)
+            return bool(flags & O_CREAT) and code == T_OPEN
+        if f == F_OpenTruncate:
+            flags = ev(e, E_flags)
+            return bool(flags & O_TRUNC) and code == T_OPEN
+        if f == F_DestinationEndpoint:
+            if code != T_CONNECT:
+                return ""
+            daddr = ev(e, E_daddr)
+            return endpoint(daddr, ev(e, E_dport)) if daddr else ""
+        if f == F_DestinationIsApiServer:
+            return ev(e, E_dest_is_apiserver)
+        if f == F_AddressFamily:
+            return ev(e, E_family)
+        if f == F_PeerPodName or f == F_PeerPodNamespace or f == F_PeerPodUid:
+            peer = ev(e, E_peer_pod)
+            if peer is None:
+                return ""
+            return part(peer, PI_name if f == F_PeerPodName else PI_namespace if f == F_PeerPodNamespace else PI_uid)
+        if f == F_NamespaceType:
+            return ev(e, E_nstype)
+        if f == F_NamespaceTypes:
+            if code == T_SETNS or code == T_UNSHARE:
+                return _namespace_names(ev(e, E_nstype), code == T_SETNS)
+            return []
+        if f == F_NamespaceFd:
+            return ev(e, E_fd)
+        if f == F_MountSource:
+            return (ev(e, E_source) or ev(e, E_path)) if code == T_MOUNT else ""
+        if f == F_MountTarget:
+            return ev(e, E_target) if code == T_MOUNT else ""
+        if f == F_MountFsType:
+            return ev(e, E_fstype) if code == T_MOUNT else ""
+        if f == F_MountFlags:
+            return ev(e, E_flags) if code == T_MOUNT else ""
+        if f == F_IsContainer:
+            return ev(e, E_container) is not None
+        if f == F_ContainerId or f == F_ContainerName or f == F_ContainerImage or f == F_ContainerRuntime:
+            container = ev(e, E_container)
+            if container is None:
+                return ""
+            return part(
+                container,
+                CI_id if f == F_ContainerId else CI_name if f == F_ContainerName
+                else CI_image if f == F_ContainerImage else CI_runtime,
+            )
+        if f == F_IsContainerRuntime:
+            by_runtime = ev(e, E_by_runtime)
+            return by_runtime if by_runtime is not None else _is_container_runtime(e)
+        if f == F_PodName or f == F_PodNamespace or f == F_PodUid or f == F_ServiceAccount or f == F_NodeName:
+            pod = self.pod()
+            if pod is None:
+                return ""
+            return part(
+                pod,
+                PI_name if f == F_PodName else PI_namespace if f == F_PodNamespace
+                else PI_uid if f == F_PodUid else PI_service_account if f == F_ServiceAccount
+                else PI_node,
+            )
+        if f == F_PodIp:
+            pod = self.pod()
+            if pod is None:
+                return ""
+            ips = part(pod, PI_ips)
+            return ips[0] if ips else ""
+        if F_AncestorProcessId1 <= f <= F_AncestorProcessId4:
+            process = ev(e, E_process)
+            lineage = part(process, PR_lineage) if process is not None else []
+            if not lineage:
+                return None
+            return lineage[min(f - F_AncestorProcessId1 + 1, len(lineage) - 1)]
+        if f == F_IsHostMount:
+            return bool(self.host_file())
+        if f == F_HostMountPath:
+            return self.host_file()
+        if f == F_HostMountContainerPath:
+            hit = self.host_mount()
+            return part((<tuple>hit)[0], HM_container_path) if hit is not None else ""
+        if f == F_HostMountReadOnly:
+            hit = self.host_mount()
+            return part((<tuple>hit)[0], HM_read_only) if hit is not None else False
+        if f == F_IsLate:
+            return ev(e, E_late)
+        if f == F_SummaryKind:
+            summary = ev(e, E_summary)
+            return part(summary, SI_kind) if summary is not None else ""
+        if f == F_SummaryCount:
+            summary = ev(e, E_summary)
+            return part(summary, SI_count) if summary is not None else 0
+        raise KeyError(f)
+
+
+cdef inline bint succeeded(object event, int code) except -1:
+    """fields.succeeded."""
+    cdef long long ret = ev(event, E_ret)
+    return ret >= 0 or (code == T_CONNECT and ret == -EINPROGRESS)
+
+
+# ================================================================ rules (compile.py)
+#
+# exporter/correlate/native/ir.py compiles each rule's parsed Sigma condition to nested
+# tuples (see its docstring); `build_node` turns them into these nodes. Every test has the
+# reference's semantics (compile.py's closures): strings case-insensitive unless cased, a
+# list field matching when any element does, None matching nothing but null.
+
+cdef class Test:
+    """A test of one value (compile.Test)."""
+
+    cdef bint value(self, object x) except -1:
+        raise NotImplementedError
+
+    cdef bint field(self, View view, int f) except -1:
+        return self.value(view.get(f))
+
+
+@cython.final
+cdef class StrTest(Test):
+    """compile._string_test's plain shapes: exact, prefix, suffix, contains."""
+
+    cdef int kind  # 0 exact, 1 prefix, 2 suffix, 3 contains
+    cdef str text
+    cdef bint cased
+
+    cdef inline bint match(self, str t):
+        if self.kind == 0:
+            return t == self.text
+        if self.kind == 1:
+            return provex_match_at(t, self.text, 0)
+        if self.kind == 2:
+            return provex_match_at(t, self.text, len(t) - len(self.text))
+        return self.text in t
+
+    cdef bint value(self, object x) except -1:
+        if x is None:
+            return False
+        t = text_of(x)
+        return self.match(t if self.cased else provex_lower(t))
+
+    cdef bint field(self, View view, int f) except -1:
+        if self.cased:
+            return self.value(view.get(f))
+        t = view.lower_text(f)
+        return t is not None and self.match(t)
+
+
+@cython.final
+cdef class SetTest(Test):
+    """compile._any_value_test: one case-insensitive test of many values."""
+
+    cdef frozenset exact
+    cdef tuple prefixes
+    cdef tuple suffixes
+    cdef list others  # Test
+
+    cdef inline bint match(self, str t, object x) except -1:
+        if t in self.exact:
+            return True
+        for p in self.prefixes:
+            if provex_match_at(t, p, 0):
+                return True
+        for p in self.suffixes:
+            if provex_match_at(t, p, len(t) - len(<str>p)):
+                return True
+        for test in self.others:
+            if (<Test>test).value(x):
+                return True
+        return False
+
+    cdef bint value(self, object x) except -1:
+        if x is None:
+            return False
+        return self.match(provex_lower(text_of(x)), x)
+
+    cdef bint field(self, View view, int f) except -1:
+        t = view.lower_text(f)
+        return t is not None and self.match(t, view.get(f))
+
+
+@cython.final
+cdef class AnyTest(Test):
+    """Any of several tests (a Sigma expansion)."""
+
+    cdef list tests
+
+    cdef bint value(self, object x) except -1:
+        for test in self.tests:
+            if (<Test>test).value(x):
+                return True
+        return False
+
+
+@cython.final
+cdef class BoolTest(Test):
+    cdef object want  # True or False
+
+    cdef bint value(self, object x) except -1:
+        if x is self.want:
+            return True
+        if isinstance(x, bool):
+            return False
+        return as_bool(x) == self.want
+
+
+@cython.final
+cdef class NumTest(Test):
+    cdef object number
+
+    cdef bint value(self, object x) except -1:
+        return as_number(x) == self.number
+
+
+@cython.final
+cdef class NullTest(Test):
+    cdef bint value(self, object x) except -1:
+        return x is None or x == "" or x == []
+
+
+@cython.final
+cdef class ExistsTest(Test):
+    cdef bint want
+
+    cdef bint value(self, object x) except -1:
+        return (x is not None and x != "" and x != []) == self.want
+
+
+@cython.final
+cdef class RegexTest(Test):
+    """A regular expression (Python's re, as the reference): a Sigma `|re` value, searched,
+    or a string with inner wildcards, matched whole. `literal`: a run every match contains
+    (ir.required_literal), checked first."""
+
+    cdef object match  # the compiled pattern's search or fullmatch
+    cdef str literal
+
+    cdef bint value(self, object x) except -1:
+        if x is None:
+            return False
+        t = text_of(x)
+        if self.literal and self.literal not in t:
+            return False
+        return self.match(t) is not None
+
+
+@cython.final
+cdef class CidrTest(Test):
+    """compile._in_network: the address (parsed once per distinct text) in the network."""
+
+    cdef int version
+    cdef unsigned long long net_hi, net_lo, mask_hi, mask_lo
+
+    cdef bint value(self, object x) except -1:
+        if type(x) is not str or not x:
+            return False
+        parsed = address_of(<str>x)
+        if parsed is None or (<Address>parsed).version != self.version:
+            return False
+        return ((<Address>parsed).hi & self.mask_hi) == self.net_hi and (
+            (<Address>parsed).lo & self.mask_lo
+        ) == self.net_lo
+
+
+@cython.final
+cdef class CompareTest(Test):
+    cdef int op  # 0 <, 1 <=, 2 >, 3 >=, 4 !=
+    cdef object number
+
+    cdef bint value(self, object x) except -1:
+        n = as_number(x)
+        if n is None:
+            return False
+        if self.op == 0:
+            return n < self.number
+        if self.op == 1:
+            return n <= self.number
+        if self.op == 2:
+            return n > self.number
+        if self.op == 3:
+            return n >= self.number
+        return n != self.number
+
+
+@cython.final
+cdef class PyTest(Test):
+    """A value test the IR has no node for: the reference's own closure."""
+
+    cdef object func
+
+    cdef bint value(self, object x) except -1:
+        return bool(self.func(x))
+
+
+cdef object as_bool(object x):
+    """compile._as_bool."""
+    if isinstance(x, bool):
+        return x
+    if isinstance(x, str):
+        return {"true": True, "false": False}.get(x.lower())
+    if isinstance(x, int):
+        return x != 0
+    return None
+
+
+cdef object as_number(object x):
+    """compile._as_number."""
+    if isinstance(x, bool) or x is None:
+        return None
+    if isinstance(x, (int, float)):
+        return x
+    try:
+        return int(x)
+    except (TypeError, ValueError):
+        return None
+
+
+@cython.final
+@cython.no_gc
+cdef class Address:
+    cdef int version
+    cdef unsigned long long hi, lo
+
+
+cdef dict ADDRESSES = {}
+cdef object _ip_address = __import__("ipaddress").ip_address
+
+
+cdef object address_of(str text):
+    """compile._address, as 128 bits: a node talks to few addresses (bounded cache)."""
+    hit = ADDRESSES.get(text, UNSET)
+    if hit is not UNSET:
+        return hit
+    cdef Address out
+    try:
+        addr = _ip_address(text)
+    except ValueError:
+        out = None
+    else:
+        out = Address.__new__(Address)
+        out.version = addr.version
+        value = int(addr)
+        out.hi = value >> 64
+        out.lo = value & 0xFFFFFFFFFFFFFFFF
+    if len(ADDRESSES) >= 4096:
+        ADDRESSES.clear()
+    ADDRESSES[text] = out
+    return out
+
+
+cdef class Node:
+    """A condition over a View (compile.Predicate)."""
+
+    cdef bint eval(self, View view) except -1:
+        raise NotImplementedError
+
+
+@cython.final
+cdef class AllNode(Node):
+    cdef list parts
+
+    cdef bint eval(self, View view) except -1:
+        for p in self.parts:
+            if not (<Node>p).eval(view):
+                return False
+        return True
+
+
+@cython.final
+cdef class AnyNode(Node):
+    cdef list parts
+
+    cdef bint eval(self, View view) except -1:
+        for p in self.parts:
+            if (<Node>p).eval(view):
+                return True
+        return False
+
+
+@cython.final
+cdef class NotNode(Node):
+    cdef Node inner
+
+    cdef bint eval(self, View view) except -1:
+        return not self.inner.eval(view)
+
+
+@cython.final
+cdef class FieldNode(Node):
+    cdef int f
+    cdef Test test
+
+    cdef bint eval(self, View view) except -1:
+        return self.test.field(view, self.f)
+
+
+@cython.final
+cdef class ElementNode(Node):
+    """A list field: any element passes the test."""
+
+    cdef int f
+    cdef Test test
+
+    cdef bint eval(self, View view) except -1:
+        for x in view.get(self.f) or []:
+            if self.test.value(x):
+                return True
+        return False
+
+
+@cython.final
+cdef class SameNode(Node):
+    """Field = field (a Sigma field reference)."""
+
+    cdef int a, b
+
+    cdef bint eval(self, View view) except -1:
+        x = view.get(self.a)
+        y = view.get(self.b)
+        if isinstance(x, str):
+            x = x.lower()
+        if isinstance(y, str):
+            y = y.lower()
+        return x == y
+
+
+cdef Test build_test(tuple ir):
+    kind = ir[0]
+    cdef StrTest s
+    cdef SetTest st
+    cdef AnyTest a
+    cdef BoolTest b
+    cdef NumTest n
+    cdef ExistsTest x
+    cdef RegexTest r
+    cdef CidrTest c
+    cdef CompareTest cmp
+    cdef PyTest py
+    if kind == "str":
+        s = StrTest.__new__(StrTest)
+        s.kind = ("exact", "prefix", "suffix", "contains").index(ir[1])
+        s.text = ir[2]
+        s.cased = ir[3]
+        return s
+    if kind == "set":
+        st = SetTest.__new__(SetTest)
+        st.exact = frozenset(ir[1])
+        st.prefixes = tuple(ir[2])
+        st.suffixes = tuple(ir[3])
+        st.others = [build_test(t) for t in ir[4]]
+        return st
+    if kind == "any":
+        a = AnyTest.__new__(AnyTest)
+        a.tests = [build_test(t) for t in ir[1]]
+        return a
+    if kind == "bool":
+        b = BoolTest.__new__(BoolTest)
+        b.want = bool(ir[1])
+        return b
+    if kind == "number":
+        n = NumTest.__new__(NumTest)
+        n.number = ir[1]
+        return n
+    if kind == "null":
+        return NullTest.__new__(NullTest)
+    if kind == "exists":
+        x = ExistsTest.__new__(ExistsTest)
+        x.want = ir[1]
+        return x
+    if kind == "search" or kind == "fullmatch":
+        r = RegexTest.__new__(RegexTest)
+        r.match = ir[1].search if kind == "search" else ir[1].fullmatch
+        r.literal = ir[2] if kind == "search" else ""
+        return r
+    if kind == "cidr":
+        c = CidrTest.__new__(CidrTest)
+        network = ir[1]
+        c.version = network.version
+        mask = int(network.netmask)
+        net = int(network.network_address)
+        c.mask_hi, c.mask_lo = mask >> 64, mask & 0xFFFFFFFFFFFFFFFF
+        c.net_hi, c.net_lo = net >> 64, net & 0xFFFFFFFFFFFFFFFF
+        return c
+    if kind == "compare":
+        cmp = CompareTest.__new__(CompareTest)
+        cmp.op = ("<", "<=", ">", ">=", "!=").index(ir[1])
+        cmp.number = ir[2]
+        return cmp
+    if kind == "python":
+        py = PyTest.__new__(PyTest)
+        py.func = ir[1]
+        return py
+    raise ValueError(f"unknown test {kind!r}")
+
+
+cdef Node build_node(tuple ir, dict field_ids):
+    kind = ir[0]
+    cdef AllNode all_
+    cdef AnyNode any_
+    cdef NotNode not_
+    cdef FieldNode field
+    cdef ElementNode element
+    cdef SameNode same
+    if kind == "and":
+        all_ = AllNode.__new__(AllNode)
+        all_.parts = [build_node(p, field_ids) for p in ir[1]]
+        return all_
+    if kind == "or":
+        any_ = AnyNode.__new__(AnyNode)
+        any_.parts = [build_node(p, field_ids) for p in ir[1]]
+        return any_
+    if kind == "not":
+        not_ = NotNode.__new__(NotNode)
+        not_.inner = build_node(ir[1], field_ids)
+        return not_
+    if kind == "field":
+        field = FieldNode.__new__(FieldNode)
+        field.f = field_ids[ir[1]]
+        field.test = build_test(ir[2])
+        return field
+    if kind == "element":
+        element = ElementNode.__new__(ElementNode)
+        element.f = field_ids[ir[1]]
+        element.test = build_test(ir[2])
+        return element
+    if kind == "same":
+        same = SameNode.__new__(SameNode)
+        same.a = field_ids[ir[1]]
+        same.b = field_ids[ir[2]]
+        return same
+    raise ValueError(f"unknown condition node {kind!r}")
+
+
+# ================================================================ sequences (sequence.py)
+
+cdef enum:
+    MAX_GROUPS = 8192  # sequence.MAX_GROUPS
+    MAX_PER_STEP = 16  # sequence.MAX_PER_STEP
+
+BOUNDS.update(MAX_GROUPS=MAX_GROUPS, MAX_PER_STEP=MAX_PER_STEP)
+
+cdef enum:
+    CT_EVENT_COUNT, CT_VALUE_COUNT, CT_TEMPORAL, CT_TEMPORAL_ORDERED
+cdef enum:
+    OP_GE, OP_GT, OP_EQ
+cdef enum:
+    LINEAGE_NONE, LINEAGE_DESCENDANT, LINEAGE_KIN
+
+cdef tuple CORRELATION_TYPES = ("event_count", "value_count", "temporal", "temporal_ordered")
+
+
+@cython.final
+@cython.no_gc
+cdef class Match:
+    """sequence.Match: one event a correlation step matched."""
+
+    cdef readonly long long ts
+    cdef readonly object event
+    cdef readonly int step
+    cdef readonly dict values
+
+
+cdef inline Match new_match(long long ts, object event, int step, dict values):
+    cdef Match m = Match.__new__(Match)
+    m.ts = ts
+    m.event = event
+    m.step = step
+    m.values = values
+    return m
+
+
+def _match_ts(Match m):
+    return m.ts
+
+
+def _match_order(Match m):
+    return (m.ts, m.step)
+
+
+cdef object path_norm(object value):
+    """sequence._path_norm."""
+    if isinstance(value, str) and value.startswith("/"):
+        return _normpath(value)
+    return value
+
+
+cdef long long last_ts(object group):
+    """sequence._last_ts."""
+    cdef long long best = 0
+    if isinstance(group, deque):
+        return (<Match>group[-1]).ts if group else 0
+    if isinstance(group, dict):
+        return (<Match>next(reversed((<dict>group).values()))).ts if group else 0
+    found = False
+    for dq in <list>group:
+        if dq and (not found or (<Match>dq[-1]).ts > best):
+            best = (<Match>dq[-1]).ts
+            found = True
+    return best
+
+
+@cython.final
+cdef class Correlation:
+    """sequence.CorrelationState: the groups of one correlation and how they complete."""
+
+    cdef readonly object corr  # exporter.correlate.loader.Correlation
+    cdef public dict groups  # key -> group, least recently used first
+    cdef Graph graph
+    cdef int type, op, lineage_mode, lineage_depth
+    cdef Py_ssize_t count
+    cdef long long timespan, swept
+    cdef list names  # group-by names
+    cdef dict key_fields  # step rule -> field ids of the group-by names (aliases resolved)
+    cdef dict value_fields  # step rule -> field id of the value_count field
+    cdef list steps  # the step rules (Rule), in order
+    cdef dict join_fields  # step -> [(name, field id)] for x-provex-same
+    cdef list same  # [{step: name}]
+    cdef readonly long long matches
+    cdef readonly long long evicted_window
+    cdef readonly long long evicted_budget
+
+    # ---------------------------------------------------------- entry
+
+    cdef list feed(self, Rule rule, object event, long long ts, View view):
+        cdef list fids = self.key_fields[rule]
+        key = tuple([value_text(view.get(<int>f)) for f in fids])
+        self._sweep(ts)
+        cdef list found
+        if self.type == CT_EVENT_COUNT:
+            found = self._count(key, event, ts)
+        elif self.type == CT_VALUE_COUNT:
+            found = self._values(key, event, ts, value_text(view.get(<int>self.value_fields[rule])))
+        else:
+            found = self._sequence(key, rule, event, ts, view)
+        return [(dict(zip(self.names, key)), m) for m in found]
+
+    cdef object _group(self, tuple key, int kind):
+        groups = self.groups
+        group = groups.get(key)
+        if group is None:
+            if kind == CT_EVENT_COUNT:
+                group = deque(maxlen=self.count + 1)
+            elif kind == CT_VALUE_COUNT:
+                group = {}
+            else:
+                group = [deque(maxlen=MAX_PER_STEP) for _ in range(len(self.steps))]
+            groups[key] = group
+            if len(groups) > MAX_GROUPS:
+                pop_first(groups)
+                self.evicted_budget += 1
+        else:
+            del groups[key]
+            groups[key] = group
+        return group
+
+    cdef void _sweep(self, long long now) except *:
+        if now - self.swept < self.timespan:
+            return
+        self.swept = now
+        cdef long long horizon = now - self.timespan
+        stale = [k for k, g in self.groups.items() if last_ts(g) < horizon]
+        for k in stale:
+            del self.groups[k]
+        self.evicted_window += len(stale)
+
+    # ---------------------------------------------------------- counts
+
+    cdef inline bint _holds(self, Py_ssize_t n):
+        if self.op == OP_GE:
+            return n >= self.count
+        if self.op == OP_GT:
+            return n > self.count
+        return n == self.count
+
+    cdef list _count(self, tuple key, object event, long long ts):
+        dq = self._group(key, CT_EVENT_COUNT)
+        cdef long long horizon = ts - self.timespan
+        while dq and (<Match>dq[0]).ts < horizon:
+            dq.popleft()
+        dq.append(new_match(ts, event, 0, {}))
+        if self._holds(len(dq)):
+            return [list(dq)[-self.count:] if self.op != OP_GT else list(dq)]
+        return []
+
+    cdef list _values(self, tuple key, object event, long long ts, str value):
+        cdef dict seen = self._group(key, CT_VALUE_COUNT)
+        cdef long long horizon = ts - self.timespan
+        while seen and (<Match>next(iter(seen.values()))).ts < horizon:
+            pop_first(seen)
+        if value == "":
+            return []
+        fresh = value not in seen
+        if not fresh:
+            del seen[value]
+        seen[value] = new_match(ts, event, 0, {})
+        while len(seen) > self.count + 1:
+            pop_first(seen)
+        if fresh and self._holds(len(seen)):
+            return [sorted(seen.values(), key=_match_ts)]
+        return []
+
+    # ---------------------------------------------------------- sequences
+
+    cdef list _sequence(self, tuple key, Rule rule, object event, long long ts, View view):
+        cdef list steps = self._group(key, CT_TEMPORAL)
+        cdef Py_ssize_t n = len(self.steps)
+        cdef long long horizon = ts - self.timespan
+        for dq in steps:
+            while dq and (<Match>dq[0]).ts < horizon:
+                dq.popleft()
+        cdef bint ordered = self.type == CT_TEMPORAL_ORDERED
+        cdef list found = []
+        cdef Py_ssize_t i
+        for i in range(n - 1, -1, -1):
+            if self.steps[i] is not rule:
+                continue
+            values = {name: path_norm(view.get(<int>fid)) for name, fid in self.join_fields.get(i, ())}
+            match = new_match(ts, event, i, values)
+            if not ordered or i == n - 1:
+                chain = self._complete(steps, match, ordered)
+                if chain is not None:
+                    found.append(chain)
+            if not ordered or i < n - 1:
+                steps[i].append(match)
+        return found[:1]
+
+    cdef object _complete(self, list steps, Match last, bint ordered):
+        cdef Py_ssize_t n = len(steps)
+        cdef dict chosen = {last.step: last}
+        cdef list order = [i for i in range(n - 1, -1, -1) if i != last.step]
+        if self._search(steps, last, ordered, chosen, order, 0, last.ts):
+            return [chosen[i] for i in range(n)]
+        return None
+
+    cdef bint _search(self, list steps, Match last, bint ordered, dict chosen, list order,
+                      Py_ssize_t pos, long long bound) except -1:
+        cdef Py_ssize_t n = len(steps)
+        cdef Match cand
+        if pos == len(order):
+            if ordered:
+                chain = [chosen[i] for i in range(n)]
+            else:
+                chain = sorted(chosen.values(), key=_match_order)
+            return self._valid(chain)
+        i = order[pos]
+        for c in reversed(steps[i]):
+            cand = <Match>c
+            if ordered and cand.ts > bound:
+                continue
+            if cand.event is last.event:
+                continue
+            if not self._joins(cand, chosen):
+                continue
+            chosen[i] = cand
+            if self._search(steps, last, ordered, chosen, order, pos + 1, cand.ts):
+                return True
+            del chosen[i]
+        return False
+
+    cdef bint _joins(self, Match cand, dict chosen) except -1:
+        for join in self.same:
+            if cand.step not in join:
+                continue
+            mine = cand.values.get(join[cand.step])
+            for step, name in (<dict>join).items():
+                other = chosen.get(step)
+                if other is not None and step != cand.step and (<Match>other).values.get(name) != mine:
+                    return False
+        return True
+
+    cdef bint _valid(self, list chain) except -1:
+        if self.lineage_mode == LINEAGE_NONE:
+            return True
+        cdef Py_ssize_t i
+        for i in range(len(chain) - 1):
+            if not self._related((<Match>chain[i]).event, (<Match>chain[i + 1]).event):
+                return False
+        return True
+
+    cdef bint _related(self, object first, object then) except -1:
+        process = ev(first, E_process)
+        la = part(process, PR_lineage) if process is not None else []
+        process = ev(then, E_process)
+        lb = part(process, PR_lineage) if process is not None else []
+        cdef int depth = self.lineage_depth
+        if la and lb:
+            if self.lineage_mode == LINEAGE_DESCENDANT:
+                return ev(first, E_pid) in lb
+            return not set(la[: depth + 1]).isdisjoint(lb[: depth + 1])
+        a = ev(first, E_pid)
+        b = ev(then, E_pid)
+        if self.lineage_mode == LINEAGE_DESCENDANT:
+            return self.graph.is_descendant(b, a)
+        return self.graph.kin(a, b, depth)
+
+
+# ================================================================ the core (engine.py's per-event path)
+
+
+@cython.final
+cdef class Rule:
+    """A single-event rule, compiled to the IR."""
+
+    cdef readonly object rule  # exporter.correlate.loader.Rule
+    cdef Node predicate
+    cdef bint include_failed, generate, reads_origin
+    cdef list key_names
+    cdef list key_fields
+    cdef list correlations  # Correlation objects this rule is a step of, in order
+    cdef readonly long long matches
+
+
+# Logsource categories (fields.CATEGORY_DOC), by index: dispatch lists per category.
+cdef enum:
+    D_FILE_ACCESS, D_FILE_EVENT, D_NETWORK, D_PROCESS, D_MOUNT, D_SETNS, D_UNSHARE, D_SENSOR, N_CATEGORIES
+
+cdef tuple CATEGORY_NAMES = (
+    "file_access", "file_event", "network_connection", "process_creation", "mount", "setns",
+    "unshare", "sensor",
+)
+if set(CATEGORY_NAMES) != set(_fields.CATEGORIES):
+    raise ImportError("fields.CATEGORIES changed: the core dispatches on its own list")
+
+
+cdef class Core:
+    """The per-event path: the provenance graph, then the rules of the event's logsource
+    categories, then the correlations their matches feed (engine.Correlator.process without
+    de-duplication and alerts, which stay in Python). `add` returns the matches:
+    [(rule or correlation, key, [Match, ...]), ...] in the reference's order, or None."""
+
+    cdef readonly Graph graph
+    cdef View view
+    cdef list dispatch  # category index -> [Rule]
+    cdef readonly list rules  # Rule, in the rule set's order
+    cdef readonly list correlations  # Correlation, in the rule set's order
+    cdef dict field_ids  # field name -> id
+    cdef readonly long long skipped_failed
+
+    def __init__(self, double window_s, Py_ssize_t max_nodes, Py_ssize_t max_edges):
+        self.graph = Graph(window_s, max_nodes, max_edges)
+        self.view = View()
+        self.dispatch = [[] for _ in range(N_CATEGORIES)]
+        self.rules = []
+        self.correlations = []
+        self.field_ids = {name: i for i, name in enumerate(NATIVE_FIELDS)}
+
+    cdef int field_id(self, str name) except -1:
+        """A field's id; a field the core has no getter for is computed by the reference's."""
+        fid = self.field_ids.get(name)
+        if fid is not None:
+            return fid
+        getter = _fields.FIELDS[name].get  # KeyError: the loader checked every name
+        if N_NATIVE_FIELDS + len(self.view.extra) >= MAX_FIELDS:
+            raise ValueError("too many rule fields for the native core")
+        fid = self.field_ids[name] = N_NATIVE_FIELDS + len(self.view.extra)
+        self.view.extra.append(getter)
+        return fid
+
+    def use_rules(self, list rules, list correlations, dict kept_groups):
+        """Evaluate these rules from the next event on. `rules`: (loader.Rule, its IR);
+        `correlations`: loader.Correlation; `kept_groups`: correlation uid -> the partial
+        chains to keep from before a reload (the reference keeps them when the shape is equal)."""
+        cdef Rule native
+        cdef Correlation state
+        self.dispatch = [[] for _ in range(N_CATEGORIES)]
+        self.rules = []
+        by_rule = {}
+        for rule, ir in rules:
+            native = Rule.__new__(Rule)
+            native.rule = rule
+            native.predicate = build_node(ir, self._ids(ir))
+            native.include_failed = rule.include_failed
+            native.generate = rule.generate
+            native.reads_origin = rule.reads_origin
+            native.key_names = list(rule.key_fields)
+            native.key_fields = [self.field_id(name) for name in rule.key_fields]
+            native.correlations = []
+            self.rules.append(native)
+            self.dispatch[CATEGORY_NAMES.index(rule.category)].append(native)
+            by_rule[id(rule)] = native
+        self.correlations = []
+        for corr in correlations:
+            state = Correlation.__new__(Correlation)
+            state.corr = corr
+            state.graph = self.graph
+            state.groups = kept_groups.get(corr.uid, {})
+            state.type = CORRELATION_TYPES.index(corr.type)
+            state.op = (">=", ">", "==").index(corr.op)
+            state.count = corr.count
+            state.timespan = corr.timespan_ns
+            state.lineage_mode = ("", "descendant", "kin").index(corr.lineage_mode)
+            state.lineage_depth = corr.lineage_depth
+            state.names = list(corr.group_by)
+            state.steps = [by_rule[id(step)] for step in corr.steps]
+            state.key_fields = {}
+            state.value_fields = {}
+            for step in corr.steps:
+                native = by_rule[id(step)]
+                state.key_fields[native] = [self.field_id(corr.field_for(n, step)) for n in corr.group_by]
+                if corr.type == "value_count":
+                    state.value_fields[native] = self.field_id(corr.field_for(corr.value_field, step))
+            state.same = [dict(join) for join in corr.same]
+            state.join_fields = {}
+            for join in corr.same:
+                for step_index, name in join.items():
+                    state.join_fields.setdefault(step_index, []).append((name, self.field_id(name)))
+            self.correlations.append(state)
+            for step in dict.fromkeys(id(s) for s in corr.steps):  # each rule once, in order
+                (<Rule>by_rule[step]).correlations.append(state)
+
+    cdef dict _ids(self, tuple ir):
+        """Field name -> id for every field an IR tree names."""
+        cdef dict out = {}
+        stack = [ir]
+        while stack:
+            node = stack.pop()
+            kind = node[0]
+            if kind == "and" or kind == "or":
+                stack.extend(node[1])
+            elif kind == "not":
+                stack.append(node[1])
+            elif kind == "same":
+                out[node[1]] = self.field_id(node[1])
+                out[node[2]] = self.field_id(node[2])
+            else:
+                out[node[1]] = self.field_id(node[1])
+        return out
+
+    cpdef object add(self, object event):
+        """One event: annotate it (graph), judge it and whatever it made judge again."""
+        if type(event) is not EVENT:
+            raise TypeError(f"expected an exporter.model.Event, got {type(event).__name__}")
+        cdef int code = type_code(ev(event, E_type))
+        graph = self.graph
+        graph._add(event, code)
+        out = self._judge(event, code, False, None)
+        if graph.rejudged:
+            for late in graph.take_rejudged():
+                out = self._judge(late, type_code(ev(late, E_type)), True, out)
+        return out
+
+    cdef object _judge(self, object event, int code, bint origin_only, object out):
+        """engine.Correlator._judge."""
+        cdef int first = -1
+        cdef int second = -1
+        cdef long long flags, family
+        if code == T_OPEN:
+            first = D_FILE_ACCESS
+            flags = ev(event, E_flags)
+            if flags & (O_WRONLY | O_RDWR | O_CREAT):
+                second = D_FILE_EVENT
+        elif code == T_CONNECT or code == T_ACCEPT:
+            family = ev(event, E_family)
+            if family == AF_INET or family == AF_INET6:
+                first = D_NETWORK
+        elif code == T_EXEC:
+            first = D_PROCESS
+        elif code == T_MOUNT:
+            first = D_MOUNT
+        elif code == T_SETNS:
+            first = D_SETNS
+        elif code == T_UNSHARE:
+            first = D_UNSHARE
+        elif code == T_SUMMARY:
+            first = D_SENSOR
+        if first < 0:
+            return out
+        cdef bint ok = succeeded(event, code)
+        if not ok and not origin_only:
+            self.skipped_failed += 1
+        cdef View view = self.view
+        cdef Rule rule
+        view.start(event, code)
+        try:
+            for category in (first, second):
+                if category < 0:
+                    break
+                for r in <list>self.dispatch[category]:
+                    rule = <Rule>r
+                    if origin_only and not rule.reads_origin:
+                        continue
+                    if (ok or rule.include_failed) and rule.predicate.eval(view):
+                        if out is None:
+                            out = []
+                        self._matched(rule, event, view, out)
+        finally:
+            view.clear()
+        return out
+
+    cdef void _matched(self, Rule rule, object event, View view, list out) except *:
+        """engine.Correlator._matched, up to the alerts."""
+        cdef long long ts = ev(event, E_ts_ns)
+        cdef Correlation state
+        rule.matches += 1
+        if rule.generate:
+            key = {name: value_text(view.get(<int>fid)) for name, fid in zip(rule.key_names, rule.key_fields)}
+            out.append((rule.rule, key, [new_match(ts, event, 0, {})]))
+        for s in rule.correlations:
+            state = <Correlation>s
+            for key, matches in state.feed(rule, event, ts, view):
+                state.matches += 1
+                out.append((state.corr, key, matches))
+
+    def field(self, str name, object event):
+        """One field of one event, as the rules see it (for tests: fields.FIELDS[name].get)."""
+        if type(event) is not EVENT:
+            raise TypeError("expected an exporter.model.Event")
+        cdef int fid = self.field_id(name)
+        self.view.start(event, type_code(ev(event, E_type)))
+        try:
+            return self.view.get(fid)
+        finally:
+            self.view.clear()
+
+    def predicates(self, object event):
+        """Each rule's condition on this event, in rule order (whatever its category and
+        outcome): for tests, against the reference's predicates."""
+        if type(event) is not EVENT:
+            raise TypeError("expected an exporter.model.Event")
+        self.view.start(event, type_code(ev(event, E_type)))
+        try:
+            return [(<Rule>r).predicate.eval(self.view) for r in self.rules]
+        finally:
+            self.view.clear()
+
+    def counters(self):
+        """Cumulative counts for the metrics (engine.NativeCorrelator publishes their deltas)."""
+        return {
+            "skipped_failed": self.skipped_failed,
+            "rule_matches": {(<Rule>r).rule.uid: (<Rule>r).matches for r in self.rules},
+            "correlation_matches": {(<Correlation>c).corr.uid: (<Correlation>c).matches for c in self.correlations},
+            "state_evictions": {
+                "window": sum([(<Correlation>c).evicted_window for c in self.correlations]),
+                "budget": sum([(<Correlation>c).evicted_budget for c in self.correlations]),
+            },
+        }
+
+    def groups_of(self):
+        """Correlation uid -> its partial chains (kept across a reload)."""
+        return {(<Correlation>c).corr.uid: (<Correlation>c).groups for c in self.correlations}
