@@ -51,6 +51,7 @@ def build_core(root: Path = ROOT) -> Path:
         dist = Distribution({"name": "provex-core", "ext_modules": modules})
         cmd = dist.get_command_obj("build_ext")
         cmd.inplace = True
+        cmd.force = True  # compile flags or headers may have changed: never reuse an old build
         cmd.ensure_finalized()
         cmd.run()
         return Path(cmd.get_ext_fullpath(MODULE)).resolve()

@@ -111,6 +111,21 @@ cdef extern from *:
             if (PyUnicode_READ(k, d, i) == a && PyUnicode_READ(k, d, i + 1) == b) return 1;
         return 0;
     }
+    static int provex_equal(PyObject *a, PyObject *b) {
+        Py_ssize_t n;
+        if (a == b) return 1;
+        n = PyUnicode_GET_LENGTH(a);
+        if (n != PyUnicode_GET_LENGTH(b) || PyUnicode_KIND(a) != PyUnicode_KIND(b)) return 0;
+        return memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)n * PyUnicode_KIND(a)) == 0;
+    }
+    static int provex_has_char(PyObject *s, Py_UCS4 c) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(s), i;
+        int k = PyUnicode_KIND(s);
+        const void *d = PyUnicode_DATA(s);
+        for (i = 0; i < n; i++)
+            if (PyUnicode_READ(k, d, i) == c) return 1;
+        return 0;
+    }
     static Py_ssize_t provex_rstrip_len(PyObject *s, Py_UCS4 c) {
         Py_ssize_t n = PyUnicode_GET_LENGTH(s);
         int k = PyUnicode_KIND(s);
@@ -121,6 +136,8 @@ cdef extern from *:
     """
     bint provex_match_at(object s, object p, Py_ssize_t at)
     bint provex_has_pair(object s, Py_UCS4 a, Py_UCS4 b)
+    bint provex_equal(str a, str b)
+    bint provex_has_char(str s, Py_UCS4 c)
     Py_ssize_t provex_rstrip_len(object s, Py_UCS4 c)
 
 
@@ -145,6 +162,47 @@ cdef inline str rstrip_slash(str s):
     """s.rstrip("/")"""
     cdef Py_ssize_t n = provex_rstrip_len(s, 47)
     return s if n == len(s) else s[:n]
+
+
+# Integers from records become C integers without ever raising: a replayed record may hold
+# anything msgspec reads (up to 2**64 - 1, or below -2**63 built in Python). Values that are
+# compared (times, return codes, families) saturate at the int64 bounds; flag words keep
+# their low 64 bits, which is what a test of small flag bits reads; arithmetic on times
+# saturates too. (So a time beyond 2**63 - 1 ns, the year 2262, reads as that bound.)
+cdef extern from *:
+    """
+    static long long provex_i64(PyObject *v) {
+        int overflow = 0;
+        long long n;
+        if (!PyLong_Check(v)) return 0;
+        n = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow > 0) return LLONG_MAX;
+        if (overflow < 0) return LLONG_MIN;
+        return n;
+    }
+    static long long provex_bits(PyObject *v) {
+        if (!PyLong_Check(v)) return 0;
+        return (long long)PyLong_AsUnsignedLongLongMask(v);
+    }
+    static long long provex_sub(long long a, long long b) {
+        long long out;
+        if (__builtin_sub_overflow(a, b, &out)) return b > 0 ? LLONG_MIN : LLONG_MAX;
+        return out;
+    }
+    """
+    long long provex_i64(object v) except? -1
+    long long provex_bits(object v) except? -1
+    long long sat_sub "provex_sub"(long long a, long long b)
+
+
+cdef inline long long i64(object v) except? -1:
+    """A compared integer (saturating; not an int reads as 0: the model's fields are ints)."""
+    return provex_i64(v)
+
+
+cdef inline long long bits(object v) except? -1:
+    """A flag word's low 64 bits."""
+    return provex_bits(v)
 
 
 cdef Py_ssize_t _offset(object tp, str name) except -1:
@@ -379,7 +437,12 @@ cdef object _EvidenceRef = EvidenceRef
 # ---------------------------------------------------------------- evidence (model.evidence_ref)
 
 cdef inline str endpoint(str ip, object port):
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    """ip:port, [ip]:port for IPv6 (the port formatted in C when it is a plain int that fits)."""
+    cdef long long n
+    if type(port) is int and -(2**62) < port < 2**62:
+        n = port
+        return f"[{ip}]:{n}" if provex_has_char(ip, 58) else f"{ip}:{n}"
+    return f"[{ip}]:{port}" if provex_has_char(ip, 58) else f"{ip}:{port}"
 
 
 cdef object evidence_ref(object event, str step):
@@ -790,6 +853,8 @@ cdef inline bint is_stream(long long mode):
 
 
 cdef inline bint is_own_exe(str path, object pid):
+    if not provex_match_at(path, "/proc/", 0):
+        return False
     return path == "/proc/self/exe" or path == "/proc/thread-self/exe" or path == f"/proc/{pid}/exe"
 
 
@@ -871,7 +936,7 @@ cdef class Graph:
         self._add(event, type_code(ev(event, E_type)))
 
     cdef void _add(self, object event, int code) except *:
-        cdef long long ts = ev(event, E_ts_ns)
+        cdef long long ts = i64(ev(event, E_ts_ns))
         if ts > self.now_ns:
             self.now_ns = ts
         cdef Proc state = self._process(event, ts)
@@ -981,7 +1046,7 @@ cdef class Graph:
         history = state.history
         if history is None:
             history = state.history = []
-        history.append(new_step(ev(event, E_ts_ns), kind, target, ev(event, E_id)))
+        history.append(new_step(i64(ev(event, E_ts_ns)), kind, target, ev(event, E_id)))
         self.steps += 1
         if len(history) > 2 * MAX_HISTORY:
             self.steps -= len(history) - MAX_HISTORY
@@ -994,7 +1059,7 @@ cdef class Graph:
         old = self.procs.get(child_pid)
         if old is not None:
             self._drop_proc(<Proc>old, C_WINDOW)
-        cdef Proc child = parent.fork(child_pid, ev(event, E_ts_ns))
+        cdef Proc child = parent.fork(child_pid, i64(ev(event, E_ts_ns)))
         self.procs[child_pid] = child
         cdef Container container = self._container(child.cid)
         container.procs.add(child_pid)
@@ -1005,11 +1070,11 @@ cdef class Graph:
             state.root = ev(event, E_target) or "/"
         if state.cwd is None:
             state.cwd = ev(event, E_path) or None
-        state.seeded_ns = ev(event, E_ts_ns)
+        state.seeded_ns = i64(ev(event, E_ts_ns))
 
     cdef void _on_exit(self, object event, Proc state) except *:
         if ev(event, E_tid) == ev(event, E_pid):
-            state.exited_ns = ev(event, E_ts_ns)
+            state.exited_ns = i64(ev(event, E_ts_ns))
             self._set_fds(state, {})
             state.wrote = None
 
@@ -1039,7 +1104,7 @@ cdef class Graph:
             state.root = path or None
 
     cdef void _on_open(self, object event, Proc state) except *:
-        cdef long long flags = ev(event, E_flags)
+        cdef long long flags = bits(ev(event, E_flags))
         cdef bint follow = not (flags & O_NOFOLLOW)
         cdef int status = R_RESOLVED
         cdef str path
@@ -1049,7 +1114,7 @@ cdef class Graph:
         else:
             path = self._resolve(event, state, ev(event, E_path), self._dirfd(event), follow, &status)
         self._annotate(event, path, status)
-        cdef long long ret = ev(event, E_ret)
+        cdef long long ret = i64(ev(event, E_ret))
         if ret < 0:
             return
         identity = key_of(ev(event, E_file))
@@ -1080,10 +1145,10 @@ cdef class Graph:
                 self._taint(state, origin + (evidence_ref(event, "read"),))
 
     cdef void _on_connect(self, object event, Proc state) except *:
-        cdef long long ret = ev(event, E_ret)
+        cdef long long ret = i64(ev(event, E_ret))
         cdef long long family
         if ret >= 0 or ret == -EINPROGRESS:
-            family = ev(event, E_family)
+            family = i64(ev(event, E_family))
             if family == AF_INET or family == AF_INET6:
                 f = ev(event, E_file)
                 if f is None and state.net:
@@ -1097,7 +1162,7 @@ cdef class Graph:
     cdef void _on_accept(self, object event, Proc state) except *:
         cdef long long family
         if ev(event, E_ret) >= 0:
-            family = ev(event, E_family)
+            family = i64(ev(event, E_family))
             if family == AF_INET or family == AF_INET6:
                 f = ev(event, E_file)
                 if f is None and state.net:
@@ -1150,7 +1215,7 @@ cdef class Graph:
                 else ((<Fd>stdin_fd).identity if stdin_fd is not None else None)
             )
             origin = self._origin(cid, ev(event, E_interpreted_path), identity)
-            if stdin is not None and is_stream(part(stdin, FR_mode)):
+            if stdin is not None and is_stream(bits(part(stdin, FR_mode))):
                 carrier = "socket" if (part(stdin, FR_mode) & S_IFMT) == S_IFSOCK else "pipe"
                 if not origin and ev(event, E_ret) == 0:
                     self._wait_for_origin(cid, key_of(stdin), event, carrier)
@@ -1178,8 +1243,8 @@ cdef class Graph:
             stdout = ev(event, E_stdout)
             if stdout is not None:
                 state.stdout = key_of(stdout)
-                state.stdout_mode = part(stdout, FR_mode)
-            if stdin is not None and is_stream(part(stdin, FR_mode)) and not state.net:
+                state.stdout_mode = bits(part(stdout, FR_mode))
+            if stdin is not None and is_stream(bits(part(stdin, FR_mode))) and not state.net:
                 self._read_stream(state, key_of(stdin))
             if state.net:
                 self._taint_stdout(state)
@@ -1226,10 +1291,10 @@ cdef class Graph:
             return
         cdef Container container = self._container(state.cid)
         if symlink:
-            self._remember(container, container.symlinks, new, old_path, ev(event, E_ts_ns))
+            self._remember(container, container.symlinks, new, old_path, i64(ev(event, E_ts_ns)))
         else:
             identity = self._hardlink_identity(container, old_path)
-            self._remember(container, container.hardlinks, new, identity, ev(event, E_ts_ns))
+            self._remember(container, container.hardlinks, new, identity, i64(ev(event, E_ts_ns)))
             origin = self._origin(state.cid, identity, None)
             if origin:
                 self._set_origin(state.cid, new, None, origin)
@@ -1251,7 +1316,7 @@ cdef class Graph:
             replaced = (<dict>table).pop(new, None)
             self._grow(container, -(moved is not None) - (replaced is not None))
             if moved is not None:
-                self._remember(container, <dict>table, new, moved[0], ev(event, E_ts_ns))
+                self._remember(container, <dict>table, new, moved[0], i64(ev(event, E_ts_ns)))
         origin = self._origin(cid, old, None)
         if origin:
             self._set_origin(cid, new, None, origin + (evidence_ref(event, "rename"),))
@@ -1338,7 +1403,7 @@ cdef class Graph:
         dirfd_path = None
         cdef long long resolve_flags
         if dirfd != AT_FDCWD:
-            resolve_flags = ev(event, E_resolve)
+            resolve_flags = bits(ev(event, E_resolve))
             if not starts(path, "/") or resolve_flags & RESOLVE_IN_ROOT_OR_BENEATH:
                 dirfd_path = self._fd_path(state, dirfd)
                 if starts(path, "/") and resolve_flags & RESOLVE_IN_ROOT_OR_BENEATH:
@@ -1361,7 +1426,7 @@ cdef class Graph:
         found = self._event_container(event, state)
         if found is not None and (<Container>found).symlinks:
             links = (<Container>found).symlinks
-        return resolve(root, cwd, pivoted, path, dirfd_path, links, self.now_ns - self.window_ns,
+        return resolve(root, cwd, pivoted, path, dirfd_path, links, sat_sub(self.now_ns, self.window_ns),
                        follow_last, status)
 
     cdef void _annotate(self, object event, str path, int status) except *:
@@ -1377,7 +1442,7 @@ cdef class Graph:
 
     cdef str _hardlink_identity(self, Container container, str path):
         hit = container.hardlinks.get(path)
-        if hit is not None and (<tuple>hit)[1] >= self.now_ns - self.window_ns:
+        if hit is not None and (<tuple>hit)[1] >= sat_sub(self.now_ns, self.window_ns):
             return (<tuple>hit)[0]
         return path
 
@@ -1392,7 +1457,7 @@ cdef class Graph:
 
     cdef tuple _origin(self, str cid, str path, object identity):
         """How a file (by identity, else by path in its container) came from the network."""
-        cdef long long horizon = self.now_ns - self.window_ns
+        cdef long long horizon = sat_sub(self.now_ns, self.window_ns)
         if identity is not None:
             hit = self.by_identity.get(identity)
             if hit is not None and (<FileState>hit).ts >= horizon:
@@ -1461,7 +1526,7 @@ cdef class Graph:
 
     cdef void _taint(self, Proc state, tuple how) except *:
         state.net = how
-        cdef long long horizon = self.now_ns - self.window_ns
+        cdef long long horizon = sat_sub(self.now_ns, self.window_ns)
         cid = state.cid
         writes = list(state.wrote) if state.wrote else []
         for fd in (1, 2):
@@ -1498,7 +1563,7 @@ cdef class Graph:
         self._count(K_PROC, cause, 1)
 
     cdef void _sweep_window(self) except *:
-        cdef long long horizon = self.now_ns - self.window_ns
+        cdef long long horizon = sat_sub(self.now_ns, self.window_ns)
         cdef Container container
         for state in [s for s in self.procs.values() if (<Proc>s).exited_ns and (<Proc>s).exited_ns < horizon]:
             self._drop_proc(<Proc>state, C_WINDOW)
@@ -1825,6 +1890,7 @@ cdef class View:
     cdef int code
     cdef PyObject* values[MAX_FIELDS]
     cdef PyObject* folded[MAX_FIELDS]  # str.lower() of each value's text, for string tests
+    cdef PyObject* texts[MAX_FIELDS]  # value_text of each value, for correlation keys
     cdef int touched[MAX_FIELDS]
     cdef int ntouched
     cdef list extra  # getters of fields beyond the native ones, by id - N_NATIVE_FIELDS
@@ -1848,14 +1914,16 @@ cdef class View:
             f = self.touched[i]
             Py_XDECREF(self.values[f])
             Py_XDECREF(self.folded[f])
+            Py_XDECREF(self.texts[f])
             self.values[f] = NULL
             self.folded[f] = NULL
+            self.texts[f] = NULL
         self.ntouched = 0
         self.event = None
         self.mount_hit = UNSET
 
     cdef inline void _touch(self, int f):
-        if self.values[f] == NULL and self.folded[f] == NULL:
+        if self.values[f] == NULL and self.folded[f] == NULL and self.texts[f] == NULL:
             self.touched[self.ntouched] = f
             self.ntouched += 1
 
@@ -1880,6 +1948,17 @@ cdef class View:
         Py_INCREF(folded)
         self.folded[f] = <PyObject*>folded
         return folded
+
+    cdef str text(self, int f):
+        """value_text of the field (a correlation's key or counted value)."""
+        cdef PyObject* hit = self.texts[f]
+        if hit != NULL:
+            return <str>hit
+        text = value_text(self.get(f))
+        self._touch(f)
+        Py_INCREF(text)
+        self.texts[f] = <PyObject*>text
+        return text
 
     cdef object host_mount(self):
         """fields.resolve_host_mount: (mount, host path) or None."""
@@ -2062,13 +2141,13 @@ cdef class View:
         if f == F_OpenFlags:
             return ev(e, E_flags) if code == T_OPEN else ""
         if f == F_OpenWrite:
-            flags = ev(e, E_flags)
+            flags = bits(ev(e, E_flags))
             return bool(flags & 3) and code == T_OPEN
         if f == F_OpenCreate:
-            flags = ev(e, E_flags)
+            flags = bits(ev(e, E_flags))
             return bool(flags & O_CREAT) and code == T_OPEN
         if f == F_OpenTruncate:
-            flags = ev(e, E_flags)
+            flags = bits(ev(e, E_flags))
             return bool(flags & O_TRUNC) and code == T_OPEN
         if f == F_DestinationEndpoint:
             if code != T_CONNECT:
@@ -2159,7 +2238,7 @@ cdef class View:
 
 cdef inline bint succeeded(object event, int code) except -1:
     """fields.succeeded."""
-    cdef long long ret = ev(event, E_ret)
+    cdef long long ret = i64(ev(event, E_ret))
     return ret >= 0 or (code == T_CONNECT and ret == -EINPROGRESS)
 
 
@@ -2190,7 +2269,7 @@ cdef class StrTest(Test):
 
     cdef inline bint match(self, str t):
         if self.kind == 0:
-            return t == self.text
+            return provex_equal(t, self.text)
         if self.kind == 1:
             return provex_match_at(t, self.text, 0)
         if self.kind == 2:
@@ -2276,10 +2355,21 @@ cdef class NumTest(Test):
         return as_number(x) == self.number
 
 
+cdef inline bint is_empty(object x) except -1:
+    """`x is None or x == "" or x == []` (compile.py's null), without building a list."""
+    if x is None:
+        return True
+    if type(x) is str:
+        return len(<str>x) == 0
+    if type(x) is list:
+        return len(<list>x) == 0
+    return x == "" or x == []
+
+
 @cython.final
 cdef class NullTest(Test):
     cdef bint value(self, object x) except -1:
-        return x is None or x == "" or x == []
+        return is_empty(x)
 
 
 @cython.final
@@ -2287,7 +2377,7 @@ cdef class ExistsTest(Test):
     cdef bint want
 
     cdef bint value(self, object x) except -1:
-        return (x is not None and x != "" and x != []) == self.want
+        return (not is_empty(x)) == self.want
 
 
 @cython.final
@@ -2459,6 +2549,22 @@ cdef class FieldNode(Node):
 
 
 @cython.final
+cdef class FlagNode(Node):
+    """A field tested against true or false (the commonest leaf): a bool value is compared
+    at once; anything else takes BoolTest's own reading."""
+
+    cdef int f
+    cdef object want
+    cdef BoolTest test
+
+    cdef bint eval(self, View view) except -1:
+        x = view.get(self.f)
+        if x is True or x is False:
+            return x is self.want
+        return self.test.value(x)
+
+
+@cython.final
 cdef class ElementNode(Node):
     """A list field: any element passes the test."""
 
@@ -2577,6 +2683,13 @@ cdef Node build_node(tuple ir, dict field_ids):
         not_ = NotNode.__new__(NotNode)
         not_.inner = build_node(ir[1], field_ids)
         return not_
+    cdef FlagNode flag
+    if kind == "field" and ir[2][0] == "bool":
+        flag = FlagNode.__new__(FlagNode)
+        flag.f = field_ids[ir[1]]
+        flag.test = <BoolTest>build_test(ir[2])
+        flag.want = flag.test.want
+        return flag
     if kind == "field":
         field = FieldNode.__new__(FieldNode)
         field.f = field_ids[ir[1]]
@@ -2633,6 +2746,9 @@ cdef inline Match new_match(long long ts, object event, int step, dict values):
     return m
 
 
+cdef dict NO_VALUES = {}  # a match's join values when its step joins nothing (never written)
+
+
 def _match_ts(Match m):
     return m.ts
 
@@ -2682,49 +2798,61 @@ cdef class Correlation:
     cdef readonly long long matches
     cdef readonly long long evicted_window
     cdef readonly long long evicted_budget
+    cdef object last_key  # the group used last: already at the end of `groups`
 
     # ---------------------------------------------------------- entry
 
     cdef list feed(self, Rule rule, object event, long long ts, View view):
+        # A group's key: the reference's tuple of value texts, or, for one group-by field (the
+        # common case), that text itself (a str keeps its hash; groups stay one per value).
         cdef list fids = self.key_fields[rule]
-        key = tuple([value_text(view.get(<int>f)) for f in fids])
+        if len(fids) == 1:
+            key = view.text(<int>fids[0])
+        else:
+            key = tuple([view.text(<int>f) for f in fids])
         self._sweep(ts)
         cdef list found
         if self.type == CT_EVENT_COUNT:
             found = self._count(key, event, ts)
         elif self.type == CT_VALUE_COUNT:
-            found = self._values(key, event, ts, value_text(view.get(<int>self.value_fields[rule])))
+            found = self._values(key, event, ts, view.text(<int>self.value_fields[rule]))
         else:
             found = self._sequence(key, rule, event, ts, view)
-        return [(dict(zip(self.names, key)), m) for m in found]
+        if not found:
+            return found
+        values = (key,) if len(fids) == 1 else key
+        return [(dict(zip(self.names, values)), m) for m in found]
 
-    cdef object _group(self, tuple key, int kind):
+    cdef object _group(self, object key, int kind):
         groups = self.groups
         group = groups.get(key)
         if group is None:
             if kind == CT_EVENT_COUNT:
-                group = deque(maxlen=self.count + 1)
+                group = deque((), self.count + 1)
             elif kind == CT_VALUE_COUNT:
                 group = {}
             else:
-                group = [deque(maxlen=MAX_PER_STEP) for _ in range(len(self.steps))]
+                group = [deque((), MAX_PER_STEP) for _ in range(len(self.steps))]
             groups[key] = group
             if len(groups) > MAX_GROUPS:
                 pop_first(groups)
                 self.evicted_budget += 1
-        else:
+        elif key != self.last_key:  # most recently used last (already last: nothing to move)
             del groups[key]
             groups[key] = group
+        self.last_key = key
         return group
 
     cdef void _sweep(self, long long now) except *:
-        if now - self.swept < self.timespan:
+        if sat_sub(now, self.swept) < self.timespan:
             return
         self.swept = now
-        cdef long long horizon = now - self.timespan
+        cdef long long horizon = sat_sub(now, self.timespan)
         stale = [k for k, g in self.groups.items() if last_ts(g) < horizon]
         for k in stale:
             del self.groups[k]
+        if stale:
+            self.last_key = None
         self.evicted_window += len(stale)
 
     # ---------------------------------------------------------- counts
@@ -2736,19 +2864,19 @@ cdef class Correlation:
             return n > self.count
         return n == self.count
 
-    cdef list _count(self, tuple key, object event, long long ts):
+    cdef list _count(self, object key, object event, long long ts):
         dq = self._group(key, CT_EVENT_COUNT)
-        cdef long long horizon = ts - self.timespan
+        cdef long long horizon = sat_sub(ts, self.timespan)
         while dq and (<Match>dq[0]).ts < horizon:
             dq.popleft()
-        dq.append(new_match(ts, event, 0, {}))
+        dq.append(new_match(ts, event, 0, NO_VALUES))
         if self._holds(len(dq)):
             return [list(dq)[-self.count:] if self.op != OP_GT else list(dq)]
         return []
 
-    cdef list _values(self, tuple key, object event, long long ts, str value):
+    cdef list _values(self, object key, object event, long long ts, str value):
         cdef dict seen = self._group(key, CT_VALUE_COUNT)
-        cdef long long horizon = ts - self.timespan
+        cdef long long horizon = sat_sub(ts, self.timespan)
         while seen and (<Match>next(iter(seen.values()))).ts < horizon:
             pop_first(seen)
         if value == "":
@@ -2756,7 +2884,7 @@ cdef class Correlation:
         fresh = value not in seen
         if not fresh:
             del seen[value]
-        seen[value] = new_match(ts, event, 0, {})
+        seen[value] = new_match(ts, event, 0, NO_VALUES)
         while len(seen) > self.count + 1:
             pop_first(seen)
         if fresh and self._holds(len(seen)):
@@ -2765,10 +2893,10 @@ cdef class Correlation:
 
     # ---------------------------------------------------------- sequences
 
-    cdef list _sequence(self, tuple key, Rule rule, object event, long long ts, View view):
+    cdef list _sequence(self, object key, Rule rule, object event, long long ts, View view):
         cdef list steps = self._group(key, CT_TEMPORAL)
         cdef Py_ssize_t n = len(self.steps)
-        cdef long long horizon = ts - self.timespan
+        cdef long long horizon = sat_sub(ts, self.timespan)
         for dq in steps:
             while dq and (<Match>dq[0]).ts < horizon:
                 dq.popleft()
@@ -2778,7 +2906,8 @@ cdef class Correlation:
         for i in range(n - 1, -1, -1):
             if self.steps[i] is not rule:
                 continue
-            values = {name: path_norm(view.get(<int>fid)) for name, fid in self.join_fields.get(i, ())}
+            joins = self.join_fields.get(i)
+            values = {name: path_norm(view.get(<int>fid)) for name, fid in joins} if joins else NO_VALUES
             match = new_match(ts, event, i, values)
             if not ordered or i == n - 1:
                 chain = self._complete(steps, match, ordered)
@@ -3010,11 +3139,11 @@ cdef class Core:
         cdef long long flags, family
         if code == T_OPEN:
             first = D_FILE_ACCESS
-            flags = ev(event, E_flags)
+            flags = bits(ev(event, E_flags))
             if flags & (O_WRONLY | O_RDWR | O_CREAT):
                 second = D_FILE_EVENT
         elif code == T_CONNECT or code == T_ACCEPT:
-            family = ev(event, E_family)
+            family = i64(ev(event, E_family))
             if family == AF_INET or family == AF_INET6:
                 first = D_NETWORK
         elif code == T_EXEC:
@@ -3053,12 +3182,12 @@ cdef class Core:
 
     cdef void _matched(self, Rule rule, object event, View view, list out) except *:
         """engine.Correlator._matched, up to the alerts."""
-        cdef long long ts = ev(event, E_ts_ns)
+        cdef long long ts = i64(ev(event, E_ts_ns))
         cdef Correlation state
         rule.matches += 1
         if rule.generate:
-            key = {name: value_text(view.get(<int>fid)) for name, fid in zip(rule.key_names, rule.key_fields)}
-            out.append((rule.rule, key, [new_match(ts, event, 0, {})]))
+            key = {name: view.text(<int>fid) for name, fid in zip(rule.key_names, rule.key_fields)}
+            out.append((rule.rule, key, [new_match(ts, event, 0, NO_VALUES)]))
         for s in rule.correlations:
             state = <Correlation>s
             for key, matches in state.feed(rule, event, ts, view):
