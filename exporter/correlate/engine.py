@@ -22,6 +22,7 @@ from exporter.correlate.graph import ProvenanceGraph
 from exporter.correlate.ids import stable_id
 from exporter.correlate.loader import DEFAULT_RULES_DIR, Correlation, Rule, RuleSet, load_rules
 from exporter.correlate.sequence import CorrelationState, Match
+from exporter.correlate.story import build_story
 from exporter.metrics import REGISTRY
 from exporter.model import Alert, Event, EvidenceRef, evidence_ref
 
@@ -83,7 +84,7 @@ class Correlator:
         out: list[Alert] = []
         if event.ts_ns > self.now_ns:
             self.now_ns = event.ts_ns
-            out += self.dedup.close_until(event.ts_ns)
+            out += self._told(self.dedup.close_until(event.ts_ns))
         graph = self.graph
         graph.add(event)
         self._judge(event, out)
@@ -162,16 +163,23 @@ class Correlator:
         )
         first = self.dedup.offer(alert, self.now_ns)
         if first is not None:
-            out.append(first)
+            out += self._told([first])
+
+    def _told(self, alerts: list[Alert]) -> list[Alert]:
+        """Alerts going out, each with its story as the graph tells it now (a folded match
+        gets none: its follow-up is told when its window closes)."""
+        for alert in alerts:
+            alert.story = build_story(self.graph, alert.evidence)
+        return alerts
 
     def flush(self, now_ns: int) -> list[Alert]:
         """Follow-ups of de-duplication windows that closed by now_ns (call periodically)."""
-        return self.dedup.close_until(now_ns)
+        return self._told(self.dedup.close_until(now_ns))
 
     def drain(self) -> list[Alert]:
         """End of stream / shutdown: close every window, return all pending follow-ups."""
         self.graph.publish()
-        return self.dedup.close_all()
+        return self._told(self.dedup.close_all())
 
 
 _fallback_logged = False

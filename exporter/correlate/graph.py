@@ -43,8 +43,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-import networkx as nx
 from prometheus_client import Counter, Gauge
 
 from exporter.correlate.provenance import (
@@ -949,54 +949,15 @@ class ProvenanceGraph:
 
     # ---------------------------------------------------------- stories
 
-    def story(self, evidence: Iterable[EvidenceRef], depth: int = 4) -> nx.MultiDiGraph:
-        """The incident as a graph: the processes the evidence names and their ancestors
-        (`depth` generations), each with what it did within the window (executed, wrote,
-        read a secret, connected, accepted, mounted, entered or created a namespace,
-        linked, renamed), its container, and the evidence events themselves. Nodes are
-        ("proc", pid), ("container", id), ("file", path), ("endpoint", ip:port), ...;
-        every edge has its kind, time and event id."""
-        g = nx.MultiDiGraph()
-        horizon = self.now_ns - self.window_ns
-        evidence = list(evidence)
-        pids: list[int] = []
-        for ref in evidence:
-            for pid in self.ancestors(ref.pid, depth):
-                if pid not in pids:
-                    pids.append(pid)
-        for pid in pids:
-            state = self.procs.get(pid)
-            node = ("proc", pid)
-            attrs = {"pid": pid}
-            if state is not None:
-                attrs.update(exe=state.exe, container=state.cid)
-                if state.exited_ns:
-                    attrs["exited_ns"] = state.exited_ns
-            g.add_node(node, **attrs)
-            if state is None:
-                continue
-            if state.ppid in pids:
-                g.add_edge(("proc", state.ppid), node, key=f"fork:{pid}", kind="forked", ts=0)
-            if state.cid:
-                g.add_node(("container", state.cid))
-                g.add_edge(("container", state.cid), node, key=f"in:{pid}", kind="contains", ts=0)
-            for step in state.history or ():
-                if step.ts < horizon:
-                    continue
-                what, _, name = step.target.partition(":")
-                g.add_node((what, name))
-                g.add_edge(node, (what, name), key=step.event_id, kind=step.kind, ts=step.ts)
-        for ref in evidence:
-            target = _ref_target(ref)
-            if target is None:
-                continue
-            g.add_node(target)
-            if not g.has_edge(("proc", ref.pid), target, key=ref.id):
-                g.add_node(("proc", ref.pid))
-                g.add_edge(
-                    ("proc", ref.pid), target, key=ref.id, kind=ref.step or ref.type.value, ts=ref.ts_ns
-                )
-        return g
+    def story(self, evidence: Iterable[EvidenceRef], depth: int = 4) -> Any:
+        """The incident as a networkx MultiDiGraph: the processes the evidence names and
+        their ancestors (`depth` generations), each with what it did within the window,
+        its container, and the evidence events themselves (exporter/correlate/story.py,
+        which alerts carry as Alert.story). Nodes are ("proc", pid), ("container", id),
+        ("file", path), ("endpoint", ip:port), ...; every edge has its kind, time and event id."""
+        from exporter.correlate.story import build_story, story_graph
+
+        return story_graph(build_story(self, evidence, depth))
 
 
 _RESOLVE_IN_ROOT_OR_BENEATH = 0x08 | 0x10  # openat2 RESOLVE_BENEATH, RESOLVE_IN_ROOT
@@ -1018,18 +979,6 @@ def _target(event: Event) -> str:
     if t is EventType.MOUNT:
         return f"mount:{event.target or event.source or event.path}:{event.fstype}"
     return ""
-
-
-def _ref_target(ref: EvidenceRef) -> tuple[str, str] | None:
-    if ref.destination:
-        return ("endpoint", ref.destination)
-    if ref.peer:
-        return ("endpoint", ref.peer)
-    if ref.path:
-        return ("file", ref.path)
-    if ref.source or ref.fstype:
-        return ("mount", f"{ref.source}:{ref.fstype}")
-    return None
 
 
 def _endpoint(ip: str, port: int) -> str:

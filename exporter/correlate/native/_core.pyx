@@ -23,6 +23,7 @@ annotation and alert.
 cimport cython
 from cpython.object cimport Py_TYPE
 from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
+from libc.limits cimport LLONG_MAX
 
 from collections import OrderedDict, deque
 
@@ -718,14 +719,14 @@ cdef inline Fd new_fd(str path, bint cloexec, object write, object identity):
 @cython.no_gc
 @cython.freelist(1024)
 cdef class Step:
-    cdef readonly long long ts
+    cdef readonly object ts  # the event's time as recorded (what a story tells)
     cdef readonly str kind
     cdef readonly str target
     cdef readonly str event_id
 
 
 
-cdef inline Step new_step(long long ts, str kind, str target, str event_id):
+cdef inline Step new_step(object ts, str kind, str target, str event_id):
     cdef Step step = Step.__new__(Step)
     step.ts = ts
     step.kind = kind
@@ -755,7 +756,8 @@ cdef class Proc:
     cdef long long stdout_mode
     cdef readonly list history  # Step, or None
     cdef long long seeded_ns
-    cdef readonly long long exited_ns
+    cdef readonly object exited_ns  # its exit's time as recorded (what a story tells); 0: alive
+    cdef long long exit_t  # the same saturated at int64, as the window compares it
     cdef readonly long long last_ns
     cdef object container  # the Container registered under cid when last looked up (or None)
 
@@ -787,6 +789,7 @@ cdef inline Proc new_proc(object pid, str cid, object ppid, dict fds):
     state.exe = ""
     state.exe_given = ""
     state.net = ()
+    state.exited_ns = 0
     return state
 
 
@@ -897,7 +900,10 @@ cdef class Graph:
     cdef readonly long long window_ns
     cdef readonly Py_ssize_t max_nodes
     cdef readonly Py_ssize_t max_edges
-    cdef readonly long long now_ns
+    # now_ns: the latest event time as recorded (a story's window is told from it); now_t: the
+    # same saturated at int64, which the window's arithmetic compares
+    cdef readonly object now_ns
+    cdef long long now_t
     cdef readonly dict procs  # pid -> Proc
     # cid -> Container. The reference keeps an OrderedDict, least recently active first, and
     # moves a container to the end at each of its events; only the budget's tie-break reads
@@ -921,6 +927,7 @@ cdef class Graph:
         self.window_ns = <long long>(window_s * 1_000_000_000)
         self.max_nodes = max_nodes
         self.max_edges = max_edges
+        self.now_ns = 0
         self.procs = {}
         self.containers = {}
         self.by_identity = {}
@@ -936,9 +943,11 @@ cdef class Graph:
         self._add(event, type_code(ev(event, E_type)))
 
     cdef void _add(self, object event, int code) except *:
-        cdef long long ts = i64(ev(event, E_ts_ns))
-        if ts > self.now_ns:
-            self.now_ns = ts
+        exact = ev(event, E_ts_ns)
+        cdef long long ts = i64(exact)
+        if ts > self.now_t or (ts == self.now_t and ts == LLONG_MAX and exact > self.now_ns):
+            self.now_t = ts
+            self.now_ns = exact
         cdef Proc state = self._process(event, ts)
         if code == T_OPEN:
             self._on_open(event, state)
@@ -987,7 +996,8 @@ cdef class Graph:
         pid = ev(event, E_pid)
         cdef Proc state = self.procs.get(pid)
         cdef Container container
-        if state is None or (state.exited_ns and ts > state.exited_ns):
+        if state is None or (state.exit_t and (ts > state.exit_t or (
+                ts == state.exit_t and ev(event, E_ts_ns) > state.exited_ns))):
             if state is not None:
                 self._drop_proc(state, C_WINDOW)
             state = new_proc(pid, cid_of(event), ev(event, E_ppid), {})
@@ -1033,7 +1043,7 @@ cdef class Graph:
     cdef Container _container(self, str cid):
         found = self.containers.get(cid)
         if found is None:
-            found = Container(cid, self.now_ns)
+            found = Container(cid, self.now_t)
             self.seq += 1
             (<Container>found).seq = self.seq
             self.containers[cid] = found
@@ -1046,7 +1056,7 @@ cdef class Graph:
         history = state.history
         if history is None:
             history = state.history = []
-        history.append(new_step(i64(ev(event, E_ts_ns)), kind, target, ev(event, E_id)))
+        history.append(new_step(ev(event, E_ts_ns), kind, target, ev(event, E_id)))
         self.steps += 1
         if len(history) > 2 * MAX_HISTORY:
             self.steps -= len(history) - MAX_HISTORY
@@ -1074,7 +1084,8 @@ cdef class Graph:
 
     cdef void _on_exit(self, object event, Proc state) except *:
         if ev(event, E_tid) == ev(event, E_pid):
-            state.exited_ns = i64(ev(event, E_ts_ns))
+            state.exited_ns = ev(event, E_ts_ns)
+            state.exit_t = i64(state.exited_ns)
             self._set_fds(state, {})
             state.wrote = None
 
@@ -1426,7 +1437,7 @@ cdef class Graph:
         found = self._event_container(event, state)
         if found is not None and (<Container>found).symlinks:
             links = (<Container>found).symlinks
-        return resolve(root, cwd, pivoted, path, dirfd_path, links, sat_sub(self.now_ns, self.window_ns),
+        return resolve(root, cwd, pivoted, path, dirfd_path, links, sat_sub(self.now_t, self.window_ns),
                        follow_last, status)
 
     cdef void _annotate(self, object event, str path, int status) except *:
@@ -1442,7 +1453,7 @@ cdef class Graph:
 
     cdef str _hardlink_identity(self, Container container, str path):
         hit = container.hardlinks.get(path)
-        if hit is not None and (<tuple>hit)[1] >= sat_sub(self.now_ns, self.window_ns):
+        if hit is not None and (<tuple>hit)[1] >= sat_sub(self.now_t, self.window_ns):
             return (<tuple>hit)[0]
         return path
 
@@ -1453,11 +1464,11 @@ cdef class Graph:
             del identities[identity]
         else:
             self._grow(container, 1)
-        identities[identity] = self.now_ns
+        identities[identity] = self.now_t
 
     cdef tuple _origin(self, str cid, str path, object identity):
         """How a file (by identity, else by path in its container) came from the network."""
-        cdef long long horizon = sat_sub(self.now_ns, self.window_ns)
+        cdef long long horizon = sat_sub(self.now_t, self.window_ns)
         if identity is not None:
             hit = self.by_identity.get(identity)
             if hit is not None and (<FileState>hit).ts >= horizon:
@@ -1479,12 +1490,12 @@ cdef class Graph:
                 del files[path]
             else:
                 self._grow(container, 1)
-            files[path] = new_file_state(origin, self.now_ns)
+            files[path] = new_file_state(origin, self.now_t)
         if identity is not None:
             self._carrier_origin(cid, identity, origin)
 
     cdef void _carrier_origin(self, str cid, object identity, tuple origin) except *:
-        move_to_end(self.by_identity, identity, new_file_state(origin, self.now_ns))
+        move_to_end(self.by_identity, identity, new_file_state(origin, self.now_t))
         if len(self.by_identity) > self.max_nodes:
             pop_first(self.by_identity)
         self._remember_identity(cid, identity)
@@ -1526,7 +1537,7 @@ cdef class Graph:
 
     cdef void _taint(self, Proc state, tuple how) except *:
         state.net = how
-        cdef long long horizon = sat_sub(self.now_ns, self.window_ns)
+        cdef long long horizon = sat_sub(self.now_t, self.window_ns)
         cid = state.cid
         writes = list(state.wrote) if state.wrote else []
         for fd in (1, 2):
@@ -1563,9 +1574,9 @@ cdef class Graph:
         self._count(K_PROC, cause, 1)
 
     cdef void _sweep_window(self) except *:
-        cdef long long horizon = sat_sub(self.now_ns, self.window_ns)
+        cdef long long horizon = sat_sub(self.now_t, self.window_ns)
         cdef Container container
-        for state in [s for s in self.procs.values() if (<Proc>s).exited_ns and (<Proc>s).exited_ns < horizon]:
+        for state in [s for s in self.procs.values() if (<Proc>s).exit_t and (<Proc>s).exit_t < horizon]:
             self._drop_proc(<Proc>state, C_WINDOW)
         for identity in _older_states(self.by_identity, horizon):
             del self.by_identity[identity]
@@ -1631,14 +1642,14 @@ cdef class Graph:
             if freed >= want:
                 break
             state = <Proc>s
-            if state.exited_ns:
+            if state.exit_t:
                 freed += state.size()
                 self._drop_proc(state, C_BUDGET)
         for s in procs:
             if freed >= want:
                 break
             state = <Proc>s
-            if not state.exited_ns and self.procs.get(state.pid) is state and state.fds:
+            if not state.exit_t and self.procs.get(state.pid) is state and state.fds:
                 freed += len(state.fds)
                 self._count(K_FD, C_BUDGET, len(state.fds))
                 self._set_fds(state, {})
@@ -1741,6 +1752,12 @@ cdef class Graph:
 
     def process(self, pid):
         return self.procs.get(pid)
+
+    def story(self, evidence, int depth=4):
+        """ProvenanceGraph.story: the incident as a networkx graph (exporter/correlate/story.py)."""
+        from exporter.correlate.story import build_story, story_graph
+
+        return story_graph(build_story(self, evidence, depth))
 
 
 cdef object _fd_number(str text):
@@ -2731,15 +2748,17 @@ cdef tuple CORRELATION_TYPES = ("event_count", "value_count", "temporal", "tempo
 cdef class Match:
     """sequence.Match: one event a correlation step matched."""
 
-    cdef readonly long long ts
+    cdef readonly object ts  # the event's time as recorded (what an alert tells)
+    cdef long long t  # the same, as the window compares it (saturated: see i64)
     cdef readonly object event
     cdef readonly int step
     cdef readonly dict values
 
 
-cdef inline Match new_match(long long ts, object event, int step, dict values):
+cdef inline Match new_match(long long t, object event, int step, dict values):
     cdef Match m = Match.__new__(Match)
-    m.ts = ts
+    m.ts = ev(event, E_ts_ns)
+    m.t = t
     m.event = event
     m.step = step
     m.values = values
@@ -2768,13 +2787,13 @@ cdef long long last_ts(object group):
     """sequence._last_ts."""
     cdef long long best = 0
     if isinstance(group, deque):
-        return (<Match>group[-1]).ts if group else 0
+        return (<Match>group[-1]).t if group else 0
     if isinstance(group, dict):
-        return (<Match>next(reversed((<dict>group).values()))).ts if group else 0
+        return (<Match>next(reversed((<dict>group).values()))).t if group else 0
     found = False
     for dq in <list>group:
-        if dq and (not found or (<Match>dq[-1]).ts > best):
-            best = (<Match>dq[-1]).ts
+        if dq and (not found or (<Match>dq[-1]).t > best):
+            best = (<Match>dq[-1]).t
             found = True
     return best
 
@@ -2867,7 +2886,7 @@ cdef class Correlation:
     cdef list _count(self, object key, object event, long long ts):
         dq = self._group(key, CT_EVENT_COUNT)
         cdef long long horizon = sat_sub(ts, self.timespan)
-        while dq and (<Match>dq[0]).ts < horizon:
+        while dq and (<Match>dq[0]).t < horizon:
             dq.popleft()
         dq.append(new_match(ts, event, 0, NO_VALUES))
         if self._holds(len(dq)):
@@ -2877,7 +2896,7 @@ cdef class Correlation:
     cdef list _values(self, object key, object event, long long ts, str value):
         cdef dict seen = self._group(key, CT_VALUE_COUNT)
         cdef long long horizon = sat_sub(ts, self.timespan)
-        while seen and (<Match>next(iter(seen.values()))).ts < horizon:
+        while seen and (<Match>next(iter(seen.values()))).t < horizon:
             pop_first(seen)
         if value == "":
             return []
@@ -2898,7 +2917,7 @@ cdef class Correlation:
         cdef Py_ssize_t n = len(self.steps)
         cdef long long horizon = sat_sub(ts, self.timespan)
         for dq in steps:
-            while dq and (<Match>dq[0]).ts < horizon:
+            while dq and (<Match>dq[0]).t < horizon:
                 dq.popleft()
         cdef bint ordered = self.type == CT_TEMPORAL_ORDERED
         cdef list found = []
@@ -2921,7 +2940,7 @@ cdef class Correlation:
         cdef Py_ssize_t n = len(steps)
         cdef dict chosen = {last.step: last}
         cdef list order = [i for i in range(n - 1, -1, -1) if i != last.step]
-        if self._search(steps, last, ordered, chosen, order, 0, last.ts):
+        if self._search(steps, last, ordered, chosen, order, 0, last.t):
             return [chosen[i] for i in range(n)]
         return None
 
@@ -2938,14 +2957,14 @@ cdef class Correlation:
         i = order[pos]
         for c in reversed(steps[i]):
             cand = <Match>c
-            if ordered and cand.ts > bound:
+            if ordered and cand.t > bound:
                 continue
             if cand.event is last.event:
                 continue
             if not self._joins(cand, chosen):
                 continue
             chosen[i] = cand
-            if self._search(steps, last, ordered, chosen, order, pos + 1, cand.ts):
+            if self._search(steps, last, ordered, chosen, order, pos + 1, cand.t):
                 return True
             del chosen[i]
         return False

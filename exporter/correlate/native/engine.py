@@ -59,7 +59,7 @@ class NativeCorrelator(Correlator):
         out: list[Alert] = []
         if event.ts_ns > self.now_ns:
             self.now_ns = event.ts_ns
-            out += self.dedup.close_until(event.ts_ns)
+            out += self._told(self.dedup.close_until(event.ts_ns))
         hits = self._core.add(event)
         if hits is not None:
             for rule, key, matches in hits:
@@ -71,12 +71,12 @@ class NativeCorrelator(Correlator):
 
     def flush(self, now_ns: int) -> list[Alert]:
         self.publish()
-        return self.dedup.close_until(now_ns)
+        return self._told(self.dedup.close_until(now_ns))
 
     def drain(self) -> list[Alert]:
         self.graph.publish()
         self.publish()
-        return self.dedup.close_all()
+        return self._told(self.dedup.close_all())
 
     def publish(self) -> None:
         """The core's counts since the last call, into the reference's metrics."""
