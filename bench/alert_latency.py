@@ -135,6 +135,13 @@ def main() -> int:
             "record_to_receiver": percentiles(leaving),
         },
         "baseline_batched_event_path": percentiles(events),
+        # Whether raw events kept up: exported and dropped (by cause) by the agent, all containers.
+        "raw_events_exported": metrics.get('provex_exported_total{signal="events"}', 0.0),
+        "raw_events_dropped": {
+            k.split('cause="')[1].split('"')[0]: v
+            for k, v in metrics.items()
+            if k.startswith("provex_export_dropped_total{") and 'signal="events"' in k
+        },
         "goal": {"p95_ms": 10, "p99_ms": 25},
         "cpus": os.cpu_count(),
     }

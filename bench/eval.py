@@ -150,7 +150,7 @@ class OtlpAlerts:
 
 
 def _raw_events_only(item: Any) -> bool:
-    """A request of the raw-event scope only (the shipper's; alerts travel apart)."""
+    """A request of the raw-event scope only (alerts travel apart, on their own queue)."""
     return all(sl.scope.name == "provex.events" for rl in item.request.resource_logs for sl in rl.scope_logs)
 
 

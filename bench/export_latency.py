@@ -124,31 +124,33 @@ def run_sdk_batch(batch: list[Alert], gap_s: float) -> dict[str, float]:
 
 
 def run_event_throughput(n: int) -> dict[str, float]:
-    """Raw events through the sink (map + enqueue on the caller), exporter a no-op."""
-    from opentelemetry.sdk._logs.export import LogRecordExportResult
+    """Raw events through the sink: what enqueueing costs the caller, and how many events a
+    second the export worker maps and encodes to OTLP/protobuf (exporter a no-op)."""
 
     class Discard:
-        def export(self, batch):  # type: ignore[no-untyped-def]
-            return LogRecordExportResult.SUCCESS
+        encoding = "protobuf"
+        name = "discard"
+
+        def export(self, request: bytes, records: int, signal: str) -> bool:
+            return True
 
         def shutdown(self) -> None:
             pass
-
-        def force_flush(self, timeout_millis: int = 0) -> bool:
-            return True
 
     events = [r for r in records().values() if isinstance(r, Event)]
     out = {}
     for schema in ("ecs", "ocsf"):
         config = OutputConfig(schema=schema, otlp=OtlpConfig(queue_size=n + 1))  # type: ignore[arg-type]
-        sink = build_sink(config, exporter=Discard(), **AGENT)  # type: ignore[arg-type]
+        sink = build_sink(config, exporter=Discard(), **AGENT)
         t0 = time.perf_counter()
         for i in range(n):
             sink.emit_event(events[i % len(events)])
+        enqueued = time.perf_counter() - t0
+        sink.flush()
         elapsed = time.perf_counter() - t0
         sink.close()
         out[f"{schema}_events_per_s"] = round(n / elapsed)
-        out[f"{schema}_caller_us_per_event"] = round(elapsed / n * 1e6, 1)
+        out[f"{schema}_caller_us_per_event"] = round(enqueued / n * 1e6, 1)
     return out
 
 

@@ -11,8 +11,14 @@
    interval), p50/p99.
 3. drain: the highest paced rate of monitored opens `provex run --alerts-only` drains
    with zero loss, with the default flood budgets and with them off (target >= 100k/s).
+4. open family, this release against --baseline (another checkout, e.g. the previous release)
+   in the same run: ns per openat+close from a cgroup that is not monitored, and from a
+   monitored one on a path under the prefixes (it crosses), on a path outside them (dropped by
+   its spelling; since files are judged by identity, judged at the exit first), and on a
+   sensitive file read over and over (one read a second crosses, the rest are counted); with
+   the in-kernel cost of the enter and exit programs for each (bpf_stats).
 
-Needs root and BCC. Usage: bench/kernel_bench.py [--quick]
+Needs root and BCC. Usage: bench/kernel_bench.py [--quick] [--baseline PATH] [--only open_family]
 """
 
 from __future__ import annotations
@@ -67,10 +73,14 @@ def ns_per_op(helper: Path, n: int, monitored: bool) -> float:
     return float(out.split("ns_per_op=")[1])
 
 
-def start_agent(*extra: str, command: str = "record") -> Agent:
+def start_agent(*extra: str, command: str = "record", repo: Path = REPO) -> Agent:
     """The real agent, writing to /dev/null: the benchmarks read its /metrics."""
     return Agent(
-        Path(tempfile.mkdtemp(prefix="provex-bench-agent-")), *extra, command=command, output=os.devnull
+        Path(tempfile.mkdtemp(prefix="provex-bench-agent-")),
+        *extra,
+        command=command,
+        output=os.devnull,
+        repo=repo,
     )
 
 
@@ -170,6 +180,66 @@ def bench_program_cost(helper: Path, n: int) -> dict:
         agent.stop()
         Path("/proc/sys/kernel/bpf_stats_enabled").write_text("0")
     return result
+
+
+OPEN_CASES = (  # (label, path, monitored cgroup)
+    ("not_monitored", "/etc/hostname", False),
+    ("monitored_path_sent", "/etc/hostname", True),
+    ("monitored_path_filtered", "/usr/lib/os-release", True),
+    ("monitored_sensitive_repeated", "/etc/shadow", True),
+)
+
+
+def bench_open_family(helper: Path, n: int, rounds: int, baseline: Path | None) -> dict:
+    """ns per openat+close for each case of OPEN_CASES, with this release's agent and, when
+    given, the baseline checkout's, round after round in one run (each round has its own
+    no-probes baseline), and the programs' in-kernel cost per run (bpf_stats)."""
+    releases = {"this": REPO} | ({"baseline": baseline.resolve()} if baseline else {})
+    samples: dict[str, dict[str, list[float]]] = {r: {c[0]: [] for c in OPEN_CASES} for r in releases}
+    no_probes: list[float] = []
+    program: dict[str, dict[str, dict[str, float]]] = {r: {} for r in releases}
+    names = ("tracepoint__syscalls__sys_enter_openat", "tracepoint__syscalls__sys_exit_openat")
+    stats_on = shutil.which("bpftool") is not None
+    for _ in range(rounds):
+        no_probes.append(ns_per_op(helper, n, monitored=False))
+        for release, repo in releases.items():
+            agent = start_agent(repo=repo)
+            if stats_on:
+                Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
+            try:
+                for label, path, monitored in OPEN_CASES:
+                    before = _prog_stats() if stats_on else {}
+                    out = run_helper(helper, ["flood", path, str(n)], monitored)
+                    samples[release][label].append(float(out.split("ns_per_op=")[1]))
+                    if stats_on:
+                        after = _prog_stats()
+                        program[release][label] = {
+                            name.rsplit("_", 2)[-2] + "_ns": round(
+                                (after[name][0] - before[name][0]) / max(1, after[name][1] - before[name][1]),
+                                1,
+                            )
+                            for name in names
+                        }
+            finally:
+                agent.stop()
+                if stats_on:
+                    Path("/proc/sys/kernel/bpf_stats_enabled").write_text("0")
+    base = statistics.median(no_probes)
+    median = {r: {c: statistics.median(v) for c, v in cases.items()} for r, cases in samples.items()}
+    report: dict = {
+        "ns_per_op_no_probes": round(base, 1),
+        "ns_per_op_median": {r: {c: round(v, 1) for c, v in m.items()} for r, m in median.items()},
+        "added_ns_median": {r: {c: round(v - base, 1) for c, v in m.items()} for r, m in median.items()},
+        "program_ns_per_run_last_round": program,
+        "releases": {r: str(p) for r, p in releases.items()},
+        "loop_calls": n,
+        "rounds": rounds,
+    }
+    if baseline:
+        report["this_vs_baseline"] = {
+            c: round(median["this"][c] / median["baseline"][c], 3) for c in median["this"]
+        }
+    return report
 
 
 def bench_latency(helper: Path, count: int) -> dict:
@@ -282,13 +352,20 @@ def bench_drain(helper: Path, rates: list[int], seconds: float) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (CI smoke)")
+    parser.add_argument("--baseline", type=Path, help="another checkout to compare the open family with")
+    parser.add_argument("--only", choices=("open_family",), help="run one part only")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print(json.dumps({"error": "needs root"}))
         return 1
     helper = build_helper(Path(tempfile.mkdtemp(prefix="provex-bench-")))
     rounds, n = (2, 50_000) if args.quick else (5, 300_000)
+    open_family = bench_open_family(helper, n, rounds, args.baseline)
+    if args.only == "open_family":
+        print(json.dumps({"benchmark": "kernel", "open_family": open_family}, indent=2))
+        return 0
     report = {
+        "open_family": open_family,
         "benchmark": "kernel",
         "overhead": bench_overhead(helper, n, rounds),
         "program_cost": bench_program_cost(helper, 100_000),

@@ -65,9 +65,7 @@ static __always_inline int open_enter(u16 sc, s32 dirfd, const char *filename, u
     e->mode = mode;
     e->resolve = resolve;
     e->user_path = (u64)filename;
-    e->file.ino = 0;
-    e->file.dev = 0;
-    e->file.mode = 0;
+    __builtin_memset(&e->file, 0, sizeof(e->file));
     e->repeats = 0;
     e->path_len = 0;
     e->path[0] = 0;
@@ -155,7 +153,7 @@ static __always_inline int open_exit(long ret)
             goto drop;
         }
     }
-    if (e->verdict >= VERDICT_SENSITIVE_PATH && e->verdict <= VERDICT_SENSITIVE_FS && !sensitive_send(e))
+    if (e->verdict >= VERDICT_SENSITIVE_PATH && e->verdict <= VERDICT_SENSITIVE_DIR && !sensitive_send(e))
         goto drop;
     if (ret >= 0 && (e->flags & PROVEX_O_WRITE_MASK))
         learn_name(e->path, e->path_len);
@@ -219,9 +217,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_open_by_handle_at)
     e->mode = 0;
     e->resolve = 0;
     e->user_path = 0;
-    e->file.ino = 0;
-    e->file.dev = 0;
-    e->file.mode = 0;
+    __builtin_memset(&e->file, 0, sizeof(e->file));
     e->repeats = 0;
     e->verdict = VERDICT_PATH;
     e->path_len = 0;
@@ -273,9 +269,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_memfd_create)
     e->mode = args->flags; /* MFD_* */
     e->resolve = 0;
     e->user_path = 0;
-    e->file.ino = 0;
-    e->file.dev = 0;
-    e->file.mode = 0;
+    __builtin_memset(&e->file, 0, sizeof(e->file));
     e->repeats = 0;
     e->verdict = VERDICT_PATH;
     __builtin_memcpy(e->path, "memfd:", 6);
@@ -361,9 +355,7 @@ TRACEPOINT_PROBE(io_uring, io_uring_complete)
     e->mode = opcode;
     e->resolve = 0;
     e->user_path = 0;
-    e->file.ino = 0;
-    e->file.dev = 0;
-    e->file.mode = 0;
+    __builtin_memset(&e->file, 0, sizeof(e->file));
     e->repeats = 0;
     e->verdict = VERDICT_PATH;
     e->path_len = 0;

@@ -31,9 +31,7 @@ static __always_inline int ctx_enter(u16 sc, s32 fd, const char *path)
     e->mode = 0;
     e->resolve = 0;
     e->user_path = (u64)path;
-    e->file.ino = 0;
-    e->file.dev = 0;
-    e->file.mode = 0;
+    __builtin_memset(&e->file, 0, sizeof(e->file));
     e->verdict = VERDICT_PATH;
     e->repeats = 0;
     e->path_len = 0;

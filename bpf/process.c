@@ -188,7 +188,8 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 
 BPF_PERCPU_ARRAY(scratch_cgroup, struct cgroup_ev, 1);
 
-/* Not filtered: user space decides whether a new cgroup is a container. */
+/* Not filtered: user space decides whether a new cgroup is a container. Decisive: a
+ * container's first events need it, never behind a flood. */
 TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
 {
     count(SC_CGROUP_MKDIR, CTR_SEEN);
@@ -197,7 +198,7 @@ TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
     if (!e)
         return 0;
     fill_hdr(&e->h, SC_CGROUP_MKDIR, sizeof(*e), bpf_get_current_cgroup_id());
-    e->h.flags |= HDR_DECISIVE; /* a container's first events need it: never behind a flood */
+    e->h.flags |= HDR_DECISIVE;
     e->id = args->id;
     e->level = args->level;
     e->hierarchy = args->root;
@@ -205,3 +206,23 @@ TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
     emit(e, sizeof(*e), SC_CGROUP_MKDIR, T_CONTROL);
     return 0;
 }
+
+/* A cgroup removed: its container is gone, and what the agent keeps of it can go too. */
+#ifdef HAVE_CGROUP_RMDIR
+TRACEPOINT_PROBE(cgroup, cgroup_rmdir)
+{
+    count(SC_CGROUP_RMDIR, CTR_SEEN);
+    u32 zero = 0;
+    struct cgroup_ev *e = scratch_cgroup.lookup(&zero);
+    if (!e)
+        return 0;
+    fill_hdr(&e->h, SC_CGROUP_RMDIR, sizeof(*e), bpf_get_current_cgroup_id());
+    e->h.flags |= HDR_DECISIVE;
+    e->id = args->id;
+    e->level = args->level;
+    e->hierarchy = args->root;
+    TP_DATA_LOC_READ_STR(e->path, path, sizeof(e->path));
+    emit(e, sizeof(*e), SC_CGROUP_RMDIR, T_CONTROL);
+    return 0;
+}
+#endif

@@ -81,8 +81,7 @@
 #define VERDICT_SENSITIVE_PATH 1  /* its spelling matched a sensitive prefix */
 #define VERDICT_SENSITIVE_FILE 2  /* the opened file is a registered sensitive file (device+inode) */
 #define VERDICT_SENSITIVE_DIR 3   /* it lies in a registered sensitive directory (parent or grandparent) */
-#define VERDICT_SENSITIVE_FS 4    /* it lies on a registered sensitive file system (a token volume) */
-#define VERDICT_LEARNED 5         /* the workload wrote this file (device+inode) in this run */
+#define VERDICT_LEARNED 4         /* the workload wrote this file (device+inode) in this run */
 
 /* A record size the verifier can prove is at most `max`: the clamp is written
  * in BPF assembly on the very register the helper call uses (in C, clang may
@@ -113,6 +112,9 @@ struct file_id {
     u64 ino;
     u32 dev;  /* the kernel's dev_t of its super block: MAJOR << 20 | MINOR */
     u32 mode; /* i_mode: type and permissions (S_IFREG, S_IFIFO, S_IFSOCK, ...) */
+    u32 gen;  /* i_generation: tells apart the files that reuse an inode number, or a tmpfs's
+               * anonymous device number once another tmpfs has it */
+    u32 pad;
 };
 
 struct open_ev {
@@ -242,14 +244,15 @@ BPF_LPM_TRIE(path_prefixes, struct lpm_key, u8, LPM_ENTRIES);
 #define PATH_SENSITIVE 3
 
 /* Identity-based judgement (FILE_IDENTITY), kept current by the agent
- * (exporter/agent/identity.py): sensitive files (value 1) and directories whose
- * entries, and their entries, are sensitive (value 2); file systems that are
- * sensitive as a whole (a Pod's projected token volume); the host's container
- * runtime binaries. Files the workload writes are learned here by the kernel. */
+ * (exporter/enrich/identity.py): sensitive files (value 1) and directories whose
+ * entries, and their entries, are sensitive (value 2: a token volume's root covers
+ * the token kubelet rotates into a new ..timestamp directory); the host's container
+ * runtime binaries. Files the workload writes are learned here by the kernel. A
+ * whole file system is never registered: a tmpfs's anonymous device number is
+ * reused by the next tmpfs. */
 #define ID_FILE 1
 #define ID_DIR 2
 BPF_HASH(sensitive_ids, struct id_key, u8, 65536);
-BPF_HASH(sensitive_devs, u32, u8, 4096);
 BPF_TABLE("lru_hash", struct id_key, u8, learned_ids, 65536);
 BPF_HASH(runtime_ids, struct id_key, u8, 1024);
 BPF_HASH(runtime_inos, u64, u8, 1024);
@@ -657,6 +660,7 @@ static __always_inline int inode_id(const void *inode, struct file_id *id)
     u16 mode = 0;
     u32 dev = 0;
     bpf_probe_read_kernel(&id->ino, sizeof(id->ino), (const char *)inode + OFF_INODE_INO);
+    bpf_probe_read_kernel(&id->gen, sizeof(id->gen), (const char *)inode + OFF_INODE_GENERATION);
     bpf_probe_read_kernel(&mode, sizeof(mode), (const char *)inode + OFF_INODE_MODE);
     bpf_probe_read_kernel(&dev, sizeof(dev), (const char *)kptr(inode, OFF_INODE_SB) + OFF_SB_DEV);
     id->mode = mode;
@@ -691,17 +695,14 @@ static __always_inline int fs_dir_id(u64 off_dentry, struct file_id *id)
     return inode_id(kptr(dentry, OFF_DENTRY_INODE), id);
 }
 
-/* What the opened file is to provex: VERDICT_SENSITIVE_* (by device+inode, by the
- * directory it lies in, or by its file system), VERDICT_LEARNED (written by the
- * workload), or 0. Fills id. */
+/* What the opened file is to provex: VERDICT_SENSITIVE_* (by device+inode, or by the
+ * directory it lies in), VERDICT_LEARNED (written by the workload), or 0. Fills id. */
 static __always_inline u32 judge_file(const void *file, struct file_id *id)
 {
     if (!file_id_of(file, id))
         return 0;
     if ((id->mode & PROVEX_S_IFMT) == PROVEX_S_IFDIR)
         return 0; /* listing a directory is not reading a secret */
-    if (sensitive_devs.lookup(&id->dev))
-        return VERDICT_SENSITIVE_FS;
     struct id_key key = {.dev = id->dev, .ino = id->ino};
     if (sensitive_ids.lookup(&key))
         return VERDICT_SENSITIVE_FILE;

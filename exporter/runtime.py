@@ -1,4 +1,4 @@
-"""How the interpreter is set for a long stream of events (the agent, a replay, the shipper).
+"""How the interpreter is set for a long stream of events (the agent, a replay).
 
 Every event allocates a few dozen short-lived objects (the event, its document, its OTLP
 record), and the ones that stay (the provenance graph, the process table, compiled rules)

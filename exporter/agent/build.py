@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,17 +40,18 @@ def build_stages(
     correlate: bool,
     sink: Sink | None = None,
     inherit_otlp_env: bool = True,
-    raw_in_child: bool = False,
+    raw_events_wait: bool = False,
     identities: Any = None,
     ruleset: Any = None,
 ) -> Stages:
     """Enricher (started), correlator and sink for a command (`correlate=False`: the
     provenance graph without rules). `inherit_otlp_env`: may the OTLP endpoint come from
-    OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT (not for a replay). `raw_in_child`: raw events to a
-    collector go through a child process (the live agent: its alerts must not wait).
-    `identities`: the registry of sensitive and runtime identities the live agent keeps in
-    the kernel (exporter.enrich.identity), started and stopped with enrichment.
-    `ruleset`: the rules `preflight` loaded (else they are loaded here)."""
+    OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT (not for a replay). `raw_events_wait`: raw events are
+    mapped and encoded only while the pipeline is idle (the live agent: alerts go first; a
+    replay feeds one long batch). `identities`: the registry of sensitive and runtime
+    identities the live agent keeps in the kernel (exporter.enrich.identity), started and
+    stopped with enrichment. `ruleset`: the rules `preflight` loaded (else they are loaded
+    here)."""
     from exporter.correlate.engine import Correlator, build_correlator
     from exporter.correlate.errors import RulesError
     from exporter.correlate.loader import RuleSet
@@ -79,6 +81,9 @@ def build_stages(
             raise StartupError(f"enrichment: {exc}") from None
         enricher.start()
         closers.append(enricher.stop)
+    idle = threading.Event() if raw_events_wait else None
+    if idle is not None:
+        idle.set()
     if sink is None:
         try:
             sink = build_sink(
@@ -86,13 +91,15 @@ def build_stages(
                 node_name=config.enrich.node_name,
                 cluster_name=config.enrich.cluster_name,
                 inherit_env=inherit_otlp_env,
-                raw_in_child=raw_in_child,
+                consumer_idle=idle,
                 recorded=not enrich,  # a replay: events carry the node they were recorded on
             )
         except ValueError as exc:
             raise StartupError(f"output: {exc}") from None
     closers.insert(0, sink.close)  # closed last: what the others flush still goes out
-    pipeline = Pipeline(sink, enricher=enricher, correlator=correlator, emit_events=config.output.raw_events)
+    pipeline = Pipeline(
+        sink, enricher=enricher, correlator=correlator, emit_events=config.output.raw_events, idle=idle
+    )
     return Stages(pipeline, sink, enricher, closers)
 
 

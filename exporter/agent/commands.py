@@ -45,10 +45,7 @@ def replay(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int
     except StartupError as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
         return EXIT_BAD_INPUT
-    # A file can wait: a full export queue holds the reader back instead of dropping.
-    wait_when_full = getattr(stages.sink, "wait_when_full", None)
-    if wait_when_full is not None:
-        wait_when_full()
+    stages.sink.wait_when_full()  # a file can wait: a full export queue holds the reader back
     tune_gc()
     started = time.monotonic()
     interrupted = False

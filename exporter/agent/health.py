@@ -29,7 +29,7 @@ from pathlib import Path
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from exporter.config.schema import ServerConfig
-from exporter.metrics import REGISTRY, render
+from exporter.metrics import render
 from exporter.model.addresses import parse_host_port
 
 log = logging.getLogger("provex.agent")
@@ -82,33 +82,6 @@ class HealthState:
         verdict = "ready" if ok else "not ready"
         lines.append(f"{verdict} (degraded: {', '.join(degraded)})" if degraded else verdict)
         return ok, lines
-
-
-def _total(name: str) -> float:
-    """The sum of a counter over its labels, from the agent's registry."""
-    return sum(
-        sample.value for metric in REGISTRY.collect() for sample in metric.samples if sample.name == name
-    )
-
-
-class ExportCheck:
-    """The collector is degraded when exports failed or were retried since the last
-    look and none succeeded; it stays so until one succeeds."""
-
-    def __init__(self) -> None:
-        self._last = (0.0, 0.0)
-        self._reason: str | None = None
-
-    def __call__(self) -> str | None:
-        exported = _total("provex_exported_total")
-        failed = _total("provex_export_retries_total") + _total("provex_export_dropped_total")
-        last_exported, last_failed = self._last
-        self._last = (exported, failed)
-        if exported > last_exported:
-            self._reason = None
-        elif failed > last_failed:
-            self._reason = f"exports failing ({failed - last_failed:.0f} retries or drops, none accepted)"
-        return self._reason
 
 
 def _token(path: str) -> str:

@@ -21,13 +21,13 @@ from prometheus_client import Gauge
 
 from exporter.agent.build import Stages, StartupError, build_stages
 from exporter.agent.flood import FloodReporter, Pressure
-from exporter.agent.health import ExportCheck, HealthState, serve
+from exporter.agent.health import HealthState, serve
 from exporter.agent.losses import KernelLossReporter, Ledger
+from exporter.agent.reaper import ContainerReaper
 from exporter.agent.reload import RuleReloader, alerting_rules
 from exporter.agent.startup import NoContainerHint, summary
 from exporter.config import Config
 from exporter.emit.jsonlines import OUTPUT_CLOSED, JsonLinesSink, OutputFileError
-from exporter.emit.otlp import OtlpSink
 from exporter.enrich.identity import IdentityRegistry
 from exporter.metrics import REGISTRY
 from exporter.model import Event, EventType
@@ -122,14 +122,26 @@ class LearnedNames:
 
 
 def watch_dependencies(state: HealthState, stages: Stages) -> None:
-    """What /readyz reports as degraded: the API server's Pod watch, the collector."""
+    """What /readyz reports as degraded: the API server's Pod watch, and the output (the
+    collector, or the file) whatever the sink's shape."""
     enricher = stages.enricher
     if enricher is not None and getattr(enricher, "pods", None) is not None:
         state.dependencies["apiserver"] = lambda: (
             None if enricher.k8s_ready() else "no Pod watch: events carry container ids only"
         )
-    if isinstance(stages.sink, OtlpSink):
-        state.dependencies["collector"] = ExportCheck()
+    state.dependencies[stages.sink.dependency] = stages.sink.degraded
+
+
+def _releasers(probes: Probes, stages: Stages) -> list:
+    """What lets go of a gone container: its provenance state, enrichment's caches of its
+    cgroup, the kernel's per-cgroup entries (its registered identities go at once: tell)."""
+    out = [lambda cgroup_id, _cid: probes.forget_cgroup(cgroup_id)]
+    correlator = stages.pipeline.correlator
+    if correlator is not None:
+        out.append(lambda _cgroup_id, cid: correlator.graph.forget_container(cid) if cid else None)
+    if stages.enricher is not None:
+        out.append(lambda cgroup_id, _cid: stages.enricher.forget_cgroup(cgroup_id))
+    return out
 
 
 def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
@@ -182,7 +194,12 @@ def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
             )
         else:
             stages = build_stages(
-                config, enrich=True, correlate=True, raw_in_child=True, identities=identities, ruleset=ruleset
+                config,
+                enrich=True,
+                correlate=True,
+                raw_events_wait=True,
+                identities=identities,
+                ruleset=ruleset,
             )
     except (StartupError, OutputFileError) as exc:
         log.error("cannot start", extra={"fields": {"error": str(exc)}})
@@ -195,9 +212,19 @@ def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
     pipeline.observers.append(HostMountPrefixes(probes))
     if config.probes.open_path_prefixes:
         pipeline.observers.append(LearnedNames(probes))
-    # The kernel reports each new cgroup before its first event: teach enrichment its path.
+    # The kernel reports each new cgroup before its first event: teach enrichment its path;
+    # and each removed one: what is kept of its container goes after a grace.
     learn = stages.enricher.cgroups.remember if stages.enricher is not None else None
-    source = LiveSource(probes, on_cgroup=learn)
+    identify = stages.enricher.identity if stages.enricher is not None else (lambda _cgroup: None)
+    # Its registered secrets name nothing from the moment its cgroup goes (their inode numbers
+    # may be the next container's); the rest is released after the grace.
+    tell = [identities.container_gone] if identities is not None else []
+    reaper = ContainerReaper(identify, _releasers(probes, stages), tell=tell)
+    source = LiveSource(
+        probes,
+        on_cgroup=learn,
+        on_cgroup_gone=lambda cgroup_id: reaper.cgroup_gone(cgroup_id, time.time_ns()),
+    )
     # The consumer's thread raises alerts and the export thread sends them; each gets the
     # interpreter back within 0.2 ms of wanting it (Python's default is 5 ms). An export
     # call wants it several times (encode, gRPC's own Python): bench/alert_latency.py
@@ -214,7 +241,6 @@ def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
     fields = summary(config, probes.monitored_cgroups, rules, digest)
     log.info("agent running", extra={"fields": {"command": args.command, **fields}})
     no_container = NoContainerHint(config.probes.monitor)
-    identify = stages.enricher.identity if stages.enricher is not None else (lambda _cgroup: None)
     floods = FloodReporter(probes.cgroup_stats, identify)
     pressure = Pressure(probes.set_pressure)
     next_report = time.monotonic() + FLOOD_REPORT_S
@@ -232,6 +258,7 @@ def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
                 pipeline.feed(batch, now)
             if not source.backlog:
                 pipeline.tick(now)
+                reaper.tick(now)
             kernel_losses.poll()
             mono = time.monotonic()
             if mono >= next_report:

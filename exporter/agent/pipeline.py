@@ -7,9 +7,11 @@ never waits on I/O: enrichment answers from its cache, sinks queue.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from prometheus_client import Counter, Histogram
@@ -32,13 +34,25 @@ ALERT_DELAY = Histogram(
 
 
 class Sink(Protocol):
-    # Optional attribute `in_order`: True for a sink that wants each event before the
-    # alerts it caused (one stream for a reader); others get a drain's alerts first.
+    """Where events and alerts leave the agent (exporter.emit builds them)."""
+
+    # What /readyz calls the output ("collector", "output") when it reports it degraded.
+    dependency: str
+    # True for a sink that wants each event before the alerts it caused (one stream for a
+    # reader); others get a drain's alerts first.
+    in_order: bool
+
     def emit_event(self, event: Event) -> None: ...
     def emit_alert(self, alert: Alert) -> None: ...
     # A drain of the ring buffer ended: make what was written visible, if that
     # costs no waiting (a file buffer, yes; an export to a collector, never).
     def batch_done(self) -> None: ...
+    # The source can wait (a replayed file): a full queue holds the caller back
+    # instead of dropping the oldest record.
+    def wait_when_full(self) -> None: ...
+    # None while the output takes what it is given; else why not (a collector that
+    # fails, a full disk), for /readyz.
+    def degraded(self) -> str | None: ...
     def flush(self) -> None: ...  # end of stream: everything out, may wait (bounded)
     def close(self) -> None: ...
 
@@ -63,6 +77,7 @@ class Pipeline:
         correlator: Correlator | None = None,
         emit_events: bool = True,
         observers: Iterable[Callable[[Event], None]] = (),
+        idle: threading.Event | None = None,
     ) -> None:
         self.sink = sink
         self.enricher = enricher
@@ -70,25 +85,40 @@ class Pipeline:
         self.emit_events = emit_events
         # Called with every enriched and correlated event (e.g. to widen the kernel's path filter).
         self.observers = list(observers)
+        # Cleared while a drain is processed: work that can wait (raw events) waits for it.
+        self.idle = idle
         self._counts: dict = {}  # event type -> its labelled counter
 
     def feed(self, events: Iterable[Event], now_ns: int) -> None:
         """Take a batch from the source; pass on whatever enrichment has ready."""
-        if self.enricher is None:
-            self._forward(events)
-        else:
-            for event in events:
-                self.enricher.push(event, now_ns)
-            self._forward(self.enricher.pop_ready(now_ns))
+        with self._busy():
+            if self.enricher is None:
+                self._forward(events)
+            else:
+                for event in events:
+                    self.enricher.push(event, now_ns)
+                self._forward(self.enricher.pop_ready(now_ns))
         self.sink.batch_done()
+
+    @contextlib.contextmanager
+    def _busy(self) -> Iterator[None]:
+        if self.idle is None:
+            yield
+            return
+        self.idle.clear()
+        try:
+            yield
+        finally:
+            self.idle.set()
 
     def tick(self, now_ns: int) -> None:
         """Called when the source is idle: release events whose wait expired,
         and de-duplication follow-ups whose window closed."""
-        if self.enricher is not None:
-            self._forward(self.enricher.pop_ready(now_ns))
-        if self.correlator is not None:
-            self._alerts(self.correlator.flush(now_ns))
+        with self._busy():
+            if self.enricher is not None:
+                self._forward(self.enricher.pop_ready(now_ns))
+            if self.correlator is not None:
+                self._alerts(self.correlator.flush(now_ns))
         # What was released is visible now, not at the next drain; and what waits for a
         # retry (a full disk) is retried while the node is quiet too.
         self.sink.batch_done()
@@ -112,7 +142,7 @@ class Pipeline:
         # behind the mapping of the raw events that came before it in the same drain.
         # A sink that writes one stream for a reader (JSON lines, text) takes each event
         # before the alerts it caused instead: encoding a line costs about a microsecond.
-        in_order = self.emit_events and getattr(self.sink, "in_order", False)
+        in_order = self.emit_events and self.sink.in_order
         counts = self._counts
         for event in batch:
             counter = counts.get(event.type)

@@ -128,8 +128,9 @@ class ProbesConfig(msgspec.Struct, **_STRICT):
     # ring buffer of their own that bulk records can never fill (pages of 4 KiB, a power of
     # two), and a budget per cgroup and per kind (exec, file, mount, ns, net): past it the
     # kernel counts them in a summary instead of sending them, and the summary is an event.
-    # 0 turns the decisive budget off.
-    decisive_ring_pages: RingBufferPages = 512
+    # 0 turns the decisive budget off. 8 MiB holds ~15,000 exec records (~560 B each), some
+    # 15 cgroup-seconds of exec budget: room for an agent starved of CPU for a while.
+    decisive_ring_pages: RingBufferPages = 2048
     decisive_rate: NonNegative = 1000
     decisive_burst_s: Seconds = 1.0
     # A process's repeated reads of one sensitive file cross once per this interval; the
@@ -234,7 +235,9 @@ class OtlpConfig(msgspec.Struct, **_STRICT):
     # Raw events are batched; alerts are exported at once, never behind a batch.
     batch_delay_ms: NonNegative = 1000
     batch_size: Count = 512
-    # A failed export is retried with exponential back-off, then dropped (counted).
+    # A failed export is retried with exponential back-off, then dropped (counted). Alerts
+    # are held instead while the failure passes (a collector down, a full disk), in their
+    # own queue, and retried until the output takes them.
     max_attempts: Count = 5
     backoff_max_s: NonNegativeSeconds = 5.0
     drop_warning_interval_s: NonNegativeSeconds = 10.0

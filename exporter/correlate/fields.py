@@ -254,6 +254,15 @@ def _identity(e: Event) -> Value:
     return f"{e.file.dev}:{e.file.ino}" if e.file is not None else ""
 
 
+def _sensitive_file(e: Event) -> Value:
+    if e.type is not EventType.OPEN:
+        return False
+    return e.verdict.startswith("sensitive") or (e.file is not None and e.file.kind in _SENSITIVE_KINDS)
+
+
+_SENSITIVE_KINDS = frozenset({"host_file", "host_dir", "token"})
+
+
 def _own_secret(e: Event) -> Value:
     """The file is the reading container's own secret: by identity (the agent registered it as
     that container's token), or, when its identity says nothing, by the resolved path."""
@@ -463,7 +472,7 @@ _TABLE: list[Field] = [
         "string",
         _FILE,
         "why the kernel sent the open: empty (its spelling), sensitive_path, sensitive_file, "
-        "sensitive_dir, sensitive_fs (by the file's identity), learned (a file the workload wrote)",
+        "sensitive_dir (by the file's identity), learned (a file the workload wrote)",
         _open(lambda e: e.verdict),
     ),
     Field(
@@ -471,8 +480,9 @@ _TABLE: list[Field] = [
         "boolean",
         _FILE,
         "the kernel judged the file sensitive (its spelling, or its identity: a registered file, "
-        "a file in a registered directory, or on a registered file system such as a token volume)",
-        lambda e: e.type is EventType.OPEN and e.verdict.startswith("sensitive"),
+        "or a file in a registered directory or the directory below it, such as a token volume),"
+        " or the agent's registry names its identity (registered after the kernel judged it)",
+        _sensitive_file,
     ),
     Field(
         "FileRealPath",

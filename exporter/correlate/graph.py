@@ -58,7 +58,7 @@ from exporter.correlate.provenance import (
     resolve,
 )
 from exporter.metrics import REGISTRY
-from exporter.model import Event, EventType, EvidenceRef, Resolution, evidence_ref
+from exporter.model import Event, EventType, EvidenceRef, FileRef, Resolution, evidence_ref
 from exporter.model.linux import (
     AF_INET,
     AF_INET6,
@@ -106,7 +106,7 @@ REJUDGED = Counter(
     registry=REGISTRY,
 )
 
-Identity = tuple[int, int]  # (dev, ino) as the kernel reads them
+Identity = tuple[int, int, int]  # (dev, ino, generation) as the kernel reads them
 _METRIC_EVERY = 1024  # events between gauge updates and window sweeps
 STDOUT_STDERR = (1, 2)
 MAX_FDS = 256  # per process: the most recent fds whose paths are remembered
@@ -378,14 +378,19 @@ class ProvenanceGraph:
             return
         cid = state.cid
         write = None
+        # A device keeps nothing of what is written to it (/dev/null is every container's):
+        # only files, pipes, sockets and memfds carry data from a writer to a reader.
+        stores = _stores_data(path, event.file)
         if event.flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC):
             write = evidence_ref(event, "write")
             self._step(state, event, "wrote")
-            if identity is not None:
+            if identity is not None and stores:
                 self._remember_identity(cid, identity)
-            if state.net:
+            if stores and event.flags & O_TRUNC:
+                self._forget_origin(cid, path, identity)  # its content is replaced
+            if stores and state.net:
                 self._set_origin(cid, path, identity, (*state.net, write))
-            else:
+            elif stores:
                 wrote = state.wrote
                 if wrote is None:
                     wrote = state.wrote = []
@@ -395,8 +400,9 @@ class ProvenanceGraph:
         elif event.verdict.startswith("sensitive"):
             self._step(state, event, "read-sensitive")
         if event.ret >= 0:
-            self._set_fd(state, event.ret, Fd(path, bool(event.flags & O_CLOEXEC), write, identity))
-        if event.flags & O_ACCMODE != O_WRONLY:  # a read: it now holds what the file holds
+            carries = (write, identity) if stores else (None, None)
+            self._set_fd(state, event.ret, Fd(path, bool(event.flags & O_CLOEXEC), *carries))
+        if event.flags & O_ACCMODE != O_WRONLY and stores:  # a read: it holds what the file holds
             origin = self._origin(cid, path, identity)
             if origin and not state.net:
                 self._taint(state, (*origin, evidence_ref(event, "read")))
@@ -697,6 +703,13 @@ class ProvenanceGraph:
             files.move_to_end(path)
         if identity is not None:
             self._carrier_origin(cid, identity, origin)
+
+    def _forget_origin(self, cid: str, path: str, identity: Identity | None) -> None:
+        container = self.containers.get(cid)
+        if path and container is not None and container.files.pop(path, None) is not None:
+            self._grow(container, -1)
+        if identity is not None:
+            self.by_identity.pop(identity, None)
 
     def _carrier_origin(self, cid: str, identity: Identity, origin: tuple[EvidenceRef, ...]) -> None:
         """A file, pipe, socket or memfd (by identity) carries network data: remember it, and
@@ -1019,6 +1032,18 @@ def _is_own_exe(path: str, pid: int) -> bool:
 
 def _is_stream(mode: int) -> bool:
     return mode & S_IFMT in (S_IFIFO, S_IFSOCK)
+
+
+_DEVICE_PATHS = ("/dev/", "/proc/", "/sys/")
+
+
+def _stores_data(path: str, ref: FileRef | None) -> bool:
+    """Can what one process writes here be read back by another: a regular file, a pipe, a
+    socket or a memfd, by the kernel's file type; without it, a path outside /dev (but for its
+    tmpfs, /dev/shm), /proc and /sys."""
+    if ref is not None and ref.mode:
+        return ref.mode & S_IFMT in (S_IFREG, S_IFIFO, S_IFSOCK)
+    return not path.startswith(_DEVICE_PATHS) or path.startswith("/dev/shm/")
 
 
 def _cid(event: Event) -> str:

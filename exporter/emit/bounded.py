@@ -1,22 +1,21 @@
 """The bounded queue between a producer that must not block and one worker thread.
 
-Three places hand work to a thread of their own this way: the export queues
-(records to the collector), the raw events mapped off the consumer's thread, and
-the frames to the raw-event shipper's child. They share one policy:
+The export queues (exporter.emit.processor: records mapped, encoded and sent to the
+output off the consumer's thread) hand work to a thread of their own this way, with
+one policy:
 
 - full: a live source cannot wait, so the oldest waiting item gives way (counted
-  under `full_cause`; with `keep`, the oldest one not kept, e.g. an event before an
+  as `queue_full`; with `keep`, the oldest one not kept, e.g. an event before an
   alert); a source that can wait (a replayed file) sets
   `wait_when_full` and the producer waits for room instead (back-pressure);
 - the worker takes up to `max_batch` items at once, after at most `linger_s`
   (at once when the batch is full, the queue is full or someone flushes);
 - `wait_idle` waits until everything put has been handed on; `close` ends the
-  worker: what is still queued is dropped as `shutdown` (or, with `drain`,
-  handed on first), and an item put after it is dropped as `shutdown` too.
+  worker: what is still queued is dropped as `shutdown`, and an item put after it
+  is dropped as `shutdown` too.
 
-Every item ends either handed to the worker or passed to `drop(cause, count)`,
-where `size_of` says how many records an item stands for (or, with `drop_items`,
-to `drop_items(cause, items)`, for a caller that counts by kind).
+Every item ends either handed to the worker or passed to `drop(cause, count)` (or,
+with `drop_items`, to `drop_items(cause, items)`, for a caller that counts by kind).
 """
 
 from __future__ import annotations
@@ -48,11 +47,9 @@ class BoundedQueue(Generic[T]):
         name: str,
         max_batch: int | None = None,
         linger_s: float = 0.0,
-        full_cause: str = "queue_full",
-        size_of: Callable[[T], int] = lambda item: 1,
         depth_gauge: _Settable | None = None,
         in_flight_gauge: _Settable | None = None,
-        on_exit: Callable[[], None] | None = None,
+        on_start: Callable[[], None] | None = None,
         keep: Callable[[T], bool] | None = None,
         drop_items: Callable[[str, list[T]], object] | None = None,
     ) -> None:
@@ -64,11 +61,10 @@ class BoundedQueue(Generic[T]):
         # A source that can wait (a file) waits for room instead of dropping.
         self.wait_when_full = False
         self._handle = handle
-        # How a lost item is counted: its cause, and the records it stands for.
-        self._drop, self._full_cause, self._size_of = drop, full_cause, size_of
+        self._drop = drop  # how a lost item is counted: drop(cause, count)
         self._drop_items, self._keep = drop_items, keep
         self._depth_gauge, self._in_flight_gauge = depth_gauge, in_flight_gauge
-        self._on_exit = on_exit
+        self._on_start = on_start  # run first on the worker thread
         self._items: collections.deque[T] = collections.deque()
         self._cond = threading.Condition()
         self._in_flight = 0
@@ -82,12 +78,17 @@ class BoundedQueue(Generic[T]):
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def busy(self) -> bool:
+        """Something is queued or in the worker's hands (a glance, without the lock)."""
+        return bool(self._items) or self._in_flight > 0
+
     # -- producer side -----------------------------------------------------------------
 
     def put(self, item: T) -> None:
         """Queue one item; never blocks unless `wait_when_full`."""
         dropped: T | None = None
-        cause = self._full_cause
+        cause = "queue_full"
         with self._cond:
             if self.wait_when_full:
                 while len(self._items) >= self.max_items and not self._closed:
@@ -134,14 +135,14 @@ class BoundedQueue(Generic[T]):
         with self._cond:
             return self._remove_all()
 
-    def close(self, timeout_s: float, drain: bool = False) -> None:
-        """No more items. What is queued is dropped as `shutdown`, or with `drain` handed on
-        first; then the worker ends (joined for at most `timeout_s`)."""
+    def close(self, timeout_s: float) -> None:
+        """No more items. What is queued is dropped as `shutdown`; then the worker ends
+        (joined for at most `timeout_s`)."""
         with self._cond:
             if self._closed:
                 return
             self._closed = True
-            left = [] if drain else self._remove_all()
+            left = self._remove_all()
             self._cond.notify_all()  # the worker, and producers waiting for room
         if left:
             self._lose("shutdown", left)
@@ -160,7 +161,7 @@ class BoundedQueue(Generic[T]):
         if self._drop_items is not None:
             self._drop_items(cause, items)
         else:
-            self._drop(cause, sum(self._size_of(item) for item in items))
+            self._drop(cause, len(items))
 
     # -- worker side ---------------------------------------------------------------------
 
@@ -209,18 +210,16 @@ class BoundedQueue(Generic[T]):
             return batch
 
     def _run(self) -> None:
-        try:
-            while (batch := self._next_batch()) is not None:
-                try:
-                    if batch:
-                        self._handle(batch)
-                except Exception:  # a bug in one batch must not stop the worker
-                    log.exception("queue worker failed", extra={"fields": {"thread": self._thread.name}})
-                    self._lose("worker_error", batch)
-                with self._cond:
-                    self._set_in_flight(0)
-                    self._handled_batches += 1
-                    self._cond.notify_all()
-        finally:
-            if self._on_exit is not None:
-                self._on_exit()
+        if self._on_start is not None:
+            self._on_start()
+        while (batch := self._next_batch()) is not None:
+            try:
+                if batch:
+                    self._handle(batch)
+            except Exception:  # a bug in one batch must not stop the worker
+                log.exception("queue worker failed", extra={"fields": {"thread": self._thread.name}})
+                self._lose("worker_error", batch)
+            with self._cond:
+                self._set_in_flight(0)
+                self._handled_batches += 1
+                self._cond.notify_all()

@@ -27,6 +27,7 @@ def _signal(record: Event | Alert) -> str:
 class DocumentLinesSink:
     """Sink (exporter.agent.pipeline.Sink) writing one mapped document per line."""
 
+    dependency = "output"
     in_order = True
 
     def __init__(
@@ -79,6 +80,9 @@ class DocumentLinesSink:
 
     def batch_done(self) -> None:
         pass  # the worker writes as it maps
+
+    def degraded(self) -> str | None:
+        return self.writer.state()
 
     def flush(self, timeout_s: float = 10.0) -> None:
         self._queue.wait_idle(timeout_s)

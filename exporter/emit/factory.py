@@ -5,25 +5,23 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
-import requests
-from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.resources import Resource
 
 from exporter import __version__
 from exporter.config.output import OutputError, plan_output
 from exporter.config.schema import OtlpConfig, OutputConfig
 from exporter.config.schema import node_name as resolve_node_name
+from exporter.emit import sdkcompat
 from exporter.emit.documents import DocumentLinesSink
 from exporter.emit.jsonlines import JsonLinesSink
 from exporter.emit.otlp import OtlpSink
 from exporter.emit.otlpjson import OtlpJsonLinesExporter
-from exporter.emit.processor import ExportQueueProcessor
-from exporter.emit.shipper import RawShipper, SplitSink
+from exporter.emit.processor import Exporter
 from exporter.emit.text import TextSink
 from exporter.mapping import Mapper
 
@@ -76,25 +74,12 @@ def _target(otlp: OtlpConfig, source: str) -> OtlpTarget | None:
 _CERTIFICATE_VARS = ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE")
 
 
-class _PinnedVerifySession(requests.Session):
-    """requests lets $REQUESTS_CA_BUNDLE/$CURL_CA_BUNDLE override a session's CA
-    bundle; a configured OTLP certificate must win, so keep the session's."""
-
-    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
-        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        settings["verify"] = self.verify
-        return settings
-
-
-def make_exporter(target: OtlpTarget) -> LogRecordExporter:
-    """The SDK's OTLP log exporter for `target` (gRPC or HTTP/protobuf); None arguments
-    leave the exporter to its standard variables. Over gRPC the request is encoded by
-    exporter.emit.otlpproto (the same message, ~4x faster than the SDK's encoder); the HTTP
-    exporter encodes inside its export(), so it keeps the SDK's."""
+def make_exporter(target: OtlpTarget) -> Exporter:
+    """An exporter of OTLP/protobuf requests to `target` over gRPC or HTTP, through the SDK's
+    own exporter (exporter.emit.sdkcompat: its retries and OTEL_* variables); None arguments
+    leave the SDK to its standard variables. gRPC is imported only here, for gRPC."""
     if target.protocol == "grpc":
         import grpc
-
-        from exporter.emit.otlpproto import OtlpGrpcLogExporter as GrpcExporter
 
         credentials = None
         if target.certificate or target.client_certificate:
@@ -104,20 +89,18 @@ def make_exporter(target: OtlpTarget) -> LogRecordExporter:
                 private_key=read(target.client_key),
                 certificate_chain=read(target.client_certificate),
             )
-        return GrpcExporter(
+        return sdkcompat.grpc_exporter(
             endpoint=target.endpoint,
             insecure=target.insecure,
             credentials=credentials,
             headers=target.headers or None,
             timeout=target.timeout_s,
         )
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpExporter
-
     # A CA bundle from config or from the OTLP variables must beat $REQUESTS_CA_BUNDLE.
-    pinned = target.certificate or any(os.environ.get(v) for v in _CERTIFICATE_VARS)
-    return HttpExporter(
+    pinned = bool(target.certificate or any(os.environ.get(v) for v in _CERTIFICATE_VARS))
+    return sdkcompat.http_exporter(
+        pin_ca_bundle=pinned,
         endpoint=target.endpoint,
-        session=_PinnedVerifySession() if pinned else None,
         certificate_file=target.certificate or None,
         client_key_file=target.client_key or None,
         client_certificate_file=target.client_certificate or None,
@@ -154,11 +137,11 @@ def build_sink(
     cluster_name: str = "",
     hostname: str = "",
     resource_attrs: Mapping[str, str] | None = None,
-    exporter: LogRecordExporter | None = None,
+    exporter: Exporter | None = None,
     inherit_env: bool = True,
-    raw_in_child: bool = False,
+    consumer_idle: threading.Event | None = None,
     recorded: bool = False,
-) -> JsonLinesSink | TextSink | DocumentLinesSink | OtlpSink | SplitSink:
+) -> JsonLinesSink | TextSink | DocumentLinesSink | OtlpSink:
     """The Sink (exporter.agent.pipeline.Sink) for `output.*`.
 
     raw: JSON lines (the replay format) or text; ecs/ocsf: mapped documents over OTLP,
@@ -166,10 +149,11 @@ def build_sink(
     otlp-json). `inherit_env`: may an endpoint come from
     OTEL_EXPORTER_OTLP_[LOGS_]ENDPOINT (see exporter.config.output).
 
-    `exporter` replaces the transport (tests, benchmarks). `raw_in_child`: raw events to a
-    collector are mapped, encoded and exported by a child process (exporter.emit.shipper),
-    so that they never hold the agent's alert path. `recorded`: the records are a replay
-    (documents name the node each was recorded on: exporter.mapping.Mapper).
+    `exporter` replaces the transport (tests, benchmarks): it gets both signals' requests.
+    `consumer_idle`: set while the live agent's consumer is idle; raw events are mapped and
+    encoded in those gaps (and between alerts), so that they never slow the alert path.
+    `recorded`: the records are a replay (documents name the node each was recorded on:
+    exporter.mapping.Mapper).
     """
     plan = plan_output(config, inherit_env=inherit_env and exporter is None)
     if plan.note:
@@ -183,62 +167,32 @@ def build_sink(
     mapper = Mapper(
         config.schema, node_name=node_name, cluster_name=cluster_name, hostname=hostname, recorded=recorded
     )
-    otlp = config.otlp
+    target = None if exporter is not None else _target(config.otlp, plan.endpoint_source)
+    if exporter is None and target is None and config.format != "otlp-json":
+        return DocumentLinesSink(
+            mapper,
+            config.file,
+            queue_size=config.otlp.queue_size,
+            drop_warning_interval_s=config.otlp.drop_warning_interval_s,
+        )
+    dependency = "collector"
     if exporter is not None:
         alert_exporter = event_exporter = exporter
+    elif target is None:
+        # One writer for both signals, so lines never interleave.
+        alert_exporter = event_exporter = OtlpJsonLinesExporter(config.file)
+        dependency = "output"
     else:
-        target = _target(otlp, plan.endpoint_source)
-        if target is None and config.format != "otlp-json":
-            return DocumentLinesSink(
-                mapper,
-                config.file,
-                queue_size=otlp.queue_size,
-                drop_warning_interval_s=otlp.drop_warning_interval_s,
-            )
-        if target is None:
-            # One writer for both paths, so lines never interleave.
-            alert_exporter = event_exporter = OtlpJsonLinesExporter(config.file)
-        else:
-            if raw_in_child and config.raw_events:
-                alerts_only = msgspec.structs.replace(config, raw_events=False)
-                alert_sink = build_sink(
-                    alerts_only,
-                    node_name=node_name,
-                    cluster_name=cluster_name,
-                    hostname=hostname,
-                    resource_attrs=resource_attrs,
-                    inherit_env=False,
-                )
-                return SplitSink(alert_sink, RawShipper(config, node_name, cluster_name))
-            alert_exporter, event_exporter = make_exporter(target), make_exporter(target)
-    common = {
-        "max_attempts": otlp.max_attempts,
-        "backoff_max_s": otlp.backoff_max_s,
-        "warn_interval_s": otlp.drop_warning_interval_s,
-    }
-    alerts = ExportQueueProcessor(
-        alert_exporter,
-        "alerts",
-        max_queue=otlp.alert_queue_size,
-        max_batch=otlp.batch_size,
-        delay_s=0,
-        **common,
-    )
-    events = ExportQueueProcessor(
-        event_exporter,
-        "events",
-        max_queue=otlp.queue_size,
-        max_batch=otlp.batch_size,
-        delay_s=otlp.batch_delay_ms / 1000,
-        **common,
-    )
-    resource = build_resource(node_name, cluster_name, hostname, resource_attrs, recorded=recorded)
+        # A channel (connection) each: raw events never queue in front of an alert.
+        alert_exporter = make_exporter(target)
+        event_exporter = make_exporter(target) if config.raw_events else alert_exporter
     return OtlpSink(
         mapper,
-        resource,
-        alerts,
-        events,
+        build_resource(node_name, cluster_name, hostname, resource_attrs, recorded=recorded),
+        alert_exporter,
+        event_exporter,
+        otlp=config.otlp,
         raw_events=config.raw_events,
-        raw_queue_size=otlp.queue_size,
-        drop_warning_interval_s=otlp.drop_warning_interval_s,
+        dependency=dependency,
+        consumer_idle=consumer_idle,
     )

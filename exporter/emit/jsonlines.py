@@ -33,6 +33,10 @@ from exporter.model import Alert, Event
 log = logging.getLogger("provex.emit")
 
 FLUSH_BYTES = 8 << 10  # written out once this much is queued, even within one drain
+# Room alert lines keep for themselves on the output's file system (at most 1/16 of it):
+# event lines are not written into it. An alert line is a few KB.
+ALERT_RESERVE_BYTES = 1 << 20
+RESERVED = "No space left on device (for events: the rest is kept for alerts)"
 # Set when the reader of the output (a pipe: stdout, a FIFO) went away. Process-wide, like
 # the pipe it describes; the commands' loops watch it (exporter.agent.commands, live).
 OUTPUT_CLOSED = threading.Event()
@@ -113,8 +117,14 @@ class LineWriter:
     regular file is truncated back to its last whole line; on a pipe or a
     terminal the rest of that line goes first next time. While writes fail,
     at most `keep_bytes` wait for a retry (tried at most once per
-    `retry_interval_s`, so a full disk costs the hot path nothing); past the
-    bound the oldest event lines give way before any alert line.
+    `retry_interval_s`, so a full disk costs the hot path nothing).
+
+    Alerts keep a reserve that events cannot take, so that an output that
+    recovers is not filled up again by the events held while it was down:
+    event lines are written only while the file system keeps
+    `alert_reserve_bytes` free (at most 1/16 of it), and hold at most 3/4 of
+    `keep_bytes`. Past a bound the oldest event lines give way (counted, with
+    the cause of the failure: no_space, ...) before any alert line.
     """
 
     def __init__(
@@ -122,6 +132,7 @@ class LineWriter:
         path: str = "",
         *,
         keep_bytes: int = 4 << 20,
+        alert_reserve_bytes: int = ALERT_RESERVE_BYTES,
         retry_interval_s: float = 1.0,
         warn_interval_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
@@ -135,11 +146,12 @@ class LineWriter:
         except OSError:
             self._regular, self._offset = False, 0
         self.keep_bytes = keep_bytes
+        self.alert_reserve_bytes = alert_reserve_bytes
         self.retry_interval_s = retry_interval_s
         self.warn_interval_s = warn_interval_s
         self._clock = clock
         self._pending: collections.deque[Line] = collections.deque()
-        self._pending_bytes = 0
+        self._bytes = {"events": 0, "alerts": 0}  # of the lines pending, by signal
         self._head = b""  # the unwritten rest of a line cut on a pipe...
         self._head_line: Line | None = None  # ...and that line
         self._written = {s: EXPORTED.labels(s) for s in ("events", "alerts")}
@@ -159,6 +171,14 @@ class LineWriter:
         except OSError:
             return False
 
+    @property
+    def _pending_bytes(self) -> int:
+        return self._bytes["events"] + self._bytes["alerts"]
+
+    @property
+    def _event_cap(self) -> int:
+        return self.keep_bytes * 3 // 4  # the last quarter of what may wait is the alerts'
+
     def add(self, signal: str, data: bytes, label: str = "") -> None:
         with self._lock:
             if self.reader_gone:
@@ -166,11 +186,10 @@ class LineWriter:
             if self._closed:
                 self._lost(Line(signal, data, label), "closed")
                 return
-            self._pending.append(Line(signal, data, label))
-            self._pending_bytes += len(data)
+            self._append(Line(signal, data, label))
             if self._pending_bytes >= FLUSH_BYTES:
                 self._flush(force=False)  # a whole replayed file must not pile up here
-            if self.error is not None and self._pending_bytes > self.keep_bytes:
+            if self.error is not None:
                 self._shed()
         if self._unreported:
             self._report()
@@ -184,21 +203,30 @@ class LineWriter:
 
     def write_now(self, signal: str, data: bytes) -> OSError | None:
         """One line at once; None when it was written (on a pipe: or its rest goes first
-        next time). Nothing is kept on failure: the caller counts and retries."""
+        next time). Nothing is kept on failure: the caller counts and retries. An event
+        line that would eat into the alerts' reserve on the file system is not written."""
         with self._lock:
             if self.reader_gone:
                 return None
             if self._closed:
                 return OSError(errno.EBADF, "output closed")
-            self._pending.append(Line(signal, data, count=0))
-            self._pending_bytes += len(data)
+            if signal == "events" and self._room_for_events(len(data)) < len(data):
+                return OSError(errno.ENOSPC, RESERVED)
+            self._append(Line(signal, data, count=0))
             self._flush(force=True)
             if not self._pending:
                 return None
             self._pending.clear()
-            self._pending_bytes = 0
+            self._bytes = {"events": 0, "alerts": 0}
             self._waiting.set(0)
             return self.error or OSError(errno.EIO, "not written")
+
+    def state(self) -> str | None:
+        """None while writes go through; else why not, and what waits."""
+        error = self.error
+        if error is None:
+            return None
+        return f"{self.name}: {error.strerror or error} ({len(self._pending)} lines waiting)"
 
     def close(self) -> None:
         with self._lock:
@@ -210,8 +238,8 @@ class LineWriter:
                 for line in unwritten:
                     self._lost(line, write_cause(self.error))
                 self._pending.clear()
+                self._bytes = {"events": 0, "alerts": 0}
                 self._head, self._head_line = b"", None
-                self._pending_bytes = 0
                 self._closed = True
                 self._waiting.set(0)
                 if self._own:
@@ -226,11 +254,28 @@ class LineWriter:
 
     # -- internals (called with the lock held) ---------------------------------------
 
+    def _append(self, line: Line) -> None:
+        self._pending.append(line)
+        self._bytes[line.signal] += len(line.data)
+
+    def _room_for_events(self, wanted: int) -> int:
+        """How many of `wanted` bytes of event lines may be written now without taking the
+        alerts' reserve on the file system (all of them where there is no such limit)."""
+        if not self._regular or not wanted:
+            return wanted
+        try:
+            fs = os.fstatvfs(self._fd)
+        except OSError:
+            return wanted
+        reserve = min(self.alert_reserve_bytes, fs.f_blocks * fs.f_frsize // 16)
+        return max(0, min(wanted, fs.f_bavail * fs.f_frsize - reserve))
+
     def _flush(self, force: bool) -> bool:
         if not self._pending and not self._head:
             return True
         if self.error is not None and not force and self._clock() < self._retry_at:
             return False
+        held = self._hold_for_reserve()
         data = self._head + b"".join(line.data for line in self._pending)
         written, error = self._write(data)
         if error is not None and error.errno == errno.EPIPE:
@@ -240,12 +285,35 @@ class LineWriter:
         if error is not None:
             done = self._take_back(data.rfind(b"\n", 0, written) + 1, written)
         self._forget(done)
+        for line in held:  # event lines the reserve kept back wait after the rest
+            self._append(line)
+        if error is None and held:
+            error = OSError(errno.ENOSPC, RESERVED)
         if error is None:
             self._recovered()
         else:
             self._failed(error)
         self._waiting.set(len(self._pending))
         return not self._pending and not self._head
+
+    def _hold_for_reserve(self) -> list[Line]:
+        """Take the event lines that do not fit beside the alerts' reserve out of the queue
+        (the first that does not fit and every event line after it; alert lines stay)."""
+        room = self._room_for_events(self._bytes["events"])
+        if room >= self._bytes["events"]:
+            return []
+        kept: collections.deque[Line] = collections.deque()
+        held: list[Line] = []
+        for line in self._pending:
+            if line.signal == "events" and (held or len(line.data) > room):
+                held.append(line)
+                self._bytes["events"] -= len(line.data)
+                continue
+            if line.signal == "events":
+                room -= len(line.data)
+            kept.append(line)
+        self._pending = kept
+        return held
 
     def _write(self, data: bytes) -> tuple[int, OSError | None]:
         view = memoryview(data)
@@ -264,7 +332,7 @@ class LineWriter:
         self.reader_gone = True
         OUTPUT_CLOSED.set()
         self._pending.clear()
-        self._pending_bytes = 0
+        self._bytes = {"events": 0, "alerts": 0}
         self._head, self._head_line = b"", None
         self._waiting.set(0)
         log.info("output closed by its reader: stopping", extra={"fields": {"file": self.name}})
@@ -295,7 +363,7 @@ class LineWriter:
             self._head, self._head_line = b"", None
         while self._pending and done > 0:
             line = self._pending.popleft()
-            self._pending_bytes -= len(line.data)
+            self._bytes[line.signal] -= len(line.data)
             if len(line.data) > done:  # cut on a pipe: its rest goes first next time
                 self._head, self._head_line = line.data[done:], line
                 return
@@ -310,8 +378,7 @@ class LineWriter:
             )
         self.error = error
         self._retry_at = self._clock() + self.retry_interval_s
-        if self._pending_bytes > self.keep_bytes:
-            self._shed()
+        self._shed()
 
     def _recovered(self) -> None:
         if self.error is not None:
@@ -319,19 +386,26 @@ class LineWriter:
             self.error = None
 
     def _shed(self) -> None:
-        """Over the bound while failing: down to 3/4 of it, event lines before alert lines."""
-        target = self.keep_bytes * 3 // 4
-        for signal in ("events", "alerts"):
-            if self._pending_bytes <= target:
-                return
-            kept: collections.deque[Line] = collections.deque()
-            for line in self._pending:
-                if self._pending_bytes > target and line.signal == signal:
-                    self._pending_bytes -= len(line.data)
-                    self._lost(line, write_cause(self.error))
-                else:
-                    kept.append(line)
-            self._pending = kept
+        """Over a bound while failing: event lines past their share (3/4 of `keep_bytes`)
+        go, down to 3/4 of it; over `keep_bytes` in all, event lines go, then alert lines,
+        down to 3/4 of it. Always the oldest first."""
+        if self._bytes["events"] > self._event_cap:
+            self._drop_oldest("events", self._event_cap * 3 // 4)
+        if self._pending_bytes > self.keep_bytes:
+            target = self.keep_bytes * 3 // 4
+            self._drop_oldest("events", max(0, target - self._bytes["alerts"]))
+            self._drop_oldest("alerts", target)
+
+    def _drop_oldest(self, signal: str, until: int) -> None:
+        """The oldest `signal` lines are lost until that signal holds at most `until` bytes."""
+        kept: collections.deque[Line] = collections.deque()
+        for line in self._pending:
+            if line.signal == signal and self._bytes[signal] > until:
+                self._bytes[signal] -= len(line.data)
+                self._lost(line, write_cause(self.error))
+            else:
+                kept.append(line)
+        self._pending = kept
 
     def _lost(self, line: Line, cause: str) -> None:
         if not line.count:
@@ -372,15 +446,36 @@ def _stdout_fd() -> int:
         return 1
 
 
-class JsonLinesSink:
+class LineSink:
+    """What the sinks that write lines on the caller's thread share (JSON lines, text)."""
+
+    dependency = "output"
+    in_order = True
+    writer: LineWriter
+
+    def batch_done(self) -> None:
+        self.writer.flush()  # a local write: cheap, and readers (jq, tail -f) see each drain at once
+
+    def wait_when_full(self) -> None:
+        pass  # lines are written on the caller's thread: there is no queue to wait for
+
+    def degraded(self) -> str | None:
+        return self.writer.state()
+
+    def flush(self) -> None:
+        self.writer.flush(force=True)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class JsonLinesSink(LineSink):
     """Writes one JSON object per line to a file or stdout.
 
     Events are written in the replay format (exporter.model.encode_event);
     alerts as {"alert": {...}} so a reader can tell them apart, each after the
     event that completed it (`in_order`).
     """
-
-    in_order = True
 
     def __init__(self, path: str = "", alerts: bool = True, writer: LineWriter | None = None) -> None:
         self.writer = writer or LineWriter(path)
@@ -396,12 +491,3 @@ class JsonLinesSink:
         line = encode_json(self._encoder, {"alert": alert}, "alerts") + b"\n"
         self.writer.add("alerts", line, label=f"{alert.rule_id}:{alert.id}")
         self.writer.flush()  # alerts never wait behind a buffer
-
-    def batch_done(self) -> None:
-        self.writer.flush()  # a local write: cheap, and readers (jq, tail -f) see each drain at once
-
-    def flush(self) -> None:
-        self.writer.flush(force=True)
-
-    def close(self) -> None:
-        self.writer.close()

@@ -1,158 +1,92 @@
 """OTLP-JSON lines: one ExportLogsServiceRequest per line, protobuf-JSON mapping.
 
-This is the format the collector's `otlpjsonfile` receiver reads (and what
-the `file` exporter writes), so `provex run > logs.jsonl` can be replayed
-into any collector. It is the default when no OTLP endpoint is configured.
+This is the format the collector's `otlpjsonfile` receiver reads (and what the `file`
+exporter writes), so `provex run > logs.jsonl` can be replayed into any collector. It is the
+default when no OTLP endpoint is configured.
 
-The line is built straight from the log records (`encode_request`): the same
-JSON document as the SDK's protobuf encoder followed by protobuf's JSON printer
-(`request_to_json(encode_logs(batch))`, kept as the reference the tests
-compare against), at a small fraction of the cost: that route took ~2.8 ms
-per ECS record, several times what mapping the record costs.
+The JSON is written straight from the records' values (`JsonEncoder`): the same document as
+the SDK's protobuf encoder followed by protobuf's JSON printer (tests/emit/
+test_otlp_json_encoding.py compares them on every mapping fixture), at a small fraction of
+the cost. A record's JSON is made once, on the thread that exports it; a request is the
+resource and scope, encoded once per encoder, around a batch of them.
 
-A line is written whole or not at all (exporter.emit.jsonlines.LineWriter);
-a failed write is an export failure with its cause (no_space, ...), which the
-export queue retries and, in the end, counts.
+A line is written whole or not at all (exporter.emit.jsonlines.LineWriter); a failed write
+is an export failure with its cause (no_space, ...), which the export queue retries and, in
+the end, counts.
 """
 
 from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import msgspec
-from google.protobuf import json_format
-from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 from exporter.emit import outcome
 from exporter.emit.jsonlines import LineWriter, write_cause
+from exporter.emit.logrecord import LogRecord, Scope
+from exporter.emit.shapes import ShapeEncoder, json_writer
+from exporter.mapping.compiled import Fields
+
+_json = msgspec.json.Encoder().encode
+
+# `"key":K,"value":` once per key (see otlpproto: keys repeat, and are bounded).
+_MAX_KEYS = 8192
+_HEADS: dict[Any, bytes] = {}
 
 
-def request_to_json(request: object) -> str:
-    """One line of OTLP/JSON: lowerCamelCase keys, enums as integers (per the OTLP spec)."""
-    return json_format.MessageToJson(request, indent=None, use_integers_for_enums=True)  # type: ignore[arg-type]
+def _head(key: Any) -> bytes:
+    head = _HEADS.get(key)
+    if head is None:
+        text = str(key)
+        head = b'{"key":' + _json(text) + b',"value":' if text else b'{"value":'
+        if len(_HEADS) < _MAX_KEYS:
+            _HEADS[key] = head
+    return head
 
 
-_encoder = msgspec.json.Encoder()
-T = TypeVar("T")
+def _entries(mapping: Mapping[Any, Any]) -> bytes:
+    """A kvlistValue's `values`: one {"key", "value"} object per entry."""
+    out = []
+    for key, value in mapping.items():
+        if value.__class__ is str:  # most leaves
+            out.append(_head(key) + b'{"stringValue":' + _json(value) + b"}}")
+        else:
+            out.append(_head(key) + _any(value) + b"}")
+    return b",".join(out)
 
 
-def by_resource_and_scope(
-    batch: Sequence[ReadableLogRecord], encode: Callable[[ReadableLogRecord], T]
-) -> dict[Any, dict[Any, list[T]]]:
-    """Each record encoded, grouped by resource, then by scope, in the order first seen (as
-    the SDK's encoder groups them; the OTLP/protobuf encoder shares this)."""
-    grouped: dict[Any, dict[Any, list[T]]] = {}
-    for record in batch:
-        scopes = grouped.setdefault(record.resource, {})
-        scopes.setdefault(record.instrumentation_scope or None, []).append(encode(record))
-    return grouped
-
-
-def encode_request(batch: Sequence[ReadableLogRecord]) -> bytes:
-    """request_to_json(encode_logs(batch)) as UTF-8, without building the protobuf messages
-    (the same JSON document; only the spacing differs)."""
-    resource_logs = []
-    for resource, scopes in by_resource_and_scope(batch, _log_record).items():
-        scope_logs = []
-        for scope, records in scopes.items():
-            item: dict[str, Any] = {"scope": _scope(scope), "logRecords": records}
-            if scope is not None and scope.schema_url:
-                item["schemaUrl"] = scope.schema_url
-            scope_logs.append(item)
-        attributes = _attributes(resource.attributes)
-        entry: dict[str, Any] = {
-            "resource": {"attributes": attributes} if attributes else {},
-            "scopeLogs": scope_logs,
-        }
-        if resource.schema_url:
-            entry["schemaUrl"] = resource.schema_url
-        resource_logs.append(entry)
-    return _encoder.encode({"resourceLogs": resource_logs} if resource_logs else {})
-
-
-def _log_record(readable: ReadableLogRecord) -> dict[str, Any]:
-    """The fields set, in field-number order (as protobuf's printer lists them)."""
-    log = readable.log_record
-    out: dict[str, Any] = {}
-    if log.timestamp:
-        out["timeUnixNano"] = str(log.timestamp)
-    severity = getattr(log.severity_number, "value", None)
-    if severity:
-        out["severityNumber"] = severity
-    if log.severity_text:
-        out["severityText"] = log.severity_text
-    out["body"] = _any(log.body)
-    attributes = _attributes(log.attributes)
-    if attributes:
-        out["attributes"] = attributes
-    if readable.dropped_attributes:
-        out["droppedAttributesCount"] = readable.dropped_attributes
-    if int(log.trace_flags or 0):
-        out["flags"] = int(log.trace_flags)
-    if log.trace_id:
-        out["traceId"] = base64.b64encode(log.trace_id.to_bytes(16, "big")).decode()
-    if log.span_id:
-        out["spanId"] = base64.b64encode(log.span_id.to_bytes(8, "big")).decode()
-    if log.observed_timestamp:
-        out["observedTimeUnixNano"] = str(log.observed_timestamp)
-    if log.event_name:
-        out["eventName"] = log.event_name
-    return out
-
-
-def _scope(scope: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if scope is None:
-        return out
-    if scope.name:
-        out["name"] = scope.name
-    if scope.version:
-        out["version"] = scope.version
-    attributes = _attributes(scope.attributes)
-    if attributes:
-        out["attributes"] = attributes
-    return out
-
-
-def _attributes(attributes: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    return [_key_value(str(key), value) for key, value in (attributes or {}).items()]
-
-
-def _key_value(key: str, value: Any) -> dict[str, Any]:
-    return {"key": key, "value": _any(value)} if key else {"value": _any(value)}
-
-
-def _any(value: Any) -> dict[str, Any]:
+def _any(value: Any) -> bytes:
     """An AnyValue: a oneof, so its field is printed even when it holds a default."""
-    kind = type(value)  # the common types first, without the slower isinstance checks
+    kind = value.__class__  # the common types first, without the slower isinstance checks
     if kind is str:
-        return {"stringValue": value}
+        return b'{"stringValue":' + _json(value) + b"}"
     if kind is dict:
-        kvs = [{"key": str(k), "value": _any(v)} if k != "" else {"value": _any(v)} for k, v in value.items()]
-        return {"kvlistValue": {"values": kvs} if kvs else {}}
+        return b'{"kvlistValue":{"values":[' + _entries(value) + b"]}}" if value else b'{"kvlistValue":{}}'
     if kind is list:
-        values = [_any(v) for v in value]
-        return {"arrayValue": {"values": values} if values else {}}
+        if not value:
+            return b'{"arrayValue":{}}'
+        return b'{"arrayValue":{"values":[' + b",".join([_any(v) for v in value]) + b"]}}"
+    if kind is int:
+        return b'{"intValue":"%d"}' % value  # int64 is a string in protobuf's JSON
     if value is None:
-        return {}
+        return b"{}"
     if isinstance(value, bool):
-        return {"boolValue": value}
+        return b'{"boolValue":true}' if value else b'{"boolValue":false}'
     if isinstance(value, str):
-        return {"stringValue": str(value)}
+        return _any(str(value))
     if isinstance(value, int):
-        return {"intValue": str(value)}
+        return b'{"intValue":"%d"}' % value  # int64 is a string in protobuf's JSON
     if isinstance(value, float):
         if math.isnan(value):
-            return {"doubleValue": "NaN"}
+            return b'{"doubleValue":"NaN"}'
         if math.isinf(value):
-            return {"doubleValue": "Infinity" if value > 0 else "-Infinity"}
-        return {"doubleValue": value}
+            return b'{"doubleValue":"Infinity"}' if value > 0 else b'{"doubleValue":"-Infinity"}'
+        return b'{"doubleValue":' + _json(value) + b"}"
     if isinstance(value, bytes):
-        return {"bytesValue": base64.b64encode(value).decode()}
+        return b'{"bytesValue":"' + base64.b64encode(value) + b'"}'
     if isinstance(value, Sequence):
         return _any(list(value))
     if isinstance(value, Mapping):
@@ -160,27 +94,96 @@ def _any(value: Any) -> dict[str, Any]:
     raise TypeError(f"cannot encode {type(value).__name__} as an OTLP AnyValue")
 
 
-class OtlpJsonLinesExporter(LogRecordExporter):
-    """Shared by the alert and event queues (one writer, so lines never interleave)."""
+_SHAPES = ShapeEncoder("otlp-json", json_writer(_head, _json, _any))
 
-    def __init__(self, path: str = "") -> None:
-        self.writer = LineWriter(path)
+
+def _body(value: Any) -> bytes:
+    """A LogRecord's body: a compiled mapping's fields through the function of their shape."""
+    if value.__class__ is Fields:
+        encoded = _SHAPES.encode(value)
+        return encoded if encoded is not None else _any(value.nested())
+    return _any(value)
+
+
+def _attributes(attributes: Mapping[str, Any] | None) -> bytes:
+    """`"attributes":[...]` and a comma, or nothing when there are none (as protobuf prints)."""
+    if not attributes:
+        return b""
+    return b'"attributes":[' + _entries(attributes) + b"],"
+
+
+class JsonEncoder:
+    """LogRecords of one resource and scope as OTLP-JSON, and the lines that carry them."""
+
+    encoding = "json"
+
+    def __init__(
+        self, resource_attributes: Mapping[str, Any], resource_schema_url: str, scope: Scope
+    ) -> None:
+        resource = _attributes(resource_attributes).rstrip(b",")
+        scope_fields = []
+        if scope.name:
+            scope_fields.append(b'"name":' + _json(scope.name))
+        if scope.version:
+            scope_fields.append(b'"version":' + _json(scope.version))
+        if scope.attributes:
+            scope_fields.append(_attributes(scope.attributes).rstrip(b","))
+        self._head = (
+            b'{"resourceLogs":[{"resource":{'
+            + resource
+            + b'},"scopeLogs":[{"scope":{'
+            + b",".join(scope_fields)
+            + b'},"logRecords":['
+        )
+        scope_tail = b',"schemaUrl":' + _json(scope.schema_url) if scope.schema_url else b""
+        resource_tail = b',"schemaUrl":' + _json(resource_schema_url) if resource_schema_url else b""
+        self._tail = b"]" + scope_tail + b"}]" + resource_tail + b"}]}"
+
+    def record(self, log: LogRecord) -> bytes:
+        """The fields set, in field-number order (as protobuf's printer lists them)."""
+        out = b"{"
+        if log.time_unix_nano:
+            out += b'"timeUnixNano":"%d",' % log.time_unix_nano
+        if log.severity_number:
+            out += b'"severityNumber":%d,' % log.severity_number
+        if log.severity_text:
+            out += b'"severityText":' + _json(log.severity_text) + b","
+        out += b'"body":' + _body(log.body) + b"," + _attributes(log.attributes)
+        if log.observed_time_unix_nano:
+            out += b'"observedTimeUnixNano":"%d",' % log.observed_time_unix_nano
+        if log.event_name:
+            out += b'"eventName":' + _json(log.event_name) + b","
+        return out[:-1] + b"}"
+
+    def request(self, records: Sequence[bytes]) -> bytes:
+        """One ExportLogsServiceRequest as OTLP-JSON (no newline); `{}` when empty."""
+        if not records:
+            return b"{}"
+        return self._head + b",".join(records) + self._tail
+
+
+class OtlpJsonLinesExporter:
+    """OTLP-JSON lines to a file or stdout, shared by the alert and event queues (one
+    writer, so lines never interleave). An exporter (exporter.emit.processor.Exporter)."""
+
+    encoding = "json"
+
+    def __init__(self, path: str = "", writer: LineWriter | None = None) -> None:
+        self.writer = writer or LineWriter(path)
+        self.name = f"output {self.writer.name}"
         self._closed = False
 
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+    def export(self, request: bytes, records: int, signal: str) -> bool:
         if self._closed:
             outcome.attempt_failed("closed", "output closed")
-            return LogRecordExportResult.FAILURE
-        line = encode_request(batch) + b"\n"
-        error = self.writer.write_now("events", line)
+            return False
+        error = self.writer.write_now(signal, request + b"\n")
         if error is not None:
             outcome.attempt_failed(write_cause(error), f"{self.writer.name}: {error.strerror or error}")
-            return LogRecordExportResult.FAILURE
-        return LogRecordExportResult.SUCCESS
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return False
         return True
 
     def shutdown(self) -> None:
-        self._closed = True
-        self.writer.close()
+        if not self._closed:
+            self._closed = True
+            self.writer.close()

@@ -1,13 +1,13 @@
-"""OTLP/protobuf bytes of a batch of log records, written straight to the wire format.
+"""OTLP/protobuf bytes of log records, written straight to the wire format.
 
-The SDK's encoder (`opentelemetry.exporter.otlp.proto.common._log_encoder.encode_logs`)
-builds one protobuf object per AnyValue and KeyValue of every body: ~1 ms for one ECS alert
-(~100 leaves) and ~100 us for a raw event, on the interpreter the alert path needs, and the
-cap on raw events a second the shipper could export. This writes the same
-ExportLogsServiceRequest (the tests compare the decoded messages with the SDK's on every
-mapping fixture) in a fraction of that; the gRPC exporter parses it back in C
-(`OtlpGrpcLogExporter`), so TLS, headers, compression, retries and the OTEL_* variables stay
-the SDK's.
+The SDK's encoder (`encode_logs`) builds one protobuf object per AnyValue and KeyValue of
+every body (~100 leaves for an ECS alert, ~40 for a raw event) and serializes them again.
+This writes the same ExportLogsServiceRequest (tests/emit/test_otlp_proto_encoding.py
+compares the decoded messages with the SDK's on every mapping fixture) from the records'
+values, once per record, on the thread that exports them: `ProtoEncoder.record` gives a
+LogRecord's bytes, `ProtoEncoder.request` wraps a batch of them with the resource and
+scope, encoded once per encoder. The bytes go to the collector as they are
+(exporter.emit.sdkcompat).
 
 Field numbers are those of opentelemetry-proto's logs/v1, common/v1 and resource/v1.
 """
@@ -18,15 +18,12 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.sdk._logs import ReadableLogRecord
-
-from exporter.emit.otlpjson import by_resource_and_scope
+from exporter.emit.logrecord import LogRecord, Scope
+from exporter.emit.shapes import ShapeEncoder, proto_writer
+from exporter.mapping.compiled import Fields
 
 _DOUBLE = struct.Struct("<d")
 _FIXED64 = struct.Struct("<Q")
-_FIXED32 = struct.Struct("<I")
 _UINT64 = (1 << 64) - 1
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -55,18 +52,88 @@ def _field(tag: bytes, payload: bytes) -> bytes:
     return tag + (_SMALL_VARINTS[n] if n < _SMALL else _encode_varint(n)) + payload
 
 
+# A map's entries are KeyValue messages (key 1, value 2) in field 1 of a KeyValueList. Most
+# values are short strings, and keys repeat from document to document: for a key and a
+# string of n < _SHORT bytes, everything before the string's own bytes is the same, so it is
+# made once (`_HEADS[key][n]`). Keys come from the mappings and from label maps: bounded,
+# and past _MAX_KEYS the rest are written without the cache. (A compiled mapping's documents
+# take exporter.emit.shapes instead: their keys are laid out once per shape.)
+_SHORT = 128
+_MAX_KEYS = 8192
+_KEYS: dict[Any, bytes] = {}  # key -> its KeyValue.key field (none for "")
+_HEADS: dict[bytes, dict[Any, list[bytes | None]]] = {b"\x0a": {}, b"\x32": {}}  # by entry tag
+
+
+def _key_field(key: Any) -> bytes:
+    field = _KEYS.get(key)
+    if field is None:
+        data = str(key).encode()
+        field = b"\x0a" + _varint(len(data)) + data if data else b""
+        if len(_KEYS) < _MAX_KEYS:
+            _KEYS[key] = field
+    return field
+
+
+def _heads(key: Any, tag: bytes = b"\x0a") -> list[bytes | None] | None:
+    """The cache of `_string_head(key, n, tag)` for n < _SHORT (None: no room for the key)."""
+    by_key = _HEADS[tag]
+    heads = by_key.get(key)
+    if heads is None and len(by_key) < _MAX_KEYS:
+        heads = by_key[key] = [None] * _SHORT
+    return heads
+
+
+def _string_head(key: Any, n: int, tag: bytes = b"\x0a") -> bytes:
+    """The bytes of a map entry (field `tag`) `key: <string of n bytes>` up to the string's
+    own bytes."""
+    heads = _heads(key, tag) if n < _SHORT else None
+    if heads is not None and (head := heads[n]) is not None:
+        return head
+    key_field = _key_field(key)
+    any_len = 1 + len(_varint(n)) + n  # AnyValue: string_value (1)
+    kv_len = len(key_field) + 1 + len(_varint(any_len)) + any_len
+    head = tag + _varint(kv_len) + key_field + b"\x12" + _varint(any_len) + b"\x0a" + _varint(n)
+    if heads is not None:
+        heads[n] = head
+    return head
+
+
+def _entries(mapping: Mapping[Any, Any]) -> bytes:
+    """A KeyValueList's entries: field 1, a KeyValue each."""
+    parts: list[bytes] = []
+    append = parts.append
+    for key, value in mapping.items():
+        if value.__class__ is str:
+            data = value.encode()  # text that is not UTF-8 raises: the caller escapes it
+            n = len(data)
+            if n < _SHORT:
+                append(_string_head(key, n))
+                append(data)
+                continue
+            encoded = b"\x0a" + _varint(n) + data
+        else:
+            encoded = _any(value)
+        kv = _key_field(key) + b"\x12" + _varint(len(encoded)) + encoded
+        append(b"\x0a")
+        append(_varint(len(kv)))
+        append(kv)
+    return b"".join(parts)
+
+
 # AnyValue (common/v1): string_value 1, bool_value 2, int_value 3, double_value 4,
 # array_value 5, kvlist_value 6, bytes_value 7. A oneof member is written even when it holds
 # its type's default, as the SDK's messages do.
 def _any(value: Any) -> bytes:
-    kind = type(value)  # the common types first, without the slower isinstance checks
+    kind = value.__class__  # the common types first, without the slower isinstance checks
     if kind is str:
         data = value.encode()
         return b"\x0a" + _varint(len(data)) + data
     if kind is dict:
-        return _field(b"\x32", _attributes(value, b"\x0a"))
+        return _field(b"\x32", _entries(value))
     if kind is list:
         return _field(b"\x2a", b"".join([_field(b"\x0a", _any(v)) for v in value]))
+    if kind is int and 0 <= value < _SMALL:
+        return b"\x18" + _SMALL_VARINTS[value]
     if value is None:
         return b""
     if isinstance(value, bool):
@@ -88,87 +155,77 @@ def _any(value: Any) -> bytes:
     raise TypeError(f"cannot encode {type(value).__name__} as an OTLP AnyValue")
 
 
-def _key_value(key: str, value: Any) -> bytes:
-    """KeyValue: key 1, value 2 (always present: the SDK sets it, empty or not)."""
-    if type(value) is str:  # most leaves: _any's first case, without the call
-        data = value.encode()
-        encoded = b"\x0a" + _varint(len(data)) + data
-    else:
-        encoded = _any(value)
-    head = b"\x0a" + _varint(len(data)) + data if (data := key.encode()) else b""
-    return head + b"\x12" + _varint(len(encoded)) + encoded
+_SHAPES = ShapeEncoder(
+    "otlp-protobuf", proto_writer(_key_field, _any, _varint, _SMALL_VARINTS, _string_head, _heads)
+)
+
+
+def _body(value: Any) -> bytes:
+    """A LogRecord's body: a compiled mapping's fields through the function of their shape."""
+    if value.__class__ is Fields:
+        encoded = _SHAPES.encode(value)
+        return encoded if encoded is not None else _any(value.nested())
+    return _any(value)
 
 
 def _attributes(attributes: Mapping[str, Any] | None, tag: bytes) -> bytes:
-    return b"".join([_field(tag, _key_value(str(k), v)) for k, v in (attributes or {}).items()])
-
-
-def _log_record(readable: ReadableLogRecord) -> bytes:
-    """LogRecord (logs/v1): time_unix_nano 1, severity_number 2, severity_text 3, body 5,
-    attributes 6, dropped_attributes_count 7, flags 8, trace_id 9, span_id 10,
-    observed_time_unix_nano 11, event_name 12."""
-    log = readable.log_record
-    parts = []
-    if log.timestamp:
-        parts.append(b"\x09" + _FIXED64.pack(log.timestamp))
-    severity = getattr(log.severity_number, "value", None)
-    if severity:
-        parts.append(b"\x10" + _varint(severity & _UINT64))
-    if log.severity_text:
-        parts.append(_field(b"\x1a", log.severity_text.encode()))
-    parts.append(_field(b"\x2a", _any(log.body)))
-    parts.append(_attributes(log.attributes, b"\x32"))
-    if readable.dropped_attributes:
-        parts.append(b"\x38" + _varint(readable.dropped_attributes))
-    flags = int(log.trace_flags or 0)
-    if flags:
-        parts.append(b"\x45" + _FIXED32.pack(flags))
-    if log.trace_id:
-        parts.append(_field(b"\x4a", log.trace_id.to_bytes(16, "big")))
-    if log.span_id:
-        parts.append(_field(b"\x52", log.span_id.to_bytes(8, "big")))
-    if log.observed_timestamp:
-        parts.append(b"\x59" + _FIXED64.pack(log.observed_timestamp))
-    if log.event_name:
-        parts.append(_field(b"\x62", log.event_name.encode()))
-    return b"".join(parts)
-
-
-def _scope(scope: Any) -> bytes:
-    """InstrumentationScope: name 1, version 2, attributes 3."""
-    if scope is None:
-        return b""
-    parts = []
-    if scope.name:
-        parts.append(_field(b"\x0a", scope.name.encode()))
-    if scope.version:
-        parts.append(_field(b"\x12", scope.version.encode()))
-    parts.append(_attributes(scope.attributes, b"\x1a"))
-    return b"".join(parts)
-
-
-def encode_request(batch: Sequence[ReadableLogRecord]) -> bytes:
-    """ExportLogsServiceRequest (resource_logs 1) as bytes: ResourceLogs (resource 1,
-    scope_logs 2, schema_url 3), ScopeLogs (scope 1, log_records 2, schema_url 3), grouped
-    by resource and scope in the order first seen, as the SDK groups them."""
+    """Repeated KeyValue under `tag` (the LogRecord's 6, a Resource's or a scope's)."""
     out = []
-    for resource, scopes in by_resource_and_scope(batch, _log_record).items():
-        scope_logs = []
-        for scope, records in scopes.items():
-            body = _field(b"\x0a", _scope(scope)) + b"".join([_field(b"\x12", r) for r in records])
-            if scope is not None and scope.schema_url:
-                body += _field(b"\x1a", scope.schema_url.encode())
-            scope_logs.append(_field(b"\x12", body))
-        entry = _field(b"\x0a", _attributes(resource.attributes, b"\x0a")) + b"".join(scope_logs)
-        if resource.schema_url:
-            entry += _field(b"\x1a", resource.schema_url.encode())
-        out.append(_field(b"\x0a", entry))
+    for key, value in (attributes or {}).items():
+        if value.__class__ is str and tag in _HEADS:  # a record's routing attributes
+            data = value.encode()
+            out.append(_string_head(key, len(data), tag) + data)
+            continue
+        encoded = _any(value)
+        out.append(_field(tag, _key_field(str(key)) + b"\x12" + _varint(len(encoded)) + encoded))
     return b"".join(out)
 
 
-class OtlpGrpcLogExporter(OTLPLogExporter):
-    """The SDK's OTLP/gRPC log exporter with the request built by `encode_request` (parsed
-    back into the message the stub sends, in C): everything else is the SDK's."""
+class ProtoEncoder:
+    """LogRecords of one resource and scope, and the requests that carry them."""
 
-    def _translate_data(self, data: Sequence[ReadableLogRecord]) -> ExportLogsServiceRequest:  # type: ignore[override]
-        return ExportLogsServiceRequest.FromString(encode_request(data))
+    encoding = "protobuf"
+
+    def __init__(
+        self, resource_attributes: Mapping[str, Any], resource_schema_url: str, scope: Scope
+    ) -> None:
+        # ResourceLogs: resource 1, scope_logs 2, schema_url 3; ScopeLogs: scope 1,
+        # log_records 2, schema_url 3; InstrumentationScope: name 1, version 2, attributes 3.
+        self._resource = _field(b"\x0a", _attributes(resource_attributes, b"\x0a"))
+        self._resource_tail = _field(b"\x1a", resource_schema_url.encode()) if resource_schema_url else b""
+        scope_bytes = b""
+        if scope.name:
+            scope_bytes += _field(b"\x0a", scope.name.encode())
+        if scope.version:
+            scope_bytes += _field(b"\x12", scope.version.encode())
+        scope_bytes += _attributes(scope.attributes, b"\x1a")
+        self._scope = _field(b"\x0a", scope_bytes)
+        self._scope_tail = _field(b"\x1a", scope.schema_url.encode()) if scope.schema_url else b""
+
+    def record(self, log: LogRecord) -> bytes:
+        """LogRecord (logs/v1): time_unix_nano 1, severity_number 2, severity_text 3, body 5,
+        attributes 6, observed_time_unix_nano 11, event_name 12; a field at its default is
+        left out, as protobuf does."""
+        parts = []
+        if log.time_unix_nano:
+            parts.append(b"\x09" + _FIXED64.pack(log.time_unix_nano))
+        if log.severity_number:
+            parts.append(b"\x10" + _varint(log.severity_number & _UINT64))
+        if log.severity_text:
+            parts.append(_field(b"\x1a", log.severity_text.encode()))
+        parts.append(_field(b"\x2a", _body(log.body)))
+        parts.append(_attributes(log.attributes, b"\x32"))
+        if log.observed_time_unix_nano:
+            parts.append(b"\x59" + _FIXED64.pack(log.observed_time_unix_nano))
+        if log.event_name:
+            parts.append(_field(b"\x62", log.event_name.encode()))
+        return b"".join(parts)
+
+    def request(self, records: Sequence[bytes]) -> bytes:
+        """ExportLogsServiceRequest (resource_logs 1) with `records` under one resource and
+        scope; empty when there are none."""
+        if not records:
+            return b""
+        scope_logs = self._scope + b"".join([_field(b"\x12", r) for r in records]) + self._scope_tail
+        resource_logs = self._resource + _field(b"\x12", scope_logs) + self._resource_tail
+        return _field(b"\x0a", resource_logs)

@@ -14,7 +14,7 @@ import errno
 import os
 from collections.abc import Mapping
 
-from exporter.emit.jsonlines import LineWriter, printable
+from exporter.emit.jsonlines import LineSink, LineWriter, printable
 from exporter.model import Alert, Event, EventType, EvidenceRef
 from exporter.model.linux import AF_UNIX, WRITE_FLAGS, namespace_names
 
@@ -136,10 +136,8 @@ def story(ref: EvidenceRef) -> str:
     return f"    {when(ref.ts_ns)}  {ref.type.value:<7} pid {ref.pid}  {obj or ref.syscall}{step}"
 
 
-class TextSink:
+class TextSink(LineSink):
     """Sink (exporter.agent.pipeline.Sink) writing text lines to a file or stdout."""
-
-    in_order = True
 
     def __init__(self, path: str = "", colour: bool | None = None, writer: LineWriter | None = None) -> None:
         self.writer = writer or LineWriter(path)
@@ -174,12 +172,3 @@ class TextSink:
         data = b"".join(self._line(line) for line in lines)
         self.writer.add("alerts", data, label=f"{alert.rule_id}:{alert.id}")
         self.writer.flush()  # alerts never wait behind a buffer
-
-    def batch_done(self) -> None:
-        self.writer.flush()
-
-    def flush(self) -> None:
-        self.writer.flush(force=True)
-
-    def close(self) -> None:
-        self.writer.close()

@@ -1,7 +1,7 @@
 """What files are, by device and inode: the sensitive set and the container runtime.
 
 The kernel judges an opened file by its identity (bpf/provex.h: sensitive_ids,
-sensitive_devs) and an executed image by the identity of the host's runtime binaries
+a directory it lies in) and an executed image by the identity of the host's runtime binaries
 (runtime_ids, runtime_inos, runtime_tasks). This keeps those maps current, on a thread of
 its own (every lookup here is file-system I/O, never on the hot path):
 
@@ -11,9 +11,8 @@ its own (every lookup here is file-system I/O, never on the hot path):
   a file's directory and that directory's parent);
 * each container's view of them through its host mounts (its hostPath volumes: the
   identity the container reaches is the one that counts, wherever the mount's source is);
-* each container's service-account token (and a token volume as a whole file system when
-  it is a mount of its own, as kubelet's projected volumes are: a rotated token keeps the
-  file system);
+* each container's service-account token, and its directory (kubelet rotates the token into
+  a new ..timestamp directory below it, which the kernel's grandparent check covers);
 * the runtime's binaries (probes.runtime_binaries under host_root, and the images of
   running host processes with a runtime's name), and the processes already running them.
 
@@ -26,6 +25,7 @@ is: its real path, its host path, whose secret it is.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import queue
@@ -48,6 +48,8 @@ RUNTIME_NAMES = frozenset(
 )
 MAX_WALK = 4096  # entries registered per sensitive directory prefix (a walk is bounded)
 MAX_DEPTH = 6
+FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long): a file's i_generation (ext4, xfs, btrfs)
+MAX_GONE = 4096  # gone containers remembered, so their stale entries name nothing
 
 
 def kernel_dev(st_dev: int) -> int:
@@ -59,10 +61,14 @@ def kernel_dev(st_dev: int) -> int:
 class Known:
     """What a registered identity is."""
 
-    kind: str  # host_file, host_dir, token, token_fs, runtime
+    kind: str  # host_file, host_dir, token, runtime
     path: str  # its real path in its owner's view (the host's, or the container's)
     host_path: str = ""  # host files: the host's path
     owner: str = ""  # a container's secret: that container's id
+    # i_generation where the file system tells it (0: not known). An inode number is reused
+    # once its file is deleted (a container's token in its bundle, a host file replaced by
+    # rename): the generation tells the new file from the one registered.
+    gen: int = 0
 
 
 class KernelMaps(Protocol):
@@ -70,7 +76,6 @@ class KernelMaps(Protocol):
 
     def set_identity(self, table: str, dev: int, ino: int, value: int = 1) -> None: ...
     def forget_identity(self, table: str, dev: int, ino: int) -> None: ...
-    def set_sensitive_dev(self, dev: int, on: bool = True) -> None: ...
     def set_runtime_ino(self, ino: int) -> None: ...
     def mark_runtime_task(self, tgid: int) -> None: ...
 
@@ -99,10 +104,14 @@ class IdentityRegistry:
         self.interval_s = interval_s
         self._known: dict[tuple[int, int], Known] = {}  # swapped whole: readers need no lock
         self._in_kernel: dict[tuple[str, int, int], int] = {}  # (table, dev, ino) -> value
-        self._devs: set[int] = set()
         self._runtime_inos: set[int] = set()
+        # The host's part (sensitive files, runtime binaries) and each container's part,
+        # rebuilt apart: a container that appears is registered in a few stats, at once.
+        self._host: tuple[dict, dict] = ({}, {})
+        self._parts: dict[str, tuple[dict, dict]] = {}
         self._containers: dict[str, _Container] = {}
-        self._seen: dict[str, int] = {}  # container -> how many host mounts it had
+        self._seen: dict[str, tuple[int, int]] = {}  # container -> (pid, host mounts) asked for
+        self._gone: dict[str, None] = {}  # containers whose cgroup is gone (oldest first)
         self._jobs: queue.SimpleQueue[tuple[str, int, tuple[HostMount, ...]] | None] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._loop = LoopThread(self._run, "provex-identity", interrupt=self._wake.set, join_s=5)
@@ -120,25 +129,31 @@ class IdentityRegistry:
         if ref is None:
             return
         known = self._known.get((ref.dev, ref.ino))
-        if known is not None:
-            ref.kind, ref.path, ref.host_path, ref.owner = (
-                known.kind,
-                known.path,
-                known.host_path,
-                known.owner,
-            )
+        if known is None or (known.gen and ref.gen and known.gen != ref.gen):
+            return  # not registered, or another file that reuses the inode number
+        if known.owner and known.owner in self._gone:
+            return  # a gone container's secret: its inode may be anybody's now
+        ref.kind, ref.path, ref.host_path, ref.owner = known.kind, known.path, known.host_path, known.owner
 
     def container_seen(self, container_id: str, pid: int, mounts: Iterable[HostMount]) -> None:
-        """A container's event: register its view of the sensitive set (once, and again when
-        its host mounts become known)."""
+        """An event of a container's workload (not of its runtime, whose view may be the
+        host's before pivot_root): register that container's view of the sensitive set, once,
+        again when its host mounts become known, and with a later process if the one asked
+        for was gone."""
         mounts = tuple(mounts)
-        if self._seen.get(container_id) == len(mounts):
+        asked = self._seen.get(container_id)
+        if asked is not None and asked[0] > 0 and asked[1] == len(mounts):
             return
-        self._seen[container_id] = len(mounts)
+        self._seen[container_id] = (pid, len(mounts))
         self._jobs.put((container_id, pid, mounts))
         self._wake.set()
 
     def container_gone(self, container_id: str) -> None:
+        """Its cgroup is gone: what it registered names nothing from now on (at once, on the
+        agent's thread), and is dropped from the kernel's maps (in the background)."""
+        self._gone[container_id] = None
+        if len(self._gone) > MAX_GONE:
+            del self._gone[next(iter(self._gone))]
         self._jobs.put((container_id, 0, ()))
         self._wake.set()
 
@@ -158,15 +173,17 @@ class IdentityRegistry:
             self._wake.clear()
             if self._loop.stopping.is_set():
                 return
-            changed = self._take_jobs()
             try:
-                if changed or self._due():
+                if self._due():
                     self.scan()
+                else:
+                    self._scan_changed(self._take_jobs())
             except Exception:  # a broken walk must not kill the thread
                 log.exception("identity scan failed")
 
-    def _take_jobs(self) -> bool:
-        changed = False
+    def _take_jobs(self) -> set[str]:
+        """The containers that appeared, changed or went, since the last call."""
+        changed: set[str] = set()
         while True:
             try:
                 job = self._jobs.get_nowait()
@@ -180,7 +197,7 @@ class IdentityRegistry:
             else:
                 self._containers.pop(container_id, None)
                 self._seen.pop(container_id, None)
-            changed = True
+            changed.add(container_id)
 
     def _due(self) -> bool:
         return time.monotonic() - self._last_scan >= self.interval_s
@@ -188,29 +205,49 @@ class IdentityRegistry:
     # -- scanning -------------------------------------------------------------------
 
     def scan(self) -> None:
-        """Rebuild the whole set, then bring the kernel's maps to it."""
+        """Rebuild everything (the host's part and every container's), then bring the kernel's
+        maps to it."""
         self._last_scan = time.monotonic()
         self._take_jobs()
         known: dict[tuple[int, int], Known] = {}
         entries: dict[tuple[str, int, int], int] = {}
-        devs: set[int] = set()
         runtime_inos: set[int] = set()
         root = self.host_root.rstrip("/")
         for path in self.sensitive_paths:
-            for host_path, st, is_dir in _expand(root + path, path):
+            for host_path, real, st, is_dir in _expand(root + path, path):
                 kind = "host_dir" if is_dir else "host_file"
-                _add(known, entries, st, Known(kind, host_path, host_path), ID_DIR if is_dir else ID_FILE)
-        for cid, container in list(self._containers.items()):
-            if not os.path.exists(f"{self.proc}/{container.pid}"):
-                self._containers.pop(cid, None)
-                continue
-            self._scan_container(cid, container, known, entries, devs)
+                _add(
+                    known, entries, real, st, Known(kind, host_path, host_path), ID_DIR if is_dir else ID_FILE
+                )
         for tgid, _identity in self._runtime(known, entries, runtime_inos):
             if self.kernel is not None:
                 self.kernel.mark_runtime_task(tgid)
-        self._known = known
+        self._host = (known, entries)
+        self._scan_changed(set(self._containers) | set(self._parts), runtime_inos)
         self.scans += 1
-        self._apply(entries, devs, runtime_inos)
+
+    def _scan_changed(self, cids: set[str], runtime_inos: set[int] | None = None) -> None:
+        """Rebuild these containers' parts (a gone one's is dropped), merge, apply."""
+        for cid in cids:
+            container = self._containers.get(cid)
+            if container is None or not os.path.exists(f"{self.proc}/{container.pid}"):
+                self._containers.pop(cid, None)
+                self._parts.pop(cid, None)
+                if container is not None:  # gone before its scan: a later process will be asked
+                    self._seen[cid] = (0, len(container.mounts))
+                continue
+            part: tuple[dict, dict] = ({}, {})
+            self._scan_container(cid, container, *part)
+            self._parts[cid] = part
+        known = dict(self._host[0])
+        entries = dict(self._host[1])
+        for part_known, part_entries in self._parts.values():
+            for key, what in part_known.items():
+                if what.kind == "token" or key not in known:  # whose token: see _add
+                    known[key] = what
+            entries.update(part_entries)
+        self._known = known
+        self._apply(entries, self._runtime_inos if runtime_inos is None else runtime_inos)
 
     def _scan_container(
         self,
@@ -218,24 +255,20 @@ class IdentityRegistry:
         container: _Container,
         known: dict[tuple[int, int], Known],
         entries: dict[tuple[str, int, int], int],
-        devs: set[int],
     ) -> None:
         view = f"{self.proc}/{container.pid}/root"
         for mount in container.mounts:
             for host_path, inside in _reachable(mount, self.sensitive_paths):
-                for found_host, st, is_dir in _expand(view + inside, host_path):
+                for found_host, real, st, is_dir in _expand(view + inside, host_path):
                     what = Known("host_dir" if is_dir else "host_file", found_host, found_host)
-                    _add(known, entries, st, what, ID_DIR if is_dir else ID_FILE)
+                    _add(known, entries, real, st, what, ID_DIR if is_dir else ID_FILE)
         for token_dir in TOKEN_DIRS:
             where = view + token_dir
             try:
                 dir_st = os.stat(where)
-                parent_st = os.stat(os.path.dirname(where))
             except OSError:
                 continue
-            _add(known, entries, dir_st, Known("token", token_dir, owner=cid), ID_DIR)
-            if dir_st.st_dev != parent_st.st_dev:  # a volume of its own: sensitive as a whole
-                devs.add(kernel_dev(dir_st.st_dev))
+            _add(known, entries, where, dir_st, Known("token", token_dir, owner=cid), ID_DIR)
             try:
                 names = os.listdir(where)
             except OSError:
@@ -247,7 +280,7 @@ class IdentityRegistry:
                     continue
                 is_dir = os.path.isdir(f"{where}/{name}")
                 what = Known("token", f"{token_dir}/{name}", owner=cid)
-                _add(known, entries, st, what, ID_DIR if is_dir else ID_FILE)
+                _add(known, entries, f"{where}/{name}", st, what, ID_DIR if is_dir else ID_FILE)
 
     def _runtime(
         self,
@@ -297,23 +330,19 @@ class IdentityRegistry:
         except OSError:
             return False
 
-    def _apply(self, entries: dict[tuple[str, int, int], int], devs: set[int], inos: set[int]) -> None:
+    def _apply(self, entries: dict[tuple[str, int, int], int], inos: set[int]) -> None:
         kernel = self.kernel
         if kernel is None:
-            self._in_kernel, self._devs, self._runtime_inos = entries, devs, inos
+            self._in_kernel, self._runtime_inos = entries, inos
             return
         for (table, dev, ino), value in entries.items():
             if self._in_kernel.get((table, dev, ino)) != value:
                 kernel.set_identity(table, dev, ino, value)
         for table, dev, ino in self._in_kernel.keys() - entries.keys():
             kernel.forget_identity(table, dev, ino)
-        for dev in devs - self._devs:
-            kernel.set_sensitive_dev(dev, True)
-        for dev in self._devs - devs:
-            kernel.set_sensitive_dev(dev, False)
         for ino in inos - self._runtime_inos:
             kernel.set_runtime_ino(ino)
-        self._in_kernel, self._devs, self._runtime_inos = entries, devs, inos
+        self._in_kernel, self._runtime_inos = entries, inos
 
     @property
     def size(self) -> int:
@@ -323,6 +352,7 @@ class IdentityRegistry:
 def _add(
     known: dict[tuple[int, int], Known],
     entries: dict[tuple[str, int, int], int],
+    real: str,
     st: os.stat_result,
     what: Known,
     value: int,
@@ -331,8 +361,22 @@ def _add(
     # A container's own token wins over the host file the same inode is through a hostPath
     # of the kubelet's directory: whose secret it is decides "own" against "another's".
     if what.kind == "token" or (dev, st.st_ino) not in known:
-        known[(dev, st.st_ino)] = what
+        known[(dev, st.st_ino)] = Known(what.kind, what.path, what.host_path, what.owner, _generation(real))
     entries[("sensitive_ids", dev, st.st_ino)] = value
+
+
+def _generation(path: str) -> int:
+    """The file's i_generation, where its file system tells it (FS_IOC_GETVERSION), else 0."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, FS_IOC_GETVERSION, bytes(8))[:4], "little")
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
 
 
 def _reachable(mount: HostMount, sensitive: list[str]) -> Iterator[tuple[str, str]]:
@@ -348,7 +392,10 @@ def _reachable(mount: HostMount, sensitive: list[str]) -> Iterator[tuple[str, st
             yield mount.host_path.rstrip("/") + "/", inside + "/"
 
 
-def _expand(where: str, named: str) -> Iterator[tuple[str, os.stat_result, bool]]:
+Found = tuple[str, str, os.stat_result, bool]  # (its name, where it was found, stat, a directory)
+
+
+def _expand(where: str, named: str) -> Iterator[Found]:
     """The files a sensitive prefix names, seen at `where` and named by `named`: a path
     ending in "/" is a directory and everything under it (bounded); a file is itself; a
     name prefix ("/etc/ssh/ssh_host_") is every file of its directory it starts."""
@@ -366,7 +413,7 @@ def _expand(where: str, named: str) -> Iterator[tuple[str, os.stat_result, bool]
         if is_dir:
             yield from _walk(where, named)
         else:
-            yield named, st, False
+            yield named, where, st, False
         return
     directory, prefix = os.path.split(where)
     named_dir = os.path.dirname(named)
@@ -377,20 +424,20 @@ def _expand(where: str, named: str) -> Iterator[tuple[str, os.stat_result, bool]
     for name in names:
         if name.startswith(prefix):
             try:
-                yield f"{named_dir}/{name}", os.stat(f"{directory}/{name}"), False
+                yield f"{named_dir}/{name}", f"{directory}/{name}", os.stat(f"{directory}/{name}"), False
             except OSError:
                 continue
 
 
-def _walk(where: str, named: str) -> Iterator[tuple[str, os.stat_result, bool]]:
+def _walk(where: str, named: str) -> Iterator[Found]:
     try:
         st = os.stat(where)
     except OSError:
         return
     if not os.path.isdir(where):
-        yield named, st, False
+        yield named, where, st, False
         return
-    yield named + "/", st, True
+    yield named + "/", where, st, True
     budget = MAX_WALK
     stack = [(where, named, 0)]
     while stack and budget > 0:
@@ -409,7 +456,7 @@ def _walk(where: str, named: str) -> Iterator[tuple[str, os.stat_result, bool]]:
             except OSError:
                 continue
             is_dir = child.is_dir()
-            yield f"{shown}/{child.name}" + ("/" if is_dir else ""), st, is_dir
+            yield f"{shown}/{child.name}" + ("/" if is_dir else ""), child.path, st, is_dir
             if is_dir and depth + 1 < MAX_DEPTH and not child.is_symlink():
                 stack.append((child.path, f"{shown}/{child.name}", depth + 1))
 

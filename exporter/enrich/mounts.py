@@ -33,6 +33,11 @@ class MountResolver(QueueWorker[tuple[str, int]]):
     def get(self, container_id: str) -> tuple[HostMount, ...] | None:
         return self._mounts.get(container_id)
 
+    def forget(self, container_id: str) -> None:
+        """The container is gone."""
+        self._mounts.pop(container_id, None)
+        self._requested.discard(container_id)
+
     def request(self, container_id: str, *pids: int) -> None:
         """Resolve a container's mounts through the first of `pids` still alive (an event's
         process may be a short-lived tool: its parent, or the container's first process,

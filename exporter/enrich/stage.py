@@ -127,7 +127,7 @@ class EnrichStage:
             if event.file is not None:
                 identities.annotate(event)  # what the file is, by its identity
             container = event.container
-            if container is not None:  # its view of the sensitive set, in the background
+            if container is not None and not event.by_runtime:  # its view of the sensitive set
                 identities.container_seen(container.id, event.pid, container.host_mounts)
         park = _Parked(event, now_ns + self.wait_ns, not why, why)
         if why and self.wait_ns == 0:
@@ -158,6 +158,17 @@ class EnrichStage:
             if rec is not None:
                 info.pod = rec.info
         return info
+
+    def forget_cgroup(self, cgroup_id: int) -> None:
+        """The cgroup is gone: its container's entries in the caches go too (they would stay
+        until their LRU bound under container churn)."""
+        ref = self._refs.pop(cgroup_id, None)
+        self._memo.pop(cgroup_id, None)
+        self._gave_up.pop(cgroup_id, None)
+        if isinstance(ref, ContainerRef):
+            self._anchors.pop(ref.container_id, None)
+            if self.mounts is not None:
+                self.mounts.forget(ref.container_id)
 
     # -- internals -----------------------------------------------------------
     def _send_context(self, entry: ProcEntry, event: Event, key: int, now_ns: int) -> None:

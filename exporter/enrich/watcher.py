@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.parse
 
+from exporter.backoff import Backoff
 from exporter.enrich.kubeclient import ApiError, GoneError, KubeClient
 from exporter.enrich.metrics import K8S_CONNECTED, K8S_RELISTS, K8S_WATCH_ERRORS
 from exporter.enrich.pods import PodCache, PodFormatError, pod_from_json
@@ -149,7 +150,7 @@ class PodWatcher:
                 self.resource_version = str(rv)
 
     def _run(self) -> None:
-        failures = 0
+        backoff = Backoff(self.backoff_initial_s, self.backoff_max_s, self._loop.stopping)
         need_list, listed_at = True, 0.0
         while not self._loop.stopping.is_set():
             try:
@@ -157,11 +158,12 @@ class PodWatcher:
                     self.list_pods()
                     need_list, listed_at = False, time.monotonic()
                     self._set_connected(True)
-                    if failures:
+                    if backoff.failures:
                         log.info(
-                            "Kubernetes Pod watch recovered", extra={"fields": {"after_failures": failures}}
+                            "Kubernetes Pod watch recovered",
+                            extra={"fields": {"after_failures": backoff.failures}},
                         )
-                    failures = 0
+                    backoff.reset()
                 self.watch_once()
                 # The server ended the stream (timeoutSeconds): watch again at once.
             except (_Relist, GoneError) as exc:
@@ -175,7 +177,6 @@ class PodWatcher:
                 cause = classify_error(exc)
                 K8S_WATCH_ERRORS.labels(cause).inc()
                 self._set_connected(False)
-                failures += 1
                 self.warn(
                     cause,
                     "Kubernetes API unavailable: enriching with container identity only",
@@ -184,6 +185,5 @@ class PodWatcher:
                 )
                 if cause == "bad_response":
                     need_list = True  # our view may have a hole: start from a fresh list
-                delay = min(self.backoff_max_s, self.backoff_initial_s * 2 ** min(failures - 1, 16))
-                self._loop.stopping.wait(delay)
+                backoff.wait()
         self._set_connected(False)

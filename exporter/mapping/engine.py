@@ -72,6 +72,8 @@ class Location:
 class Predicate:
     path: tuple[str, ...]
     test: Callable[[Any], bool]
+    op: str = "eq"  # what `test` does (an _OPERATORS name), for exporter.mapping.compiled
+    arg: Any = None
     get: Callable[[dict[str, Any]], Any] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -112,16 +114,36 @@ class Item:
     setters: tuple[tuple[str, tuple[str, ...], str, Callable[[dict[str, Any]], Any]], ...] = ()
 
 
-@dataclass
 class Document:
-    """One mapped document and, per dotted field, the item that set it."""
+    """One mapped document and, per dotted field, the item that set it (recorded by
+    `Mapping.apply`; a compiled mapping's documents carry none: Mapper.explain has it).
+    A compiled mapping gives the document's flat `fields` (exporter.mapping.compiled.Fields);
+    its nested `body` is made from them when first read."""
 
-    kind: str
-    body: dict[str, Any]
-    provenance: dict[str, Item] = field(default_factory=dict)
+    __slots__ = ("_body", "fields", "kind", "provenance")
+
+    def __init__(
+        self,
+        kind: str,
+        body: dict[str, Any] | None = None,
+        provenance: dict[str, Item] | None = None,
+        fields: Any = None,
+    ) -> None:
+        self.kind = kind
+        self._body = body
+        self.provenance = provenance if provenance is not None else {}
+        self.fields = fields
+
+    @property
+    def body(self) -> dict[str, Any]:
+        if self._body is None:
+            self._body = self.fields.nested() if self.fields is not None else {}
+        return self._body
 
     def set_by(self, dotted: str) -> str:
         """The id of the item that set `dotted` (or its nearest set ancestor)."""
+        if not self.provenance and self.body:
+            raise LookupError("this document carries no provenance: Mapper.explain(record) records it")
         parts = dotted.split(".")
         for end in range(len(parts), 0, -1):
             item = self.provenance.get(".".join(parts[:end]))
@@ -275,8 +297,10 @@ class Mapping:
             name: [i for i in self.items if i.kinds is None or name in i.kinds] for name, _ in self.kinds
         }
         # Kinds that only ask what record and event type it is are remembered per pair.
-        decided_by_type = all(p.path in (("record",), ("event", "type")) for _, ps in self.kinds for p in ps)
-        self._kind_by_type: dict[tuple[str, Any], str | None] | None = {} if decided_by_type else None
+        self.decided_by_type = all(
+            p.path in (("record",), ("event", "type")) for _, ps in self.kinds for p in ps
+        )
+        self._kind_by_type: dict[tuple[str, Any], str | None] | None = {} if self.decided_by_type else None
 
     # -- applying -----------------------------------------------------------
 
@@ -286,6 +310,10 @@ class Mapping:
             view = EventView(record.event) if record.event is not None else None
             return {"record": "alert", "alert": record, "event": record.event, "agent": agent, "rule": view}
         return {"record": "event", "event": record, "alert": None, "agent": agent, "rule": EventView(record)}
+
+    def items_of(self, kind: str) -> list[Item]:
+        """The items that apply to documents of `kind`, in order."""
+        return self._by_kind[kind]
 
     def kind_of(self, ctx: dict[str, Any]) -> str | None:
         if self._kind_by_type is not None:  # kinds decided by record and event type alone
@@ -393,22 +421,24 @@ class Mapping:
         return parts
 
     def _condition(self, when: dict[str, Any], *at: object) -> tuple[Predicate, ...]:
-        return tuple(
-            Predicate(self._path(key, *at, key), self._test(spec, *at, key)) for key, spec in when.items()
-        )
+        predicates = []
+        for key, spec in when.items():
+            op, arg = self._test(spec, *at, key)
+            predicates.append(Predicate(self._path(key, *at, key), _OPERATORS[op](arg), op, arg))
+        return tuple(predicates)
 
-    def _test(self, spec: Any, *at: object) -> Callable[[Any], bool]:
+    def _test(self, spec: Any, *at: object) -> tuple[str, Any]:
+        """The operator and argument of one test (a list is `in`, a scalar `eq`)."""
         if isinstance(spec, list):
-            options = list(spec)
-            return lambda v: v in options
+            return "in_", list(spec)
         if not isinstance(spec, dict):
-            return lambda v: v == spec
+            return "eq", spec
         test = self._convert(_Test, *at, data=spec)
         given = [(name, value) for name, value in msgspec.structs.asdict(test).items() if value is not UNSET]
         if len(given) != 1:
             raise self._fail(f"a test has exactly one operator; got {sorted(spec)}", *at)
         ((op, arg),) = given
-        return _OPERATORS[op](arg)
+        return op, arg
 
     def _value_spec(self, spec: Any, *at: object) -> ValueSpec:
         if not isinstance(spec, dict):

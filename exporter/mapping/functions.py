@@ -30,12 +30,19 @@ def transform(name: str) -> Callable[[Transform], Transform]:
     return register
 
 
+_last_second: tuple[int, str] = (-1, "")  # the last second written: events come in time order
+
+
 @transform("iso8601")
 def iso8601(ns: Any, _tables: dict) -> str | None:
+    global _last_second
     if not isinstance(ns, int) or ns <= 0:
         return None
     seconds, rest = divmod(ns, 1_000_000_000)
-    stamp = _dt.datetime.fromtimestamp(seconds, tz=_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    second, stamp = _last_second  # one tuple: a thread that swaps it meanwhile is harmless
+    if second != seconds:
+        stamp = _dt.datetime.fromtimestamp(seconds, tz=_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (seconds, stamp)
     return f"{stamp}.{rest // 1000:06d}Z"
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from exporter import __version__
 from exporter.config.schema import node_name as resolve_node_name
+from exporter.mapping.compiled import compile_mapping
 from exporter.mapping.engine import Document, Mapping, MappingError
 from exporter.model import Alert, Event
 from exporter.resources import data_dir
@@ -30,14 +31,18 @@ def load_mapping(name_or_path: str | Path) -> Mapping:
     return Mapping(path)
 
 
+# The node of a replayed record that carries none, when none was given (--node-name).
+UNKNOWN_NODE = "unknown"
+
+
 class Mapper:
     """Turns events and alerts into documents of one schema.
 
     `node_name`, `cluster_name` and `hostname` describe the node the agent
     runs on (ECS host.*/orchestrator.cluster.*, OCSF device.*). `recorded`: the
     records are a replay, made on another node: each document names the node its
-    record carries (its Pod's), else `node_name` as given, and no host name (the
-    replaying machine's would be wrong).
+    record carries (its Pod's), else `node_name` as given, else UNKNOWN_NODE (OCSF's
+    device needs a name), and no host name (the replaying machine's would be wrong).
     """
 
     def __init__(
@@ -50,6 +55,7 @@ class Mapper:
         recorded: bool = False,
     ) -> None:
         self.mapping = load_mapping(schema)
+        self.compiled = compile_mapping(self.mapping)
         self.schema = self.mapping.schema
         self.recorded = recorded
         self.agent: dict[str, Any] = {
@@ -60,13 +66,22 @@ class Mapper:
         }
 
     def map(self, record: Event | Alert) -> Document | None:
-        """The document for `record`, or None if the mapping has no kind for it."""
-        agent = self.agent
+        """The document for `record`, or None if the mapping has no kind for it (the
+        compiled mapping: no provenance)."""
+        return self.compiled.map(record, self._agent_of(record))
+
+    def explain(self, record: Event | Alert) -> Document | None:
+        """The same document from the reference engine, with the item that set each
+        field (`Document.set_by`)."""
+        return self.mapping.apply(self.mapping.context(record, self._agent_of(record)))
+
+    def _agent_of(self, record: Event | Alert) -> dict[str, Any]:
         if self.recorded:
-            node = recorded_node(record)
-            if node:
-                agent = {**agent, "node_name": node}
-        return self.mapping.apply(self.mapping.context(record, agent))
+            return {
+                **self.agent,
+                "node_name": recorded_node(record) or self.agent["node_name"] or UNKNOWN_NODE,
+            }
+        return self.agent
 
 
 def recorded_node(record: Event | Alert) -> str:

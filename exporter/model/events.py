@@ -96,10 +96,14 @@ class FileRef(msgspec.Struct, omit_defaults=True):
     host_path: str = ""  # the host's path of it, when it is a host file
     owner: str = ""  # the container whose secret it is (a service-account token), "" for the host's
     kind: str = ""  # what was registered: "host_file", "host_dir", "token", ...
+    # i_generation: tells apart files that reuse an inode number (and a tmpfs's device number
+    # once another tmpfs has it); 0 where the file system keeps none
+    gen: int = 0
 
     @property
-    def key(self) -> tuple[int, int]:
-        return self.dev, self.ino
+    def key(self) -> tuple[int, int, int]:
+        """The identity the provenance graph follows content by."""
+        return self.dev, self.ino, self.gen
 
 
 class SummaryInfo(msgspec.Struct, omit_defaults=True):
@@ -212,7 +216,7 @@ class Event(msgspec.Struct, omit_defaults=True):
     stdout: FileRef | None = None
     exe_name: str = ""  # exec: the kernel's name for the image ("memfd:x" for a memfd)
     # open family: why the kernel let it cross: "" (its spelling), sensitive_path,
-    # sensitive_file, sensitive_dir, sensitive_fs (by the file's identity), learned (a file
+    # sensitive_file, sensitive_dir (by the file's identity), learned (a file
     # the workload wrote)
     verdict: str = ""
     repeats: int = 0  # the same process's reads of this sensitive file folded into this one

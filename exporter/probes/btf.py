@@ -144,6 +144,7 @@ PROBE_FIELDS = (
     ("OFF_FILE_DENTRY", "file", "f_path.dentry"),
     ("OFF_INODE_MODE", "inode", "i_mode"),
     ("OFF_INODE_INO", "inode", "i_ino"),
+    ("OFF_INODE_GENERATION", "inode", "i_generation"),
     ("OFF_INODE_SB", "inode", "i_sb"),
     ("OFF_SB_DEV", "super_block", "s_dev"),
     ("OFF_DENTRY_PARENT", "dentry", "d_parent"),

@@ -39,7 +39,7 @@ DECISIVE_KINDS = ("exec", "file", "mount", "ns", "net")
 HDR_WAKE, HDR_DECISIVE, HDR_RUNTIME = 1, 2, 4
 
 # open_ev.verdict (bpf/provex.h VERDICT_*): why an open-family record crossed the kernel's filter.
-VERDICTS = ("path", "sensitive_path", "sensitive_file", "sensitive_dir", "sensitive_fs", "learned")
+VERDICTS = ("path", "sensitive_path", "sensitive_file", "sensitive_dir", "learned")
 
 # Event type bits, as T_* in bpf/provex.h.
 TYPE_BITS = {
@@ -250,6 +250,7 @@ SYSCALLS: tuple[Syscall, ...] = (
     Syscall("dup2", EventType.DUP, DUP, ("syscalls/sys_enter_dup2",), {"fd": "oldfd"}),
     Syscall("dup3", EventType.DUP, DUP, ("syscalls/sys_enter_dup3",), {"fd": "oldfd", "flags": "flags"}),
     Syscall("cgroup_mkdir", None, CGROUP, ("cgroup/cgroup_mkdir",)),
+    Syscall("cgroup_rmdir", None, CGROUP, ("cgroup/cgroup_rmdir",)),
 )
 
 # The maps the agent uses from user space (the build child hands over their fds); the
@@ -278,7 +279,6 @@ MAPS = (
     "summaries",
     "pressure",
     "sensitive_ids",
-    "sensitive_devs",
     "learned_ids",
     "runtime_ids",
     "runtime_inos",
@@ -309,7 +309,13 @@ class EventHeader(ctypes.Structure):
 class FileIdentity(ctypes.Structure):
     """struct file_id (bpf/provex.h): what a file is, as the kernel knows it."""
 
-    _fields_ = (("ino", ctypes.c_uint64), ("dev", ctypes.c_uint32), ("mode", ctypes.c_uint32))
+    _fields_ = (
+        ("ino", ctypes.c_uint64),
+        ("dev", ctypes.c_uint32),
+        ("mode", ctypes.c_uint32),
+        ("gen", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+    )
 
 
 @dataclass(frozen=True)
@@ -449,7 +455,7 @@ def file_ref(identity: Any) -> FileRef | None:
     """A struct file_id as the event's FileRef (None when the kernel read none)."""
     if not identity.ino and not identity.dev:
         return None
-    return FileRef(identity.dev, identity.ino, identity.mode)
+    return FileRef(identity.dev, identity.ino, identity.mode, gen=identity.gen)
 
 
 # Extra work for a family beyond plain field copies: (event kwargs, payload) -> None.

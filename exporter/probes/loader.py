@@ -319,14 +319,6 @@ class Probes:
     def forget_identity(self, table: str, dev: int, ino: int) -> None:
         self.maps[table].delete(_id_key(dev, ino))
 
-    def set_sensitive_dev(self, dev: int, on: bool = True) -> None:
-        """A whole file system is sensitive (a Pod's projected token volume)."""
-        key = struct.pack("<I", dev)
-        if on:
-            self.maps["sensitive_devs"].update(key, b"\x01")
-        else:
-            self.maps["sensitive_devs"].delete(key)
-
     def set_runtime_ino(self, ino: int) -> None:
         self.maps["runtime_inos"].update(_u64(ino), b"\x01")
 
@@ -369,7 +361,7 @@ class Probes:
             cgroup_id, kind = struct.unpack("<QI", key[:12])
             table.delete(key)
             if kind < len(DECISIVE_KINDS):
-                out.append((cgroup_id, DECISIVE_KINDS[kind], struct.unpack("<3Q2I2H", value[:40])))
+                out.append((cgroup_id, DECISIVE_KINDS[kind], _SUMMARY.unpack_from(value)))
         return out
 
     def sweep_budgets(self, idle_ns: int = 10_000_000_000) -> int:
@@ -385,6 +377,16 @@ class Probes:
             table.delete(key)
             self.maps["cgroup_stats"].delete(key)
         return len(stale)
+
+    def forget_cgroup(self, cgroup_id: int) -> None:
+        """A removed cgroup: its budgets, flood counts and verdict go; so does its entry in the
+        monitored set (a container's own cgroup: ids are not reused, but the set is bounded)."""
+        key = _u64(cgroup_id)
+        for table in ("budgets", "cgroup_stats", "verdicts"):
+            self.maps[table].delete(key)
+        if cgroup_id in self._monitored:
+            self.maps["monitored_cgroups"].delete(key)
+            self._monitored.discard(cgroup_id)
 
     def sweep_pending(self, proc: str = "/proc") -> int:
         """Delete enter records whose thread is gone (it died inside the syscall, or its
@@ -417,6 +419,10 @@ def _u64(value: int) -> bytes:
 
 def _from_u64(raw: bytes) -> int:
     return struct.unpack("<Q", raw[:8])[0]
+
+
+# struct summary_val (bpf/provex.h): count, first_ts, last_ts, first_pid, last_pid, first_sc, last_sc
+_SUMMARY = struct.Struct("<3Q2I2H")
 
 
 def _id_key(dev: int, ino: int) -> bytes:

@@ -74,8 +74,8 @@ class Decoder:
             copies = [(ev, pl, pl in text_fields) for ev, pl in sc.fields.items()]
             self._rows.append((sc, struct, min_record_size(sc.family, struct), copies))
 
-    def decode(self, data: int, size: int) -> Event | tuple[int, int, str] | None:
-        """An Event, a control record (cgroup id, hierarchy, path), or None if corrupt."""
+    def decode(self, data: int, size: int) -> Event | tuple[int, int, str, bool] | None:
+        """An Event, a control record (cgroup id, hierarchy, path, removed), or None if corrupt."""
         if size < ctypes.sizeof(EventHeader):
             DECODE_ERRORS.labels("short").inc()
             return None
@@ -91,7 +91,7 @@ class Decoder:
         # so always readable): only the used part of the tail is read (NUL, argc bound it).
         payload = struct.from_address(data)
         if sc.family == CGROUP:
-            return payload.id, payload.hierarchy, _text(payload.path)
+            return payload.id, payload.hierarchy, _text(payload.path), sc.name == "cgroup_rmdir"
         ts_ns = header.ts + self.offset_ns
         kwargs: dict[str, Any] = {}
         for event_field, payload_field, is_text in copies:
@@ -143,10 +143,13 @@ class LiveSource:
         probes: Any,
         on_cgroup: Callable[[int, str], None] | None = None,
         decisive_hold_ms: float = 2.0,
+        on_cgroup_gone: Callable[[int], None] | None = None,
     ) -> None:
         self.probes = probes
-        # Also told of each new cgroup v2 directory (e.g. enrichment's path cache).
+        # Also told of each new cgroup v2 directory (e.g. enrichment's path cache), and of
+        # each removed one (what is kept of its container can go).
         self.on_cgroup = on_cgroup
+        self.on_cgroup_gone = on_cgroup_gone
         self.decoder = Decoder(
             probes.limits, boot_to_wall_offset_ns(), getattr(probes, "file_identity", False)
         )
@@ -176,9 +179,15 @@ class LiveSource:
                 self._full = True
                 return -1
         elif record is not None:
-            cgroup_id, hierarchy, path = record
+            cgroup_id, hierarchy, path, removed = record
+            if hierarchy != 0:
+                return 0  # cgroup v1 hierarchies have ids of their own
+            if removed:
+                if self.on_cgroup_gone is not None:
+                    self.on_cgroup_gone(cgroup_id)
+                return 0
             self.probes.on_cgroup_created(cgroup_id, hierarchy, path)
-            if hierarchy == 0 and self.on_cgroup is not None:
+            if self.on_cgroup is not None:
                 self.on_cgroup(cgroup_id, path)
         return 0  # returning None costs BCC a caught exception per record
 

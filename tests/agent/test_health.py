@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.agent.health import ExportCheck, HealthState, serve
+from exporter.agent.health import HealthState, serve
 from exporter.config.schema import ServerConfig
-from exporter.emit.metrics import EXPORT_RETRIES, EXPORTED
 from exporter.scenarios.agent import free_port
 from tests.helpers.tls import self_signed
 
@@ -89,17 +88,6 @@ def test_a_stalled_loop_fails_healthz_and_readyz_but_a_degraded_dependency_does_
     finally:
         stalled.set()
         server.shutdown()
-
-
-def test_export_check_reports_a_failing_collector_until_an_export_succeeds() -> None:
-    check = ExportCheck()
-    check()  # the baseline
-    assert check() is None
-    EXPORT_RETRIES.labels("alerts").inc(3)
-    assert check() == "exports failing (3 retries or drops, none accepted)"
-    assert check() is not None  # nothing happened since: still degraded
-    EXPORTED.labels("alerts").inc()
-    assert check() is None
 
 
 def test_a_bare_port_binds_loopback_only() -> None:

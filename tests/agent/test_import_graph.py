@@ -20,7 +20,7 @@ from exporter.agent import live
 from exporter.agent.build import build_stages
 
 args = make_parser().parse_args(["run", *sys.argv[1:]])
-stages = build_stages(build_config(args), enrich=True, correlate=True, raw_in_child=True)
+stages = build_stages(build_config(args), enrich=True, correlate=True)
 stages.close()
 print(json.dumps(sorted(sys.modules)))
 """

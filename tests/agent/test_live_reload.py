@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from exporter.agent.reload import alerting_rules
+from exporter.config.schema import CorrelateConfig
+from exporter.correlate.engine import configured_rules
 from tests.agent.test_reload import BROKEN, MINE
 from tests.helpers.agent import Agent, assert_clean_exit
 
@@ -41,15 +44,18 @@ def test_startup_line_and_reload_in_place(tmp_path: Path) -> None:
     rules.mkdir()
     (rules / "shadow.yml").write_text(MINE)
     out = tmp_path / "out.jsonl"
+    alerting = len(alerting_rules(configured_rules(CorrelateConfig(rules_dirs=[str(rules)]))))
     agent = Agent(tmp_path, "--rules-dir", str(rules), command="run", output=out)
     try:
         (running,) = wait_logged(agent, "agent running")
         assert running["monitor"] == "containers" and isinstance(running["cgroups"], int)
-        assert "simple" in running["rule_names"] and running["rules"] == 12
+        assert "simple" in running["rule_names"] and running["rules"] == alerting == len(
+            running["rule_names"]
+        )
         assert running["output"] == f"file {out} (JSON lines)"
         assert running["health"] == f"127.0.0.1:{agent.port}"
         first = running["rules_digest"]
-        assert rules_info(agent) == [f'provex_rules_info{{digest="{first}",rules="12"}}']
+        assert rules_info(agent) == [f'provex_rules_info{{digest="{first}",rules="{alerting}"}}']
 
         agent.process.send_signal(signal.SIGHUP)  # nothing changed: reloaded, found the same
         (same,) = wait_logged(agent, "rules unchanged")
@@ -59,13 +65,13 @@ def test_startup_line_and_reload_in_place(tmp_path: Path) -> None:
         (changed,) = wait_logged(agent, "rules reloaded")
         assert changed["reason"] == "rules directory changed" and changed["previous_digest"] == first
         second = changed["digest"]
-        assert rules_info(agent) == [f'provex_rules_info{{digest="{second}",rules="12"}}']
+        assert rules_info(agent) == [f'provex_rules_info{{digest="{second}",rules="{alerting}"}}']
 
         (rules / "broken.yml").write_text(BROKEN)
         (refused,) = wait_logged(agent, "rule reload refused: the running rules keep running")
         assert refused["level"] == "error" and refused["digest"] == second
         assert all(e.startswith(f"{rules / 'broken.yml'}:") for e in refused["errors"])
-        assert rules_info(agent) == [f'provex_rules_info{{digest="{second}",rules="12"}}']
+        assert rules_info(agent) == [f'provex_rules_info{{digest="{second}",rules="{alerting}"}}']
         assert agent.process.poll() is None
         assert len(wait_logged(agent, "probes attached", limit_s=0)) == 1  # compiled once
     finally:

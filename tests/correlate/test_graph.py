@@ -175,3 +175,25 @@ def test_story_of_an_alert_is_a_graph_of_its_processes_and_what_they_did():
     kinds = {d["kind"] for _, _, d in story.edges(data=True)}
     assert {"connected", "wrote", "executed", "contains"} <= kinds
     assert story.nodes[("proc", 11)]["exe"] == "/usr/bin/wget"
+
+
+def test_a_reused_inode_number_on_another_tmpfs_carries_no_origin():
+    """A tmpfs's anonymous device number is reused by the next tmpfs, and its first file gets
+    the same inode number: the generation the kernel reads tells the two files apart."""
+    g = ProvenanceGraph(600, 10_000, 10_000)
+    a, b = container("a"), container("b")
+    g.add(event(EventType.CONNECT, t=1, pid=10, daddr="198.51.100.7", dport=80, family=2, container=a))
+    g.add(event(EventType.OPEN, t=2, pid=10, path="/tmp/tool", flags=0o1101, ret=3, container=a,
+                file=FileRef(43, 2, 0o100644, gen=111)))  # fmt: skip
+    run_a = event(
+        EventType.EXEC, t=3, pid=11, path="/tmp/tool", container=a, file=FileRef(43, 2, 0o100755, gen=111)
+    )
+    g.add(run_a)
+    assert run_a.origin
+    g.add(event(EventType.OPEN, t=4, pid=20, path="/tmp/runc", flags=0o1101, ret=3, container=b,
+                file=FileRef(43, 2, 0o100644, gen=222)))  # fmt: skip
+    run_b = event(
+        EventType.EXEC, t=5, pid=20, path="/tmp/runc", container=b, file=FileRef(43, 2, 0o100755, gen=222)
+    )
+    g.add(run_b)
+    assert not run_b.origin

@@ -7,11 +7,12 @@ from exporter.config.schema import CorrelateConfig
 from exporter.correlate import build_correlator
 from exporter.model import Alert, Event
 from exporter.source.replay import ReplaySource
+from tests.helpers.memory_sink import TestSink
 
 from .helpers import RULE_FIXTURES
 
 
-class ListSink:
+class ListSink(TestSink):
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.alerts: list[Alert] = []
@@ -21,15 +22,6 @@ class ListSink:
 
     def emit_alert(self, alert: Alert) -> None:
         self.alerts.append(alert)
-
-    def batch_done(self) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def test_replayed_chain_reaches_the_sink():

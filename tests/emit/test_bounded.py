@@ -1,5 +1,5 @@
-"""The bounded queue the export queues, the raw-event mapper and the shipper share:
-every item put is either handed to the worker or counted as dropped, once."""
+"""The bounded queue behind the export queues: every item put is either handed to the
+worker or counted as dropped, once."""
 
 from __future__ import annotations
 
@@ -60,19 +60,6 @@ def test_a_full_queue_drops_the_oldest_and_counts_it() -> None:
     assert drops == {"queue_full": 3}  # nothing left at close
 
 
-def test_drops_count_the_records_an_item_stands_for() -> None:
-    worker, drops = Worker(), Drops()
-    queue = make_queue(worker, drops, max_items=1, full_cause="shipper_full", size_of=lambda n: n)
-    worker.hold()
-    queue.put(1)
-    assert worker.busy.wait(30)
-    queue.put(10)
-    queue.put(20)  # pushes out the frame of 10 events
-    queue.close(0.1)  # the frame of 20 is still queued: dropped at close
-    assert drops == {"shipper_full": 10, "shutdown": 20}
-    worker.released.set()
-
-
 def test_a_source_that_can_wait_loses_nothing() -> None:
     worker, drops = Worker(), Drops()
     queue = make_queue(worker, drops, max_items=2, max_batch=2)
@@ -121,19 +108,15 @@ def test_close_drops_what_is_left_and_an_item_put_afterwards() -> None:
     assert 99 not in worker.handled
 
 
-def test_close_with_drain_hands_on_everything_first() -> None:
+def test_on_start_runs_first_on_the_worker_thread() -> None:
+    """(The raw-event queue lowers its thread's CPU priority this way.)"""
     worker, drops = Worker(), Drops()
-    exited = threading.Event()
-    queue = make_queue(worker, drops, max_items=10, max_batch=1, on_exit=exited.set)
-    worker.hold()
-    for item in range(5):
-        queue.put(item)
-    closing = threading.Thread(target=queue.close, args=(30,), kwargs={"drain": True})
-    closing.start()
-    worker.released.set()
-    closing.join(30)
-    assert worker.handled == [0, 1, 2, 3, 4]
-    assert exited.is_set() and drops == {}
+    started: list[str] = []
+    queue = make_queue(worker, drops, on_start=lambda: started.append(threading.current_thread().name))
+    queue.put(1)
+    assert queue.wait_idle(30)
+    queue.close(30)
+    assert started == ["test-bounded"] and worker.handled == [1]
 
 
 def test_a_flush_does_not_wait_out_the_linger_time() -> None:

@@ -18,9 +18,10 @@ from exporter.agent.losses import EXIT_LOST
 from exporter.config.schema import OtlpConfig, OutputConfig
 from exporter.emit import build_sink
 from exporter.emit.jsonlines import JsonLinesSink, LineWriter
+from exporter.metrics import REGISTRY
 from exporter.model import decode_event, encode_event
 from exporter.scenarios.runc import ContainerSpec, Runc
-from tests.emit.test_resilience import alert, event, metric, wait_until
+from tests.emit.test_resilience import alert, event, metric, totals, wait_until
 from tests.helpers.agent import Agent, assert_clean_exit
 from tests.mapping.records import AGENT
 
@@ -276,3 +277,93 @@ def test_live_agent_on_a_full_disk_keeps_detecting(
         code = agent.stop()
         runc.close()
     assert_clean_exit(code, agent.stderr_path)  # the alert waited and was written: no output loss
+
+
+def _dropped(signal: str) -> float:
+    return sum(
+        s.value
+        for m in REGISTRY.collect()
+        if m.name == "provex_export_dropped"
+        for s in m.samples
+        if s.name.endswith("_total") and s.labels["signal"] == signal
+    )
+
+
+def test_alerts_raised_after_a_full_disk_recovers_all_arrive(mount_tmpfs: Callable[[str], Path]) -> None:
+    """Events held through the outage must not fill the disk again when it recovers: alerts
+    keep a reserve (1/16 of this 1 MiB file system) that event lines are not written into."""
+    disk = mount_tmpfs("1m")
+    filler = fill(disk)
+    now = [0.0]
+    out = disk / "out.jsonl"
+    sink = JsonLinesSink(writer=LineWriter(str(out), clock=lambda: now[0]))  # the default bounds
+    before = {s: _dropped(s) for s in ("events", "alerts")}
+    for n in range(12_000):  # ~1.3 MB of events while nothing can be written: they wait
+        sink.emit_event(event(n))
+        if n % 1000 == 0:
+            sink.emit_alert(alert(n))
+            sink.batch_done()
+    filler.unlink()  # the disk has room again, less than the events that wait
+    raised_after = []
+    for n in range(12_000, 14_000):  # the node goes on: events, and now and then an alert
+        sink.emit_event(event(n))
+        if n % 100 == 0:
+            raised_after.append(alert(n).id)
+            sink.emit_alert(alert(n))
+            now[0] += 1.0  # a retry is due
+        sink.batch_done()
+    sink.close()
+    lines = [msgspec.json.decode(line) for line in whole_lines(out)]
+    alerts = {line["alert"]["id"] for line in lines if "alert" in line}
+    assert alerts == {alert(n).id for n in range(0, 12_000, 1000)} | set(raised_after)
+    assert _dropped("alerts") == before["alerts"]
+    events = sum("alert" not in line for line in lines)
+    lost = metric("provex_export_dropped_total", signal="events", cause="no_space")
+    assert 0 < events < 14_000 and _dropped("events") - before["events"] == 14_000 - events
+    assert lost > 0
+
+
+def test_otlp_json_alerts_are_held_through_a_full_disk_and_keep_their_reserve(
+    mount_tmpfs: Callable[[str], Path],
+) -> None:
+    """--schema ecs --output FILE: alerts wait in their own queue while the disk is full (events
+    are retried, then dropped), and after recovery event batches stop short of the reserve."""
+    disk = mount_tmpfs("4m")  # reserve: 256 KiB
+    filler = fill(disk)
+    out = disk / "out.otlp.jsonl"
+    otlp = OtlpConfig(max_attempts=2, backoff_max_s=0.05, batch_size=20, batch_delay_ms=5)
+    before = {s: totals(s) for s in ("events", "alerts")}
+    sink = build_sink(OutputConfig(schema="ecs", format="otlp-json", file=str(out), otlp=otlp), **AGENT)
+    for n in range(200):
+        sink.emit_event(event(n))
+        if n % 50 == 0:
+            sink.emit_alert(alert(n))
+    wait_until(lambda: totals("events")[1] - before["events"][1] == 200)  # retried, then dropped
+    assert metric("provex_export_retrying", signal="alerts") > 0  # held, not dropped
+    filler.unlink()
+    sent = 200
+    for n in range(200, 3200):  # ~7 MB of ECS events: more than the disk holds
+        sink.emit_event(event(n))
+        sent += 1
+        if n % 300 == 0:
+            sink.emit_alert(alert(n))
+    raised = {alert(n).id for n in range(3200) if (n < 200 and n % 50 == 0) or (n >= 200 and n % 300 == 0)}
+    wait_until(lambda: sum(totals("events")) - sum(before["events"]) == sent, timeout_s=60)
+    sink.close()
+    written: dict[str, list[dict]] = {"provex.alerts": [], "provex.events": []}
+    for line in whole_lines(out):
+        for rl in json.loads(line)["resourceLogs"]:
+            for sl in rl["scopeLogs"]:
+                written[sl["scope"]["name"]] += sl["logRecords"]
+    ids = {
+        next(
+            kv["value"]["stringValue"] for kv in event["value"]["kvlistValue"]["values"] if kv["key"] == "id"
+        )
+        for record in written["provex.alerts"]
+        for event in record["body"]["kvlistValue"]["values"]
+        if event["key"] == "event"
+    }
+    assert ids == raised
+    assert totals("alerts") == (before["alerts"][0] + len(raised), before["alerts"][1])  # none dropped
+    assert metric("provex_export_dropped_total", signal="events", cause="no_space") > 0
+    assert 0 < len(written["provex.events"]) == totals("events")[0] - before["events"][0]

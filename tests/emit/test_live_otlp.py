@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 
 from exporter.config import load_config
@@ -17,6 +18,7 @@ from exporter.correlate.engine import build_correlator
 from exporter.mapping.mapper import Mapper
 from exporter.scenarios.runc import ContainerSpec, Runc
 from exporter.source.replay import ReplaySource
+from tests.emit.test_resilience import wait_until
 from tests.helpers.agent import Agent, assert_clean_exit
 from tests.helpers.otlp_receiver import OtlpReceiver
 from tests.helpers.schemas import ecs_errors, ocsf_errors
@@ -37,18 +39,14 @@ def runc(tmp_path_factory):
     runtime.close()
 
 
+def otlp_agent(tmp_path: Path, receiver: OtlpReceiver, *extra: str) -> Agent:
+    """`provex run --schema ecs` exporting to `receiver`."""
+    return Agent(tmp_path, "--schema", "ecs", "--otlp-endpoint", receiver.endpoint, *extra, command="run")
+
+
 def test_live_alert_reaches_the_collector_over_grpc(tmp_path, runc):
     receiver = OtlpReceiver("grpc").start()
-    agent = Agent(
-        tmp_path,
-        "--schema",
-        "ecs",
-        "--otlp-endpoint",
-        receiver.endpoint,
-        "--node-name",
-        "node-e2e",
-        command="run",
-    )
+    agent = otlp_agent(tmp_path, receiver, "--node-name", "node-e2e")
     try:
         run = runc.run(ContainerSpec(UNSHARE, name="otlp-e2e", privileged=True))
         assert run.returncode == 0, run.stderr
@@ -116,9 +114,10 @@ def test_recorded_run_replayed_over_http_gives_the_mapped_documents(tmp_path, ru
     finally:
         receiver.stop()
 
-    # The same records through the same stages, in process.
+    # The same records through the same stages, in process. A replay's documents name the
+    # node each record was made on, never the replaying machine (its NODE_NAME above).
     correlator = build_correlator(load_config(None, environ={}).correlate)
-    mapper = Mapper("ocsf", node_name="node-replay")
+    mapper = Mapper("ocsf", recorded=True)
     documents = []
     for event in ReplaySource(events_file):
         documents += [mapper.map(alert) for alert in correlator.process(event)]
@@ -130,5 +129,33 @@ def test_recorded_run_replayed_over_http_gives_the_mapped_documents(tmp_path, ru
         return sorted(json.dumps(d, sort_keys=True) for d in docs)
 
     assert canonical(received) == canonical(expected)
+    assert {d["device"].get("name") for d in received} == {"unknown"}  # a container without a Pod
     assert any(d.get("class_uid") == 2004 for d in received), "the replay raised no Detection Finding"
     assert [(d.get("class_uid"), ocsf_errors(d)) for d in received if ocsf_errors(d)] == []
+
+
+def test_live_readyz_reports_a_failing_collector_with_raw_events_exported(tmp_path, runc):
+    """`provex run` exporting raw events too (the default): /readyz says the collector is
+    degraded while it fails, stays 200 (detection goes on), and ok once it heals."""
+    receiver = OtlpReceiver("grpc").start()
+    receiver.grpc_status = grpc.StatusCode.UNAVAILABLE
+    agent = otlp_agent(tmp_path, receiver, "--set", "output.otlp.timeout_s=0.5")
+    try:
+        code, body = agent._get("/readyz")
+        assert code == 200 and "[+]collector ok" in body
+        run = runc.run(ContainerSpec(UNSHARE, name="readyz-raw", privileged=True))
+        assert run.returncode == 0, run.stderr
+
+        def readyz_says(text: str) -> bool:
+            code, body = agent._get("/readyz")
+            assert code == 200, body
+            return text in body
+
+        wait_until(lambda: readyz_says("[-]collector degraded: collector "), timeout_s=30)
+        receiver.grpc_status = None  # the collector heals: the held alert and new events go out
+        runc.run(ContainerSpec(UNSHARE, name="readyz-raw-2", privileged=True))
+        wait_until(lambda: any(r.scope_name == "provex.events" for r in receiver.records()), timeout_s=30)
+        wait_until(lambda: readyz_says("[+]collector ok"), timeout_s=30)
+    finally:
+        agent.stop()
+        receiver.stop()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from exporter.agent.pipeline import Pipeline
-from exporter.emit import MemorySink
 from exporter.mapping import Mapper
 from exporter.metrics import REGISTRY
 from exporter.model import Alert, Event, EventType
+from tests.helpers.memory_sink import MemorySink
 from tests.mapping.records import AGENT, records
 
 RECORDS = records()

@@ -5,18 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
 
 import pytest
-from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 from exporter.config.schema import OtlpConfig, OutputConfig
 from exporter.emit import build_sink
 from exporter.emit.processor import DropReporter
 from exporter.metrics import REGISTRY
 from exporter.model import Alert, Event, EventType
-from tests.helpers.otlp_receiver import OtlpReceiver
+from tests.helpers.otlp_receiver import Capture, OtlpReceiver
 from tests.mapping.records import AGENT, records
 
 RECORDS = records()
@@ -139,23 +136,19 @@ def test_sick_collector_is_retried_with_backoff_then_recovers() -> None:
     assert record.body["finding_info"]["uid"] == "alert-1"
 
 
-class BlockingExporter(LogRecordExporter):
+class BlockingExporter(Capture):
     """Holds every export until released: a collector that hangs."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.release = threading.Event()
-        self.exported: list[ReadableLogRecord] = []
 
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+    def export(self, request: bytes, records: int, signal: str) -> bool:
         self.release.wait()
-        self.exported.extend(batch)
-        return LogRecordExportResult.SUCCESS
+        return super().export(request, records, signal)
 
     def shutdown(self) -> None:
         self.release.set()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
 
 
 def test_hung_collector_never_blocks_the_caller_and_memory_stays_bounded() -> None:
@@ -170,28 +163,21 @@ def test_hung_collector_never_blocks_the_caller_and_memory_stays_bounded() -> No
     assert 1000 - 14 <= dropped <= 1000 - 10
     exporter.release.set()
     sink.close()
-    assert len(exporter.exported) == 1000 - dropped
+    assert len(exporter.records) == 1000 - dropped
     # The newest alerts are the ones kept.
-    assert exporter.exported[-1].log_record.body["event"]["id"] == "alert-999"  # type: ignore[index]
+    assert exporter.records[-1].body["event"]["id"] == "alert-999"
 
 
-class FlakyExporter(LogRecordExporter):
+class FlakyExporter(Capture):
     def __init__(self) -> None:
+        super().__init__()
         self.calls = 0
-        self.exported: list[ReadableLogRecord] = []
 
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+    def export(self, request: bytes, records: int, signal: str) -> bool:
         self.calls += 1
         if self.calls == 1:
             raise RuntimeError("exporter bug")
-        self.exported.extend(batch)
-        return LogRecordExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
+        return super().export(request, records, signal)
 
 
 def test_exporter_exception_is_retried_not_fatal() -> None:
@@ -201,7 +187,7 @@ def test_exporter_exception_is_retried_not_fatal() -> None:
     sink.flush()
     sink.emit_alert(alert(2))
     sink.close()
-    assert [r.log_record.body["event"]["id"] for r in exporter.exported] == ["alert-1", "alert-2"]  # type: ignore[index]
+    assert [r.body["event"]["id"] for r in exporter.records] == ["alert-1", "alert-2"]
 
 
 def test_drop_warning_is_rate_limited(caplog: pytest.LogCaptureFixture) -> None:

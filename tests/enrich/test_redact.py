@@ -23,7 +23,6 @@ from exporter.correlate import DEFAULT_RULES_DIR, load_rules
 from exporter.correlate.cli import replay
 from exporter.correlate.engine import build_correlator
 from exporter.emit.jsonlines import JsonLinesSink
-from exporter.emit.memory import MemorySink
 from exporter.enrich.apiserver import ApiServerSet
 from exporter.enrich.cgroups import CgroupResolver
 from exporter.enrich.pods import PodCache, pod_from_json
@@ -43,6 +42,7 @@ from exporter.model import Alert, Event, EventType, decode_event, encode_event
 from exporter.yamlfile import YamlFileError
 from tests.correlate.helpers import RULE_FIXTURES
 from tests.helpers.apiserver import make_pod
+from tests.helpers.memory_sink import MemorySink, TestSink
 from tests.helpers.redaction import KEEP_FORMS, SECRET_FORMS, secrets_of
 
 REDACT = [pytest.param(c["argv"], c["want"], id=" ".join(c["argv"])[:60]) for c in SECRET_FORMS]
@@ -273,7 +273,7 @@ def leaks(secrets: list[str], texts: list[str]) -> list[str]:
     return [s for s in secrets if s in joined]
 
 
-class Tee:
+class Tee(TestSink):
     """The pipeline's Sink protocol, to every output at once."""
 
     def __init__(self, *sinks: Any) -> None:

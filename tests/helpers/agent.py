@@ -77,8 +77,14 @@ class Agent:
     """`provex record` (or run) in the background, with its health server."""
 
     def __init__(
-        self, tmp: Path, *extra: str, command: str = "record", output: str | Path | None = None
+        self,
+        tmp: Path,
+        *extra: str,
+        command: str = "record",
+        output: str | Path | None = None,
+        repo: Path = REPO,
     ) -> None:
+        """`repo`: the checkout whose code runs (a bench's baseline: another release)."""
         self.output = Path(output) if output else tmp / "events.jsonl"
         self.port = free_port()
         self.stderr_path = tmp / "agent.stderr"
@@ -86,10 +92,10 @@ class Agent:
         if "--otlp-endpoint" not in extra:  # a file or an endpoint, never both
             args += ["--output", str(self.output)]
         args += ["--health-addr", f"127.0.0.1:{self.port}", *extra]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(repo)}
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=self._stderr, env=env, cwd=REPO
+            args, stdout=subprocess.DEVNULL, stderr=self._stderr, env=env, cwd=repo
         )
         self._wait_ready()
 

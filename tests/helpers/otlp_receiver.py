@@ -284,3 +284,25 @@ class OtlpReceiver:
                 raise TimeoutError(f"{len(records)} of {count} log records arrived within {timeout_s}s")
             with self._cond:
                 self._cond.wait(min(remaining, 0.05))
+
+
+class Capture:
+    """An exporter (exporter.emit.processor.Exporter) that keeps every request in memory,
+    decoded with the official protobufs: for tests that need no network."""
+
+    encoding = "protobuf"
+    name = "capture"
+
+    def __init__(self) -> None:
+        self.requests: list[logs_service_pb2.ExportLogsServiceRequest] = []
+
+    def export(self, request: bytes, records: int, signal: str) -> bool:
+        self.requests.append(logs_service_pb2.ExportLogsServiceRequest.FromString(request))
+        return True
+
+    @property
+    def records(self) -> list[Record]:
+        return [r for request in self.requests for r in decode_records(Received(request, {}, 0, 0))]
+
+    def shutdown(self) -> None:
+        pass

@@ -132,5 +132,10 @@ def test_custom_mapping_file_works(tmp_path: Path) -> None:
 
     path = _write(tmp_path, GOOD_HEAD + "  - id: a\n    set: {who: {from: event.comm}, n: 1}\n")
     mapper = Mapper(path, node_name="n")
-    doc = mapper.map(Event(id="1", type=EventType.EXEC, syscall="execve", ts_ns=1, pid=1, tid=1, comm="sh"))
-    assert doc is not None and doc.body == {"who": "sh", "n": 1} and doc.set_by("who") == "a"
+    event = Event(id="1", type=EventType.EXEC, syscall="execve", ts_ns=1, pid=1, tid=1, comm="sh")
+    doc = mapper.map(event)
+    assert doc is not None and doc.body == {"who": "sh", "n": 1}
+    with pytest.raises(LookupError, match=r"Mapper\.explain"):
+        doc.set_by("who")  # the compiled mapping records no provenance...
+    explained = mapper.explain(event)
+    assert explained is not None and explained.body == doc.body and explained.set_by("who") == "a"

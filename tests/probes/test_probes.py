@@ -55,12 +55,12 @@ def test_record_layouts_match_the_compiled_maps(probes):
         assert probes.table(map_name).value_size == ctypes.sizeof(structs[family]), map_name
     # the offsets the decoder relies on for the variable tails, from the C layout
     # (bpf/provex.h: a 64-byte header; exec_ev: dirfd, flags, argc, pad, user_path, three
-    # struct file_id of 16 bytes (exe, stdin, stdout), exe_name, path, argv)
+    # struct file_id of 24 bytes (exe, stdin, stdout), exe_name, path, argv)
     exec_ev = structs["exec"]
-    path_at = 64 + 24 + 3 * 16 + probes.limits.exe_name_len
+    path_at = 64 + 24 + 3 * 24 + probes.limits.exe_name_len
     assert exec_ev.path.offset == path_at and exec_ev.argv.offset == path_at + probes.limits.path_max
     open_ev = structs["open"]  # dirfd, flags, mode, path_len, user_path, resolve, file, verdict, repeats
-    assert open_ev.path.offset == 64 + 24 + 8 + 16 + 8
+    assert open_ev.path.offset == 64 + 24 + 8 + 24 + 8
 
 
 def test_the_kernel_counts_what_it_saw(probes):

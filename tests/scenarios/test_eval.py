@@ -31,7 +31,13 @@ def test_eval_with_one_trial_per_scenario(tmp_path):
     library = load_library()
     attacks = sum(s.kind == "attack" for s in library)
     benign = len(library) - attacks
-    assert doc["trials"] == len(library) and doc["sentinel_caught_up"] and doc["agent_exit"] == 0
+    assert doc["trials"] == len(library) and doc["sentinel_caught_up"]
+    # The library's floods (exec, unshare, connect) outrun a raw-event export to one local
+    # receiver: the oldest raw events give way, counted, and the agent says so with exit 3.
+    # Alerts are never shed that way: any other loss fails the run.
+    drops = doc["lost_events"]["export_drops"] or {}
+    assert all('signal="events"' in key and 'cause="queue_full"' in key for key in drops), drops
+    assert doc["agent_exit"] == (3 if drops else 0), drops
     a, b = doc["attacks"], doc["benign"]
     assert (a["trials"], a["errors"], a["detected"]) == (attacks, 0, attacks), doc["misses"]
     assert a["technique_correct"] == a["enrichment_correct"] == f"{attacks}/{attacks}"

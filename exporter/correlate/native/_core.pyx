@@ -244,7 +244,7 @@ cdef enum:
     CI_id, CI_name, CI_image, CI_runtime, CI_pod, CI_host_mounts,
     PI_uid, PI_name, PI_namespace, PI_service_account, PI_node, PI_ips,
     PR_exe, PR_argv, PR_parent_exe, PR_parent_argv, PR_ancestors, PR_lineage,
-    FR_dev, FR_ino, FR_mode, FR_path, FR_host_path, FR_owner, FR_kind,
+    FR_dev, FR_ino, FR_mode, FR_path, FR_host_path, FR_owner, FR_kind, FR_gen,
     HM_host_path, HM_container_path, HM_read_only, SI_kind, SI_count, N_PART_FIELDS
 
 cdef tuple PART_FIELDS = (
@@ -255,7 +255,7 @@ cdef tuple PART_FIELDS = (
     (ProcessInfo, "exe"), (ProcessInfo, "argv"), (ProcessInfo, "parent_exe"),
     (ProcessInfo, "parent_argv"), (ProcessInfo, "ancestors"), (ProcessInfo, "lineage"),
     (FileRef, "dev"), (FileRef, "ino"), (FileRef, "mode"), (FileRef, "path"),
-    (FileRef, "host_path"), (FileRef, "owner"), (FileRef, "kind"),
+    (FileRef, "host_path"), (FileRef, "owner"), (FileRef, "kind"), (FileRef, "gen"),
     (HostMount, "host_path"), (HostMount, "container_path"), (HostMount, "read_only"),
     (SummaryInfo, "kind"), (SummaryInfo, "count"),
 )
@@ -334,6 +334,7 @@ BOUNDS = {
 cdef long long S_IFMT = 0o170000
 cdef long long S_IFIFO = 0o010000
 cdef long long S_IFSOCK = 0o140000
+cdef long long S_IFREG = 0o100000
 cdef long long RESOLVE_IN_ROOT_OR_BENEATH = 0x08 | 0x10
 
 # Event types as small ints (EventType members map here; an unknown one is -1: no handler).
@@ -855,6 +856,21 @@ cdef inline bint is_stream(long long mode):
     return (mode & S_IFMT) == S_IFIFO or (mode & S_IFMT) == S_IFSOCK
 
 
+cdef bint stores_data(str path, object ref) except -1:
+    """graph._stores_data: can what one process writes here be read back by another (a
+    regular file, pipe, socket or memfd by its type; else a path outside /dev but /dev/shm,
+    /proc and /sys)."""
+    cdef long long kind
+    if ref is not None and part(ref, FR_mode):
+        kind = bits(part(ref, FR_mode)) & S_IFMT
+        return kind == S_IFREG or kind == S_IFIFO or kind == S_IFSOCK
+    return not path.startswith(DEVICE_PATHS) or path.startswith("/dev/shm/")
+
+
+cdef tuple DEVICE_PATHS = ("/dev/", "/proc/", "/sys/")
+cdef frozenset SENSITIVE_KINDS = frozenset({"host_file", "host_dir", "token"})
+
+
 cdef inline bint is_own_exe(str path, object pid):
     if not provex_match_at(path, "/proc/", 0):
         return False
@@ -867,10 +883,10 @@ cdef inline str cid_of(object event):
 
 
 cdef inline object key_of(object ref):
-    """FileRef.key: (dev, ino), or None for no file."""
+    """FileRef.key: (dev, ino, generation), or None for no file."""
     if ref is None:
         return None
-    return (part(ref, FR_dev), part(ref, FR_ino))
+    return (part(ref, FR_dev), part(ref, FR_ino), part(ref, FR_gen))
 
 
 cdef object step_target(object event, int code):
@@ -1133,14 +1149,19 @@ cdef class Graph:
             return
         cid = state.cid
         write = None
+        # A device keeps nothing of what is written to it (/dev/null is every container's):
+        # only files, pipes, sockets and memfds carry data from a writer to a reader.
+        cdef bint stores = stores_data(path, ev(event, E_file))
         if flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC):
             write = evidence_ref(event, "write")
             self._step(state, event, "wrote", T_OPEN)
-            if identity is not None:
+            if identity is not None and stores:
                 self._remember_identity(cid, identity)
-            if state.net:
+            if stores and flags & O_TRUNC:
+                self._forget_origin(cid, path, identity)  # its content is replaced
+            if stores and state.net:
                 self._set_origin(cid, path, identity, state.net + (write,))
-            else:
+            elif stores:
                 wrote = state.wrote
                 if wrote is None:
                     wrote = state.wrote = []
@@ -1149,8 +1170,11 @@ cdef class Graph:
                     del wrote[0]
         elif starts(ev(event, E_verdict), "sensitive"):
             self._step(state, event, "read-sensitive", T_OPEN)
-        self._set_fd(state, ev(event, E_ret), new_fd(path, bool(flags & O_CLOEXEC), write, identity))
-        if (flags & O_ACCMODE) != O_WRONLY:  # a read: it now holds what the file holds
+        if stores:
+            self._set_fd(state, ev(event, E_ret), new_fd(path, bool(flags & O_CLOEXEC), write, identity))
+        else:
+            self._set_fd(state, ev(event, E_ret), new_fd(path, bool(flags & O_CLOEXEC), None, None))
+        if (flags & O_ACCMODE) != O_WRONLY and stores:  # a read: it holds what the file holds
             origin = self._origin(cid, path, identity)
             if origin and not state.net:
                 self._taint(state, origin + (evidence_ref(event, "read"),))
@@ -1493,6 +1517,13 @@ cdef class Graph:
             files[path] = new_file_state(origin, self.now_t)
         if identity is not None:
             self._carrier_origin(cid, identity, origin)
+
+    cdef void _forget_origin(self, str cid, str path, object identity) except *:
+        found = self.containers.get(cid)
+        if path and found is not None and (<Container>found).files.pop(path, None) is not None:
+            self._grow(<Container>found, -1)
+        if identity is not None:
+            self.by_identity.pop(identity, None)
 
     cdef void _carrier_origin(self, str cid, object identity, tuple origin) except *:
         move_to_end(self.by_identity, identity, new_file_state(origin, self.now_t))
@@ -2114,7 +2145,11 @@ cdef class View:
         if f == F_FileVerdict:
             return ev(e, E_verdict) if code == T_OPEN else ""
         if f == F_IsSensitiveFile:
-            return code == T_OPEN and starts(ev(e, E_verdict), "sensitive")
+            if code != T_OPEN:
+                return False
+            ref = ev(e, E_file)
+            return starts(ev(e, E_verdict), "sensitive") or (
+                ref is not None and part(ref, FR_kind) in SENSITIVE_KINDS)
         if f == F_FileRealPath:
             ref = ev(e, E_file)
             return part(ref, FR_path) if ref is not None else ""

@@ -647,6 +647,37 @@ static int held_out_op(int argc, char **argv)
     }
     if (!strcmp(op, "exec-flood") && argc > 3) /* exec-flood N PATH: N children each execute PATH */
         return report(exec_flood(atol(argv[2]), argv[3]));
+    if (!strcmp(op, "connect-udp") && argc > 3) { /* connect-udp IP PORT: a UDP socket connected */
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[3]))};
+        inet_pton(AF_INET, argv[2], &a.sin_addr);
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        long ret = fd < 0 ? -1 : syscall(SYS_connect, fd, &a, sizeof(a));
+        if (fd >= 0)
+            close(fd);
+        return report(ret);
+    }
+    if (!strcmp(op, "flood-write") && argc > 3) { /* flood-write PATH N: N write-opens and closes */
+        long n = atol(argv[3]), ok = 0;
+        for (long i = 0; i < n; i++) {
+            long fd = syscall(SYS_openat, AT_FDCWD, argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            if (fd >= 0) {
+                close(fd);
+                ok++;
+            }
+        }
+        return report(ok);
+    }
+    if (!strcmp(op, "fork-flood") && argc > 2) { /* fork-flood N: N children that exit at once */
+        long n = atol(argv[2]), ok = 0;
+        for (long i = 0; i < n; i++) {
+            pid_t pid = fork();
+            if (pid == 0)
+                _exit(0);
+            if (pid > 0 && waitpid(pid, NULL, 0) == pid)
+                ok++;
+        }
+        return report(ok);
+    }
     if (!strcmp(op, "exec-as") && argc > 3) /* exec-as PATH ARGV0 ARGS...: execve with a chosen argv[0] */
         return report(syscall(SYS_execve, argv[2], &argv[3], environ));
     if (!strcmp(op, "as-comm") && argc > 3) { /* as-comm NAME OP ARGS...: prctl(PR_SET_NAME), then OP */
@@ -688,7 +719,7 @@ static int dispatch(int argc, char **argv)
                         "accept|accept4|accept-nopeer|accept-save|accept-exec|setns|setns-pidfd|unshare|mount|newmount|open-tree|openat-dirfd|fexecve|flood|sleep|"
                         "openat-dup|fchdir-dup|fchdir-opath|openat-fd|openat2-dirfd|opath-reopen|scm-rights|pidfd-getfd|open-tree-read|"
                         "uring-openat|uring-openat2|uring-read|name-to-handle|handle-ino|memfd-exec|memfd-exec-proc|fetch-memfd-exec|"
-                        "memfd-hold|memfd-data|exec-as|exec-flood|repeat|as-comm|userns-bind ARGS...\n");
+                        "memfd-hold|memfd-data|exec-as|exec-flood|repeat|connect-udp|flood-write|fork-flood|as-comm|userns-bind ARGS...\n");
         return 2;
     }
     const char *op = argv[1];

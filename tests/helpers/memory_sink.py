@@ -1,4 +1,6 @@
-"""An in-memory sink for deterministic tests: maps synchronously, keeps everything."""
+"""Sinks for deterministic tests (the Sink exporter.agent.pipeline declares): `TestSink`,
+the protocol's quiet defaults for a test's own sink; `MemorySink`, which maps synchronously
+and keeps everything."""
 
 from __future__ import annotations
 
@@ -19,7 +21,36 @@ class Emitted:
     severity_text: str
 
 
-class MemorySink:
+class TestSink:
+    """Every Sink method, doing nothing: a test's sink overrides what it watches."""
+
+    __test__ = False  # not a pytest test class
+    dependency = "memory"
+    in_order = False
+
+    def emit_event(self, event: Event) -> None:
+        pass
+
+    def emit_alert(self, alert: Alert) -> None:
+        pass
+
+    def batch_done(self) -> None:
+        pass
+
+    def wait_when_full(self) -> None:
+        pass  # it is never full
+
+    def degraded(self) -> str | None:
+        return None
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class MemorySink(TestSink):
     def __init__(self, mapper: Mapper, raw_events: bool = True) -> None:
         self.mapper = mapper
         self.raw_events = raw_events
