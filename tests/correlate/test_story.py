@@ -136,3 +136,63 @@ def test_provex_story_says_what_it_found_when_the_alert_is_not_there(capsys, tmp
     assert code == 2 and "2 line(s) were not JSON alerts or events" in err
     code, _, err = _story(capsys, "abc", "--from", str(tmp_path / "missing.jsonl"))
     assert code == 2 and "missing.jsonl" in err
+
+
+# A child that runs `provex replay` with networkx unimportable (any attempt is recorded and
+# refused), then exports one alert's story with it: the per-event path never touches it.
+_NO_NETWORKX = """
+import importlib.abc, json, sys
+
+attempts = []
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "networkx" or name.startswith("networkx."):
+            attempts.append(name)
+            raise ImportError(f"{name} is blocked on the per-event path")
+        return None
+
+sys.meta_path.insert(0, Refuse())
+from exporter.cli.main import main
+
+recording, output, engine = sys.argv[1:]
+code = main(["replay", recording, "--schema", "raw", "--output", output,
+             "--set", f"correlate.engine={engine}"])
+alerts = [json.loads(line)["alert"] for line in open(output) if line.startswith('{"alert"')]
+loaded = sorted(m for m in sys.modules if m.split(".")[0] == "networkx")
+sys.meta_path.pop(0)
+story = main(["story", alerts[0]["id"], "--from", output, "-o", output + ".json"]) if alerts else None
+print(json.dumps({"code": code, "alerts": len(alerts), "with_story": sum("story" in a for a in alerts),
+                  "attempts": attempts, "loaded": loaded, "story": story,
+                  "networkx_after": "networkx" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize("engine", ["native", "python"])
+def test_the_soak_stream_runs_without_networkx_until_a_story_is_exported(tmp_path, engine):
+    import subprocess
+    import sys
+
+    from exporter.model import encode_event
+
+    from .native_streams import soak_events
+
+    recording = tmp_path / "soak.jsonl"
+    with recording.open("wb") as f:
+        for context in (False, True):
+            for e in soak_events(6000, context=context):
+                f.write(encode_event(e) + b"\n")
+    run = subprocess.run(
+        [sys.executable, "-c", _NO_NETWORKX, str(recording), str(tmp_path / "out.jsonl"), engine],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert result["code"] == 0, run.stderr[-3000:]
+    assert result["alerts"] > 3 and result["with_story"] == result["alerts"]
+    assert result["attempts"] == [] and result["loaded"] == []
+    assert result["story"] == 0 and result["networkx_after"]
+    assert json.loads((tmp_path / "out.jsonl.json").read_text())["nodes"]
