@@ -17,11 +17,11 @@ from exporter.config.schema import CorrelateConfig
 from exporter.correlate import DEFAULT_RULES_DIR, load_rules
 from exporter.correlate.engine import Correlator
 from exporter.correlate.story import build_story, graphml, node_link_json, story_graph
-from exporter.model import EventType, evidence_ref
+from exporter.model import EventType
 from exporter.resources import sample_recording
 from exporter.source.replay import ReplaySource
 
-from .helpers import container, event
+from .helpers import container, download_then_run, event
 
 RULES = load_rules([DEFAULT_RULES_DIR])
 
@@ -60,20 +60,10 @@ def test_the_token_chain_story_names_the_reader_the_token_and_the_api_server(tok
 
 
 def test_a_story_is_the_graphs_own_and_networkx_reads_both_exports_back():
-    c = container("c1")
     from exporter.correlate.graph import ProvenanceGraph
 
     g = ProvenanceGraph(600, 10_000, 10_000)
-    g.add(event(EventType.FORK, t=1, pid=10, child_pid=11, container=c))
-    g.add(event(EventType.EXEC, t=2, pid=11, ppid=10, path="/usr/bin/wget", container=c))
-    conn = event(
-        EventType.CONNECT, t=3, pid=11, ppid=10, daddr="198.51.100.7", dport=80, family=2, container=c
-    )
-    g.add(conn)
-    g.add(event(EventType.OPEN, t=4, pid=11, ppid=10, path="/tmp/x", flags=0o101, ret=3, container=c))
-    run = event(EventType.EXEC, t=5, pid=12, ppid=10, path="/tmp/x", container=c)
-    g.add(run)
-    story = build_story(g, [evidence_ref(conn, "connect"), evidence_ref(run, "exec")])
+    story = build_story(g, download_then_run(g))
     data = json.loads(node_link_json(story))
     try:
         back = json_graph.node_link_graph(data, edges="links")  # networkx >= 3.4
