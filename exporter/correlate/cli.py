@@ -328,6 +328,11 @@ def run_story(args: argparse.Namespace, config: CorrelateConfig, out: TextIO | N
         return fail(f"{args.source}: {exc.strerror or exc}")
     found = _find_alert(alerts, args.alert_id)
     if (found is None or found.story is None) and events:
+        from exporter.correlate.engine import engine_problem
+
+        problem = engine_problem(config)
+        if problem:
+            return fail(f"correlate.engine native: {problem}")
         try:
             correlator = Correlator(configured_rules_for_story(config), config)
         except RulesError as exc:

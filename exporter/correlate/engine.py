@@ -185,6 +185,20 @@ class Correlator:
 _fallback_logged = False
 
 
+def engine_problem(config: CorrelateConfig) -> str | None:
+    """Why `correlate.engine` cannot be had here (native without a usable core), or None:
+    checked with the other inputs before anything starts."""
+    if config.engine != "native":
+        return None
+    from exporter.correlate.native import NativeUnavailable, load
+
+    try:
+        load()
+    except NativeUnavailable as exc:
+        return str(exc)
+    return None
+
+
 def _native_wanted(engine: str) -> bool:
     """correlate.engine: "native" must have the core (NativeUnavailable says why not); "auto"
     takes it when it is built and says once when it is not."""
