@@ -84,7 +84,9 @@ class Correlator:
         out: list[Alert] = []
         if event.ts_ns > self.now_ns:
             self.now_ns = event.ts_ns
-            out += self._told(self.dedup.close_until(event.ts_ns))
+            closed = self.dedup.close_until(event.ts_ns)
+            if closed:
+                out += self._told(closed)
         graph = self.graph
         graph.add(event)
         self._judge(event, out)

@@ -27,66 +27,53 @@ from exporter.model import EvidenceRef, Story, StoryEdge, StoryNode
 _NodeKey = tuple[str, str]
 
 
-class _Builder:
-    def __init__(self) -> None:
-        self.nodes: dict[_NodeKey, dict[str, Any]] = {}
-        self.edges: dict[tuple[_NodeKey, _NodeKey, str], dict[str, Any]] = {}
-
-    def node(self, kind: str, name: str, **attrs: Any) -> _NodeKey:
-        key = (kind, name)
-        self.nodes.setdefault(key, {}).update(attrs)
-        return key
-
-    def edge(self, source: _NodeKey, target: _NodeKey, key: str, **data: Any) -> None:
-        self.nodes.setdefault(source, {})
-        self.nodes.setdefault(target, {})
-        self.edges.setdefault((source, target, key), {}).update(data)
-
-    def story(self) -> Story:
-        index = {key: i for i, key in enumerate(self.nodes)}
-        return Story(
-            nodes=[StoryNode(kind=k, name=n, **attrs) for (k, n), attrs in self.nodes.items()],
-            edges=[
-                StoryEdge(source=index[s], target=index[t], key=key, **data)
-                for (s, t, key), data in self.edges.items()
-            ],
-        )
-
-
 def build_story(graph: Any, evidence: Iterable[EvidenceRef], depth: int = 4) -> Story:
-    """The story of `evidence` as `graph` knows it now (see the module's docstring)."""
-    b = _Builder()
+    """The story of `evidence` as `graph` knows it now (see the module's docstring). It runs
+    for every alert on the per-event path: plain dicts and tuples, Structs made once at the end."""
     horizon = graph.now_ns - graph.window_ns
     evidence = list(evidence)
-    pids: list[int] = []
+    pids: dict[int, None] = {}  # in order, each once
     for ref in evidence:
         for pid in graph.ancestors(ref.pid, depth):
-            if pid not in pids:
-                pids.append(pid)
+            pids.setdefault(pid)
+    nodes: dict[_NodeKey, int] = {}  # (kind, name) -> its index, in the order first named
+    procs: dict[int, StoryNode] = {}  # node index -> a known process's node
+    edges: dict[tuple[int, int, str], tuple[str, int]] = {}  # (source, target, key) -> (kind, ts)
+
+    def node(key: _NodeKey) -> int:
+        index = nodes.get(key)
+        if index is None:
+            index = nodes[key] = len(nodes)
+        return index
+
+    procs_of = graph.procs
     for pid in pids:
-        state = graph.procs.get(pid)
+        state = procs_of.get(pid)
+        me = node(("proc", str(pid)))
         if state is None:
-            b.node("proc", str(pid))
             continue
-        node = b.node("proc", str(pid), exe=state.exe, container=state.cid, exited_ns=state.exited_ns)
+        procs[me] = StoryNode("proc", str(pid), state.exe, state.cid, state.exited_ns)
         if state.ppid in pids:
-            b.edge(("proc", str(state.ppid)), node, f"fork:{pid}", kind="forked", ts_ns=0)
+            edges[(node(("proc", str(state.ppid))), me, f"fork:{pid}")] = ("forked", 0)
         if state.cid:
-            b.edge(b.node("container", state.cid), node, f"in:{pid}", kind="contains", ts_ns=0)
+            edges[(node(("container", state.cid)), me, f"in:{pid}")] = ("contains", 0)
         for step in state.history or ():
             if step.ts < horizon:
                 continue
             what, _, name = step.target.partition(":")
-            b.edge(node, b.node(what, name), step.event_id, kind=step.kind, ts_ns=step.ts)
+            edges[(me, node((what, name)), step.event_id)] = (step.kind, step.ts)
     for ref in evidence:
         target = _ref_target(ref)
         if target is None:
             continue
-        b.node(*target)
-        source = ("proc", str(ref.pid))
-        if (source, target, ref.id) not in b.edges:
-            b.edge(source, target, ref.id, kind=ref.step or ref.type.value, ts_ns=ref.ts_ns)
-    return b.story()
+        to = node(target)
+        edge = (node(("proc", str(ref.pid))), to, ref.id)
+        if edge not in edges:
+            edges[edge] = (ref.step or ref.type.value, ref.ts_ns)
+    return Story(
+        nodes=[procs.get(i) or StoryNode(kind, name) for i, (kind, name) in enumerate(nodes)],
+        edges=[StoryEdge(s, t, kind, ts, key) for (s, t, key), (kind, ts) in edges.items()],
+    )
 
 
 def _ref_target(ref: EvidenceRef) -> tuple[str, str] | None:

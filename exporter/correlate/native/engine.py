@@ -59,7 +59,9 @@ class NativeCorrelator(Correlator):
         out: list[Alert] = []
         if event.ts_ns > self.now_ns:
             self.now_ns = event.ts_ns
-            out += self._told(self.dedup.close_until(event.ts_ns))
+            closed = self.dedup.close_until(event.ts_ns)
+            if closed:
+                out += self._told(closed)
         hits = self._core.add(event)
         if hits is not None:
             for rule, key, matches in hits:
