@@ -14,7 +14,7 @@ import pytest
 from exporter.config.schema import CorrelateConfig
 from exporter.correlate import DEFAULT_RULES_DIR, load_rules
 from exporter.correlate.engine import Correlator
-from exporter.model import ContainerInfo, Event, EventType, FileRef
+from exporter.model import ContainerInfo, Event, EventType, FileRef, HostMount
 from exporter.resources import sample_recording
 from exporter.source.replay import ReplaySource
 
@@ -100,3 +100,20 @@ def test_a_stream_past_int64_gives_both_engines_the_same_alerts_and_stories():
     assert all(a.decisive_ts_ns > 2**63 for a in nat)
     times = {edge[3]["ts"] for story in ref_stories for edge in story} - {0}
     assert times and all(t > 2**63 for t in times)
+
+
+@pytest.mark.parametrize("engine", ["python", "native"])
+def test_a_follow_up_past_int64_is_told_at_the_end_of_the_stream(engine):
+    # A sensitive read twice within the de-duplication window, after 2**63 ns: the second is
+    # folded, and its follow-up must come out when the stream ends, as it does for any time.
+    c = ContainerInfo(id="c9", host_mounts=[HostMount(host_path="/", container_path="/host")])
+    correlator = Correlator(RULES, CorrelateConfig(engine=engine))
+    alerts = []
+    for i, t in enumerate((2**63 + 5, 2**63 + 10)):
+        e = Event(id=f"r{i}", type=EventType.OPEN, syscall="openat", ts_ns=t, pid=40, tid=40,
+                  path="/host/etc/shadow", ret=3, container=c)  # fmt: skip
+        alerts += correlator.process(e)
+    first = [a for a in alerts if a.rule_title.startswith("Host-Sensitive")]
+    followups = [a for a in correlator.drain() if a.followup_of]
+    assert len(first) == 1 and [a.followup_of for a in followups] == [first[0].id]
+    assert followups[0].suppressed == 1 and followups[0].decisive_ts_ns == 2**63 + 10
