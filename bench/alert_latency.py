@@ -23,9 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.helpers.agent import Agent  # noqa: E402
+from bench.helpers.otlp_receiver import OtlpReceiver  # noqa: E402
 from exporter.scenarios.runc import ContainerSpec, Runc  # noqa: E402
-from tests.helpers.agent import Agent  # noqa: E402
-from tests.helpers.otlp_receiver import OtlpReceiver  # noqa: E402
 
 CLONE_NEWUSER = 0x10000000
 

@@ -28,8 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.helpers.agent import Agent, rss_mb  # noqa: E402
 from exporter.scenarios.runc import ContainerSpec, Runc  # noqa: E402
-from tests.helpers.agent import Agent, rss_mb  # noqa: E402
 
 WORKLOAD = "cat /etc/passwd >/dev/null; ls / >/dev/null; wget -q -O /dev/null -T 1 http://127.0.0.1:1 || true"
 

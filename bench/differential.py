@@ -29,11 +29,11 @@ sys.path.insert(0, str(REPO))
 
 import msgspec  # noqa: E402
 
+from bench.helpers import streams as native_streams  # noqa: E402
 from exporter.config.schema import CorrelateConfig  # noqa: E402
 from exporter.correlate import DEFAULT_RULES_DIR, load_rules  # noqa: E402
 from exporter.correlate.engine import Correlator  # noqa: E402
 from exporter.model import Event, decode_event, encode_event  # noqa: E402
-from tests.correlate import native_streams  # noqa: E402
 
 
 def _run(engine: str, rules, events: list[Event]) -> tuple[list[bytes], list[bytes]]:

@@ -40,11 +40,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.helpers.otlp_receiver import OtlpReceiver, Record, decode_records  # noqa: E402
 from exporter.scenarios.agent import AgentProcess, SeenAlert  # noqa: E402
 from exporter.scenarios.lab import Lab, TrialRun  # noqa: E402
 from exporter.scenarios.library import Scenario, load_library, rule_table  # noqa: E402
 from exporter.scenarios.session import Outcome, Session, judge  # noqa: E402
-from tests.helpers.otlp_receiver import OtlpReceiver, Record, decode_records  # noqa: E402
 
 WINDOWS_MS = (1000.0, 2000.0, 10000.0)
 REGISTER_CHUNK = 200

@@ -27,13 +27,13 @@ from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
+from bench.helpers.otlp_receiver import OtlpReceiver
+from bench.helpers.records import AGENT, records
 from exporter.config.schema import OtlpConfig, OutputConfig
 from exporter.emit import build_resource, build_sink
 from exporter.emit.otlp import routing_attributes
 from exporter.mapping import Mapper
 from exporter.model import Alert, Event
-from tests.helpers.otlp_receiver import OtlpReceiver
-from tests.mapping.records import AGENT, records
 
 
 def pct(values: list[float], q: float) -> float:

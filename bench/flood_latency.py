@@ -32,9 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.alert_latency import percentiles  # noqa: E402
+from bench.helpers.agent import Agent, PeakRss, rss_mb  # noqa: E402
+from bench.helpers.otlp_receiver import OtlpReceiver  # noqa: E402
 from exporter.scenarios.runc import ContainerSpec, Runc  # noqa: E402
-from tests.helpers.agent import Agent, PeakRss, rss_mb  # noqa: E402
-from tests.helpers.otlp_receiver import OtlpReceiver  # noqa: E402
 
 CLONE_NEWUSER = 0x10000000
 TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"

@@ -40,10 +40,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.helpers.agent import Agent  # noqa: E402
 from exporter.config import load_config  # noqa: E402
 from exporter.probes.cgroups import find_cgroup2_mount  # noqa: E402
 from exporter.scenarios.runc import build_helper  # noqa: E402
-from tests.helpers.agent import Agent  # noqa: E402
 
 CGROUP = "kubepods/provex-bench"  # under kubepods: monitored by default
 

@@ -31,9 +31,9 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.helpers.redaction import KEEP_FORMS, SECRET_FORMS, secrets_of  # noqa: E402
 from exporter.config.schema import ProbesConfig  # noqa: E402
 from exporter.enrich.redact import patterns, redact_argv  # noqa: E402
-from tests.helpers.redaction import KEEP_FORMS, SECRET_FORMS, secrets_of  # noqa: E402
 
 C1 = "3f2a" * 16
 NODE = [

@@ -57,7 +57,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
     file_id_of(fd_file(e->fd), &e->file);
 #endif
     if (e->family == PROVEX_AF_UNIX) {
-        if (!admitted(SC_CONNECT, e->h.cgroup_id, FLOOD_EVENTS, 0))
+        if (!admitted(SC_CONNECT, e->h.cgroup_id, FLOOD_EVENTS, SHED_WHEN_BEHIND))
             goto done;
     } else {
         if (!decisive_admitted(SC_CONNECT, e->h.cgroup_id, K_NET))

@@ -78,7 +78,7 @@ static __always_inline int exec_exit(long ret)
         e->h.flags |= HDR_DECISIVE;
     } else {
         reread_if_empty(e->path, sizeof(e->path), e->user_path);
-        if (!admitted(e->h.sc, e->h.cgroup_id, FLOOD_EVENTS, 0))
+        if (!admitted(e->h.sc, e->h.cgroup_id, FLOOD_EVENTS, SHED_WHEN_BEHIND))
             goto done;
     }
     /* argv is last: copy only the arguments there are */
@@ -151,7 +151,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
         count(SC_FORK, CTR_FILTERED_OTHER); /* a thread, not a process */
         return 0;
     }
-    if (!admitted(SC_FORK, cg, FLOOD_EVENTS, 0))
+    if (!admitted(SC_FORK, cg, FLOOD_EVENTS, SHED_WHEN_BEHIND))
         return 0;
     struct proc_ev e = {};
     fill_hdr(&e.h, SC_FORK, sizeof(e), cg);
@@ -176,7 +176,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         count(SC_EXIT, CTR_FILTERED_OTHER); /* a thread ending, not the process */
         return 0;
     }
-    if (admitted(SC_EXIT, cg, FLOOD_EVENTS, 0)) {
+    if (admitted(SC_EXIT, cg, FLOOD_EVENTS, SHED_WHEN_BEHIND)) {
         struct proc_ev e = {};
         fill_hdr(&e.h, SC_EXIT, sizeof(e), cg);
         emit(&e, sizeof(e), SC_EXIT, T_EXIT);

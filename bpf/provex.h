@@ -455,7 +455,7 @@ static __always_inline int within_budget(u64 cg, u32 slot, int sheddable, int *t
         *tight = behind && *behind;
     }
     if (*tight)
-        interval <<= 4; /* the agent lags: a 16-fold smaller read budget for every cgroup */
+        interval <<= 4; /* the agent lags: a 16-fold smaller budget for every cgroup */
     u64 tat = b->tat[slot];
     if (tat < now)
         tat = now;
@@ -467,7 +467,13 @@ static __always_inline int within_budget(u64 cg, u32 slot, int sheddable, int *t
 }
 
 /* A bulk event within its cgroup's budget? Past it, it is sampled away (or shed
- * while the agent lags) and counted. */
+ * while the agent lags) and counted.
+ * SHED_WHEN_BEHIND: while the agent lags, the budget is 16-fold smaller for every
+ * cgroup. Non-sensitive reads and the process lifecycle (forks, exits, failed
+ * execs, unix connects) take it: otherwise a flooder at its full budget fills the
+ * shared ring and everyone's records are lost. Writes, links, chdirs, dups and
+ * memfds keep theirs: they carry a file's origin or a path's meaning. */
+#define SHED_WHEN_BEHIND 1
 static __always_inline int admitted(u16 sc, u64 cg, u32 class, int sheddable)
 {
     int tight = 0;

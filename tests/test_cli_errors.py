@@ -382,3 +382,16 @@ def test_a_rule_with_an_unknown_field_is_refused_unless_skipped(tmp_path: Path, 
     config = tmp_path / "provex.yaml"
     config.write_text(f"correlate:\n  rules_dirs: [{rules}]\n  skip_unsupported_rules: true\n")
     assert provex("replay", "--config", str(config), str(recording)).returncode == 0
+
+
+def test_arm64_is_refused_at_start_until_the_ring_consumer_orders_its_loads(capsys, monkeypatch) -> None:
+    """exporter/probes/bpfsys.py reads ring-buffer records with plain loads: correct under
+    x86-64's memory ordering, not arm64's. A live command there is refused before anything
+    starts; replay (no kernel) runs anywhere."""
+    import platform
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    line = refused(capsys, "run", "--set", "enrich.kubernetes=false")
+    assert line.startswith("provex: provex run: this machine is aarch64: ")
+    assert line.endswith("; run it on x86_64 (replay runs anywhere)")
+    assert main(["replay", "--set", "correlate.default_rules=false", "--output", os.devnull]) == 0

@@ -69,8 +69,8 @@ def test_the_wheel_carries_its_data_and_replays_outside_the_repository(tmp_path:
     names = set(zipfile.ZipFile(wheel).namelist())
     for shipped in (
         "exporter/samples/recording.jsonl",
-        "exporter/correlate/data/enterprise-techniques.json",
-        "exporter/correlate/data/LICENSE.txt",
+        "exporter/taxonomy/data/enterprise-techniques.json",
+        "exporter/taxonomy/data/LICENSE.txt",
         "exporter/_data/mappings/ecs.yaml",
         "exporter/_data/bpf/provex.h",
     ):

@@ -45,7 +45,7 @@ def test_reference_data_carries_its_licences_and_origin() -> None:
     readme = (reference / "README.md").read_text()
     for origin in ("github.com/ocsf/ocsf-schema", "github.com/elastic/ecs", "github.com/SigmaHQ/sigma"):
         assert origin in readme
-    data = REPO / "exporter" / "correlate" / "data"
+    data = REPO / "exporter" / "taxonomy" / "data"
     assert (data / "LICENSE.txt").is_file() and "github.com/mitre/cti" in (data / "README.md").read_text()
 
 

@@ -129,6 +129,7 @@ def preflight(
     from exporter.correlate.engine import configured_rules, engine_problem
     from exporter.correlate.errors import RulesError
     from exporter.enrich.kubeclient import KubeConfigError, check_auth
+    from exporter.probes.bpfsys import machine_problem
 
     environ = os.environ if environ is None else environ
     labels = labels or {}
@@ -158,6 +159,10 @@ def preflight(
         if problem:
             where = f"{'--output' if command == 'record' else named(('output', 'file'))} {output}"
             errors.append(InputError(problem, where, "expected a file path in a writable directory"))
+    if command in ("run", "record"):
+        problem = machine_problem()
+        if problem:
+            errors.append(InputError(problem, "provex " + command, "run it on x86_64 (replay runs anywhere)"))
     if command in ("run", "record") and config.enrich.kubernetes:
         path = config.enrich.kubeconfig
         problem = file_problem(path) if path else None

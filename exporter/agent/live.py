@@ -125,7 +125,7 @@ def watch_dependencies(state: HealthState, stages: Stages) -> None:
     """What /readyz reports as degraded: the API server's Pod watch, and the output (the
     collector, or the file) whatever the sink's shape."""
     enricher = stages.enricher
-    if enricher is not None and getattr(enricher, "pods", None) is not None:
+    if enricher is not None and enricher.pods is not None:
         state.dependencies["apiserver"] = lambda: (
             None if enricher.k8s_ready() else "no Pod watch: events carry container ids only"
         )
@@ -144,161 +144,242 @@ def _releasers(probes: Probes, stages: Stages) -> list:
     return out
 
 
-def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    # Handlers only queue; the loop acts (RuleReloader.tick). Set before the probes
-    # compile: SIGHUP's default action would end the agent.
-    reload_requested = threading.Event()
-    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
+class StartFailed(Exception):
+    """The agent could not start; `exit_code` says why (1 the probes, 2 bad input)."""
 
-    state = HealthState(config.server.stall_after_s)
-    server = None
-    if config.server.health_addr:
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(exit_code)
+        self.exit_code = exit_code
+
+
+class Agent:
+    """`provex run` and `provex record` as a daemon in named steps: `start` (signals, the
+    health server, the probes, the stages, the source), `run` (the loop, then what the kernel
+    still holds), `stop` (the one shutdown path: releases what `start` acquired, in reverse,
+    whether the run ended, failed to start or raised). Signal handlers only queue; the loop
+    acts on them."""
+
+    def __init__(self, args: argparse.Namespace, config: Config, ruleset: Any = None) -> None:
+        self.args = args
+        self.config = config
+        self.ruleset = ruleset
+        self.stopping = threading.Event()
+        self.reload_requested = threading.Event()
+        self.state = HealthState(config.server.stall_after_s)
+        self.ledger = Ledger()  # what this run loses, by cause: said at exit, and in the exit code
+        self.server: Any = None
+        self.probes: Probes | None = None
+        self.stages: Stages | None = None
+        self.source: LiveSource | None = None
+
+    # ------------------------------------------------------------------ start
+
+    def start(self) -> None:
+        """Acquire everything the loop needs; StartFailed (logged) when something cannot start."""
+        self._handle_signals()
+        self._serve_health()
+        probes = self._attach_probes()
+        identities = self._identities(probes)
+        stages = self._build_stages(identities)
+        self._wire(probes, stages, identities)
+
+    def _handle_signals(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stopping.set())
+        # Set before the probes compile: SIGHUP's default action would end the agent.
+        signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
+
+    def _serve_health(self) -> None:
+        if not self.config.server.health_addr:
+            return
         try:
-            server = serve(config.server, state)
+            self.server = serve(self.config.server, self.state)
         except (OSError, ValueError) as exc:
             log.error(
                 "cannot serve /healthz, /readyz, /metrics",
-                extra={"fields": {"addr": config.server.health_addr, "error": str(exc)}},
+                extra={"fields": {"addr": self.config.server.health_addr, "error": str(exc)}},
             )
-            return 2
-    try:
-        probes = Probes(config.probes)
-    except (ProbeError, FileNotFoundError, PermissionError) as exc:
-        log.error("cannot start the probes", extra={"fields": {"error": str(exc)}})
-        if server is not None:
-            server.shutdown()
-        return 1
-    probe_metrics.register(probes)
-    ledger = Ledger()  # what this run loses, by cause: said at exit, and in the exit code
-    # What files are, by identity: the sensitive set and the runtime, kept in the kernel.
-    identities = None
-    if probes.file_identity:
-        identities = IdentityRegistry(
-            probes,
-            config.probes.sensitive_paths,
-            config.probes.runtime_binaries,
-            host_root=config.probes.host_root,
+            raise StartFailed(2) from None
+
+    def _attach_probes(self) -> Probes:
+        try:
+            self.probes = Probes(self.config.probes)
+        except (ProbeError, FileNotFoundError, PermissionError) as exc:
+            log.error("cannot start the probes", extra={"fields": {"error": str(exc)}})
+            raise StartFailed(1) from None
+        probe_metrics.register(self.probes)
+        return self.probes
+
+    def _identities(self, probes: Probes) -> IdentityRegistry | None:
+        """What files are, by identity: the sensitive set and the runtime, kept in the kernel."""
+        if not probes.file_identity:
+            return None
+        config = self.config.probes
+        return IdentityRegistry(
+            probes, config.sensitive_paths, config.runtime_binaries, host_root=config.host_root
         )
 
-    try:
-        if args.command == "record":  # raw, enriched events: the replay format
-            stages = build_stages(
-                config,
-                enrich=True,
-                correlate=False,
-                sink=JsonLinesSink(args.output, alerts=False),
-                identities=identities,
-            )
-        else:
-            stages = build_stages(
-                config,
-                enrich=True,
-                correlate=True,
-                raw_events_wait=True,
-                identities=identities,
-                ruleset=ruleset,
-            )
-    except (StartupError, OutputFileError) as exc:
-        log.error("cannot start", extra={"fields": {"error": str(exc)}})
-        probes.close()
-        if server is not None:
-            server.shutdown()
-        return 2
-    watch_dependencies(state, stages)
-    pipeline = stages.pipeline
-    pipeline.observers.append(HostMountPrefixes(probes))
-    if config.probes.open_path_prefixes:
-        pipeline.observers.append(LearnedNames(probes))
-    # The kernel reports each new cgroup before its first event: teach enrichment its path;
-    # and each removed one: what is kept of its container goes after a grace.
-    learn = stages.enricher.cgroups.remember if stages.enricher is not None else None
-    identify = stages.enricher.identity if stages.enricher is not None else (lambda _cgroup: None)
-    # Its registered secrets name nothing from the moment its cgroup goes (their inode numbers
-    # may be the next container's); the rest is released after the grace.
-    tell = [identities.container_gone] if identities is not None else []
-    reaper = ContainerReaper(identify, _releasers(probes, stages), tell=tell)
-    source = LiveSource(
-        probes,
-        on_cgroup=learn,
-        on_cgroup_gone=lambda cgroup_id: reaper.cgroup_gone(cgroup_id, time.time_ns()),
-    )
-    # The consumer's thread raises alerts and the export thread sends them; each gets the
-    # interpreter back within 0.2 ms of wanting it (Python's default is 5 ms). An export
-    # call wants it several times (encode, gRPC's own Python): bench/alert_latency.py
-    # --load 5000, two runs each, p95 13.1 / 11.1 ms at 1 ms and 12.1 / 10.5 ms at 0.2 ms.
-    tune_gc(switch_interval_s=0.0002)
-    state.ready.set()
-    deadline = time.monotonic() + args.duration if getattr(args, "duration", None) else None
-    next_sweep = time.monotonic() + SWEEP_INTERVAL_S
-    kernel_losses = KernelLossReporter(probes.counters)  # logged when they happen, once per interval
-    correlator = pipeline.correlator if args.command == "run" else None
-    reloader = RuleReloader(config.correlate, correlator, reload_requested) if correlator else None
-    rules = alerting_rules(correlator.ruleset) if correlator else None
-    digest = correlator.ruleset.digest if correlator else ""
-    fields = summary(config, probes.monitored_cgroups, rules, digest)
-    log.info("agent running", extra={"fields": {"command": args.command, **fields}})
-    no_container = NoContainerHint(config.probes.monitor)
-    floods = FloodReporter(probes.cgroup_stats, identify)
-    pressure = Pressure(probes.set_pressure)
-    next_report = time.monotonic() + FLOOD_REPORT_S
-    try:
-        while not stop.is_set() and not OUTPUT_CLOSED.is_set():
-            state.beat()
-            batch = source.poll()
-            no_container.poll(len(batch))
-            if reloader is not None:
-                reloader.tick()
-            pressure.update(source.lag_ns)  # before the work: the kernel tightens at once
-            BATCH_SIZE.set(len(batch))
-            now = time.time_ns()
-            if batch:
-                pipeline.feed(batch, now)
-            if not source.backlog:
-                pipeline.tick(now)
-                reaper.tick(now)
-            kernel_losses.poll()
-            mono = time.monotonic()
-            if mono >= next_report:
-                summaries = source.take_summaries()  # decisive floods: events of their own
-                if summaries:
-                    pipeline.feed(summaries, time.time_ns())
-                floods.report()
-                next_report = mono + FLOOD_REPORT_S
-            if mono >= next_sweep:
-                probes.sweep_pending()
-                probes.sweep_budgets()
-                next_sweep = mono + SWEEP_INTERVAL_S
-            if deadline is not None and mono >= deadline:
+    def _build_stages(self, identities: IdentityRegistry | None) -> Stages:
+        try:
+            if self.args.command == "record":  # raw, enriched events: the replay format
+                sink = JsonLinesSink(self.args.output, alerts=False)
+                self.stages = build_stages(
+                    self.config, enrich=True, correlate=False, sink=sink, identities=identities
+                )
+            else:
+                self.stages = build_stages(
+                    self.config,
+                    enrich=True,
+                    correlate=True,
+                    raw_events_wait=True,
+                    identities=identities,
+                    ruleset=self.ruleset,
+                )
+        except (StartupError, OutputFileError) as exc:
+            log.error("cannot start", extra={"fields": {"error": str(exc)}})
+            raise StartFailed(2) from None
+        return self.stages
+
+    def _wire(self, probes: Probes, stages: Stages, identities: IdentityRegistry | None) -> None:
+        config, enricher = self.config, stages.enricher
+        watch_dependencies(self.state, stages)
+        pipeline = self.pipeline = stages.pipeline
+        pipeline.observers.append(HostMountPrefixes(probes))
+        if config.probes.open_path_prefixes:
+            pipeline.observers.append(LearnedNames(probes))
+        # The kernel reports each new cgroup before its first event: teach enrichment its path;
+        # and each removed one: what is kept of its container goes after a grace.
+        learn = enricher.cgroups.remember if enricher is not None else None
+        identify = enricher.identity if enricher is not None else (lambda _cgroup: None)
+        # Its registered secrets name nothing from the moment its cgroup goes (their inode numbers
+        # may be the next container's); the rest is released after the grace.
+        tell = [identities.container_gone] if identities is not None else []
+        self.reaper = ContainerReaper(identify, _releasers(probes, stages), tell=tell)
+        self.source = LiveSource(
+            probes,
+            on_cgroup=learn,
+            on_cgroup_gone=lambda cgroup_id: self.reaper.cgroup_gone(cgroup_id, time.time_ns()),
+        )
+        self.kernel_losses = KernelLossReporter(probes.counters)  # logged when they happen, once per interval
+        correlator = self.correlator = pipeline.correlator if self.args.command == "run" else None
+        self.reloader = (
+            RuleReloader(config.correlate, correlator, self.reload_requested) if correlator else None
+        )
+        self.no_container = NoContainerHint(config.probes.monitor)
+        self.floods = FloodReporter(probes.cgroup_stats, identify)
+        self.pressure = Pressure(probes.set_pressure)
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> None:
+        """The loop until a signal, a closed output or --duration; then what the kernel
+        queued before the stop still goes out (bounded: a flood may go on)."""
+        # The consumer's thread raises alerts and the export thread sends them; each gets the
+        # interpreter back within 0.2 ms of wanting it (Python's default is 5 ms). An export
+        # call wants it several times (encode, gRPC's own Python): bench/alert_latency.py
+        # --load 5000, two runs each, p95 13.1 / 11.1 ms at 1 ms and 12.1 / 10.5 ms at 0.2 ms.
+        tune_gc(switch_interval_s=0.0002)
+        self.state.ready.set()
+        self._announce()
+        duration = getattr(self.args, "duration", None)  # `provex record --duration`
+        deadline = time.monotonic() + duration if duration else None
+        self.next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+        self.next_report = time.monotonic() + FLOOD_REPORT_S
+        while not self.stopping.is_set() and not OUTPUT_CLOSED.is_set():
+            self._tick()
+            if deadline is not None and time.monotonic() >= deadline:
                 break
-        # What the kernel queued before we stopped still goes out (bounded: a flood may go on).
+        self._drain_the_kernel()
+
+    def _announce(self) -> None:
+        """The start-up summary: what is monitored, with which rules."""
+        correlator = self.correlator
+        rules = alerting_rules(correlator.ruleset) if correlator else None
+        digest = correlator.ruleset.digest if correlator else ""
+        assert self.probes is not None
+        fields = summary(self.config, self.probes.monitored_cgroups, rules, digest)
+        log.info("agent running", extra={"fields": {"command": self.args.command, **fields}})
+
+    def _tick(self) -> None:
+        """One drain of the ring buffer through the pipeline, and the periodic chores."""
+        source, pipeline, probes = self.source, self.pipeline, self.probes
+        assert source is not None and probes is not None
+        self.state.beat()
+        batch = source.poll()
+        self.no_container.poll(len(batch))
+        if self.reloader is not None:
+            self.reloader.tick()
+        self.pressure.update(source.lag_ns)  # before the work: the kernel tightens at once
+        BATCH_SIZE.set(len(batch))
+        now = time.time_ns()
+        if batch:
+            pipeline.feed(batch, now)
+        if not source.backlog:
+            pipeline.tick(now)
+            self.reaper.tick(now)
+        self.kernel_losses.poll()
+        mono = time.monotonic()
+        if mono >= self.next_report:
+            summaries = source.take_summaries()  # decisive floods: events of their own
+            if summaries:
+                pipeline.feed(summaries, time.time_ns())
+            self.floods.report()
+            self.next_report = mono + FLOOD_REPORT_S
+        if mono >= self.next_sweep:
+            probes.sweep_pending()
+            probes.sweep_budgets()
+            self.next_sweep = mono + SWEEP_INTERVAL_S
+
+    def _drain_the_kernel(self) -> None:
+        source, pipeline = self.source, self.pipeline
+        assert source is not None
         for _ in range(SHUTDOWN_DRAINS):
             batch = source.poll(0)
             pipeline.feed(batch, time.time_ns())
             if not source.backlog:
                 break
         pipeline.feed(source.take_summaries(), time.time_ns())
-        floods.report(final=True)
+        self.floods.report(final=True)
         pipeline.finish()
+
+    # ------------------------------------------------------------------ stop
+
+    def stop(self) -> dict[str, int]:
+        """The one shutdown path: release what `start` acquired, in reverse. What the run
+        lost, by cause (empty when it never got as far as reading the kernel)."""
+        self.state.ready.clear()
+        lost: dict[str, int] = {}
+        if self.stages is not None:
+            self.stages.close()
+        if self.source is not None and self.probes is not None:
+            counters = self.probes.counters()
+            self.kernel_losses.report()
+            lost = self.ledger.lost()  # reads the kernel counters too: before probes.close()
+            self.source.close()
+            log.info(
+                "agent stopped",
+                extra={
+                    "fields": {
+                        "emitted": sum(v for (_, c), v in counters.items() if c == "emitted"),
+                        "lost": sum(v for (_, c), v in counters.items() if c.startswith("lost")),
+                    }
+                },
+            )
+        if self.probes is not None:
+            self.probes.close()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()  # the port is free again
+        return lost
+
+
+def run(args: argparse.Namespace, config: Config, ruleset: Any = None) -> int:
+    agent = Agent(args, config, ruleset)
+    try:
+        agent.start()
+        agent.run()
+    except StartFailed as exc:
+        return exc.exit_code  # after `stop` (finally), as every other way out
     finally:
-        state.ready.clear()
-        stages.close()
-        counters = probes.counters()
-        kernel_losses.report()
-        lost = ledger.lost()  # reads the kernel counters too: before probes.close()
-        source.close()
-        probes.close()
-        if server is not None:
-            server.shutdown()
-        log.info(
-            "agent stopped",
-            extra={
-                "fields": {
-                    "emitted": sum(v for (_, c), v in counters.items() if c == "emitted"),
-                    "lost": sum(v for (_, c), v in counters.items() if c.startswith("lost")),
-                }
-            },
-        )
-    return ledger.finish(args.command, lost=lost)
+        lost = agent.stop()
+    return agent.ledger.finish(args.command, lost=lost)

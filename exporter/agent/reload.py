@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 import msgspec
 from prometheus_client import Counter, Gauge
 
+from exporter.agent.fixtures import fixture_results
 from exporter.config.schema import CorrelateConfig
-from exporter.correlate.cli import fixture_results
 from exporter.correlate.engine import Correlator, configured_rules
 from exporter.correlate.errors import RulesError
 from exporter.correlate.loader import RuleSet, rule_files

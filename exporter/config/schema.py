@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from exporter.config.checks import checked
-from exporter.probes.layout import TYPE_BITS
+from exporter.model.kernel import KERNEL_EVENT_TYPES
 
 _STRICT = {"forbid_unknown_fields": True, "kw_only": True}
 
@@ -34,7 +34,7 @@ RingBufferPages = Annotated[
     msgspec.Meta(description=f"a power of two, 1..{RING_BUFFER_PAGES_MAX} (pages of 4 KiB; e.g. 1024)"),
 ]
 # What the kernel reports (not the agent's own records).
-KernelEventType = Literal[tuple(t.value for t in TYPE_BITS)]  # type: ignore[valid-type]
+KernelEventType = Literal[tuple(t.value for t in KERNEL_EVENT_TYPES)]  # type: ignore[valid-type]
 
 
 class ProbesConfig(msgspec.Struct, **_STRICT):

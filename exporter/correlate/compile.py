@@ -38,7 +38,7 @@ from sigma.types import (
     SpecialChars,
 )
 
-from exporter.correlate.fields import FIELDS, EventView, Value
+from exporter.taxonomy.fields import FIELDS, EventView, Value
 
 Predicate = Callable[[EventView], bool]
 Test = Callable[[Value], bool]
@@ -90,7 +90,7 @@ def check_field(name: str, category: str) -> None:
             hint = f", which provex has no value for (nearest known field: {closest[0]!r})" if closest else ""
         raise Unsupported(
             "unknown_field",
-            f"unknown field {name!r}{hint} (see exporter/correlate/FIELDS.md)",
+            f"unknown field {name!r}{hint} (see exporter/taxonomy/FIELDS.md)",
             name,
             near[0] if near else "",
         )

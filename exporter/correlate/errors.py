@@ -8,12 +8,14 @@ from exporter.errors import InputError, InputErrors, Source
 class RuleError(InputError):
     """One problem in one rule file. `cause` groups problems in reports."""
 
-    def __init__(self, file: str, line: int, message: str, cause: str = "invalid", rule: str = "") -> None:
+    def __init__(
+        self, file: str, line: int, message: str, cause: str = "invalid", rule: str = "", column: int = 0
+    ) -> None:
         self.message = message
         self.cause = cause
         self.rule = rule
         who = f" (rule {rule!r})" if rule else ""
-        super().__init__(f"{message}{who}", Source(file, line))
+        super().__init__(f"{message}{who}", Source(file, line, column))
 
 
 class NotApplicable(RuleError):

@@ -52,7 +52,6 @@ from exporter.correlate.provenance import (
     FsContext,
     Links,
     Resolved,
-    host_mount_of,
     interpreter_program,
     proc_self,
     resolve,
@@ -75,6 +74,7 @@ from exporter.model.linux import (
     O_TRUNC,
     O_WRONLY,
 )
+from exporter.taxonomy.hostmounts import host_mount_of
 
 GRAPH_NODES = Gauge(
     "provex_correlate_graph_nodes",

@@ -33,7 +33,6 @@ from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
 from exporter import yamlfile
-from exporter.correlate.attack import techniques_and_tactics
 from exporter.correlate.compile import (
     Predicate,
     Unsupported,
@@ -42,7 +41,8 @@ from exporter.correlate.compile import (
     condition_fields,
 )
 from exporter.correlate.errors import NotApplicable, RuleError, RulesError
-from exporter.correlate.fields import CATEGORIES
+from exporter.taxonomy.attack import techniques_and_tactics
+from exporter.taxonomy.fields import CATEGORIES
 from exporter.yamlfile import YamlDoc, YamlFileError
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "rules"
@@ -156,7 +156,7 @@ def _read_docs(path: Path, errors: list[RuleError], digest: Any = None) -> list[
     try:
         docs = yamlfile.parse(text, name)
     except YamlFileError as exc:
-        errors.append(RuleError(name, exc.line, exc.problem, "yaml"))
+        errors.append(RuleError(name, exc.line, exc.problem, "yaml", column=exc.source.column))
         return []
     rules = []
     for doc in docs:
@@ -268,7 +268,7 @@ def _extensions(doc: YamlDoc, tp: type[Any], title: str) -> Any:
     try:
         return doc.convert(tp, data=given)
     except YamlFileError as exc:
-        raise RuleError(doc.file, exc.line, exc.problem, "invalid", title) from None
+        raise RuleError(doc.file, exc.line, exc.problem, "invalid", title, exc.source.column) from None
 
 
 def _check_logsource(doc: YamlDoc, sigma: SigmaRule, title: str) -> str:

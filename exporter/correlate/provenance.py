@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from exporter import yamlfile
-from exporter.model import HostMount, Resolution
+from exporter.model import Resolution
 
 MAX_LINK_HOPS = 40  # the kernel's own limit (ELOOP)
 
@@ -135,25 +135,6 @@ def proc_self(path: str) -> tuple[str, str, str] | None:
     return m.group(1), m.group(2), m.group(3) or ""
 
 
-def host_mount_of(path: str, mounts: list[HostMount]) -> tuple[HostMount, str] | None:
-    """The host mount an absolute container path lies in, and the host path it reaches.
-    The longest matching container path wins (mounts nest)."""
-    if not mounts or not path.startswith("/"):
-        return None
-    best: HostMount | None = None
-    best_len = -1
-    for mount in mounts:
-        root = mount.container_path.rstrip("/") or "/"
-        if (root == "/" or path == root or path.startswith(root + "/")) and len(root) > best_len:
-            best, best_len = mount, len(root)
-    if best is None:
-        return None
-    root = best.container_path.rstrip("/") or "/"
-    rest = path if root == "/" else path[len(root) :]
-    host = best.host_path.rstrip("/") + rest if rest else best.host_path
-    return best, host or "/"
-
-
 # ---------------------------------------------------------------- interpreters
 
 
@@ -249,16 +230,6 @@ def load_interpreters(path: Path = INTERPRETERS_FILE) -> InterpreterTable:
 @cache
 def interpreters() -> InterpreterTable:
     return load_interpreters()
-
-
-def interpreter_operand(
-    image: str, argv: list[str], table: InterpreterTable | None = None, by_argv0: bool = False
-) -> str:
-    """The script or program an interpreter exec is handed ("" when it is none:
-    not an interpreter, inline code, stdin). `by_argv0`: the program is named by
-    argv[0], not by the image (a multi-call binary re-executing itself through
-    /proc/self/exe picks its applet that way: busybox sh runs `cat` so)."""
-    return interpreter_program(image, argv, table, by_argv0)[0]
 
 
 def interpreter_program(

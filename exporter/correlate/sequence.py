@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
-from exporter.correlate.fields import EventView, Value, value_text
 from exporter.correlate.graph import ProvenanceGraph
 from exporter.correlate.loader import Correlation, Rule
 from exporter.metrics import REGISTRY
 from exporter.model import Event
+from exporter.taxonomy.fields import EventView, Value, value_text
 
 STATE_EVICTIONS = Counter(
     "provex_correlate_state_evictions",

@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from opentelemetry.sdk.resources import Resource
@@ -45,6 +45,10 @@ class OtlpTarget:
     timeout_s: float | None = None
 
 
+# The target's fields the config sets under the same names (all but `source`).
+_FROM_CONFIG = tuple(f.name for f in fields(OtlpTarget) if f.name != "source")
+
+
 def resolve_otlp(config: OtlpConfig, inherit_env: bool = True) -> OtlpTarget | None:
     """The OTLP destination, or None when neither config nor (if inherited) environment names one."""
     plan = plan_output(OutputConfig(schema="ecs", otlp=config), inherit_env=inherit_env)
@@ -58,17 +62,9 @@ def _target(otlp: OtlpConfig, source: str) -> OtlpTarget | None:
         path = getattr(otlp, key)
         if path and not Path(path).is_file():
             raise OutputError("no such file", f"output.otlp.{key} {path}", "expected a readable PEM file")
-    return OtlpTarget(
-        protocol=otlp.protocol,
-        endpoint=otlp.endpoint,
-        source=source,
-        headers=dict(otlp.headers),
-        insecure=otlp.insecure,
-        certificate=otlp.certificate,
-        client_key=otlp.client_key,
-        client_certificate=otlp.client_certificate,
-        timeout_s=otlp.timeout_s,
-    )
+    given = {key: getattr(otlp, key) for key in _FROM_CONFIG}
+    given["headers"] = dict(otlp.headers)  # the target's own copy
+    return OtlpTarget(**given, source=source)
 
 
 _CERTIFICATE_VARS = ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE")

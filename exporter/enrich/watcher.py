@@ -26,23 +26,23 @@ from exporter.logs import RateLimitedWarning
 log = logging.getLogger("provex.enrich")
 
 
+# Failure labels, the first matching kind wins (SSLError and the timeouts are OSErrors too).
+_CAUSES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (ssl.SSLError, "tls"),
+    ((json.JSONDecodeError, PodFormatError, ValueError, KeyError, TypeError), "bad_response"),
+    (TimeoutError, "timeout"),
+    (ConnectionRefusedError, "refused"),
+    (OSError, "connection"),
+)
+
+
 def classify_error(exc: BaseException) -> str:
     """A short, bounded metric label for a failure."""
     if isinstance(exc, GoneError):
         return "gone"
     if isinstance(exc, ApiError):
         return f"http_{exc.status}"
-    if isinstance(exc, ssl.SSLError):
-        return "tls"
-    if isinstance(exc, json.JSONDecodeError | PodFormatError | ValueError | KeyError | TypeError):
-        return "bad_response"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    if isinstance(exc, ConnectionRefusedError):
-        return "refused"
-    if isinstance(exc, OSError):
-        return "connection"
-    return "other"
+    return next((cause for kinds, cause in _CAUSES if isinstance(exc, kinds)), "other")
 
 
 class _Relist(Exception):

@@ -35,7 +35,6 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-from exporter.correlate.fields import FIELDS, EventView
 from exporter.mapping.engine import (
     _MISSING,
     _SCALARS,
@@ -50,6 +49,7 @@ from exporter.mapping.engine import (
 )
 from exporter.mapping.functions import TRANSFORMS
 from exporter.model import Alert, Event
+from exporter.taxonomy.fields import FIELDS, EventView
 
 KindFunction = Callable[[str, Event | None, Alert | None, dict[str, Any]], dict[int, Any]]
 

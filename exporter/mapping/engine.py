@@ -25,7 +25,7 @@ File grammar (see mappings/ecs.yaml for a commented example):
 
 PATH starts at `record` ("event" or "alert"), `event` (for an alert: its
 decisive event), `alert`, `agent` (node identity given to the Mapper) or
-`rule`: `rule.NAME` is the rule field NAME (exporter/correlate/FIELDS.md) of
+`rule`: `rule.NAME` is the rule field NAME (exporter/taxonomy/FIELDS.md) of
 that event, the very value the Sigma rules matched, so a document field set
 from it carries what the rules used (exporter/siem/homes.py names it as the
 field's home in the SIEM).
@@ -45,10 +45,10 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from exporter import yamlfile
-from exporter.correlate.fields import FIELDS, EventView
 from exporter.errors import InputError
 from exporter.mapping.functions import TRANSFORMS
 from exporter.model import Alert, Event
+from exporter.taxonomy.fields import FIELDS, EventView
 from exporter.yamlfile import YamlFileError
 
 ROOTS = ("record", "event", "alert", "agent", "rule")
@@ -415,7 +415,7 @@ class Mapping:
         if parts[0] == "rule" and (len(parts) != 2 or parts[1] not in FIELDS):
             raise self._fail(
                 f"path {text!r} must be rule.NAME with NAME a rule field "
-                "(exporter/correlate/FIELDS.md, `provex rules fields`)",
+                "(exporter/taxonomy/FIELDS.md, `provex rules fields`)",
                 *at,
             )
         return parts

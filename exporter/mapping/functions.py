@@ -14,9 +14,9 @@ import posixpath
 from collections.abc import Callable
 from typing import Any
 
-from exporter.correlate.attack import attack
 from exporter.model import linux
 from exporter.model.addresses import split_host_port
+from exporter.taxonomy.attack import attack
 
 Transform = Callable[[Any, dict[str, dict[Any, Any]]], Any]
 TRANSFORMS: dict[str, Transform] = {}

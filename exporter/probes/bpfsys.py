@@ -11,7 +11,10 @@ the consumer position (ours to write), page 1 the producer position, then the da
 mapped twice so that a record that wraps is contiguous. Each record has an 8-byte header
 (length with BUSY and DISCARD bits, page offset) and is padded to 8 bytes. Reads are plain
 loads, which x86-64's ordering makes safe; the kernel publishes a record by clearing BUSY
-with a release store after writing it.
+with a release store after writing it. On a weakly ordered machine (arm64) a plain load may
+see BUSY clear before the record's bytes, so the agent refuses to start there
+(`machine_problem`, checked by exporter.agent.build.preflight) until the consumer reads with
+acquire loads.
 """
 
 from __future__ import annotations
@@ -23,12 +26,25 @@ import select
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-_NR_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine(), 321)
+# The machines whose memory ordering makes the plain loads above safe, with bpf(2)'s number.
+SUPPORTED_MACHINES = {"x86_64": 321}
+_NR_BPF = SUPPORTED_MACHINES["x86_64"]
 BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM, BPF_MAP_GET_NEXT_KEY = 1, 2, 3, 4
 BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_ANY, BPF_NOEXIST = 0, 1
 PERCPU_MAP_TYPES = frozenset({5, 6, 10})  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 RINGBUF_BUSY, RINGBUF_DISCARD, RINGBUF_HDR = 1 << 31, 1 << 30, 8
+
+
+def machine_problem(machine: str | None = None) -> str | None:
+    """Why the live agent cannot read the kernel's records on this machine, or None."""
+    machine = machine or platform.machine()
+    if machine in SUPPORTED_MACHINES:
+        return None
+    return (
+        f"this machine is {machine}: the ring-buffer consumer is only correct under x86-64's memory ordering"
+    )
+
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long

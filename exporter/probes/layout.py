@@ -75,7 +75,8 @@ OPEN, EXEC, MOUNT, NS, CONNECT, PROC, CGROUP, LINK, DUP, ACCEPT = (
 )
 
 
-def _text(raw: bytes) -> str:
+def c_string(raw: bytes) -> str:
+    """A NUL-terminated string of a record as text (bytes that are not UTF-8 kept as surrogates)."""
     return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
@@ -470,17 +471,17 @@ def _open_extra(kwargs: dict[str, Any], payload: Any) -> None:
 
 
 def _exec_extra(kwargs: dict[str, Any], payload: Any) -> None:
-    kwargs["argv"] = [_text(payload.argv[i].raw) for i in range(min(payload.argc, len(payload.argv)))]
+    kwargs["argv"] = [c_string(payload.argv[i].raw) for i in range(min(payload.argc, len(payload.argv)))]
     kwargs["file"] = file_ref(payload.exe)
     kwargs["stdin"] = file_ref(payload.stdin_file)
     kwargs["stdout"] = file_ref(payload.stdout_file)
-    kwargs["exe_name"] = _text(payload.exe_name)
+    kwargs["exe_name"] = c_string(payload.exe_name)
 
 
 def _connect_extra(kwargs: dict[str, Any], payload: Any) -> None:
     kwargs["file"] = file_ref(payload.file)
     if payload.family == 1:
-        kwargs["path"] = _text(payload.path)
+        kwargs["path"] = c_string(payload.path)
     else:
         kwargs["daddr"] = _ip(payload.family, bytes(payload.addr))
 

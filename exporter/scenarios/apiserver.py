@@ -319,14 +319,6 @@ class FakeApiServer:
     def add_pod(self, pod: dict) -> None:
         self._record("ADDED", pod)
 
-    def modify_pod(self, pod: dict) -> None:
-        self._record("MODIFIED", pod)
-
-    def delete_pod(self, uid: str) -> None:
-        with self.cond:
-            pod = self.pods[uid]
-        self._record("DELETED", pod)
-
     def drop_watches(self) -> None:
         with self.cond:
             self.epoch += 1

@@ -1,6 +1,6 @@
 """`provex demo`: the whole story on one Linux box with root, in a minute.
 
-What it does and its options: exporter.scenarios.cli (the `--help` text).
+What it does and its options: exporter.cli.scenarios (the `--help` text).
 """
 
 from __future__ import annotations

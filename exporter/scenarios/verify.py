@@ -1,6 +1,6 @@
 """`provex verify`: prove on this node that every rule still fires.
 
-What it does and its options: exporter.scenarios.cli (the `--help` text). A rule
+What it does and its options: exporter.cli.scenarios (the `--help` text). A rule
 with no canary scenario (a user's rule) is proved by its positive fixtures
 (`<rules dir>/fixtures/<file stem>/positive/*.jsonl`, as `provex rules test`
 reads them), replayed through the rule set the agent loads with this config.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import msgspec
 
+from exporter.agent.fixtures import replay
 from exporter.config import ConfigError, load_config
-from exporter.correlate.cli import replay
 from exporter.correlate.engine import configured_rules
 from exporter.correlate.errors import RulesError
 from exporter.correlate.loader import Correlation, Rule, RuleSet

@@ -1,6 +1,6 @@
 """Where each rule field lives in the documents provex emits (ECS and OCSF).
 
-Rules name the taxonomy of exporter/correlate/FIELDS.md; a SIEM only sees the
+Rules name the taxonomy of exporter/taxonomy/FIELDS.md; a SIEM only sees the
 mapped documents (mappings/ecs.yaml, mappings/ocsf.yaml). Each taxonomy field
 has a *home* in a schema, or a reason why it has none: a rule that uses a field
 without a home is not exported (a test checks that every home is a field the
@@ -273,7 +273,7 @@ SCALAR_LOGSOURCES: dict[str, Conditions | str] = {
 }
 
 # provex rules see only successful syscalls unless x-provex-include-failed
-# (exporter.correlate.fields.succeeded: a connect in progress counts).
+# (exporter.taxonomy.fields.succeeded: a connect in progress counts).
 SUCCESS: dict[str, Conditions] = {
     "ecs": {"event.outcome": ["success", "unknown"]},
     "ocsf": {"status_id": [1, 0]},
@@ -294,7 +294,7 @@ def home_of(schema: str, name: str, category: str | None, no_arrays: str = "") -
     `no_arrays`: the target cannot test array fields (the reason why)."""
     entry = HOMES[schema].get(name)
     if entry is None:
-        raise NoHome(name, schema, "not a provex rule field (see exporter/correlate/FIELDS.md)")
+        raise NoHome(name, schema, "not a provex rule field (see exporter/taxonomy/FIELDS.md)")
     if isinstance(entry, dict):
         entry = entry.get(category or "*", entry["*"])
     if isinstance(entry, str):

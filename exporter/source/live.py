@@ -22,7 +22,7 @@ from exporter.probes.layout import (
     SYSCALLS,
     EventHeader,
     Limits,
-    _text,
+    c_string,
     min_record_size,
     payload_structs,
 )
@@ -91,14 +91,12 @@ class Decoder:
         # so always readable): only the used part of the tail is read (NUL, argc bound it).
         payload = struct.from_address(data)
         if sc.family == CGROUP:
-            return payload.id, payload.hierarchy, _text(payload.path), sc.name == "cgroup_rmdir"
+            return payload.id, payload.hierarchy, c_string(payload.path), sc.name == "cgroup_rmdir"
         ts_ns = header.ts + self.offset_ns
         kwargs: dict[str, Any] = {}
         for event_field, payload_field, is_text in copies:
             value = getattr(payload, payload_field)
-            kwargs[event_field] = (
-                value.split(b"\0", 1)[0].decode("utf-8", "surrogateescape") if is_text else value
-            )
+            kwargs[event_field] = c_string(value) if is_text else value
         extra = FAMILY_EXTRAS.get(sc.family)
         if extra is not None:
             extra(kwargs, payload)

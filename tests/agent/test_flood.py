@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.helpers.agent import Agent, PeakRss, assert_clean_exit
 from exporter.scenarios.runc import ContainerSpec, Runc
-from tests.helpers.agent import Agent, PeakRss, assert_clean_exit
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]
 

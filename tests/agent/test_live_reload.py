@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.helpers.agent import Agent, assert_clean_exit
 from exporter.agent.reload import alerting_rules
 from exporter.config.schema import CorrelateConfig
 from exporter.correlate.engine import configured_rules
 from tests.agent.test_reload import BROKEN, MINE
-from tests.helpers.agent import Agent, assert_clean_exit
 
 pytestmark = [pytest.mark.ebpf]
 

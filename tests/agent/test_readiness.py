@@ -13,6 +13,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from bench.helpers.otlp_receiver import OtlpReceiver
+from bench.helpers.records import AGENT
 from exporter.agent.build import Stages
 from exporter.agent.health import HealthState, serve
 from exporter.agent.live import watch_dependencies
@@ -23,8 +25,6 @@ from exporter.scenarios.agent import free_port, health_get
 from tests.emit.test_accounting import otlp_for
 from tests.emit.test_full_disk import fill, mount_tmpfs  # noqa: F401 (a fixture)
 from tests.emit.test_resilience import alert, event, wait_until
-from tests.helpers.otlp_receiver import OtlpReceiver
-from tests.mapping.records import AGENT
 
 
 @contextmanager

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from exporter.correlate import RulesError, load_rules
-from exporter.correlate.fields import EventView
 from exporter.correlate.graph import ProvenanceGraph
 from exporter.model import EventType
+from exporter.taxonomy.fields import EventView
 
 from .helpers import container, event, write_rule
 
@@ -121,8 +121,8 @@ def test_unevaluable_detections_are_refused(tmp_path, detection, cause):
 
 
 def test_image_of_a_reexec_is_the_known_image():
-    from exporter.correlate.fields import FIELDS
     from exporter.model import Event, EventType, ProcessInfo
+    from exporter.taxonomy.fields import FIELDS
 
     image = FIELDS["Image"].get
     e = Event(id="x", type=EventType.EXEC, syscall="execve", ts_ns=1, pid=7, tid=7, path="/proc/self/exe",

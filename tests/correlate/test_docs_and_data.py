@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from exporter.correlate.attack import DATA
-from exporter.correlate.fields import FIELDS_DOC, fields_markdown
+from exporter.taxonomy.attack import DATA
+from exporter.taxonomy.fields import FIELDS_DOC, fields_markdown
 
 
 def test_fields_md_is_generated_from_the_code():
     assert FIELDS_DOC.read_text() == fields_markdown(), (
-        "regenerate: provex rules fields > exporter/correlate/FIELDS.md"
+        "regenerate: provex rules fields > exporter/taxonomy/FIELDS.md"
     )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from exporter.agent.fixtures import replay
 from exporter.correlate import DEFAULT_RULES_DIR, load_rules
-from exporter.correlate.cli import replay
 
 from .helpers import RULE_FIXTURES
 

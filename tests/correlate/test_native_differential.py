@@ -11,17 +11,16 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from bench.helpers.streams import streams
 from exporter.config.schema import CorrelateConfig
 from exporter.correlate import DEFAULT_RULES_DIR, load_rules, provenance, sequence, survey
 from exporter.correlate import graph as reference_graph
 from exporter.correlate.engine import Correlator
-from exporter.correlate.fields import FIELDS, EventView
 from exporter.correlate.graph import ProvenanceGraph
 from exporter.correlate.native import load
 from exporter.correlate.native.ir import condition_ir
 from exporter.model import ContainerInfo, Event, EventType, PodInfo, ProcessInfo, encode_event
-
-from .native_streams import streams
+from exporter.taxonomy.fields import FIELDS, EventView
 
 core = load()  # the suite needs the core built (make setup builds it): a failure here, not a skip
 STREAMS = streams()

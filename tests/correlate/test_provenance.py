@@ -7,17 +7,21 @@ import pytest
 from exporter.correlate.graph import MAX_FDS, ProvenanceGraph
 from exporter.correlate.provenance import (
     FsContext,
-    host_mount_of,
-    interpreter_operand,
     interpreter_program,
     load_interpreters,
     resolve,
 )
 from exporter.model import EventType, HostMount, Resolution
+from exporter.taxonomy.hostmounts import host_mount_of
 
 from .helpers import container, event
 
 AT_FDCWD = -100
+
+
+def interpreter_operand(image: str, argv: list[str]) -> str:
+    """The script or program an interpreter exec is handed ("" when it is none)."""
+    return interpreter_program(image, argv)[0]
 
 
 # ---------------------------------------------------------------- resolve

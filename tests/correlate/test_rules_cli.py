@@ -6,8 +6,8 @@ import argparse
 import io
 import json
 
-from exporter.correlate import cli
-from exporter.correlate.cli import add_rules_subcommands, lint, survey
+from exporter.cli import rules as cli
+from exporter.cli.rules import add_rules_subcommands, lint, survey
 from exporter.model import EventType, encode_event
 
 from .helpers import SIMPLE, event, write_rule
@@ -30,6 +30,17 @@ def test_lint_reports_file_and_line(tmp_path):
     assert code == 1
     assert f"ERROR {path}:9: unknown field 'TargetFilenam': did you mean 'TargetFilename'?" in text
     assert text.splitlines()[-1] == "1 error(s); nothing loaded"
+
+
+def test_lint_reports_the_column_of_a_yaml_error(tmp_path):
+    """A rule file's YAML error keeps its column, as the config's and the mappings' do."""
+    path = write_rule(tmp_path, "r.yml", "title: x\ndetection:\n  sel: [a, b\n")
+    code, text = _run(lint, [tmp_path])
+    assert code == 1
+    assert (
+        text.splitlines()[0]
+        == f"ERROR {path}:4:1: not valid YAML: expected ',' or ']', but got '<stream end>'"
+    )
 
 
 def test_lint_fails_on_a_rule_that_cannot_run_and_lists_warnings(tmp_path):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from exporter.agent.fixtures import _alerting_ids, _check, replay
 from exporter.correlate import DEFAULT_RULES_DIR, load_rules
-from exporter.correlate.cli import _alerting_ids, _check, replay
 from exporter.correlate.engine import Correlator
 from exporter.model import decode_event
 

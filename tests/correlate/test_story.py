@@ -163,9 +163,8 @@ def test_the_soak_stream_runs_without_networkx_until_a_story_is_exported(tmp_pat
     import subprocess
     import sys
 
+    from bench.helpers.streams import soak_events
     from exporter.model import encode_event
-
-    from .native_streams import soak_events
 
     recording = tmp_path / "soak.jsonl"
     with recording.open("wb") as f:

@@ -13,6 +13,7 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from bench.helpers.records import AGENT, records
 from exporter.emit.logrecord import LogRecord, Scope
 from exporter.emit.otlp import log_record
 from exporter.emit.otlpjson import JsonEncoder
@@ -20,7 +21,6 @@ from exporter.emit.otlpproto import ProtoEncoder
 from exporter.mapping import Mapper
 from exporter.mapping.compiled import Fields
 from exporter.model import Alert
-from tests.mapping.records import AGENT, records
 
 RESOURCES = [
     Resource.create({"service.name": "provex", "n": 1, "f": 0.5, "list": ["a", "b"]}),

@@ -12,6 +12,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from bench.helpers.otlp_receiver import OtlpReceiver
+from bench.helpers.records import AGENT
 from exporter.agent.losses import EXIT_LOST
 from exporter.config.schema import OtlpConfig, OutputConfig
 from exporter.emit import build_sink
@@ -23,8 +25,6 @@ from exporter.mapping import Mapper
 from exporter.metrics import render
 from exporter.model import encode_event
 from tests.emit.test_resilience import alert, event, metric, wait_until
-from tests.helpers.otlp_receiver import OtlpReceiver
-from tests.mapping.records import AGENT
 
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOLS = ["grpc", "http/protobuf"]

@@ -14,6 +14,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from bench.helpers.agent import Agent, assert_clean_exit
+from bench.helpers.records import AGENT
 from exporter.agent.losses import EXIT_LOST
 from exporter.config.schema import OtlpConfig, OutputConfig
 from exporter.emit import build_sink
@@ -22,8 +24,6 @@ from exporter.metrics import REGISTRY
 from exporter.model import decode_event, encode_event
 from exporter.scenarios.runc import ContainerSpec, Runc
 from tests.emit.test_resilience import alert, event, metric, totals, wait_until
-from tests.helpers.agent import Agent, assert_clean_exit
-from tests.mapping.records import AGENT
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,14 +13,14 @@ from pathlib import Path
 import grpc
 import pytest
 
+from bench.helpers.agent import Agent, assert_clean_exit
+from bench.helpers.otlp_receiver import OtlpReceiver
 from exporter.config import load_config
 from exporter.correlate.engine import build_correlator
 from exporter.mapping.mapper import Mapper
 from exporter.scenarios.runc import ContainerSpec, Runc
 from exporter.source.replay import ReplaySource
 from tests.emit.test_resilience import wait_until
-from tests.helpers.agent import Agent, assert_clean_exit
-from tests.helpers.otlp_receiver import OtlpReceiver
 from tests.helpers.schemas import ecs_errors, ocsf_errors
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from bench.helpers.records import AGENT, records
 from exporter.agent.pipeline import Pipeline
 from exporter.mapping import Mapper
 from exporter.metrics import REGISTRY
 from exporter.model import Alert, Event, EventType
 from tests.helpers.memory_sink import MemorySink
-from tests.mapping.records import AGENT, records
 
 RECORDS = records()
 

@@ -10,6 +10,7 @@ import math
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
+from bench.helpers.otlp_receiver import OtlpReceiver
 from exporter.emit.factory import OtlpTarget, make_exporter
 from exporter.emit.otlpproto import ProtoEncoder
 from tests.emit.encoding_cases import (
@@ -22,7 +23,6 @@ from tests.emit.encoding_cases import (
     ours,
     sdk_request,
 )
-from tests.helpers.otlp_receiver import OtlpReceiver
 
 
 def same_message(resource, scope, batch) -> bool:  # type: ignore[no-untyped-def]

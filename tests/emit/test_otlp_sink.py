@@ -9,6 +9,8 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
+from bench.helpers.otlp_receiver import OtlpReceiver, any_to_py, kv_to_dict
+from bench.helpers.records import AGENT, records
 from exporter import __version__
 from exporter.config.output import OutputError
 from exporter.config.schema import OtlpConfig, OutputConfig
@@ -16,10 +18,8 @@ from exporter.emit import build_sink, resolve_otlp
 from exporter.emit.otlp import OtlpSink
 from exporter.mapping import Mapper
 from exporter.model import Alert, Event
-from tests.helpers.otlp_receiver import OtlpReceiver, any_to_py, kv_to_dict
 from tests.helpers.schemas import document_errors
 from tests.helpers.tls import self_signed
-from tests.mapping.records import AGENT, records
 
 RECORDS = records()
 EVENTS = [r for r in RECORDS.values() if isinstance(r, Event)]

@@ -10,7 +10,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-from tests.helpers.otlp_receiver import OtlpReceiver
+from bench.helpers.otlp_receiver import OtlpReceiver
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])

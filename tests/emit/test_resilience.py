@@ -8,13 +8,13 @@ import time
 
 import pytest
 
+from bench.helpers.otlp_receiver import Capture, OtlpReceiver
+from bench.helpers.records import AGENT, records
 from exporter.config.schema import OtlpConfig, OutputConfig
 from exporter.emit import build_sink
 from exporter.emit.processor import DropReporter
 from exporter.metrics import REGISTRY
 from exporter.model import Alert, Event, EventType
-from tests.helpers.otlp_receiver import Capture, OtlpReceiver
-from tests.mapping.records import AGENT, records
 
 RECORDS = records()
 TEMPLATE_ALERT = RECORDS["alert_token_exfil"]

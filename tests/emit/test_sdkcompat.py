@@ -13,13 +13,13 @@ import grpc
 import pytest
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, get_value
 
+from bench.helpers.otlp_receiver import OtlpReceiver
 from exporter.emit import sdkcompat
 from exporter.emit.factory import OtlpTarget, make_exporter
 from exporter.emit.otlpproto import ProtoEncoder
 from tests.conftest import REPO
 from tests.emit.encoding_cases import RESOURCES, SCOPES, odd, ours
 from tests.emit.test_resilience import wait_until
-from tests.helpers.otlp_receiver import OtlpReceiver
 
 PACKAGES = [
     "opentelemetry-api",

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.helpers.records import AGENT, records
 from exporter.emit import otlpjson, otlpproto, shapes
 from exporter.mapping import Mapper
 from exporter.mapping.compiled import Fields
 from exporter.model import Event, EventType
-from tests.mapping.records import AGENT, records
 from tests.mapping.test_compiled import rule_fixture_records
 
 ENCODERS = {"json": otlpjson, "protobuf": otlpproto}

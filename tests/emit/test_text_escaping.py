@@ -9,15 +9,15 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from bench.helpers.agent import Agent, assert_clean_exit
+from bench.helpers.otlp_receiver import OtlpReceiver
+from bench.helpers.records import AGENT
 from exporter.config.schema import OtlpConfig, OutputConfig
 from exporter.emit import build_sink
 from exporter.emit.jsonlines import JsonLinesSink
 from exporter.model import Alert, decode_event
 from exporter.scenarios.runc import ContainerSpec, Runc
 from tests.emit.test_resilience import alert, event, metric
-from tests.helpers.agent import Agent, assert_clean_exit
-from tests.helpers.otlp_receiver import OtlpReceiver
-from tests.mapping.records import AGENT
 
 BAD = "/etc/cron.d/\udcffpayload"  # b"/etc/cron.d/\xffpayload" as the kernel decoder hands it over
 SHOWN = "/etc/cron.d/\\xffpayload"

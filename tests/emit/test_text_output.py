@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.helpers.records import records
 from exporter.emit.jsonlines import LineWriter
 from exporter.emit.text import TextSink
-from tests.mapping.records import records
 from tests.test_newcomer import provex
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from bench.helpers.agent import Agent, assert_clean_exit
 from exporter.scenarios.runc import ContainerSpec, Runc
-from tests.helpers.agent import Agent, assert_clean_exit
 from tests.helpers.apiserver import FaultyApiServer, make_pod
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]

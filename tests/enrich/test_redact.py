@@ -17,10 +17,11 @@ import msgspec
 import pytest
 import yaml
 
+from bench.helpers.redaction import KEEP_FORMS, SECRET_FORMS, secrets_of
+from exporter.agent.fixtures import replay
 from exporter.agent.pipeline import Pipeline
 from exporter.config.schema import CorrelateConfig
 from exporter.correlate import DEFAULT_RULES_DIR, load_rules
-from exporter.correlate.cli import replay
 from exporter.correlate.engine import build_correlator
 from exporter.emit.jsonlines import JsonLinesSink
 from exporter.enrich.apiserver import ApiServerSet
@@ -43,7 +44,6 @@ from exporter.yamlfile import YamlFileError
 from tests.correlate.helpers import RULE_FIXTURES
 from tests.helpers.apiserver import make_pod
 from tests.helpers.memory_sink import MemorySink, TestSink
-from tests.helpers.redaction import KEEP_FORMS, SECRET_FORMS, secrets_of
 
 REDACT = [pytest.param(c["argv"], c["want"], id=" ".join(c["argv"])[:60]) for c in SECRET_FORMS]
 KEEP = [pytest.param(c["argv"], id=" ".join(c["argv"])[:60]) for c in KEEP_FORMS]

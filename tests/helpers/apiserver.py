@@ -2,7 +2,7 @@
 
 exporter.scenarios.apiserver is the faithful stand-in `provex demo` uses; this adds:
 slow answers (`delay_s`, with `sleeping` counting the requests held), broken JSON
-for lists (`garbage`), a compacted history (`compact()`: older watches get 410
+for lists (`garbage`), Pods changed and deleted (`modify_pod`, `delete_pod`), a compacted history (`compact()`: older watches get 410
 Gone, as a watch ERROR event or, with `gone_as_http`, an HTTP status), and a log of
 the requests and of the watches open right now.
 """
@@ -58,6 +58,14 @@ class FaultyApiServer(FakeApiServer):
         self.gone_as_http = False
         self.requests: list[str] = []
         self.open_watches = 0
+
+    def modify_pod(self, pod: dict) -> None:
+        self._record("MODIFIED", pod)
+
+    def delete_pod(self, uid: str) -> None:
+        with self.cond:
+            pod = self.pods[uid]
+        self._record("DELETED", pod)
 
     def compact(self) -> None:
         """Forget history: any watch from an older resourceVersion gets 410 Gone."""

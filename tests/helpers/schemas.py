@@ -2,7 +2,7 @@
 
 The schemas are copies of the upstream releases in tests/fixtures/reference/
 (see its README for versions and licences); the ATT&CK data is the package's
-own (exporter/correlate/data/). Rules applied here: ECS field existence, type,
+own (exporter/taxonomy/data/). Rules applied here: ECS field existence, type,
 allowed values and expected event types; OCSF JSON Schema per class plus
 type_uid/metadata.version; ATT&CK ids. provex's own custom fields
 (mappings/fields/*.yml, in ECS's schema format) are validated the same way: an
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 REFERENCE = REPO / "tests" / "fixtures" / "reference"
-ATTACK_DATA = REPO / "exporter" / "correlate" / "data"
+ATTACK_DATA = REPO / "exporter" / "taxonomy" / "data"
 
 
 def schemas_dir() -> Path:

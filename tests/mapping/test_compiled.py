@@ -15,13 +15,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from bench.helpers.records import AGENT, GOLDEN, records
+from exporter.agent.fixtures import replay
 from exporter.correlate import DEFAULT_RULES_DIR, load_rules
-from exporter.correlate.cli import replay
 from exporter.mapping import Mapper
 from exporter.mapping.compiled import compile_mapping
 from exporter.mapping.mapper import load_mapping
 from exporter.model import Alert, Event, EventType
-from tests.mapping.records import AGENT, GOLDEN, records
 
 SCHEMAS = ("ecs", "ocsf")
 RECORDS = records()

@@ -8,10 +8,10 @@ import os
 import msgspec
 import pytest
 
+from bench.helpers.records import AGENT, GOLDEN, records
 from exporter.mapping import Mapper
 from exporter.model import Event, EventType
 from tests.helpers.schemas import custom_fields, document_errors, ecs_errors, ecs_fields
-from tests.mapping.records import AGENT, GOLDEN, records
 from tests.siem.emitted import mapped_fields
 
 SCHEMAS = ("ecs", "ocsf")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.helpers.agent import Agent, assert_clean_exit
 from exporter.agent.losses import EXIT_LOST
 from exporter.model import Event, EventType
 from exporter.scenarios.runc import ContainerSpec, Mount, Runc, build_helper
-from tests.helpers.agent import Agent, assert_clean_exit
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]
 

@@ -82,3 +82,31 @@ def test_path_prefixes_are_written_and_forgotten_by_fd(probes):
     probes.forget_name("/tmp/provex-test-learned")
     probes.forget_name("/etc/")  # a configured prefix is never forgotten
     assert len(list(trie.keys())) == before
+
+
+def _fork_and_reap(n: int) -> None:
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+
+
+def test_a_lagging_agent_sheds_the_process_lifecycle_too():
+    """While the agent lags (the pressure flag), every cgroup's forks and exits get the
+    16-fold smaller budget, as reads do: a flooder held at its full budget would fill the
+    shared ring and lose everyone's records. Without the flag the same forks all cross."""
+    probes = Probes(load_config(None, ["probes.monitor=all"], environ={}).probes)
+    try:
+
+        def shed_forks(behind: bool) -> int:
+            probes.set_pressure(behind)
+            before = probes.counters()[("fork", "shed")]
+            _fork_and_reap(2000)
+            return probes.counters()[("fork", "shed")] - before
+
+        assert shed_forks(False) == 0
+        assert shed_forks(True) > 0
+    finally:
+        probes.set_pressure(False)
+        probes.close()

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from bench.helpers.agent import assert_clean_exit
 from exporter.scenarios.agent import AgentProcess
 from exporter.scenarios.lab import Lab, TrialRun
 from exporter.scenarios.library import RuleRef, Scenario, default_rules, load_library
 from exporter.scenarios.session import Outcome, Session, judge
-from tests.helpers.agent import assert_clean_exit
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.helpers.records import AGENT
 from exporter.correlate import DEFAULT_RULES_DIR, load_rules
 from exporter.correlate.engine import Correlator
 from exporter.mapping import Mapper
 from exporter.model import decode_event
 from exporter.siem.export import export
-from tests.mapping.records import AGENT
 from tests.siem import eqlrun
 
 FIXTURES = Path(DEFAULT_RULES_DIR) / "fixtures"

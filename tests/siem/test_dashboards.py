@@ -10,11 +10,11 @@ import re
 import pytest
 import yaml
 
+from bench.helpers.records import AGENT, records
 from exporter.emit.factory import build_resource
 from exporter.emit.otlp import routing_attributes
 from exporter.mapping import Mapper
 from scripts import dashboards
-from tests.mapping.records import AGENT, records
 from tests.siem.emitted import REPO, flatten
 
 SIEM = REPO / "siem"

@@ -8,7 +8,7 @@ from pathlib import Path
 import eql
 import pytest
 
-from exporter.correlate.fields import FIELDS, EventView, categories_of, succeeded
+from bench.helpers.records import AGENT, records
 from exporter.correlate.loader import DEFAULT_RULES_DIR, Rule, load_rules
 from exporter.mapping import Mapper
 from exporter.model import Event
@@ -25,7 +25,7 @@ from exporter.siem.homes import (
     NoHome,
     home_of,
 )
-from tests.mapping.records import AGENT, records
+from exporter.taxonomy.fields import FIELDS, EventView, categories_of, succeeded
 from tests.siem import eqlrun
 from tests.siem.emitted import REPO, flatten, golden_values, mapped_fields
 

@@ -13,13 +13,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.helpers.agent import Agent, assert_clean_exit
 from exporter.config.schema import CorrelateConfig
 from exporter.correlate import build_correlator
 from exporter.mapping import Mapper
 from exporter.model import Event, EventType
 from exporter.scenarios.runc import ContainerSpec, Runc
 from exporter.siem.export import export
-from tests.helpers.agent import Agent, assert_clean_exit
 from tests.siem import eqlrun
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]

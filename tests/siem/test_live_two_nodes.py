@@ -26,12 +26,12 @@ from typing import Any
 
 import pytest
 
+from bench.helpers.agent import Agent
+from bench.helpers.otlp_receiver import OtlpReceiver
 from exporter.probes.cgroups import find_cgroup2_mount
 from exporter.scenarios.apiserver import FakeApiServer, make_pod
 from exporter.scenarios.runc import ContainerSpec, Runc
 from exporter.siem.export import export
-from tests.helpers.agent import Agent
-from tests.helpers.otlp_receiver import OtlpReceiver
 from tests.siem import eqlrun
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.containers, pytest.mark.slow]

@@ -7,14 +7,14 @@ their names, so a reader can hold one beside the other:
   * graph     exporter/correlate/graph.py      ProvenanceGraph: per-process and per-container
                                                state, origins by identity, window and budget
   * resolve   exporter/correlate/provenance.py resolve/walk, host_mount_of, interpreter_program
-  * fields    exporter/correlate/fields.py     one getter per rule field (FieldView)
+  * fields    exporter/taxonomy/fields.py      one getter per rule field (FieldView)
   * rules     exporter/correlate/compile.py    the rule IR that exporter/correlate/native/ir.py
                                                compiles Sigma detections to, evaluated here
   * sequences exporter/correlate/sequence.py   event_count, value_count, temporal(_ordered)
 
 `Core.add(event)` annotates the event (resolved_path, resolution, host_path,
 interpreted_path, resolved_source, origin, carrier) and returns the rule matches (None when
-there is none); Python builds alerts from them (exporter/correlate/native/engine.py). State
+there is none); Python builds alerts from them (engine.NativeCorrelator). State
 lives in C structs and typed classes; events and evidence stay the model's Python records.
 tests/correlate/test_native_differential.py runs both on the same streams and compares every
 annotation and alert.
@@ -1831,7 +1831,7 @@ def _by_activity(Proc state):
 # reference's EventView). Fields the core has no getter for (added to fields.py later) are
 # computed by the reference's own getter: slower, never different.
 
-from exporter.correlate import fields as _fields
+from exporter.taxonomy import fields as _fields
 
 cdef enum:
     F_Image, F_CommandLine, F_ParentImage, F_ParentCommandLine, F_User, F_ProcessId,

@@ -51,7 +51,7 @@ from exporter.correlate.compile import (
     string_form,
     value_shapes,
 )
-from exporter.correlate.fields import FIELDS
+from exporter.taxonomy.fields import FIELDS
 
 _COMPARE = {
     SigmaCompareExpression.CompareOperators.LT: "<",

@@ -104,6 +104,35 @@ static long do_connect_from(const char *src, const char *ip, int port, const cha
     return ret;
 }
 
+/* Wait (at most 10 s) until something in this network namespace listens on TCP PORT,
+ * read from /proc/net/tcp and tcp6: a scenario's client must not race its own server
+ * (a fixed sleep lost that race on a loaded machine and the attack never happened). */
+static int listening(const char *table, int port)
+{
+    char line[256];
+    unsigned local_port, state;
+    int found = 0;
+    FILE *f = fopen(table, "r");
+    while (f && !found && fgets(line, sizeof(line), f)) /* "0: ADDR:PORT ADDR:PORT ST ..." */
+        found = sscanf(line, " %*d: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x", &local_port, &state) == 2 &&
+                (int)local_port == port && state == 0x0A; /* TCP_LISTEN */
+    if (f)
+        fclose(f);
+    return found;
+}
+
+static long do_wait_listen(int port)
+{
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    for (int i = 0; i < 1000; i++) {
+        if (listening("/proc/net/tcp", port) || listening("/proc/net/tcp6", port))
+            return 0;
+        nanosleep(&tick, NULL);
+    }
+    errno = ETIMEDOUT;
+    return -1;
+}
+
 static long do_connect_unix(const char *path)
 {
     struct sockaddr_un sa = {0};
@@ -719,7 +748,7 @@ static int dispatch(int argc, char **argv)
                         "accept|accept4|accept-nopeer|accept-save|accept-exec|setns|setns-pidfd|unshare|mount|newmount|open-tree|openat-dirfd|fexecve|flood|sleep|"
                         "openat-dup|fchdir-dup|fchdir-opath|openat-fd|openat2-dirfd|opath-reopen|scm-rights|pidfd-getfd|open-tree-read|"
                         "uring-openat|uring-openat2|uring-read|name-to-handle|handle-ino|memfd-exec|memfd-exec-proc|fetch-memfd-exec|"
-                        "memfd-hold|memfd-data|exec-as|exec-flood|repeat|connect-udp|flood-write|fork-flood|as-comm|userns-bind ARGS...\n");
+                        "memfd-hold|memfd-data|exec-as|exec-flood|repeat|connect-udp|flood-write|fork-flood|as-comm|userns-bind|wait-listen ARGS...\n");
         return 2;
     }
     const char *op = argv[1];
@@ -766,6 +795,8 @@ static int dispatch(int argc, char **argv)
         return report(syscall(SYS_execveat, AT_FDCWD, argv[2], &argv[2], NULL, 0));
     if (!strcmp(op, "connect") && argc > 3)
         return report(do_connect(argv[2], atoi(argv[3])));
+    if (!strcmp(op, "wait-listen") && argc > 2)
+        return report(do_wait_listen(atoi(argv[2])));
     if (!strcmp(op, "connect-from") && argc > 4) /* connect-from SRC IP PORT [FILE] */
         return report(do_connect_from(argv[2], argv[3], atoi(argv[4]), argc > 5 ? argv[5] : NULL));
     if (!strcmp(op, "accept-save") && argc > 3)

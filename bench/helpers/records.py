@@ -1,4 +1,4 @@
-"""The sample records every mapping test (and the emit tests) use."""
+"""The sample records every mapping test (and the emit tests and bench/export_latency.py) use."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import msgspec
 
 from exporter.model import Alert, Event
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mapping"
+FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "mapping"
 GOLDEN = FIXTURES / "golden"
 AGENT = {"node_name": "node-1", "cluster_name": "prod-eu", "hostname": "node-1.example.internal"}
 

@@ -3,7 +3,7 @@
 Rules name Sigma's Linux fields (Image, CommandLine, TargetFilename, ...) plus
 provex's own for containers, Pods, host mounts, namespaces and mounts. Each
 field is one getter over the flat `Event`; `FIELDS_MARKDOWN` (published as
-exporter/correlate/FIELDS.md, checked by a test) is generated from this table.
+exporter/taxonomy/FIELDS.md, checked by a test) is generated from this table.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.correlate.provenance import host_mount_of
 from exporter.model import Event, EventType, HostMount, ProcessInfo, linux
+from exporter.taxonomy.hostmounts import host_mount_of
 
 Value = str | int | bool | list[str] | None
 _EMPTY_PROCESS = ProcessInfo(pid=0)
@@ -693,7 +693,7 @@ def fields_markdown() -> str:
     lines = [
         "# Fields provex rules see",
         "",
-        "Generated from `exporter/correlate/fields.py` (a test checks this file against it).",
+        "Generated from `exporter/taxonomy/fields.py` (a test checks this file against it).",
         "",
         "## Logsource categories (`product: linux`)",
         "",

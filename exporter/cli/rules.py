@@ -1,31 +1,24 @@
-"""`provex rules lint | test | survey | fields`: the functions behind the subcommands.
-
-Fixtures of a rule file `<dir>/<stem>.yml` are replay files (JSON lines) in
-`<fixtures>/<stem>/positive/*.jsonl` (each must raise an alert of a rule
-defined in that file) and `<fixtures>/<stem>/negative/*.jsonl` (none may).
-`<fixtures>` is --fixtures, else `<dir>/fixtures` (the shipped rules carry
-theirs there, so `provex rules test` works from an install).
-"""
+"""`provex rules list | lint | test | survey | fields | export`: the functions behind the
+subcommands, and their wiring. The fixtures `provex rules test` replays are described in
+exporter/agent/fixtures.py; `export` calls the SIEM content (exporter/siem)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from exporter.agent.fixtures import fixture_results
 from exporter.config.schema import CorrelateConfig
-from exporter.correlate.engine import Correlator
 from exporter.correlate.errors import RulesError
-from exporter.correlate.fields import fields_markdown
-from exporter.correlate.loader import DEFAULT_RULES_DIR, RuleSet, load_rules, rule_files
+from exporter.correlate.loader import DEFAULT_RULES_DIR, RuleSet, load_rules
 from exporter.correlate.loader import survey as _survey
 from exporter.model import Alert
-from exporter.siem import TARGET_NAMES, run_cli
-from exporter.source.replay import ReplaySource
+from exporter.siem import TARGET_NAMES
+from exporter.taxonomy.fields import fields_markdown
 
 
 def _paths(paths: Sequence[str | Path]) -> list[str | Path]:
@@ -79,64 +72,6 @@ def _load(paths: Sequence[str | Path], out: TextIO) -> RuleSet | None:
         return None
 
 
-def replay(ruleset: RuleSet, path: Path, config: CorrelateConfig | None = None) -> tuple[list[Alert], int]:
-    """Alerts of one replay file through a fresh correlator (window closed at the end); skipped lines."""
-    correlator = Correlator(ruleset, config)
-    source = ReplaySource(path)
-    alerts: list[Alert] = []
-    for event in source:
-        alerts += correlator.process(event)
-    alerts += correlator.drain()
-    return alerts, len(source.skipped)
-
-
-def _fixture_root(rule_file: Path, fixtures: Path | None) -> Path:
-    if fixtures is not None:
-        return fixtures / rule_file.stem
-    return rule_file.parent / "fixtures" / rule_file.stem
-
-
-@dataclass
-class FixtureResult:
-    """One fixture replayed (or, with `case` None, a kind of fixture a rule file lacks)."""
-
-    rule_file: Path
-    kind: str  # positive | negative
-    case: Path | None
-    ok: bool
-    detail: str
-    alerted: set[str] = field(default_factory=set)  # uids of the file's rules that alerted
-
-    def line(self) -> str:
-        if self.case is None:
-            return f"FAIL {self.rule_file.name}: {self.detail}"
-        return f"{'PASS' if self.ok else 'FAIL'} {self.rule_file.name} {self.kind}/{self.case.name}: {self.detail}"
-
-
-def fixture_results(
-    rs: RuleSet,
-    paths: Sequence[str | Path],
-    fixtures: str | Path | None = None,
-    *,
-    where_present: bool = False,
-) -> Iterator[FixtureResult]:
-    """Replay the positive and negative fixtures of every rule file under `paths` through
-    `rs`. `where_present`: a file without fixtures (or whose rules are all disabled) is
-    passed over instead of failing (a reload tests what it can)."""
-    root = Path(fixtures) if fixtures is not None else None
-    for rule_file in rule_files(paths):
-        expected = _alerting_ids(rs, str(rule_file))
-        folder = _fixture_root(rule_file, root)
-        if where_present and not expected:
-            continue
-        for kind in ("positive", "negative"):
-            cases = sorted((folder / kind).glob("*.jsonl"))
-            if not cases and not where_present:
-                yield FixtureResult(rule_file, kind, None, False, f"no {kind} fixtures in {folder / kind}")
-            for case in cases:
-                yield _check(rs, rule_file, kind, case, expected)
-
-
 def run_fixtures(
     paths: Sequence[str | Path], fixtures: str | Path | None = None, out: TextIO = sys.stdout
 ) -> int:
@@ -155,25 +90,6 @@ def run_fixtures(
         print(result.line(), file=out)
     print(f"{passed} passed, {failed} failed", file=out)
     return 1 if failed else 0
-
-
-def _alerting_ids(rs: RuleSet, file: str) -> set[str]:
-    ids = {r.uid for r in rs.rules if r.file == file and r.generate}
-    return ids | {c.uid for c in rs.correlations if c.file == file}
-
-
-def _check(rs: RuleSet, rule_file: Path, kind: str, case: Path, expected: set[str]) -> FixtureResult:
-    alerts, skipped = replay(rs, case)
-    if skipped:
-        return FixtureResult(rule_file, kind, case, False, f"{skipped} unreadable line(s)")
-    mine = [a for a in alerts if a.rule_id in expected]
-    titles = sorted({a.rule_title for a in mine})
-    alerted = {a.rule_id for a in mine}
-    if kind == "positive":
-        detail = f"{len(mine)} alert(s) {titles}" if mine else "no alert"
-        return FixtureResult(rule_file, kind, case, bool(mine), detail, alerted)
-    detail = "silent" if not mine else f"{len(mine)} unexpected alert(s) {titles}"
-    return FixtureResult(rule_file, kind, case, not mine, detail, alerted)
 
 
 def survey(paths: Iterable[str | Path], out: TextIO = sys.stdout) -> int:
@@ -263,7 +179,17 @@ def add_rules_subcommands(
     p.add_argument("--target", required=True, choices=TARGET_NAMES)
     p.add_argument("paths", nargs="*", help="rule files or directories (default: the shipped rules)")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
-    p.set_defaults(func=lambda a: _checked(a.paths, "export") or run_cli(a.target, a.paths, a.output))
+    p.set_defaults(func=lambda a: _checked(a.paths, "export") or export(a.target, a.paths, a.output))
+
+
+def export(target: str, paths: Sequence[str], output: str | None) -> int:
+    """`provex rules export`: the rules as SIEM queries (exporter.siem.export.run)."""
+    try:
+        from exporter.siem.export import run
+    except ImportError as exc:  # the optional extra is missing
+        print(f"ERROR {exc}: install the SIEM backends with `pip install 'provex[siem]'`", file=sys.stderr)
+        return 2
+    return run(target, paths, output)
 
 
 def _checked(paths: Sequence[str], command: str) -> int:
@@ -314,6 +240,7 @@ def add_story_subcommand(
 
 def run_story(args: argparse.Namespace, config: CorrelateConfig, out: TextIO | None = None) -> int:
     """`provex story`: 0 and the story; 2 and one line on stderr when there is none."""
+    from exporter.correlate.engine import build_correlator, engine_problem
     from exporter.correlate.story import graphml, node_link_json
 
     out = out or sys.stdout
@@ -328,13 +255,11 @@ def run_story(args: argparse.Namespace, config: CorrelateConfig, out: TextIO | N
         return fail(f"{args.source}: {exc.strerror or exc}")
     found = _find_alert(alerts, args.alert_id)
     if (found is None or found.story is None) and events:
-        from exporter.correlate.engine import engine_problem
-
         problem = engine_problem(config)
         if problem:
             return fail(f"correlate.engine native: {problem}")
         try:
-            correlator = Correlator(configured_rules_for_story(config), config)
+            correlator = build_correlator(config)
         except RulesError as exc:
             return fail(f"the rules cannot be loaded: {exc.errors[0]}")
         replayed = [a for e in events for a in correlator.process(e)] + correlator.drain()
@@ -358,12 +283,6 @@ def run_story(args: argparse.Namespace, config: CorrelateConfig, out: TextIO | N
     else:
         out.write(text)
     return 0
-
-
-def configured_rules_for_story(config: CorrelateConfig) -> RuleSet:
-    from exporter.correlate.engine import configured_rules
-
-    return configured_rules(config)
 
 
 def _read_story_source(source: str) -> tuple[list[Alert], list, int]:

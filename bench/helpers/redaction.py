@@ -11,7 +11,7 @@ import yaml
 
 from exporter.enrich.redact import MASK
 
-TABLE_FILE = Path(__file__).resolve().parents[1] / "fixtures" / "enrich" / "redaction.yaml"
+TABLE_FILE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "enrich" / "redaction.yaml"
 TABLE = yaml.safe_load(TABLE_FILE.read_text())
 SECRET_FORMS: list[dict[str, Any]] = TABLE["redact"]  # argv, want (and tool, doc)
 KEEP_FORMS: list[dict[str, Any]] = TABLE["keep"]  # argv that must stay as it is

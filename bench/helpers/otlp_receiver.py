@@ -65,6 +65,10 @@ class Record:
     headers: dict[str, str]
 
 
+# A LogRecord's fields a Record keeps as they are.
+_AS_SENT = ("severity_number", "severity_text", "event_name", "time_unix_nano", "observed_time_unix_nano")
+
+
 def decode_records(item: Received, light: bool = False) -> list[Record]:
     """The log records of one request. `light` decodes only alert bodies and leaves resource
     and scope attributes out (bench/eval.py decodes thousands of raw events per second)."""
@@ -75,23 +79,12 @@ def decode_records(item: Received, light: bool = False) -> list[Record]:
             scope_attrs = {} if light else kv_to_dict(sl.scope.attributes)
             for lr in sl.log_records:
                 body = any_to_py(lr.body) if not light or lr.event_name == "provex.alert" else None
+                fields = {name: getattr(lr, name) for name in _AS_SENT}
+                fields.update(arrival_ns=item.arrival_ns, arrival_wall_ns=item.arrival_wall_ns)
                 out.append(
-                    Record(
-                        resource=resource,
-                        scope_name=sl.scope.name,
-                        scope_attributes=scope_attrs,
-                        body=body,
-                        attributes=kv_to_dict(lr.attributes),
-                        severity_number=lr.severity_number,
-                        severity_text=lr.severity_text,
-                        event_name=lr.event_name,
-                        time_unix_nano=lr.time_unix_nano,
-                        observed_time_unix_nano=lr.observed_time_unix_nano,
-                        arrival_ns=item.arrival_ns,
-                        arrival_wall_ns=item.arrival_wall_ns,
-                        headers=item.headers,
-                    )
-                )
+                    Record(resource, sl.scope.name, scope_attrs, body, kv_to_dict(lr.attributes),
+                           headers=item.headers, **fields)
+                )  # fmt: skip
     return out
 
 
