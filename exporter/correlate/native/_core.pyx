@@ -561,7 +561,7 @@ cdef str resolve(object root, object cwd, bint pivoted, str path, object dirfd_p
 
 
 cdef object host_mount_of(str path, object mounts):
-    """provenance.host_mount_of: (mount, host path) of the longest matching mount, or None."""
+    """hostmounts.host_mount_of: (mount, host path) of the longest matching mount, or None."""
     if not mounts or not starts(path, "/"):
         return None
     best = None
