@@ -82,12 +82,7 @@ class Correlator:
                 self._states.setdefault(step.uid, []).append(state)
 
     def process(self, event: Event) -> list[Alert]:
-        out: list[Alert] = []
-        if event.ts_ns > self.now_ns:
-            self.now_ns = event.ts_ns
-            closed = self.dedup.close_until(event.ts_ns)
-            if closed:
-                out += self._told(closed)
+        out = self._closed_by(event.ts_ns)
         graph = self.graph
         graph.add(event)
         self._judge(event, out)
@@ -167,6 +162,15 @@ class Correlator:
         first = self.dedup.offer(alert, self.now_ns)
         if first is not None:
             out += self._told([first])
+
+    def _closed_by(self, ts_ns: int) -> list[Alert]:
+        """An event's time moves the clock: the follow-ups of the de-duplication windows that
+        closed by then, told (a new list: the event's own alerts are added to it)."""
+        if ts_ns <= self.now_ns:
+            return []
+        self.now_ns = ts_ns
+        closed = self.dedup.close_until(ts_ns)
+        return self._told(closed) if closed else closed
 
     def _told(self, alerts: list[Alert]) -> list[Alert]:
         """Alerts going out, each with its story as the graph tells it now (a folded match
@@ -339,12 +343,7 @@ class NativeCorrelator(Correlator):
         self._core.use_rules(rules, list(ruleset.correlations), kept)
 
     def process(self, event: Event) -> list[Alert]:
-        out: list[Alert] = []
-        if event.ts_ns > self.now_ns:
-            self.now_ns = event.ts_ns
-            closed = self.dedup.close_until(event.ts_ns)
-            if closed:
-                out += self._told(closed)
+        out = self._closed_by(event.ts_ns)
         hits = self._core.add(event)
         if hits is not None:
             for rule, key, matches in hits:
