@@ -1,26 +1,34 @@
-"""Soak the correlator: N synthetic events (a realistic node mix) with the default rules.
+"""Soak the correlator: N synthetic events (a realistic node mix) with the default rules,
+through the native core and through the Python reference, in the same run.
 
-Prints JSON: events/s of a baseline loop (same generated events, no correlator)
-and of the correlator, both measured in this run; RSS and graph size sampled
-over the run (memory must stay flat once the window is full); alerts and
-evictions. Event time advances 10 ms per event, so 1,000,000 events are ~2.8
-hours of input against a 10-minute window.
+Prints JSON, per mix (classic, and context: relative paths, chdir, dup2, links): for each
+engine (each in a child process of its own, so their memory is their own) the events/s of a
+baseline loop (the same generated events, no correlator) and of the correlator, RSS and graph
+size sampled over the run (memory must stay flat once the window is full), alerts and
+evictions; then the native/Python speed-up and whether both raised byte-identical alerts (a
+difference exits 1). Event time advances 10 ms per event, so 1,000,000 events are ~2.8 hours
+of input against a 10-minute window.
 
-    python bench/correlate_soak.py [--events 1000000]
+    python bench/correlate_soak.py [--events 1000000] [--mix both|classic|context]
+                                   [--engines native,python]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import resource
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import msgspec
 
 from exporter.config.schema import CorrelateConfig
 from exporter.correlate import build_correlator
@@ -170,38 +178,32 @@ def _rss_mb() -> float:
     return 0.0
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--samples", type=int, default=20)
-    ap.add_argument("--step-us", type=int, default=10_000, help="event time between events (default 10 ms)")
-    defaults = CorrelateConfig()
-    ap.add_argument("--window-s", type=float, default=defaults.window_s)
-    ap.add_argument("--max-nodes", type=int, default=defaults.max_nodes)
-    ap.add_argument("--max-edges", type=int, default=defaults.max_edges)
-    ap.add_argument(
-        "--context-mix", action="store_true", help="add relative opens, chdir, dup2 and links to the mix"
-    )
-    args = ap.parse_args()
+def run_one(args: argparse.Namespace, engine: str, context: bool) -> dict:
+    """One engine on one mix, in this process: the baseline loop, then the correlator."""
     n = args.events
     step_ns = args.step_us * 1000
     tune_gc()  # the collector settings `provex run` and `provex replay` use
 
     start = time.perf_counter()
     count = 0
-    for _ in generate(n, step_ns, context=args.context_mix):
+    for _ in generate(n, step_ns, context=context):
         count += 1
     baseline_s = time.perf_counter() - start
 
-    config = CorrelateConfig(window_s=args.window_s, max_nodes=args.max_nodes, max_edges=args.max_edges)
+    config = CorrelateConfig(
+        window_s=args.window_s, max_nodes=args.max_nodes, max_edges=args.max_edges, engine=engine
+    )
     correlator = build_correlator(config)
     every = max(1, n // args.samples)
     samples = []
     alerts = 0
+    digest = hashlib.sha256()
     rss_start = _rss_mb()
     start = time.perf_counter()
-    for i, ev in enumerate(generate(n, step_ns, context=args.context_mix), 1):
-        alerts += len(correlator.process(ev))
+    for i, ev in enumerate(generate(n, step_ns, context=context), 1):
+        for alert in correlator.process(ev):
+            alerts += 1
+            digest.update(msgspec.json.encode(alert))
         if i % every == 0:
             nodes, edges = correlator.graph.size
             samples.append(
@@ -214,35 +216,76 @@ def main() -> None:
                     "elapsed_s": round(time.perf_counter() - start, 2),
                 }
             )
-    alerts += len(correlator.drain())
+    for alert in correlator.drain():
+        alerts += 1
+        digest.update(msgspec.json.encode(alert))
     elapsed = time.perf_counter() - start
     second_half = [s["rss_mb"] for s in samples[len(samples) // 2 :]]
-    print(
-        json.dumps(
-            {
-                "events": n,
-                "mix": "context" if args.context_mix else "classic",
-                "event_time_span_s": n * step_ns / 1e9,
-                "config": {
-                    "window_s": config.window_s,
-                    "max_nodes": config.max_nodes,
-                    "max_edges": config.max_edges,
-                    "dedup_window_s": config.dedup_window_s,
-                },
-                "baseline_events_per_s": round(count / baseline_s),
-                "correlator_events_per_s": round(n / elapsed),
-                "correlator_us_per_event_over_baseline": round((elapsed - baseline_s) / n * 1e6, 2),
-                "rss_mb_before_run": round(rss_start, 1),
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "rss_mb_second_half_min_max": [min(second_half, default=0), max(second_half, default=0)],
-                "alerts": alerts,
-                "graph_evictions": correlator.graph.evicted,
-                "samples": samples,
-            },
-            indent=1,
-        )
-    )
+    return {
+        "engine": type(correlator).engine,
+        "baseline_events_per_s": round(count / baseline_s),
+        "correlator_events_per_s": round(n / elapsed),
+        "correlator_us_per_event_over_baseline": round((elapsed - baseline_s) / n * 1e6, 2),
+        "rss_mb_before_run": round(rss_start, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_mb_second_half_min_max": [min(second_half, default=0), max(second_half, default=0)],
+        "alerts": alerts,
+        "alerts_sha256": digest.hexdigest(),
+        "graph_evictions": correlator.graph.evicted,
+        "samples": samples,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--step-us", type=int, default=10_000, help="event time between events (default 10 ms)")
+    defaults = CorrelateConfig()
+    ap.add_argument("--window-s", type=float, default=defaults.window_s)
+    ap.add_argument("--max-nodes", type=int, default=defaults.max_nodes)
+    ap.add_argument("--max-edges", type=int, default=defaults.max_edges)
+    ap.add_argument("--mix", choices=["both", "classic", "context"], default="both")
+    ap.add_argument("--context-mix", action="store_true", help="the context mix only (--mix context)")
+    ap.add_argument("--engines", default="native,python", help="comma-separated: native, python")
+    ap.add_argument("--one", metavar="ENGINE", help=argparse.SUPPRESS)  # a child: one engine, one mix
+    args = ap.parse_args()
+    mixes = ["context"] if args.context_mix else ["classic", "context"] if args.mix == "both" else [args.mix]
+    if args.one:
+        print(json.dumps(run_one(args, args.one, mixes[0] == "context")))
+        return 0
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    passed = [a for a in sys.argv[1:] if a not in ("--context-mix",)]
+    report: dict = {
+        "events": args.events,
+        "event_time_span_s": args.events * args.step_us / 1e6,
+        "config": {
+            "window_s": args.window_s,
+            "max_nodes": args.max_nodes,
+            "max_edges": args.max_edges,
+            "dedup_window_s": defaults.dedup_window_s,
+        },
+        "mixes": {},
+    }
+    ok = True
+    for mix in mixes:
+        runs = {}
+        for engine in engines:
+            child = [sys.executable, __file__, *passed, "--mix", mix, "--one", engine]
+            out = subprocess.run(child, stdout=subprocess.PIPE, text=True, check=True).stdout
+            runs[engine] = json.loads(out)
+        result: dict = {"engines": runs}
+        if "native" in runs and "python" in runs:
+            native, python = runs["native"], runs["python"]
+            result["speedup_native_over_python"] = round(
+                native["correlator_events_per_s"] / python["correlator_events_per_s"], 2
+            )
+            result["identical_alerts"] = native["alerts_sha256"] == python["alerts_sha256"]
+            ok = ok and result["identical_alerts"] and native["engine"] == "native"
+        report["mixes"][mix] = result
+    print(json.dumps(report, indent=1))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,9 +8,11 @@ user would, and reports events/s, peak RSS, the exit code (3 means something was
 the records in the output, alerts apart from events: every event the mapping has a document
 for, and every alert, must be there. `ecs` and `ocsf` write one document per line;
 `ecs-otlp-json` the same documents as OTLP-JSON lines (what `--schema ecs --output` wrote
-before `--format`).
+before `--format`). Each mode runs once per correlation engine (`--set correlate.engine=`):
+the native core and the Python reference, whose outputs must hold the same records.
 
     python bench/replay_bench.py [--events 100000] [--modes ecs,ecs-otlp-json,ocsf,raw,ecs-alerts-only]
+                                 [--engines native,python]
 """
 
 from __future__ import annotations
@@ -117,7 +119,9 @@ def main() -> int:
     parser.add_argument(
         "--modes", default="ecs,ecs-otlp-json,raw,ecs-alerts-only", help=f"some of {','.join(MODES)}"
     )
+    parser.add_argument("--engines", default="native,python", help="correlate.engine values, comma-separated")
     args = parser.parse_args()
+    engines = [e for e in args.engines.split(",") if e]
     modes = [m for m in args.modes.split(",") if m]
     unknown = [m for m in modes if m not in MODES]
     if unknown:
@@ -136,25 +140,34 @@ def main() -> int:
             "baseline_decode_events_per_s": round(args.events / (time.perf_counter() - start)),
         }
         for mode in modes:
-            out = Path(tmp) / f"out-{mode}.jsonl"
-            result = run_replay(source, out, MODES[mode])
             schema = MODES[mode][1]
-            records = output_records(out, schema) if out.exists() else {}
             expected = 0 if "--alerts-only" in MODES[mode] else args.events
             if expected and schema != "raw":
                 expected = expected_documents(schema, lines)
-            result.update(
-                events_per_s=round(args.events / result["seconds"]),
-                records=records,
-                expected_event_records=expected,
-                complete=records.get("provex.events", 0) == expected and result["exit_code"] == 0,
-            )
-            if result["exit_code"] == 0:
-                result.pop("stderr_tail")
-            report[mode] = result
-            out.unlink(missing_ok=True)
+            report[mode] = {}
+            for engine in engines:
+                out = Path(tmp) / f"out-{mode}-{engine}.jsonl"
+                result = run_replay(source, out, [*MODES[mode], "--set", f"correlate.engine={engine}"])
+                records = output_records(out, schema) if out.exists() else {}
+                result.update(
+                    events_per_s=round(args.events / result["seconds"]),
+                    records=records,
+                    expected_event_records=expected,
+                    complete=records.get("provex.events", 0) == expected and result["exit_code"] == 0,
+                )
+                if result["exit_code"] == 0:
+                    result.pop("stderr_tail")
+                report[mode][engine] = result
+                out.unlink(missing_ok=True)
+            runs = list(report[mode].values())
+            report[mode]["same_records"] = all(r["records"] == runs[0]["records"] for r in runs)
+            if "native" in report[mode] and "python" in report[mode]:
+                report[mode]["speedup_native_over_python"] = round(
+                    report[mode]["native"]["events_per_s"] / report[mode]["python"]["events_per_s"], 2
+                )
     print(json.dumps(report, indent=2))
-    return 0 if all(report[m]["complete"] for m in modes) else 1
+    ok = all(report[m][e]["complete"] for m in modes for e in engines)
+    return 0 if ok and all(report[m]["same_records"] for m in modes) else 1
 
 
 if __name__ == "__main__":

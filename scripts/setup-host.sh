@@ -12,8 +12,9 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 
 [ "$(id -u)" -eq 0 ] || { say "must run as root (eBPF, apt, tracefs)"; exit 1; }
 
-run_pkgs=(python3-bpfcc python3-venv python3-pip)
-test_pkgs=(runc busybox-static jq gcc libc6-dev util-linux iproute2 openssl bpftool libcap2-bin golang-go golang-gopkg-yaml.v2-dev golang-github-masterminds-sprig-dev)
+# gcc and python3-dev compile the native correlation core (hatch_build.py) when provex is installed.
+run_pkgs=(python3-bpfcc python3-venv python3-pip gcc libc6-dev python3-dev)
+test_pkgs=(runc busybox-static jq util-linux iproute2 openssl bpftool libcap2-bin golang-go golang-gopkg-yaml.v2-dev golang-github-masterminds-sprig-dev)
 
 missing=()
 want=("${run_pkgs[@]}")
@@ -70,7 +71,8 @@ fi
 extras=""
 [ "$mode" = test ] && extras="[test]"
 stamp="$venv/.provex-installed$extras"
-sum=$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)
+# Reinstalled (and the native core rebuilt) when the project or the core's sources change.
+sum=$(cat "$root/pyproject.toml" "$root/hatch_build.py" "$root"/exporter/correlate/native/*.pyx | sha256sum | cut -d' ' -f1)
 if [ ! -x "$venv/bin/python" ]; then
   say "creating venv $venv"
   /usr/bin/python3 -m venv --system-site-packages "$venv"

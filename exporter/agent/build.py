@@ -126,7 +126,7 @@ def preflight(
     returns the rule set it loaded (run, replay), for build_stages.
     `labels`: how the user typed each config key; `output`: the file to write."""
     from exporter.config.otelenv import file_problem, otel_problems
-    from exporter.correlate.engine import configured_rules
+    from exporter.correlate.engine import configured_rules, engine_problem
     from exporter.correlate.errors import RulesError
     from exporter.enrich.kubeclient import KubeConfigError, check_auth
     from exporter.probes.bpfsys import machine_problem
@@ -181,6 +181,9 @@ def preflight(
             ruleset = configured_rules(config.correlate)
         except RulesError as exc:
             errors += exc.errors
+        problem = engine_problem(config.correlate)
+        if problem:
+            errors.append(InputError(problem, f"{named(('correlate', 'engine'))} native"))
     raise_all(errors)
     return ruleset
 

@@ -170,9 +170,10 @@ def make_parser() -> argparse.ArgumentParser:
         help="JSON-lines file written by `provex record` (- = stdin; default: the bundled sample)",
     )
 
-    from exporter.cli.rules import add_rules_subcommands
+    from exporter.cli.rules import add_rules_subcommands, add_story_subcommand
 
     add_rules_subcommands(sub, config_flags=lambda p: _add_common(p, _RULE_FLAGS))
+    add_story_subcommand(sub, lambda p: _add_common(p, _RULE_FLAGS), str(sample_recording()))
     from exporter.cli.scenarios import add_scenario_subcommands
 
     add_scenario_subcommands(sub)

@@ -16,6 +16,7 @@ from exporter.config.schema import CorrelateConfig
 from exporter.correlate.errors import RulesError
 from exporter.correlate.loader import DEFAULT_RULES_DIR, RuleSet, load_rules
 from exporter.correlate.loader import survey as _survey
+from exporter.model import Alert
 from exporter.siem import TARGET_NAMES
 from exporter.taxonomy.fields import fields_markdown
 
@@ -198,3 +199,122 @@ def _checked(paths: Sequence[str], command: str) -> int:
         print(f"provex rules {command}: {problem}", file=sys.stderr)
         return 2
     return 0
+
+
+# ---------------------------------------------------------------- provex story
+
+
+def add_story_subcommand(
+    subparsers: argparse._SubParsersAction,
+    config_flags: Callable[[argparse.ArgumentParser], None],
+    default_file: str,
+) -> None:
+    """Adds `story ALERT_ID [--from FILE] [--format json|graphml]` (it needs the agent's config
+    for the rules a recording is replayed with: it sets `with_config(args, config) -> int`)."""
+    p = subparsers.add_parser(
+        "story",
+        help="an alert's story (its processes, files, endpoints, steps) as node-link JSON or GraphML",
+        description="Print the story of alert ALERT_ID (the full id, or a prefix naming one alert): "
+        "from the alerts of FILE (provex's JSON lines, as `provex replay` and `provex run` write "
+        "them), or, when FILE has no such alert but has events, from replaying them through the rules.",
+    )
+    p.add_argument("alert_id", metavar="ALERT_ID", help="the alert's id (or a unique prefix of it)")
+    p.add_argument(
+        "--from",
+        dest="source",
+        metavar="FILE",
+        default=default_file,
+        help="JSON lines: alerts, or events to replay (- = stdin; default: the bundled recording)",
+    )
+    p.add_argument(
+        "--format",
+        dest="story_format",
+        choices=["json", "graphml"],
+        default="json",
+        help="node-link JSON or GraphML",
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    config_flags(p)
+    p.set_defaults(func=None, with_config=lambda a, config: run_story(a, config.correlate))
+
+
+def run_story(args: argparse.Namespace, config: CorrelateConfig, out: TextIO | None = None) -> int:
+    """`provex story`: 0 and the story; 2 and one line on stderr when there is none."""
+    from exporter.correlate.engine import build_correlator, engine_problem
+    from exporter.correlate.story import graphml, node_link_json
+
+    out = out or sys.stdout
+
+    def fail(problem: str) -> int:
+        print(f"provex story: {problem}", file=sys.stderr)
+        return 2
+
+    try:
+        alerts, events, skipped = _read_story_source(args.source)
+    except OSError as exc:
+        return fail(f"{args.source}: {exc.strerror or exc}")
+    found = _find_alert(alerts, args.alert_id)
+    if (found is None or found.story is None) and events:
+        problem = engine_problem(config)
+        if problem:
+            return fail(f"correlate.engine native: {problem}")
+        try:
+            correlator = build_correlator(config)
+        except RulesError as exc:
+            return fail(f"the rules cannot be loaded: {exc.errors[0]}")
+        replayed = [a for e in events for a in correlator.process(e)] + correlator.drain()
+        found = _find_alert(replayed, args.alert_id) or found
+        alerts = alerts or replayed
+    if isinstance(found, str):
+        return fail(found)
+    if found is None or found.story is None:
+        ids = ", ".join(a.id[:12] for a in alerts[:5]) + (", ..." if len(alerts) > 5 else "")
+        what = f"{len(alerts)} alert(s): {ids}" if alerts else "no alert"
+        note = f"; {skipped} line(s) were not JSON alerts or events" if skipped else ""
+        return fail(f"no alert {args.alert_id!r} with a story in {args.source} ({what}{note})")
+    text = (
+        node_link_json(found.story).decode() + "\n" if args.story_format == "json" else graphml(found.story)
+    )
+    if args.output:
+        try:
+            Path(args.output).write_text(text)
+        except OSError as exc:
+            return fail(f"{args.output}: {exc.strerror or exc}")
+    else:
+        out.write(text)
+    return 0
+
+
+def _read_story_source(source: str) -> tuple[list[Alert], list, int]:
+    """The alerts and the events of a JSON-lines file, and how many lines were neither."""
+    import msgspec
+
+    from exporter.model import decode_event
+
+    raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    alerts: list[Alert] = []
+    events = []
+    skipped = 0
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        try:
+            data = msgspec.json.decode(line)
+            if isinstance(data, dict) and "alert" in data:
+                alerts.append(msgspec.convert(data["alert"], Alert))
+            else:
+                events.append(decode_event(line))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            skipped += 1
+    return alerts, events, skipped
+
+
+def _find_alert(alerts: list[Alert], wanted: str) -> Alert | str | None:
+    """The alert whose id is `wanted` or starts with it; a reason when the prefix names several."""
+    exact = [a for a in alerts if a.id == wanted]
+    if exact:
+        return exact[-1]
+    prefixed = {a.id: a for a in alerts if wanted and a.id.startswith(wanted)}
+    if len(prefixed) > 1:
+        return f"{wanted!r} names {len(prefixed)} alerts ({', '.join(sorted(prefixed)[:3])}, ...): give more of the id"
+    return next(iter(prefixed.values()), None)

@@ -208,6 +208,9 @@ class CorrelateConfig(msgspec.Struct, **_STRICT):
     # Later matches of a rule for the same key inside this window (event time)
     # are folded into one follow-up record; the first match is never delayed.
     dedup_window_s: NonNegativeSeconds = 60.0
+    # The per-event path: "native" (the compiled core, exporter/correlate/native), "python"
+    # (the reference it is tested against), or "auto": native when it is built, else python.
+    engine: Literal["auto", "native", "python"] = "auto"
 
 
 class OtlpConfig(msgspec.Struct, **_STRICT):

@@ -154,13 +154,12 @@ def _any_of(parts: list[Predicate]) -> Predicate:
     return any_of
 
 
-def _or_parts(args: list, category: str) -> list[Predicate]:
-    """The alternatives of an OR. Leaves on one scalar field (what a Sigma value list or a
-    `1 of` over one field expands to) become one predicate that reads the field once and
-    tests all its values together: exact strings by a set, prefixes and suffixes by one
-    startswith/endswith call (Sigma value lists make such ORs common)."""
+def or_groups(args: list) -> list[object | tuple[str, list[object]]]:
+    """The alternatives of an OR, in order: a condition node as it is, or (field, values) for
+    the leaves on one scalar field (what a Sigma value list or a `1 of` over one field
+    expands to), which are tested together (the native core's IR groups them alike)."""
     groups: dict[str, list[object]] = {}
-    order: list[str | object] = []
+    order: list[object | tuple[str, list[object]]] = []
     for arg in args:
         name = arg.field if isinstance(arg, ConditionFieldEqualsValueExpression) else None
         if (
@@ -173,17 +172,25 @@ def _or_parts(args: list, category: str) -> list[Predicate]:
             continue
         if name not in groups:
             groups[name] = []
-            order.append(name)
+            order.append((name, groups[name]))
         groups[name].append(arg.value)
+    return order
+
+
+def _or_parts(args: list, category: str) -> list[Predicate]:
+    """One predicate per alternative of an OR. A field's values (or_groups) make one
+    predicate that reads the field once and tests all of them together: exact strings by a
+    set, prefixes and suffixes by one startswith/endswith call (Sigma value lists make such
+    ORs common)."""
     parts = []
-    for item in order:
-        if not isinstance(item, str):
+    for item in or_groups(args):
+        if not isinstance(item, tuple):
             parts.append(compile_condition(item, category))
-        elif len(groups[item]) == 1:
-            parts.append(_leaf(item, groups[item][0], category))
+        elif len(item[1]) == 1:
+            parts.append(_leaf(item[0], item[1][0], category))
         else:
-            check_field(item, category)
-            parts.append(_field_test(item, _any_value_test(groups[item])))
+            check_field(item[0], category)
+            parts.append(_field_test(item[0], _any_value_test(item[1])))
     return parts
 
 
@@ -191,24 +198,30 @@ def _field_test(name: str, test: Test) -> Predicate:
     return lambda v: test(v.get(name))
 
 
-def _any_value_test(values: list[object]) -> Test:
-    """One test that holds when any of `values` matches (see _or_parts)."""
+def value_shapes(values: list[object]) -> tuple[set[str], list[str], list[str], list[object]]:
+    """Sigma values tested together (or_groups): the lower-cased exact strings, prefixes and
+    suffixes, and the values of any other kind, each in order."""
     exact: set[str] = set()
     prefixes: list[str] = []
     suffixes: list[str] = []
-    others: list[Test] = []
+    others: list[object] = []
     for value in values:
         shape = _string_shape(value) if type(value) is SigmaString else None
-        if shape is None:
-            others.append(_value_test(value))
+        if shape is None or shape[0] == "contains":
+            others.append(value)
         elif shape[0] == "exact":
             exact.add(shape[1])
         elif shape[0] == "prefix":
             prefixes.append(shape[1])
-        elif shape[0] == "suffix":
-            suffixes.append(shape[1])
         else:
-            others.append(_value_test(value))
+            suffixes.append(shape[1])
+    return exact, prefixes, suffixes, others
+
+
+def _any_value_test(values: list[object]) -> Test:
+    """One test that holds when any of `values` matches (see _or_parts)."""
+    exact, prefixes, suffixes, other_values = value_shapes(values)
+    others = [_value_test(value) for value in other_values]
     starts, ends = tuple(prefixes), tuple(suffixes)
 
     def test(x: Value) -> bool:
@@ -261,17 +274,7 @@ def _value_test(value: object) -> Test:
         want = value.exists
         return lambda x: (x is not None and x != "" and x != []) == want
     if isinstance(value, SigmaRegularExpression):
-        flags = 0
-        for flag in value.flags:
-            flags |= {
-                SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
-                SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
-                SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
-            }[flag]
-        try:
-            pattern = re.compile(str(value.regexp), flags)
-        except re.error as exc:
-            raise Unsupported("regex", f"regular expression not supported by Python re: {exc}") from exc
+        pattern = regex_of(value)
         return lambda x: x is not None and pattern.search(_text(x)) is not None
     if isinstance(value, SigmaCIDRExpression):
         network = value.network
@@ -294,30 +297,54 @@ def _value_test(value: object) -> Test:
     raise Unsupported("value_type", f"unsupported value type {type(value).__name__}")
 
 
-def _string_test(value: SigmaString, cased: bool) -> Test:
+def string_form(value: SigmaString, cased: bool) -> tuple[str, str | re.Pattern[str]]:
+    """How a Sigma string matches a value's text: ("exact" | "prefix" | "suffix" | "contains",
+    text) for the shapes contains/startswith/endswith produce (the text lower-cased unless
+    cased; "*" alone is ("contains", "")), else ("fullmatch", its regular expression)."""
     if value.contains_placeholder():
         raise Unsupported("placeholder", "placeholders (%name%) need a pipeline; none is configured")
     parts = list(value.s)
     multi = SpecialChars.WILDCARD_MULTI
     plain = [p for p in parts if isinstance(p, str)]
-    fold = (lambda s: s) if cased else str.lower
-    # Fast paths for the shapes contains/startswith/endswith produce.
     if all(isinstance(p, str) or p is multi for p in parts) and len(plain) <= 1:
-        text = fold(plain[0]) if plain else ""
+        text = (plain[0] if cased else plain[0].lower()) if plain else ""
         starts = bool(parts) and parts[0] is multi
         ends = bool(parts) and parts[-1] is multi
-        if not plain:
-            return lambda x: x is not None and (starts or _text(x) == "")
-        if starts and ends:
-            return lambda x: x is not None and text in fold(_text(x))
-        if starts:
-            return lambda x: x is not None and fold(_text(x)).endswith(text)
-        if ends:
-            return lambda x: x is not None and fold(_text(x)).startswith(text)
-        return lambda x: x is not None and fold(_text(x)) == text
+        if (starts and ends) or (starts and not plain):
+            return "contains", text
+        return ("suffix" if starts else "prefix" if ends else "exact"), text
     regex = str(value.to_regex().regexp)
-    pattern = re.compile(regex, 0 if cased else re.IGNORECASE | re.DOTALL)
-    return lambda x: x is not None and pattern.fullmatch(_text(x)) is not None
+    return "fullmatch", re.compile(regex, 0 if cased else re.IGNORECASE | re.DOTALL)
+
+
+def regex_of(value: SigmaRegularExpression) -> re.Pattern[str]:
+    """A Sigma `|re` value, compiled with its flags (searched, not matched whole)."""
+    flags = 0
+    for flag in value.flags:
+        flags |= {
+            SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
+            SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
+            SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
+        }[flag]
+    try:
+        return re.compile(str(value.regexp), flags)
+    except re.error as exc:
+        raise Unsupported("regex", f"regular expression not supported by Python re: {exc}") from exc
+
+
+def _string_test(value: SigmaString, cased: bool) -> Test:
+    kind, text = string_form(value, cased)
+    fold = (lambda s: s) if cased else str.lower
+    if kind == "fullmatch":
+        pattern = text
+        return lambda x: x is not None and pattern.fullmatch(_text(x)) is not None  # type: ignore[union-attr]
+    if kind == "contains":
+        return lambda x: x is not None and text in fold(_text(x))  # type: ignore[operator]
+    if kind == "suffix":
+        return lambda x: x is not None and fold(_text(x)).endswith(text)  # type: ignore[arg-type]
+    if kind == "prefix":
+        return lambda x: x is not None and fold(_text(x)).startswith(text)  # type: ignore[arg-type]
+    return lambda x: x is not None and fold(_text(x)) == text
 
 
 def _text(x: Value) -> str:

@@ -15,12 +15,16 @@ from pathlib import Path
 from prometheus_client import Counter
 
 from exporter.config.schema import CorrelateConfig
+from exporter.correlate import graph as reference_graph
 from exporter.correlate.dedup import Deduplicator
 from exporter.correlate.errors import RuleError, RulesError
 from exporter.correlate.graph import ProvenanceGraph
 from exporter.correlate.ids import stable_id
 from exporter.correlate.loader import DEFAULT_RULES_DIR, Correlation, Rule, RuleSet, load_rules
-from exporter.correlate.sequence import CorrelationState, Match
+from exporter.correlate.native import load
+from exporter.correlate.native.ir import condition_ir
+from exporter.correlate.sequence import STATE_EVICTIONS, CorrelationState, Match
+from exporter.correlate.story import build_story
 from exporter.metrics import REGISTRY
 from exporter.model import Alert, Event, EvidenceRef, evidence_ref
 from exporter.taxonomy.fields import EventView, categories_of, succeeded, value_text
@@ -39,6 +43,16 @@ MATCHES = Counter(
 
 
 class Correlator:
+    """Events in, alerts out. `correlate.engine` picks the per-event path: the native core
+    (exporter/correlate/native, a subclass) or this module's Python, the reference."""
+
+    engine = "python"
+
+    def __new__(cls, ruleset: RuleSet, config: CorrelateConfig | None = None) -> Correlator:
+        if cls is Correlator and _native_wanted((config or CorrelateConfig()).engine):
+            return super().__new__(NativeCorrelator)
+        return super().__new__(cls)
+
     def __init__(self, ruleset: RuleSet, config: CorrelateConfig | None = None) -> None:
         config = config or CorrelateConfig()
         self.graph = ProvenanceGraph(config.window_s, config.max_nodes, config.max_edges)
@@ -68,10 +82,7 @@ class Correlator:
                 self._states.setdefault(step.uid, []).append(state)
 
     def process(self, event: Event) -> list[Alert]:
-        out: list[Alert] = []
-        if event.ts_ns > self.now_ns:
-            self.now_ns = event.ts_ns
-            out += self.dedup.close_until(event.ts_ns)
+        out = self._closed_by(event.ts_ns)
         graph = self.graph
         graph.add(event)
         self._judge(event, out)
@@ -150,16 +161,69 @@ class Correlator:
         )
         first = self.dedup.offer(alert, self.now_ns)
         if first is not None:
-            out.append(first)
+            out += self._told([first])
+
+    def _closed_by(self, ts_ns: int) -> list[Alert]:
+        """An event's time moves the clock: the follow-ups of the de-duplication windows that
+        closed by then, told (a new list: the event's own alerts are added to it)."""
+        if ts_ns <= self.now_ns:
+            return []
+        self.now_ns = ts_ns
+        closed = self.dedup.close_until(ts_ns)
+        return self._told(closed) if closed else closed
+
+    def _told(self, alerts: list[Alert]) -> list[Alert]:
+        """Alerts going out, each with its story as the graph tells it now (a folded match
+        gets none: its follow-up is told when its window closes)."""
+        for alert in alerts:
+            alert.story = build_story(self.graph, alert.evidence)
+        return alerts
 
     def flush(self, now_ns: int) -> list[Alert]:
         """Follow-ups of de-duplication windows that closed by now_ns (call periodically)."""
-        return self.dedup.close_until(now_ns)
+        return self._told(self.dedup.close_until(now_ns))
 
     def drain(self) -> list[Alert]:
         """End of stream / shutdown: close every window, return all pending follow-ups."""
         self.graph.publish()
-        return self.dedup.close_all()
+        return self._told(self.dedup.close_all())
+
+
+_fallback_logged = False
+
+
+def engine_problem(config: CorrelateConfig) -> str | None:
+    """Why `correlate.engine` cannot be had here (native without a usable core), or None:
+    checked with the other inputs before anything starts."""
+    if config.engine != "native":
+        return None
+    from exporter.correlate.native import NativeUnavailable, load
+
+    try:
+        load()
+    except NativeUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def _native_wanted(engine: str) -> bool:
+    """correlate.engine: "native" must have the core (NativeUnavailable says why not); "auto"
+    takes it when it is built and says once when it is not."""
+    global _fallback_logged
+    if engine == "python":
+        return False
+    from exporter.correlate.native import NativeUnavailable, load
+
+    try:
+        load()
+    except NativeUnavailable as exc:
+        if engine == "native":
+            raise
+        if not _fallback_logged:
+            _fallback_logged = True
+            log.warning("correlating in Python", extra={"fields": {"reason": str(exc)}})
+        return False
+    return True
 
 
 def _shape(corr: Correlation) -> tuple:
@@ -233,3 +297,93 @@ def unsupported_summary(count: int) -> RuleError:
         " (correlate.skip_unsupported_rules: true)",
         "unsupported",
     )
+
+
+# ---------------------------------------------------------------- the native engine
+# The correlator on the native core: the same surface and alerts as engine.Correlator.
+#
+# Per event, Python only calls `Core.add` (which annotates the event, judges it and feeds
+# the correlations) and, when something matched, builds the alerts exactly as the reference
+# does (engine.Correlator._emit: evidence, stable ids, de-duplication). Metrics are counted in
+# the core and published here every few thousand events and at flush and drain.
+
+PUBLISH_EVERY = 4096  # events between metric updates (the graph sweeps every 1,024 itself)
+
+
+class NativeCorrelator(Correlator):
+    """engine.Correlator with its per-event path in exporter/correlate/native/_core.pyx."""
+
+    engine = "native"
+
+    def __init__(self, ruleset: RuleSet, config: CorrelateConfig | None = None) -> None:
+        config = config or CorrelateConfig()
+        core = load()
+        self._core = core.Core(config.window_s, config.max_nodes, config.max_edges)
+        self.graph = self._core.graph  # size, evicted, ancestors, story: as the reference's
+        self.dedup = Deduplicator(config.dedup_window_s)
+        self.now_ns = 0
+        self._matches: dict[str, object] = {}
+        self._published: dict[tuple, int] = {}  # (metric, labels) -> the count published
+        self._since_publish = 0
+        self.ruleset = RuleSet([], [], [])
+        self.use_rules(ruleset)
+
+    def use_rules(self, ruleset: RuleSet) -> None:
+        """As Correlator.use_rules: the graph and de-duplication stay, and so do the partial
+        chains of a correlation whose shape did not change."""
+        before = {c.uid: c for c in self.ruleset.correlations}
+        groups = self._core.groups_of()
+        kept = {
+            corr.uid: groups[corr.uid]
+            for corr in ruleset.correlations
+            if corr.uid in before and _shape(before[corr.uid]) == _shape(corr)
+        }
+        self.ruleset = ruleset
+        rules = [(rule, condition_ir(rule.condition)) for rule in ruleset.rules]
+        self._core.use_rules(rules, list(ruleset.correlations), kept)
+
+    def process(self, event: Event) -> list[Alert]:
+        out = self._closed_by(event.ts_ns)
+        hits = self._core.add(event)
+        if hits is not None:
+            for rule, key, matches in hits:
+                self._emit(rule, key, matches, out)
+        self._since_publish += 1
+        if self._since_publish >= PUBLISH_EVERY:
+            self.publish()
+        return out
+
+    def flush(self, now_ns: int) -> list[Alert]:
+        self.publish()
+        return self._told(self.dedup.close_until(now_ns))
+
+    def drain(self) -> list[Alert]:
+        self.graph.publish()
+        self.publish()
+        return self._told(self.dedup.close_all())
+
+    def publish(self) -> None:
+        """The core's counts since the last call, into the reference's metrics."""
+        self._since_publish = 0
+        outcomes, evictions, rejudged = self.graph.counters()
+        counts = self._core.counters()
+        for outcome, n in outcomes.items():
+            self._advance(reference_graph.RESOLUTIONS, (outcome,), n)
+        for (kind, cause), n in evictions.items():
+            self._advance(reference_graph.GRAPH_EVICTIONS, (kind, cause), n)
+        self._advance(reference_graph.REJUDGED, (), rejudged)
+        self._advance(EVENTS_SKIPPED, ("failed_syscall",), counts["skipped_failed"])
+        for uid, n in [*counts["rule_matches"].items(), *counts["correlation_matches"].items()]:
+            self._advance(MATCHES, (uid,), n)
+        for cause, n in counts["state_evictions"].items():
+            self._advance(STATE_EVICTIONS, (cause,), n)
+        nodes, edges = self.graph.size
+        reference_graph.GRAPH_NODES.set(nodes)
+        reference_graph.GRAPH_EDGES.set(edges)
+
+    def _advance(self, metric: Counter, labels: tuple[str, ...], total: int) -> None:
+        key = (metric, labels)
+        delta = total - self._published.get(key, 0)
+        if delta > 0:
+            (metric.labels(*labels) if labels else metric).inc(delta)
+        self._published[key] = total

@@ -43,8 +43,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-import networkx as nx
 from prometheus_client import Counter, Gauge
 
 from exporter.correlate.provenance import (
@@ -611,14 +611,16 @@ class ProvenanceGraph:
             elif what == "cwd":
                 path, dirfd = "." + rest, AT_FDCWD
             elif what.startswith("fd/"):
-                fd_path = self._fd_path(state, int(what[3:]))
+                fd = _fd_number(what[3:])
+                fd_path = self._fd_path(state, fd) if fd is not None else ""
                 if not fd_path:
                     return Resolved("", Resolution.DIRFD_UNKNOWN)
                 return resolve(state.ctx, "." + rest, fd_path, self._symlinks(event), follow_last)
         elif path.startswith("/dev/fd/"):
             fd_text, _, rest = path[len("/dev/fd/") :].partition("/")
             if fd_text.isdigit():
-                fd_path = self._fd_path(state, int(fd_text))
+                fd = _fd_number(fd_text)
+                fd_path = self._fd_path(state, fd) if fd is not None else ""
                 if not fd_path:
                     return Resolved("", Resolution.DIRFD_UNKNOWN)
                 return resolve(state.ctx, "./" + rest, fd_path, self._symlinks(event), follow_last)
@@ -960,54 +962,15 @@ class ProvenanceGraph:
 
     # ---------------------------------------------------------- stories
 
-    def story(self, evidence: Iterable[EvidenceRef], depth: int = 4) -> nx.MultiDiGraph:
-        """The incident as a graph: the processes the evidence names and their ancestors
-        (`depth` generations), each with what it did within the window (executed, wrote,
-        read a secret, connected, accepted, mounted, entered or created a namespace,
-        linked, renamed), its container, and the evidence events themselves. Nodes are
-        ("proc", pid), ("container", id), ("file", path), ("endpoint", ip:port), ...;
-        every edge has its kind, time and event id."""
-        g = nx.MultiDiGraph()
-        horizon = self.now_ns - self.window_ns
-        evidence = list(evidence)
-        pids: list[int] = []
-        for ref in evidence:
-            for pid in self.ancestors(ref.pid, depth):
-                if pid not in pids:
-                    pids.append(pid)
-        for pid in pids:
-            state = self.procs.get(pid)
-            node = ("proc", pid)
-            attrs = {"pid": pid}
-            if state is not None:
-                attrs.update(exe=state.exe, container=state.cid)
-                if state.exited_ns:
-                    attrs["exited_ns"] = state.exited_ns
-            g.add_node(node, **attrs)
-            if state is None:
-                continue
-            if state.ppid in pids:
-                g.add_edge(("proc", state.ppid), node, key=f"fork:{pid}", kind="forked", ts=0)
-            if state.cid:
-                g.add_node(("container", state.cid))
-                g.add_edge(("container", state.cid), node, key=f"in:{pid}", kind="contains", ts=0)
-            for step in state.history or ():
-                if step.ts < horizon:
-                    continue
-                what, _, name = step.target.partition(":")
-                g.add_node((what, name))
-                g.add_edge(node, (what, name), key=step.event_id, kind=step.kind, ts=step.ts)
-        for ref in evidence:
-            target = _ref_target(ref)
-            if target is None:
-                continue
-            g.add_node(target)
-            if not g.has_edge(("proc", ref.pid), target, key=ref.id):
-                g.add_node(("proc", ref.pid))
-                g.add_edge(
-                    ("proc", ref.pid), target, key=ref.id, kind=ref.step or ref.type.value, ts=ref.ts_ns
-                )
-        return g
+    def story(self, evidence: Iterable[EvidenceRef], depth: int = 4) -> Any:
+        """The incident as a networkx MultiDiGraph: the processes the evidence names and
+        their ancestors (`depth` generations), each with what it did within the window,
+        its container, and the evidence events themselves (exporter/correlate/story.py,
+        which alerts carry as Alert.story). Nodes are ("proc", pid), ("container", id),
+        ("file", path), ("endpoint", ip:port), ...; every edge has its kind, time and event id."""
+        from exporter.correlate.story import build_story, story_graph
+
+        return story_graph(build_story(self, evidence, depth))
 
 
 _RESOLVE_IN_ROOT_OR_BENEATH = 0x08 | 0x10  # openat2 RESOLVE_BENEATH, RESOLVE_IN_ROOT
@@ -1031,18 +994,6 @@ def _target(event: Event) -> str:
     return ""
 
 
-def _ref_target(ref: EvidenceRef) -> tuple[str, str] | None:
-    if ref.destination:
-        return ("endpoint", ref.destination)
-    if ref.peer:
-        return ("endpoint", ref.peer)
-    if ref.path:
-        return ("file", ref.path)
-    if ref.source or ref.fstype:
-        return ("mount", f"{ref.source}:{ref.fstype}")
-    return None
-
-
 def _endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
@@ -1063,6 +1014,16 @@ def _by_activity(state: ProcState) -> int:
 
 def _by_usage(container: ContainerState) -> int:
     return container.usage
+
+
+def _fd_number(text: str) -> int | None:
+    """The fd a /proc/self/fd/N or /dev/fd/N name gives, read as the kernel reads it
+    (fs/proc/fd.c name_to_int): ASCII digits, no leading zero, a plausible fd. None: it names
+    no fd (a Unicode digit, "03", 5,000 digits), so the call would fail."""
+    if not text.isascii() or not text.isdigit() or len(text) > 10 or (len(text) > 1 and text[0] == "0"):
+        return None
+    fd = int(text)
+    return fd if fd < 2**31 else None
 
 
 def _is_own_exe(path: str, pid: int) -> bool:

@@ -78,6 +78,7 @@ class Rule(RuleMeta):
     key_fields: list[str] = field(default_factory=lambda: ["ContainerId"])
     generate: bool = True  # alerts on its own (false when only a correlation step)
     fields: frozenset[str] = frozenset()  # the fields its detection reads
+    condition: object = None  # pySigma's parsed condition (the native core compiles its own IR)
 
     @property
     def reads_origin(self) -> bool:
@@ -352,6 +353,7 @@ def _compile_rule(doc: YamlDoc, warnings: list[RuleError]) -> Rule:
         include_failed=ext.include_failed,
         key_fields=ext.key,
         fields=fields,
+        condition=parsed,
     )
 
 

@@ -275,6 +275,37 @@ def evidence_ref(event: Event, step: str = "") -> EvidenceRef:
     )
 
 
+class StoryNode(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Something an alert's story names: a process (name: its pid), its container, or what
+    it touched (a file's path, an endpoint ip:port, a mount, a namespace, a socket)."""
+
+    kind: str  # proc, container, file, endpoint, mount, namespace, socket
+    name: str
+    exe: str = ""  # proc: its image
+    container: str = ""  # proc: its container id
+    exited_ns: int = 0  # proc: when it exited, if it did
+
+
+class StoryEdge(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What one node did to another: forked, contains, or a step (executed, wrote,
+    read-sensitive, connected, accepted, mounted, entered-namespace, created-namespace,
+    changed-root, linked, renamed, or an evidence step's name), when, by which event."""
+
+    source: int  # index into Story.nodes
+    target: int
+    kind: str
+    ts_ns: int = 0
+    key: str = ""  # the event id (fork:PID and in:PID for forked and contains)
+
+
+class Story(msgspec.Struct, omit_defaults=True):
+    """An alert's incident as a graph (exporter/correlate/story.py): the processes its
+    evidence names, their ancestors and containers, and what they did within the window."""
+
+    nodes: list[StoryNode] = []
+    edges: list[StoryEdge] = []
+
+
 class Alert(msgspec.Struct, omit_defaults=True):
     """A rule match. `id` is stable: replaying a stream gives the same ids."""
 
@@ -297,6 +328,8 @@ class Alert(msgspec.Struct, omit_defaults=True):
     event: Event | None = None
     # The rule set that raised it (RuleSet.digest): which rules were loaded, across reloads.
     rules_digest: str = ""
+    # Its story from the provenance graph when it was raised (`provex story ALERT_ID`).
+    story: Story | None = None
 
 
 _event_encoder = msgspec.json.Encoder()

@@ -41,6 +41,25 @@ def event(type_: EventType = EventType.OPEN, t: float = 0, pid: int = 10, **kw) 
     )
 
 
+def download_then_run(graph) -> list:
+    """A download run from a file: wget (forked by pid 10) connects out and writes /tmp/x,
+    which a sibling then executes, all added to `graph`; the connect's and the exec's
+    evidence refs (a story's evidence)."""
+    from exporter.model import evidence_ref
+
+    c = container("c1")
+    graph.add(event(EventType.FORK, t=1, pid=10, child_pid=11, container=c))
+    graph.add(event(EventType.EXEC, t=2, pid=11, ppid=10, path="/usr/bin/wget", container=c))
+    conn = event(
+        EventType.CONNECT, t=3, pid=11, ppid=10, daddr="198.51.100.7", dport=80, family=2, container=c
+    )
+    graph.add(conn)
+    graph.add(event(EventType.OPEN, t=4, pid=11, ppid=10, path="/tmp/x", flags=0o101, ret=3, container=c))
+    run = event(EventType.EXEC, t=5, pid=12, ppid=10, path="/tmp/x", container=c)
+    graph.add(run)
+    return [evidence_ref(conn, "connect"), evidence_ref(run, "exec")]
+
+
 def write_rule(folder: Path, name: str, text: str) -> Path:
     path = folder / name
     path.write_text(textwrap.dedent(text).lstrip())

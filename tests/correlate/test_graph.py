@@ -7,10 +7,10 @@ import pytest
 
 from exporter.correlate.graph import ProvenanceGraph
 from exporter.metrics import render
-from exporter.model import EventType, FileRef, evidence_ref
+from exporter.model import EventType, FileRef
 from exporter.model.linux import AT_FDCWD
 
-from .helpers import container, event
+from .helpers import container, download_then_run, event
 
 
 def test_history_keeps_what_a_story_tells_and_lineage():
@@ -160,17 +160,7 @@ def test_a_pipe_fed_later_by_a_download_rejudges_the_interpreter():
 
 def test_story_of_an_alert_is_a_graph_of_its_processes_and_what_they_did():
     g = ProvenanceGraph(600, 10_000, 10_000)
-    c = container("c1")
-    g.add(event(EventType.FORK, t=1, pid=10, child_pid=11, container=c))
-    g.add(event(EventType.EXEC, t=2, pid=11, ppid=10, path="/usr/bin/wget", container=c))
-    conn = event(
-        EventType.CONNECT, t=3, pid=11, ppid=10, daddr="198.51.100.7", dport=80, family=2, container=c
-    )
-    g.add(conn)
-    g.add(event(EventType.OPEN, t=4, pid=11, ppid=10, path="/tmp/x", flags=0o101, ret=3, container=c))
-    run = event(EventType.EXEC, t=5, pid=12, ppid=10, path="/tmp/x", container=c)
-    g.add(run)
-    story = g.story([evidence_ref(conn, "connect"), evidence_ref(run, "exec")])
+    story = g.story(download_then_run(g))
     assert ("proc", 11) in story and ("endpoint", "198.51.100.7:80") in story and ("file", "/tmp/x") in story
     kinds = {d["kind"] for _, _, d in story.edges(data=True)}
     assert {"connected", "wrote", "executed", "contains"} <= kinds

@@ -207,6 +207,22 @@ def test_a_reused_fd_names_its_new_file():
     assert e.resolved_path == "/srv/x"
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/dev/fd/\u00b2", "/dev/fd/" + "9" * 5000, "/proc/self/fd/" + "9" * 5000, "/proc/self/fd/\u0663",
+     "/dev/fd/05", "/proc/self/fd/4294967296"],
+)  # fmt: skip
+def test_an_fd_name_the_kernel_would_refuse_names_nothing_and_does_not_crash(path):
+    # str.isdigit() and \d accept what the kernel's name_to_int does not (a superscript two, an
+    # Arabic-Indic three, 5,000 digits int() refuses, a leading zero): such a name is no fd.
+    g, c = _graph(), container("c1")
+    g.add(event(EventType.OPEN, t=1, pid=10, path="/srv", flags=0o200000, ret=5, container=c))
+    g.add(event(EventType.OPEN, t=1, pid=10, path="/srv", flags=0o200000, ret=3, container=c))
+    e = event(EventType.OPEN, t=2, pid=10, path=path, syscall="openat", container=c)
+    g.add(e)
+    assert (e.resolved_path, e.resolution) == ("", "dirfd_unknown")
+
+
 def test_fd_table_is_bounded():
     g, c = _graph(), container("c1")
     for i in range(MAX_FDS * 3):
