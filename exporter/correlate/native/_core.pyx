@@ -585,7 +585,11 @@ cdef object host_mount_of(str path, object mounts):
 
 cdef class Interp:
     cdef frozenset inline_, with_value, file_option, end, stdin, glued_value, digits_value
-    cdef bint program_on_stdin
+    cdef bint program_on_stdin, operand_is_code
+
+
+cdef frozenset STDIN_DEVICES = frozenset(
+    {"/dev/stdin", "/dev/fd/0", "/proc/self/fd/0", "/proc/thread-self/fd/0"})
 
 
 cdef class InterpTable:
@@ -631,6 +635,7 @@ cdef Interp _interp(object spec):
     out.glued_value = frozenset(spec.glued_value)
     out.digits_value = frozenset(spec.digits_value)
     out.program_on_stdin = spec.program_on_stdin
+    out.operand_is_code = spec.operand_is_code
     return out
 
 
@@ -653,7 +658,10 @@ cdef tuple interpreter_program(InterpTable table, str image, list argv, bint by_
         arg = args[i]
         if arg in interp.end or arg in interp.file_option:
             if i + 1 < n:
-                return args[i + 1], False
+                value = args[i + 1]
+                if value in STDIN_DEVICES or (value == "-" and arg in interp.file_option):
+                    return "", True
+                return value, False
             return "", interp.program_on_stdin
         if arg in interp.inline_ or inline_cluster(arg, interp):
             return "", False
@@ -665,7 +673,11 @@ cdef tuple interpreter_program(InterpTable table, str image, list argv, bint by_
         if starts(arg, "-") and arg != "-":
             i += 1
             continue
-        return ("", interp.program_on_stdin) if arg == "-" else (arg, False)
+        if arg == "-":
+            return "", interp.program_on_stdin
+        if interp.operand_is_code:
+            return "", False
+        return ("", True) if arg in STDIN_DEVICES else (arg, False)
     return "", interp.program_on_stdin
 
 
