@@ -23,6 +23,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from exporter.config.schema import ProbesConfig
 from exporter.probes.bpfsys import RINGBUF_BUSY, RINGBUF_DISCARD, RINGBUF_HDR, RingBuffer
 from exporter.probes.layout import (
     CGROUP,
@@ -125,6 +126,20 @@ class MemoryRing:
         _libc.munmap(self.producer, self.page + 2 * self.size)
         os.close(self.memfd)
         os.close(self.fd)
+
+
+class MemoryProbes:
+    """What LiveSource uses of the probes, over two MemoryRings (decisive, bulk)."""
+
+    def __init__(self, config: ProbesConfig, decisive: MemoryRing, bulk: MemoryRing, limits: Limits) -> None:
+        self.config, self.limits, self.file_identity = config, limits, True
+        self.rings, self.cgroups = (decisive, bulk), []
+
+    def open_ring_buffers(self, callback: Callable[[object, int, int], int]) -> list[RingBuffer]:
+        return [ring.python_consumer(callback) for ring in self.rings]
+
+    def on_cgroup_created(self, cgroup_id: int, hierarchy: int, path: str) -> None:
+        self.cgroups.append(("created", cgroup_id, path))
 
 
 def _text(rng: random.Random, length: int, hostile: bool) -> bytes:

@@ -19,7 +19,7 @@ exporter/probes/layout.py through exporter/source/drain.py, so the layouts have 
 
 from cpython.long cimport PyLong_FromLong, PyLong_FromLongLong, PyLong_FromUnsignedLong, PyLong_FromUnsignedLongLong
 from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
-from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdio cimport snprintf
 from libc.stdlib cimport calloc, free
@@ -127,6 +127,8 @@ cdef struct Row:
     uint32_t min_size
     int ncopies
     Copy copies[MAX_COPIES]
+    int nargs
+    int order[MAX_ARGS]  # the Event's arguments are passed in its field order (msgspec matches them faster)
     # Offsets of the fields a family's extra work reads (what drain.py passes in `extras`).
     uint32_t o_file, o_verdict, o_repeats, o_resolve
     uint32_t o_argc, o_argv, arg_len, argv_max, o_exe, o_stdin, o_stdout, o_exe_name, exe_name_len
@@ -198,7 +200,9 @@ cdef class Decoder:
     """Raw records to Events (or a cgroup control record), the Python Decoder's twin.
 
     `rows`: per syscall id, (name, EventType, family number, min size, copies, extras,
-    kwnames), built by exporter/source/drain.py from the layout table."""
+    kwnames, order), built by exporter/source/drain.py from the layout table: the values are
+    made in the order header, copies, extras; `order` says which of them is passed at each
+    position of `kwnames`."""
 
     cdef Row *rows
     cdef int nrows
@@ -223,14 +227,18 @@ cdef class Decoder:
         self.gen_kw = ("gen",)
         self.offset_ns, self.offset_py, self.identity = offset_ns, offset_ns, identity
         cdef Row *row
-        for index, (name, event_type, family, min_size, copies, extras, kwnames) in enumerate(rows):
+        for index, (name, event_type, family, min_size, copies, extras, kwnames, order) in enumerate(rows):
             if len(copies) > MAX_COPIES or len(kwnames) > MAX_ARGS:
                 raise ValueError(f"{name}: too many fields for the compiled decoder")
+            if sorted(order) != list(range(len(kwnames))):
+                raise ValueError(f"{name}: the order of its arguments is not a permutation")
             row = &self.rows[index]
             row.family, row.min_size = family, min_size
             row.control = event_type is None
             row.removed = name == "cgroup_rmdir"
-            row.ncopies = len(copies)
+            row.ncopies, row.nargs = len(copies), len(order)
+            for i, position in enumerate(order):
+                row.order[i] = position
             for i, (offset, length, kind) in enumerate(copies):
                 row.copies[i].offset, row.copies[i].length, row.copies[i].kind = offset, length, kind
             for key, value in extras.items():
@@ -269,7 +277,8 @@ cdef class Decoder:
 
     cdef object event(self, const uint8_t *p, const EventHeader *h, Row *row):
         cdef PyObject *args[MAX_ARGS]
-        cdef int n = 0, i
+        cdef PyObject *ordered[MAX_ARGS]
+        cdef int n = 0, i, length
         cdef char ident[80]
         cdef uint64_t ts = h.ts
         cdef object ts_ns, event_id
@@ -279,8 +288,12 @@ cdef class Decoder:
         ):
             ts = ts + <uint64_t>self.offset_ns
             ts_ns = PyLong_FromUnsignedLongLong(ts)
-            snprintf(ident, 80, "%llx-%x-%u", <unsigned long long>ts, h.tid, h.sc)
-            event_id = (<bytes>ident).decode("ascii")
+            length = _hex(ident, ts)  # f"{ts_ns:x}-{tid:x}-{sc}"
+            ident[length] = b"-"
+            length += 1 + _hex(ident + length + 1, h.tid)
+            ident[length] = b"-"
+            length += 1 + _decimal(ident + length + 1, h.sc)
+            event_id = PyUnicode_DecodeASCII(ident, length, NULL)
         else:
             ts_ns = PyLong_FromUnsignedLongLong(ts) + self.offset_py
             event_id = f"{ts_ns:x}-{h.tid:x}-{h.sc}"
@@ -300,7 +313,11 @@ cdef class Decoder:
             for i in range(row.ncopies):
                 n = _push(args, n, _copy(p, &row.copies[i]))
             n = self.extras(p, row, args, n)
-            return PyObject_Vectorcall(self.event_cls, args, 0, self.kwnames[h.sc])
+            if n != row.nargs:
+                raise ValueError(f"{self.names[h.sc]}: {n} arguments made, {row.nargs} named")
+            for i in range(n):
+                ordered[i] = args[row.order[i]]
+            return PyObject_Vectorcall(self.event_cls, ordered, 0, self.kwnames[h.sc])
         finally:
             for i in range(n):
                 Py_XDECREF(args[i])
@@ -370,6 +387,35 @@ cdef inline int _kind(const Row *rows, int nrows, const uint8_t *p, uint32_t siz
     if size < rows[sc].min_size:
         return KIND_SHORT
     return KIND_CONTROL if rows[sc].control else KIND_EVENT
+
+
+cdef inline int _hex(char *out, uint64_t value) noexcept nogil:
+    """`value` in lower-case hex, as f"{value:x}"; how many characters."""
+    cdef int n = 0, i
+    cdef char digits[16]
+    while True:
+        digits[n] = b"0123456789abcdef"[value & 15]
+        n += 1
+        value >>= 4
+        if value == 0:
+            break
+    for i in range(n):
+        out[i] = digits[n - 1 - i]
+    return n
+
+
+cdef inline int _decimal(char *out, uint64_t value) noexcept nogil:
+    cdef int n = 0, i
+    cdef char digits[20]
+    while True:
+        digits[n] = b"0123456789"[value % 10]
+        n += 1
+        value //= 10
+        if value == 0:
+            break
+    for i in range(n):
+        out[i] = digits[n - 1 - i]
+    return n
 
 
 cdef inline int _push(PyObject **args, int n, object value) except -1:

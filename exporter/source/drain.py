@@ -80,6 +80,7 @@ COPY_KINDS = {
     ctypes.c_int64: 4,
 }
 COPY_TEXT = 5
+FIELD_ORDER = {name: index for index, name in enumerate(Event.__struct_fields__)}
 
 
 class DrainUnavailable(RuntimeError):
@@ -166,7 +167,8 @@ def _copy_kind(ctype: Any) -> int:
 def decode_table(limits: Limits) -> list[tuple[Any, ...]]:
     """Per syscall id, what the compiled decoder needs: (name, EventType, family number,
     minimum size, copies as (offset, length, kind), the extra fields' (offset, length[,
-    entry length, entries]), the Event's keyword names in the order they are passed)."""
+    entry length, entries]), the Event's keyword names in its field order, and which of the
+    values made (header, copies, extras) goes at each of their positions)."""
     structs = payload_structs(limits)
     rows = []
     for sc in SYSCALLS:
@@ -182,11 +184,15 @@ def decode_table(limits: Limits) -> list[tuple[Any, ...]]:
             extras[name] = (member.offset, member.size)
         if sc.family == EXEC:
             extras["argv"] = (*extras["argv"], limits.arg_len, limits.argv_max)
-        kwnames = (*HEADER_FIELDS, *sc.fields, *EXTRA_FIELDS.get(sc.family, ()))
-        if len(set(kwnames)) != len(kwnames):
+        made = (*HEADER_FIELDS, *sc.fields, *EXTRA_FIELDS.get(sc.family, ()))
+        if len(set(made)) != len(made):
             raise DrainUnavailable(f"{sc.name}: a field is both copied and set by its family's work")
+        order = sorted(range(len(made)), key=lambda i: FIELD_ORDER[made[i]])
+        kwnames = tuple(made[i] for i in order)
         family = FAMILIES.get(sc.family, 0)
-        rows.append((sc.name, sc.type, family, min_record_size(sc.family, struct), copies, extras, kwnames))
+        rows.append(
+            (sc.name, sc.type, family, min_record_size(sc.family, struct), copies, extras, kwnames, order)
+        )
     return rows
 
 

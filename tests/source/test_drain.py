@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bench.helpers.rings import MemoryRing, random_record
+from bench.helpers.rings import MemoryProbes, MemoryRing, random_record
 from exporter.config.schema import ProbesConfig
 from exporter.model import Event
 from exporter.probes.layout import CGROUP, CONNECT, EXEC, OPEN, SYSCALLS, Limits, payload_structs
@@ -167,27 +167,13 @@ def test_a_timestamp_past_64_bits_after_the_offset_is_added_as_python_adds_it() 
 # The consumer: LiveSource over two rings in user memory (MemoryRing), with each consumer.
 
 
-class FakeProbes:
-    """What LiveSource uses of the probes, over two MemoryRings."""
-
-    def __init__(self, drain_mode: str, decisive: MemoryRing, bulk: MemoryRing, max_records: int) -> None:
-        self.limits, self.file_identity = LIMITS, True
-        self.config = ProbesConfig(drain=drain_mode, drain_max_records=max_records, drain_max_ms=60_000)
-        self.rings, self.cgroups = (decisive, bulk), []
-
-    def open_ring_buffers(self, callback: Any) -> list[Any]:
-        return [ring.python_consumer(callback) for ring in self.rings]
-
-    def on_cgroup_created(self, cgroup_id: int, hierarchy: int, path: str) -> None:
-        self.cgroups.append(("created", cgroup_id, path))
-
-
 class Side:
     """One consumer's LiveSource, and what it saw."""
 
     def __init__(self, mode: str, max_records: int = 7, size: int = 16384) -> None:
         self.decisive, self.bulk = MemoryRing(size), MemoryRing(size)
-        self.probes = FakeProbes(mode, self.decisive, self.bulk, max_records)
+        config = ProbesConfig(drain=mode, drain_max_records=max_records, drain_max_ms=60_000)
+        self.probes = MemoryProbes(config, self.decisive, self.bulk, LIMITS)
         self.source = LiveSource(
             self.probes, on_cgroup_gone=lambda cgroup: self.probes.cgroups.append(("gone", cgroup))
         )
