@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from exporter.config.schema import ProbesConfig
-from exporter.probes.bpfsys import RINGBUF_BUSY, RINGBUF_DISCARD, RINGBUF_HDR, RingBuffer
+from exporter.probes.bpfsys import _MAP_FAILED, RINGBUF_BUSY, RINGBUF_DISCARD, RINGBUF_HDR, RingBuffer, _libc
 from exporter.probes.layout import (
     CGROUP,
     CONNECT,
@@ -36,23 +36,12 @@ from exporter.probes.layout import (
     payload_structs,
 )
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 PROT_RW, MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 3, 0x01, 0x02, 0x10, 0x20
 
 
 def _mmap(address: int | None, length: int, flags: int, fd: int, offset: int) -> int:
     got = _libc.mmap(address, length, PROT_RW, flags, fd, offset)
-    if got in (None, ctypes.c_void_p(-1).value):
+    if got in (None, _MAP_FAILED):
         err = ctypes.get_errno()
         raise OSError(err, f"mmap: {os.strerror(err)}")
     return got

@@ -79,6 +79,23 @@ cdef enum:
     COPY_U64 = 3
     COPY_I64 = 4
     COPY_TEXT = 5
+    # The payload fields a family's extra work reads, in drain.EXTRA_SLOTS order.
+    X_FILE = 0
+    X_VERDICT = 1
+    X_REPEATS = 2
+    X_RESOLVE = 3
+    X_ARGC = 4
+    X_ARGV = 5
+    X_EXE = 6
+    X_STDIN = 7
+    X_STDOUT = 8
+    X_EXE_NAME = 9
+    X_FAMILY = 10
+    X_ADDR = 11
+    X_PATH = 12
+    X_ID = 13
+    X_HIERARCHY = 14
+    X_COUNT = 15
 
 cdef uint32_t RINGBUF_BUSY = 0x80000000
 cdef uint32_t RINGBUF_DISCARD = 0x40000000
@@ -129,11 +146,9 @@ cdef struct Row:
     Copy copies[MAX_COPIES]
     int nargs
     int order[MAX_ARGS]  # the Event's arguments are passed in its field order (msgspec matches them faster)
-    # Offsets of the fields a family's extra work reads (what drain.py passes in `extras`).
-    uint32_t o_file, o_verdict, o_repeats, o_resolve
-    uint32_t o_argc, o_argv, arg_len, argv_max, o_exe, o_stdin, o_stdout, o_exe_name, exe_name_len
-    uint32_t o_family, o_addr, o_path, path_len
-    uint32_t o_id, o_hierarchy
+    # Where the fields a family's extra work reads lie, and their sizes, by X_* (drain.EXTRA_SLOTS).
+    uint32_t at[X_COUNT]
+    uint32_t size[X_COUNT]
 
 
 cdef inline uint32_t _u32(const uint8_t *p) noexcept nogil:
@@ -199,8 +214,8 @@ cdef inline bint _v4_mapped(const uint8_t *a) noexcept nogil:
 cdef class Decoder:
     """Raw records to Events (or a cgroup control record), the Python Decoder's twin.
 
-    `rows`: per syscall id, (name, EventType, family number, min size, copies, extras,
-    kwnames, order), built by exporter/source/drain.py from the layout table: the values are
+    `rows`: per syscall id, (name, EventType, family number, min size, copies, extras as
+    (offset, size) in X_* order, kwnames, order), built by exporter/source/drain.py from the layout table: the values are
     made in the order header, copies, extras; `order` says which of them is passed at each
     position of `kwnames`."""
 
@@ -211,12 +226,13 @@ cdef class Decoder:
     cdef int64_t offset_ns
     cdef object offset_py
     cdef bint identity
+    cdef uint32_t arg_len, argv_max  # exec's argv: bytes an entry, entries
     cdef readonly uint64_t short_records, unknown_syscall
 
     def __cinit__(self):
         self.rows = NULL
 
-    def __init__(self, rows, event_cls, file_cls, verdicts, int64_t offset_ns, bint identity):
+    def __init__(self, rows, event_cls, file_cls, verdicts, int64_t offset_ns, bint identity, argv_shape):
         self.nrows = len(rows)
         self.rows = <Row*>calloc(max(self.nrows, 1), sizeof(Row))
         if self.rows == NULL:
@@ -226,6 +242,7 @@ cdef class Decoder:
         self.verdicts = tuple(verdicts)
         self.gen_kw = ("gen",)
         self.offset_ns, self.offset_py, self.identity = offset_ns, offset_ns, identity
+        self.arg_len, self.argv_max = argv_shape
         cdef Row *row
         for index, (name, event_type, family, min_size, copies, extras, kwnames, order) in enumerate(rows):
             if len(copies) > MAX_COPIES or len(kwnames) > MAX_ARGS:
@@ -241,8 +258,10 @@ cdef class Decoder:
                 row.order[i] = position
             for i, (offset, length, kind) in enumerate(copies):
                 row.copies[i].offset, row.copies[i].length, row.copies[i].kind = offset, length, kind
-            for key, value in extras.items():
-                _set_extra(row, key, value)
+            if len(extras) != X_COUNT:
+                raise ValueError(f"{name}: {len(extras)} extra fields, the decoder reads {X_COUNT}")
+            for i, (offset, size) in enumerate(extras):
+                row.at[i], row.size[i] = offset, size
             self.names.append(name)
             self.types.append(event_type)
             self.kwnames.append(tuple(kwnames))
@@ -268,9 +287,9 @@ cdef class Decoder:
         cdef Row *row = &self.rows[h.sc]
         if kind[0] == KIND_CONTROL:
             return (
-                PyLong_FromUnsignedLongLong((<const uint64_t*>(p + row.o_id))[0]),
-                PyLong_FromUnsignedLong(_u32(p + row.o_hierarchy)),
-                _text(p + row.o_path, row.path_len),
+                PyLong_FromUnsignedLongLong((<const uint64_t*>(p + row.at[X_ID]))[0]),
+                PyLong_FromUnsignedLong(_u32(p + row.at[X_HIERARCHY])),
+                _text(p + row.at[X_PATH], row.size[X_PATH]),
                 bool(row.removed),
             )
         return self.event(p, h, row)
@@ -328,31 +347,31 @@ cdef class Decoder:
         cdef uint16_t family
         cdef const uint8_t *addr
         if row.family == FAMILY_OPEN:
-            n = _push(args, n, self.file_ref(p + row.o_file))
-            verdict = _u32(p + row.o_verdict)
+            n = _push(args, n, self.file_ref(p + row.at[X_FILE]))
+            verdict = _u32(p + row.at[X_VERDICT])
             n = _push(args, n, self.verdicts[verdict] if 0 < verdict < len(self.verdicts) else "")
-            n = _push(args, n, PyLong_FromUnsignedLong(_u32(p + row.o_repeats)))
-            n = _push(args, n, PyLong_FromUnsignedLongLong((<const uint64_t*>(p + row.o_resolve))[0]))
+            n = _push(args, n, PyLong_FromUnsignedLong(_u32(p + row.at[X_REPEATS])))
+            n = _push(args, n, PyLong_FromUnsignedLongLong((<const uint64_t*>(p + row.at[X_RESOLVE]))[0]))
         elif row.family == FAMILY_EXEC:
-            argc = _u32(p + row.o_argc)
-            if argc > row.argv_max:
-                argc = row.argv_max
-            argv = [_text(p + row.o_argv + i * row.arg_len, row.arg_len) for i in range(argc)]
+            argc = _u32(p + row.at[X_ARGC])
+            if argc > self.argv_max:
+                argc = self.argv_max
+            argv = [_text(p + row.at[X_ARGV] + i * self.arg_len, self.arg_len) for i in range(argc)]
             n = _push(args, n, argv)
-            n = _push(args, n, self.file_ref(p + row.o_exe))
-            n = _push(args, n, self.file_ref(p + row.o_stdin))
-            n = _push(args, n, self.file_ref(p + row.o_stdout))
-            n = _push(args, n, _text(p + row.o_exe_name, row.exe_name_len))
+            n = _push(args, n, self.file_ref(p + row.at[X_EXE]))
+            n = _push(args, n, self.file_ref(p + row.at[X_STDIN]))
+            n = _push(args, n, self.file_ref(p + row.at[X_STDOUT]))
+            n = _push(args, n, _text(p + row.at[X_EXE_NAME], row.size[X_EXE_NAME]))
         elif row.family == FAMILY_CONNECT:
-            family = (<const uint16_t*>(p + row.o_family))[0]
-            addr = p + row.o_addr
-            n = _push(args, n, self.file_ref(p + row.o_file))
-            n = _push(args, n, _text(p + row.o_path, row.path_len) if family == 1 else "")
+            family = (<const uint16_t*>(p + row.at[X_FAMILY]))[0]
+            addr = p + row.at[X_ADDR]
+            n = _push(args, n, self.file_ref(p + row.at[X_FILE]))
+            n = _push(args, n, _text(p + row.at[X_PATH], row.size[X_PATH]) if family == 1 else "")
             n = _push(args, n, "" if family == 1 else _ip(family, addr))
         elif row.family == FAMILY_ACCEPT:
-            family = (<const uint16_t*>(p + row.o_family))[0]
-            addr = p + row.o_addr
-            n = _push(args, n, self.file_ref(p + row.o_file))
+            family = (<const uint16_t*>(p + row.at[X_FAMILY]))[0]
+            addr = p + row.at[X_ADDR]
+            n = _push(args, n, self.file_ref(p + row.at[X_FILE]))
             if family == 10 and _v4_mapped(addr):  # an IPv4 client of a dual-stack listener
                 n = _push(args, n, _ipv4(addr + 12))
             else:
@@ -453,43 +472,6 @@ cdef object _copy(const uint8_t *p, Copy *c):
         memcpy(&i64, at, 8)
         return PyLong_FromLongLong(i64)
     return _text(at, c.length)
-
-
-cdef int _set_extra(Row *row, str key, tuple value) except -1:
-    cdef uint32_t offset = value[0], length = value[1]
-    if key == "file":
-        row.o_file = offset
-    elif key == "verdict":
-        row.o_verdict = offset
-    elif key == "repeats":
-        row.o_repeats = offset
-    elif key == "resolve":
-        row.o_resolve = offset
-    elif key == "argc":
-        row.o_argc = offset
-    elif key == "argv":
-        row.o_argv, row.arg_len, row.argv_max = offset, value[2], value[3]
-    elif key == "exe":
-        row.o_exe = offset
-    elif key == "stdin_file":
-        row.o_stdin = offset
-    elif key == "stdout_file":
-        row.o_stdout = offset
-    elif key == "exe_name":
-        row.o_exe_name, row.exe_name_len = offset, length
-    elif key == "family":
-        row.o_family = offset
-    elif key == "addr":
-        row.o_addr = offset
-    elif key == "path":
-        row.o_path, row.path_len = offset, length
-    elif key == "id":
-        row.o_id = offset
-    elif key == "hierarchy":
-        row.o_hierarchy = offset
-    else:
-        raise ValueError(f"the compiled decoder reads no field {key!r}")
-    return 0
 
 
 cdef struct Entry:

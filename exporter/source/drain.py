@@ -58,6 +58,24 @@ EXTRA_PAYLOAD = {
     ACCEPT: ("family", "addr", "file"),
     CGROUP: ("id", "hierarchy", "path"),
 }
+# Every payload field of EXTRA_PAYLOAD, in the order of the compiled decoder's X_* slots.
+EXTRA_SLOTS = (
+    "file",
+    "verdict",
+    "repeats",
+    "resolve",
+    "argc",
+    "argv",
+    "exe",
+    "stdin_file",
+    "stdout_file",
+    "exe_name",
+    "family",
+    "addr",
+    "path",
+    "id",
+    "hierarchy",
+)
 HEADER_FIELDS = (
     "id",
     "type",
@@ -166,8 +184,8 @@ def _copy_kind(ctype: Any) -> int:
 
 def decode_table(limits: Limits) -> list[tuple[Any, ...]]:
     """Per syscall id, what the compiled decoder needs: (name, EventType, family number,
-    minimum size, copies as (offset, length, kind), the extra fields' (offset, length[,
-    entry length, entries]), the Event's keyword names in its field order, and which of the
+    minimum size, copies as (offset, length, kind), the fields its family's extra work reads
+    as (offset, size) in EXTRA_SLOTS order ((0, 0): not read), the Event's keyword names in its field order, and which of the
     values made (header, copies, extras) goes at each of their positions)."""
     structs = payload_structs(limits)
     rows = []
@@ -178,12 +196,11 @@ def decode_table(limits: Limits) -> list[tuple[Any, ...]]:
         for payload_field in sc.fields.values():
             member = getattr(struct, payload_field)
             copies.append((member.offset, member.size, _copy_kind(ctypes_of[payload_field])))
-        extras: dict[str, tuple[int, ...]] = {}
-        for name in EXTRA_PAYLOAD.get(sc.family, ()):
-            member = getattr(struct, name)
-            extras[name] = (member.offset, member.size)
-        if sc.family == EXEC:
-            extras["argv"] = (*extras["argv"], limits.arg_len, limits.argv_max)
+        read = EXTRA_PAYLOAD.get(sc.family, ())
+        extras = [
+            (getattr(struct, name).offset, getattr(struct, name).size) if name in read else (0, 0)
+            for name in EXTRA_SLOTS
+        ]
         made = (*HEADER_FIELDS, *sc.fields, *EXTRA_FIELDS.get(sc.family, ()))
         if len(set(made)) != len(made):
             raise DrainUnavailable(f"{sc.name}: a field is both copied and set by its family's work")
@@ -198,7 +215,8 @@ def decode_table(limits: Limits) -> list[tuple[Any, ...]]:
 
 def compiled_decoder(limits: Limits, offset_ns: int, identity: bool = False) -> Any:
     """The compiled twin of live.Decoder(limits, offset_ns, identity)."""
-    return load().Decoder(decode_table(limits), Event, FileRef, VERDICTS, offset_ns, identity)
+    argv_shape = (limits.arg_len, limits.argv_max)
+    return load().Decoder(decode_table(limits), Event, FileRef, VERDICTS, offset_ns, identity, argv_shape)
 
 
 def largest_record(limits: Limits) -> int:
