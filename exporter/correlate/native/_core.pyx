@@ -877,6 +877,16 @@ cdef inline bint is_own_exe(str path, object pid):
     return path == "/proc/self/exe" or path == "/proc/thread-self/exe" or path == f"/proc/{pid}/exe"
 
 
+cdef inline bint owned_by_reader(object owner, object container):
+    """fields._owned_by_reader: the reader's Pod (or, its Pod unknown then, its container)."""
+    if not owner or container is None:
+        return False
+    if owner == part(container, CI_id):
+        return True
+    pod = part(container, CI_pod)
+    return pod is not None and owner == part(pod, PI_uid)
+
+
 cdef inline str cid_of(object event):
     container = ev(event, E_container)
     return part(container, CI_id) if container is not None else ""
@@ -2042,13 +2052,15 @@ cdef class View:
         return ()
 
     cdef object host_file(self):
-        """fields.host_file."""
+        """fields.host_file: identity first."""
+        ref = ev(self.event, E_file)
+        if ref is not None and (self.code == T_OPEN or self.code == T_EXEC):
+            host_path = part(ref, FR_host_path)
+            if host_path:
+                return host_path
         hit = self.host_mount()
         if hit is not None:
             return (<tuple>hit)[1]
-        ref = ev(self.event, E_file)
-        if ref is not None and (self.code == T_OPEN or self.code == T_EXEC):
-            return part(ref, FR_host_path)
         return ""
 
     cdef object image(self):
@@ -2156,9 +2168,7 @@ cdef class View:
         if f == F_IsOwnSecret:
             ref = ev(e, E_file)
             if ref is not None and part(ref, FR_kind):
-                owner = part(ref, FR_owner)
-                container = ev(e, E_container)
-                return bool(owner) and container is not None and owner == part(container, CI_id)
+                return owned_by_reader(part(ref, FR_owner), ev(e, E_container))
             path = ev(e, E_resolved_path)
             return starts(path, "/var/run/secrets/") or starts(path, "/run/secrets/")
         if f == F_IsOtherContainerSecret:
@@ -2166,8 +2176,7 @@ cdef class View:
             if ref is None:
                 return False
             owner = part(ref, FR_owner)
-            container = ev(e, E_container)
-            return bool(owner) and (container is None or owner != part(container, CI_id))
+            return bool(owner) and not owned_by_reader(owner, ev(e, E_container))
         if f == F_RepeatCount:
             repeats = ev(e, E_repeats)
             return repeats if code == T_OPEN and repeats else None
