@@ -177,7 +177,6 @@ class Side:
         self.source = LiveSource(
             self.probes, on_cgroup_gone=lambda cgroup: self.probes.cgroups.append(("gone", cgroup))
         )
-        assert bool(self.source._compiled) == (mode == "native")
 
     def polls(self) -> list[list[Event]]:
         out = []
@@ -201,6 +200,7 @@ def sides(monkeypatch: pytest.MonkeyPatch) -> Any:
     def make(**kwargs: Any) -> tuple[Side, Side]:
         pair = Side("python", **kwargs), Side("native", **kwargs)
         made.extend(pair)
+        assert not pair[0].source._compiled and pair[1].source._compiled
         return pair
 
     yield make
@@ -330,6 +330,23 @@ def test_a_stale_build_is_refused_and_auto_says_so_once(
         assert drain.wanted("auto") is False
         assert drain.wanted("auto") is False
     assert [r.message for r in caplog.records] == ["draining the ring buffers in Python"]
+
+
+def test_without_the_drain_auto_drains_in_python_and_native_refuses_to_start(
+    unbuilt: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "boot_to_wall_offset_ns", lambda: OFFSET_NS)
+    with pytest.raises(drain.DrainUnavailable, match="built from other sources"):
+        Side("native")
+    side = Side("auto")
+    try:
+        assert not side.source._compiled
+        record = random_record(random.Random(1), LIMITS, sc=SC["openat"])
+        side.bulk.write(record)
+        ((event,),) = side.polls()
+        assert event.syscall == "openat" and event.ts_ns > OFFSET_NS
+    finally:
+        side.close()
 
 
 def test_a_ring_smaller_than_a_record_is_refused(sides: Any) -> None:
