@@ -1,10 +1,12 @@
 """Build hook: compiles provex's native correlation core (exporter/correlate/native/_core.pyx)
-with Cython and the system C compiler, for every wheel and editable install.
+and its ring-buffer drain (exporter/source/_drain.pyx) with Cython and the system C compiler,
+for every wheel and editable install.
 
-The wheel then carries the extension (and is tagged for this interpreter and platform); an
-editable install finds it beside its source. `python hatch_build.py` rebuilds it in place
-for a development checkout. The source digest is compiled into the module, so an extension
-older than its source is refused at import (exporter.correlate.native), never run.
+The wheel then carries the extensions (and is tagged for this interpreter and platform); an
+editable install finds them beside their sources. `python hatch_build.py` rebuilds them in
+place for a development checkout. Each source digest is compiled into its module, so an
+extension older than its source is refused at import (exporter.correlate.native,
+exporter.source.drain), never run.
 """
 
 from __future__ import annotations
@@ -18,33 +20,44 @@ ROOT = Path(__file__).resolve().parent
 NATIVE = ROOT / "exporter" / "correlate" / "native"
 SOURCES = ("_core.pyx",)
 MODULE = "exporter.correlate.native._core"
+# The ring-buffer drain: (module, folder, sources, the macro its digest is compiled into).
+DRAIN = ("exporter.source._drain", ROOT / "exporter" / "source", ("_drain.pyx",), "PROVEX_DRAIN_SOURCE")
 
 
-def source_digest(folder: Path = NATIVE) -> str:
+def source_digest(folder: Path = NATIVE, sources: tuple[str, ...] = SOURCES) -> str:
     """What the extension was built from: its Cython sources, in order."""
     digest = hashlib.sha256()
-    for name in SOURCES:
+    for name in sources:
         digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
-def build_core(root: Path = ROOT) -> Path:
-    """Compile the core in place (next to its source); the built file's path."""
-    from Cython.Build import cythonize
-    from setuptools import Distribution, Extension
+def _extension(root: Path, module: str, folder: Path, sources: tuple[str, ...], macro: str) -> object:
+    from setuptools import Extension
 
-    digest = source_digest(root / "exporter" / "correlate" / "native")
-    ext = Extension(
-        MODULE,
-        [str(Path("exporter", "correlate", "native", name)) for name in SOURCES],
-        define_macros=[("PROVEX_CORE_SOURCE", f'"{digest}"')],
+    relative = folder.relative_to(ROOT)
+    return Extension(
+        module,
+        [str(relative / name) for name in sources],
+        define_macros=[(macro, f'"{source_digest(root / relative, sources)}"')],
         extra_compile_args=["-O2", "-Wno-unused-function"],
     )
+
+
+def build_core(root: Path = ROOT) -> list[Path]:
+    """Compile the core and the drain in place (next to their sources); the built files' paths."""
+    from Cython.Build import cythonize
+    from setuptools import Distribution
+
+    exts = [
+        _extension(root, MODULE, NATIVE, SOURCES, "PROVEX_CORE_SOURCE"),
+        _extension(root, *DRAIN),
+    ]
     cwd = os.getcwd()
     os.chdir(root)
     try:
         modules = cythonize(
-            [ext],
+            exts,
             quiet=True,
             compiler_directives={"language_level": "3"},
         )
@@ -54,7 +67,7 @@ def build_core(root: Path = ROOT) -> Path:
         cmd.force = True  # compile flags or headers may have changed: never reuse an old build
         cmd.ensure_finalized()
         cmd.run()
-        return Path(cmd.get_ext_fullpath(MODULE)).resolve()
+        return [Path(cmd.get_ext_fullpath(ext.name)).resolve() for ext in exts]
     finally:
         os.chdir(cwd)
 
@@ -75,7 +88,8 @@ class NativeCoreHook(BuildHookInterface):  # type: ignore[misc,valid-type]
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
         if version != "editable":
-            build_data["force_include"][str(built)] = str(built.relative_to(Path(self.root)))
+            for path in built:
+                build_data["force_include"][str(path)] = str(path.relative_to(Path(self.root)))
 
 
 if __name__ == "__main__":
