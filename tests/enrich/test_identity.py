@@ -157,15 +157,21 @@ def test_the_runtimes_binaries_and_the_processes_running_them(tmp_path):
     assert os.getpid() in maps.tasks  # this interpreter runs "the runtime's" binary
 
 
-def test_a_container_seen_through_a_host_mount(tmp_path):
-    """A hostPath /etc at /host/etc: the container's view of the host's shadow is registered
-    with the host's path, wherever the mount's source really is (the lab's stand-in)."""
+def _container_view(tmp_path: Path) -> tuple[Path, Path]:
+    """/proc with process 7, whose root holds the host's shadow at /host/etc (a hostPath)."""
     proc = tmp_path / "proc"
     view = tmp_path / "view"
     (view / "host/etc").mkdir(parents=True)
     (view / "host/etc/shadow").write_text("root:x:1::::::\n")
     (proc / "7").mkdir(parents=True)
     (proc / "7/root").symlink_to(view)
+    return proc, view
+
+
+def test_a_container_seen_through_a_host_mount(tmp_path):
+    """A hostPath /etc at /host/etc: the container's view of the host's shadow is registered
+    with the host's path, wherever the mount's source really is (the lab's stand-in)."""
+    proc, view = _container_view(tmp_path)
     registry = IdentityRegistry(Maps(), ["/etc/shadow"], host_root=str(tmp_path / "nohost"), proc=str(proc))
     registry.container_seen("c1", 7, [HostMount(host_path="/etc", container_path="/host/etc")])
     registry._scan_changed(registry._take_jobs())
@@ -178,12 +184,7 @@ def test_a_container_is_judged_by_the_kernel_once_its_view_is_registered(tmp_pat
     """Until then the kernel sends its reads up and the enrich stage holds its file events:
     `registered` answers for the host mounts it was asked with, and a host cgroup is judged
     at once."""
-    proc = tmp_path / "proc"
-    view = tmp_path / "view"
-    (view / "host/etc").mkdir(parents=True)
-    (view / "host/etc/shadow").write_text("root:x:1::::::\n")
-    (proc / "7").mkdir(parents=True)
-    (proc / "7/root").symlink_to(view)
+    proc, _view = _container_view(tmp_path)
     maps = Maps()
     registry = IdentityRegistry(maps, ["/etc/shadow"], host_root=str(tmp_path / "nohost"), proc=str(proc))
     registry.container_seen("c1", 7, [], cgroup_id=55)  # before its Pod (and mounts) are known
