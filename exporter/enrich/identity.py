@@ -167,8 +167,9 @@ class IdentityRegistry:
     def container_seen(
         self, container_id: str, pid: int, mounts: Iterable[HostMount], cgroup_id: int = 0, pod_uid: str = ""
     ) -> None:
-        """An event of a container's workload (not of its runtime, whose view may be the
-        host's before pivot_root): register that container's view of the sensitive set, once,
+        """An event of a container's workload, or its runtime's pivot_root (not its runtime's
+        other events: before pivot_root its view is the host's): register that container's
+        view of the sensitive set, once,
         again when its host mounts or its Pod become known, and with a later process if the
         one asked for was gone."""
         mounts = tuple(mounts)
