@@ -1,5 +1,6 @@
 """Build hook: compiles provex's native correlation core (exporter/correlate/native/_core.pyx)
-with Cython and the system C compiler, for every wheel and editable install.
+and its native encoder (exporter/emit/native/_encode.pyx) with Cython and the system C
+compiler, for every wheel and editable install.
 
 The wheel then carries the extension (and is tagged for this interpreter and platform); an
 editable install finds it beside its source. `python hatch_build.py` rebuilds it in place
@@ -18,26 +19,38 @@ ROOT = Path(__file__).resolve().parent
 NATIVE = ROOT / "exporter" / "correlate" / "native"
 SOURCES = ("_core.pyx",)
 MODULE = "exporter.correlate.native._core"
+ENCODER_SOURCES = ("_encode.pyx",)
+ENCODER_MODULE = "exporter.emit.native._encode"
 
 
-def source_digest(folder: Path = NATIVE) -> str:
+def source_digest(folder: Path = NATIVE, sources: tuple[str, ...] = SOURCES) -> str:
     """What the extension was built from: its Cython sources, in order."""
     digest = hashlib.sha256()
-    for name in SOURCES:
+    for name in sources:
         digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
 def build_core(root: Path = ROOT) -> Path:
     """Compile the core in place (next to its source); the built file's path."""
+    return _build(root, MODULE, SOURCES, "PROVEX_CORE_SOURCE")
+
+
+def build_encoder(root: Path = ROOT) -> Path:
+    """Compile the native encoder in place; the built file's path."""
+    return _build(root, ENCODER_MODULE, ENCODER_SOURCES, "PROVEX_ENCODE_SOURCE")
+
+
+def _build(root: Path, module: str, sources: tuple[str, ...], digest_macro: str) -> Path:
     from Cython.Build import cythonize
     from setuptools import Distribution, Extension
 
-    digest = source_digest(root / "exporter" / "correlate" / "native")
+    folder = Path(*module.split(".")[:-1])
+    digest = source_digest(root / folder, sources)
     ext = Extension(
-        MODULE,
-        [str(Path("exporter", "correlate", "native", name)) for name in SOURCES],
-        define_macros=[("PROVEX_CORE_SOURCE", f'"{digest}"')],
+        module,
+        [str(folder / name) for name in sources],
+        define_macros=[(digest_macro, f'"{digest}"')],
         extra_compile_args=["-O2", "-Wno-unused-function"],
     )
     cwd = os.getcwd()
@@ -54,7 +67,7 @@ def build_core(root: Path = ROOT) -> Path:
         cmd.force = True  # compile flags or headers may have changed: never reuse an old build
         cmd.ensure_finalized()
         cmd.run()
-        return Path(cmd.get_ext_fullpath(MODULE)).resolve()
+        return Path(cmd.get_ext_fullpath(module)).resolve()
     finally:
         os.chdir(cwd)
 
@@ -71,12 +84,14 @@ class NativeCoreHook(BuildHookInterface):  # type: ignore[misc,valid-type]
     def initialize(self, version: str, build_data: dict) -> None:
         if self.target_name != "wheel":
             return
-        built = build_core(Path(self.root))
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
-        if version != "editable":
-            build_data["force_include"][str(built)] = str(built.relative_to(Path(self.root)))
+        for build in (build_core, build_encoder):
+            built = build(Path(self.root))
+            if version != "editable":
+                build_data["force_include"][str(built)] = str(built.relative_to(Path(self.root)))
 
 
 if __name__ == "__main__":
     print(build_core(), file=sys.stderr)
+    print(build_encoder(), file=sys.stderr)

@@ -99,10 +99,15 @@ def log_record(record: Event | Alert, doc: Document, schema: str, observed_ns: i
     return LogRecord(ts_ns, observed_ns, severity[0], severity[1], body, attributes, f"provex.{doc.kind}")
 
 
-def make_encoder(encoding: str, resource: Any, scope: Scope) -> ProtoEncoder | JsonEncoder:
-    """The encoder for an exporter's `encoding`; `resource` is the SDK's Resource."""
-    encoder = ProtoEncoder if encoding == "protobuf" else JsonEncoder
-    return encoder(resource.attributes, resource.schema_url or "", scope)
+def make_encoder(
+    encoding: str, resource: Any, scope: Scope, native: bool = False
+) -> ProtoEncoder | JsonEncoder:
+    """The encoder for an exporter's `encoding`; `resource` is the SDK's Resource; `native`:
+    OTLP-JSON bodies through the C encoder (exporter.emit.native, output.encoder; OTLP/protobuf
+    bodies have no native program yet: tests/emit/test_native_encode.py says so)."""
+    if encoding == "protobuf":
+        return ProtoEncoder(resource.attributes, resource.schema_url or "", scope)
+    return JsonEncoder(resource.attributes, resource.schema_url or "", scope, native)
 
 
 class RecordEncoder:
@@ -168,6 +173,7 @@ class OtlpSink:
         raw_events: bool = True,
         dependency: str = "collector",
         consumer_idle: threading.Event | None = None,
+        native: bool = False,
     ) -> None:
         self.mapper = mapper
         self.schema = mapper.schema
@@ -186,7 +192,7 @@ class OtlpSink:
             "warn_interval_s": otlp.drop_warning_interval_s,
         }
         alert_encoder = make_encoder(
-            alert_exporter.encoding, resource, Scope(ALERT_SCOPE, version, scope_attrs)
+            alert_exporter.encoding, resource, Scope(ALERT_SCOPE, version, scope_attrs), native
         )
         self.alerts: ExportQueue[Alert] = ExportQueue(
             alert_exporter,
@@ -200,7 +206,7 @@ class OtlpSink:
         self.events: ExportQueue[Event] | None = None
         if raw_events:
             event_encoder = make_encoder(
-                event_exporter.encoding, resource, Scope(EVENT_SCOPE, version, scope_attrs)
+                event_exporter.encoding, resource, Scope(EVENT_SCOPE, version, scope_attrs), native
             )
             self.events = ExportQueue(
                 event_exporter,

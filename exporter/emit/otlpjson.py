@@ -27,6 +27,7 @@ import msgspec
 from exporter.emit import outcome
 from exporter.emit.jsonlines import LineWriter, write_cause
 from exporter.emit.logrecord import LogRecord, Scope
+from exporter.emit.native import NativeShapes, ProgramSource
 from exporter.emit.shapes import ShapeEncoder, json_writer
 from exporter.mapping.compiled import Fields
 
@@ -97,10 +98,15 @@ def _any(value: Any) -> bytes:
 _SHAPES = ShapeEncoder("otlp-json", json_writer(_head, _json, _any))
 
 
-def _body(value: Any) -> bytes:
+def _native_shapes() -> NativeShapes:
+    """The same layouts run as C programs (exporter.emit.native): output.encoder native."""
+    return NativeShapes("otlp-json-native", json_writer(_head, _json, _any, lambda: ProgramSource(_any)))
+
+
+def _body(value: Any, shapes: ShapeEncoder | NativeShapes = _SHAPES) -> bytes:
     """A LogRecord's body: a compiled mapping's fields through the function of their shape."""
     if value.__class__ is Fields:
-        encoded = _SHAPES.encode(value)
+        encoded = shapes.encode(value)
         return encoded if encoded is not None else _any(value.nested())
     return _any(value)
 
@@ -118,8 +124,13 @@ class JsonEncoder:
     encoding = "json"
 
     def __init__(
-        self, resource_attributes: Mapping[str, Any], resource_schema_url: str, scope: Scope
+        self,
+        resource_attributes: Mapping[str, Any],
+        resource_schema_url: str,
+        scope: Scope,
+        native: bool = False,
     ) -> None:
+        self._shapes = _native_shapes() if native else _SHAPES  # native: output.encoder
         resource = _attributes(resource_attributes).rstrip(b",")
         scope_fields = []
         if scope.name:
@@ -148,7 +159,7 @@ class JsonEncoder:
             out += b'"severityNumber":%d,' % log.severity_number
         if log.severity_text:
             out += b'"severityText":' + _json(log.severity_text) + b","
-        out += b'"body":' + _body(log.body) + b"," + _attributes(log.attributes)
+        out += b'"body":' + _body(log.body, self._shapes) + b"," + _attributes(log.attributes)
         if log.observed_time_unix_nano:
             out += b'"observedTimeUnixNano":"%d",' % log.observed_time_unix_nano
         if log.event_name:

@@ -1,0 +1,294 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""The emit stage's native encoder: a document's bytes from a compiled program, in C.
+
+A program is what exporter.emit.native.programs lays out once per document shape: the
+constant bytes around each value (keys, braces, commas: `consts`, one more than the values)
+and, per value, how to write it (`ops`) and which of the document's values it is
+(`indices`). Running it appends each constant and each value to one buffer: no nested dict
+is built, no Python call is made per field.
+
+The value encodings are msgspec's JSON (strings escaped as msgspec escapes them: `"`, `\\`
+and control characters, the rest as UTF-8) and decimal integers; a value of any other type,
+is handed to the program's `delegate` (msgspec's encoder, or
+an OTLP AnyValue encoder), so its bytes are the reference's by construction. A string that
+is not valid UTF-8 (a surrogate) raises UnicodeEncodeError, as msgspec does: the caller then
+takes the reference path, which escapes it.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.dict cimport PyDict_Next
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from libc.string cimport memcpy
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
+    bint PyUnicode_CheckExact(object value)
+    bint PyLong_CheckExact(object value)
+    bint PyBool_Check(object value)
+    bint PyBytes_CheckExact(object value)
+    void* PyTuple_GET_ITEM(object tuple, Py_ssize_t index)
+
+cdef extern from *:
+    """
+    #ifndef PROVEX_ENCODE_SOURCE
+    #define PROVEX_ENCODE_SOURCE "unknown"
+    #endif
+    """
+    const char* PROVEX_ENCODE_SOURCE
+
+SOURCE_DIGEST = PROVEX_ENCODE_SOURCE.decode()
+
+# How a value is written (exporter.emit.native.programs uses the same numbers).
+OP_JSON = 0  # a JSON value, as msgspec writes it (str, int, bool and None here; else delegate)
+OP_STRING = 1  # a str, as a JSON string
+OP_INT = 2  # an int, as decimal digits
+OP_DELEGATE = 3  # the delegate's bytes
+
+
+cdef struct Buffer:
+    char* data
+    Py_ssize_t size
+    Py_ssize_t capacity
+
+
+cdef int reserve(Buffer* buf, Py_ssize_t extra) except -1:
+    cdef Py_ssize_t wanted = buf.size + extra
+    cdef Py_ssize_t capacity = buf.capacity
+    cdef char* data
+    if wanted <= capacity:
+        return 0
+    while capacity < wanted:
+        capacity *= 2
+    data = <char*>PyMem_Realloc(buf.data, capacity)
+    if data == NULL:
+        raise MemoryError()
+    buf.data = data
+    buf.capacity = capacity
+    return 0
+
+
+cdef inline int put(Buffer* buf, const char* data, Py_ssize_t size) except -1:
+    if buf.size + size > buf.capacity:
+        reserve(buf, size)
+    memcpy(buf.data + buf.size, data, size)
+    buf.size += size
+    return 0
+
+
+cdef inline int put_bytes(Buffer* buf, object data) except -1:
+    if not PyBytes_CheckExact(data):
+        raise TypeError(f"an encoder returned {type(data).__name__}, expected bytes")
+    return put(buf, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+
+
+cdef const char* HEX = b"0123456789abcdef"
+
+
+cdef int put_json_string(Buffer* buf, object text) except -1:
+    """`text` as msgspec writes a str: quoted, `"` `\\` and bytes below 0x20 escaped."""
+    cdef Py_ssize_t size = 0
+    cdef const char* data = PyUnicode_AsUTF8AndSize(text, &size)  # UnicodeEncodeError on a surrogate
+    cdef Py_ssize_t i, start = 0
+    cdef unsigned char c
+    cdef char escape[6]
+    reserve(buf, size + 2)
+    buf.data[buf.size] = b'"'
+    buf.size += 1
+    for i in range(size):
+        c = <unsigned char>data[i]
+        if c >= 0x20 and c != 0x22 and c != 0x5C:
+            continue
+        put(buf, data + start, i - start)
+        start = i + 1
+        if c == 0x22:
+            put(buf, b'\\"', 2)
+        elif c == 0x5C:
+            put(buf, b"\\\\", 2)
+        elif c == 0x0A:
+            put(buf, b"\\n", 2)
+        elif c == 0x0D:
+            put(buf, b"\\r", 2)
+        elif c == 0x09:
+            put(buf, b"\\t", 2)
+        elif c == 0x08:
+            put(buf, b"\\b", 2)
+        elif c == 0x0C:
+            put(buf, b"\\f", 2)
+        else:
+            escape[0] = b"\\"
+            escape[1] = b"u"
+            escape[2] = b"0"
+            escape[3] = b"0"
+            escape[4] = HEX[c >> 4]
+            escape[5] = HEX[c & 15]
+            put(buf, escape, 6)
+    put(buf, data + start, size - start)
+    put(buf, b'"', 1)
+    return 0
+
+
+cdef int put_int(Buffer* buf, object value) except -1:
+    """An int's decimal digits (beyond 64 bits as `b"%d" % value` writes them: so does
+    msgspec, and so does the OTLP-JSON reference)."""
+    cdef int overflow = 0
+    cdef long long number = PyLong_AsLongLongAndOverflow(value, &overflow)
+    cdef unsigned long long magnitude
+    cdef char digits[24]
+    cdef int start = 24
+    if overflow:
+        return put_bytes(buf, b"%d" % value)
+    # by hand: snprintf costs ~150 ns a number here
+    magnitude = <unsigned long long>number if number >= 0 else 0ULL - <unsigned long long>number
+    while True:
+        start -= 1
+        digits[start] = <char>(48 + magnitude % 10)
+        magnitude //= 10
+        if magnitude == 0:
+            break
+    if number < 0:
+        start -= 1
+        digits[start] = b"-"
+    return put(buf, digits + start, 24 - start)
+
+
+cdef int put_json(Buffer* buf, object value, object delegate) except -1:
+    """A JSON value: the common scalars here, the rest as `delegate` (msgspec) writes it."""
+    if PyUnicode_CheckExact(value):
+        return put_json_string(buf, value)
+    if PyBool_Check(value):
+        return put(buf, b"true", 4) if value else put(buf, b"false", 5)
+    if PyLong_CheckExact(value):
+        return put_int(buf, value)
+    if value is None:
+        return put(buf, b"null", 4)
+    return put_bytes(buf, delegate(value))
+
+
+cdef class Program:
+    """The bytes of one document shape, from its values (see the module's docstring).
+    Called with the document's values in order, as a shape function of
+    exporter.emit.shapes is."""
+
+    cdef tuple consts  # kept alive: `const_data` points into them
+    cdef object delegate
+    cdef Py_ssize_t count  # values
+    cdef Py_ssize_t needed  # the length `values` must have at least
+    cdef const char** const_data
+    cdef Py_ssize_t* const_size
+    cdef int* ops
+    cdef Py_ssize_t* indices
+    cdef Py_ssize_t hint  # the last result's size: where the next buffer starts
+
+    def __cinit__(self, tuple consts, tuple ops, tuple indices, object delegate):
+        cdef Py_ssize_t n
+        if len(consts) != len(ops) + 1 or len(ops) != len(indices):
+            raise ValueError("a program has one more constant than values, and one op per value")
+        for const in consts:
+            if not PyBytes_CheckExact(const):
+                raise TypeError("a program's constants are bytes")
+        for op in ops:
+            if op not in (OP_JSON, OP_STRING, OP_INT, OP_DELEGATE):
+                raise ValueError(f"unknown op {op!r}")
+        self.count = len(ops)
+        self.needed = max(indices) + 1 if indices else 0
+        self.consts = consts
+        self.delegate = delegate
+        self.hint = 256
+        self.const_data = <const char**>PyMem_Malloc((self.count + 1) * sizeof(char*))
+        self.const_size = <Py_ssize_t*>PyMem_Malloc((self.count + 1) * sizeof(Py_ssize_t))
+        self.ops = <int*>PyMem_Malloc((self.count + 1) * sizeof(int))
+        self.indices = <Py_ssize_t*>PyMem_Malloc((self.count + 1) * sizeof(Py_ssize_t))
+        if not (self.const_data and self.const_size and self.ops and self.indices):
+            raise MemoryError()
+        for n in range(self.count + 1):
+            self.const_data[n] = PyBytes_AS_STRING(consts[n])
+            self.const_size[n] = PyBytes_GET_SIZE(consts[n])
+        for n in range(self.count):
+            self.ops[n] = ops[n]
+            self.indices[n] = indices[n]
+            if self.indices[n] < 0:
+                raise ValueError("a program's indices are not negative")
+
+    def __dealloc__(self):
+        PyMem_Free(self.const_data)
+        PyMem_Free(self.const_size)
+        PyMem_Free(self.ops)
+        PyMem_Free(self.indices)
+
+    def __call__(self, tuple values):
+        cdef Buffer buf
+        cdef Py_ssize_t n
+        cdef int op
+        cdef object value
+        if len(values) < self.needed:
+            raise IndexError(f"a program of {self.needed} values was given {len(values)}")
+        buf.size = 0
+        buf.capacity = self.hint
+        buf.data = <char*>PyMem_Malloc(buf.capacity)
+        if buf.data == NULL:
+            raise MemoryError()
+        try:
+            put(&buf, self.const_data[0], self.const_size[0])
+            for n in range(self.count):
+                op = self.ops[n]
+                value = <object>PyTuple_GET_ITEM(values, self.indices[n])
+                if op == OP_STRING:
+                    put_json_string(&buf, value)
+                elif op == OP_INT:
+                    put_int(&buf, value)
+                elif op == OP_JSON:
+                    put_json(&buf, value, self.delegate)
+                else:
+                    put_bytes(&buf, self.delegate(value))
+                put(&buf, self.const_data[n + 1], self.const_size[n + 1])
+            if buf.size > self.hint:
+                self.hint = buf.size
+            return PyBytes_FromStringAndSize(buf.data, buf.size)
+        finally:
+            PyMem_Free(buf.data)
+
+
+cdef class Shapes:
+    """The programs of one layout's document shapes, made on first sight by `write(shape)`
+    (shape: the fields' numbers and, when `typed`, their values' types; else None), at most
+    `limit` of them: `encode` then answers None and the caller takes the reference."""
+
+    cdef dict programs
+    cdef object write
+    cdef Py_ssize_t limit
+    cdef bint typed
+
+    def __init__(self, object write, Py_ssize_t limit, bint typed):
+        self.programs = {}
+        self.write = write
+        self.limit = limit
+        self.typed = typed
+
+    def encode(self, dict fields):
+        """The bytes of a compiled document's fields (number -> value, in the order set)."""
+        cdef Py_ssize_t size = len(fields), n = 0, position = 0
+        cdef PyObject* key
+        cdef PyObject* value
+        cdef tuple numbers = PyTuple_New(size)
+        cdef tuple values = PyTuple_New(size)
+        cdef object types = PyTuple_New(size) if self.typed else None
+        while PyDict_Next(fields, &position, &key, &value):
+            Py_INCREF(<object>key)
+            PyTuple_SET_ITEM(numbers, n, <object>key)
+            Py_INCREF(<object>value)
+            PyTuple_SET_ITEM(values, n, <object>value)
+            if self.typed:
+                Py_INCREF(type(<object>value))
+                PyTuple_SET_ITEM(types, n, type(<object>value))
+            n += 1
+        shape = (numbers, types)
+        program = self.programs.get(shape)
+        if program is None:
+            if len(self.programs) >= self.limit:
+                return None
+            program = self.programs[shape] = self.write(shape)
+        return program(values)
