@@ -103,11 +103,9 @@ def make_encoder(
     encoding: str, resource: Any, scope: Scope, native: bool = False
 ) -> ProtoEncoder | JsonEncoder:
     """The encoder for an exporter's `encoding`; `resource` is the SDK's Resource; `native`:
-    OTLP-JSON bodies through the C encoder (exporter.emit.native, output.encoder; OTLP/protobuf
-    bodies have no native program yet: tests/emit/test_native_encode.py says so)."""
-    if encoding == "protobuf":
-        return ProtoEncoder(resource.attributes, resource.schema_url or "", scope)
-    return JsonEncoder(resource.attributes, resource.schema_url or "", scope, native)
+    bodies through the C encoder (exporter.emit.native, output.encoder)."""
+    encoder = ProtoEncoder if encoding == "protobuf" else JsonEncoder
+    return encoder(resource.attributes, resource.schema_url or "", scope, native)
 
 
 class RecordEncoder:

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from exporter.emit.logrecord import LogRecord, Scope
+from exporter.emit.native import NativeShapes
+from exporter.emit.native import proto_writer as native_proto_writer
 from exporter.emit.shapes import ShapeEncoder, proto_writer
 from exporter.mapping.compiled import Fields
 
@@ -160,10 +162,15 @@ _SHAPES = ShapeEncoder(
 )
 
 
-def _body(value: Any) -> bytes:
+def _native_shapes() -> NativeShapes:
+    """The same bodies from C programs (exporter.emit.native): output.encoder native."""
+    return NativeShapes("otlp-protobuf-native", native_proto_writer(_key_field, _any))
+
+
+def _body(value: Any, shapes: ShapeEncoder | NativeShapes = _SHAPES) -> bytes:
     """A LogRecord's body: a compiled mapping's fields through the function of their shape."""
     if value.__class__ is Fields:
-        encoded = _SHAPES.encode(value)
+        encoded = shapes.encode(value)
         return encoded if encoded is not None else _any(value.nested())
     return _any(value)
 
@@ -187,8 +194,13 @@ class ProtoEncoder:
     encoding = "protobuf"
 
     def __init__(
-        self, resource_attributes: Mapping[str, Any], resource_schema_url: str, scope: Scope
+        self,
+        resource_attributes: Mapping[str, Any],
+        resource_schema_url: str,
+        scope: Scope,
+        native: bool = False,
     ) -> None:
+        self._shapes = _native_shapes() if native else _SHAPES  # native: output.encoder
         # ResourceLogs: resource 1, scope_logs 2, schema_url 3; ScopeLogs: scope 1,
         # log_records 2, schema_url 3; InstrumentationScope: name 1, version 2, attributes 3.
         self._resource = _field(b"\x0a", _attributes(resource_attributes, b"\x0a"))
@@ -213,7 +225,7 @@ class ProtoEncoder:
             parts.append(b"\x10" + _varint(log.severity_number & _UINT64))
         if log.severity_text:
             parts.append(_field(b"\x1a", log.severity_text.encode()))
-        parts.append(_field(b"\x2a", _body(log.body)))
+        parts.append(_field(b"\x2a", _body(log.body, self._shapes)))
         parts.append(_attributes(log.attributes, b"\x32"))
         if log.observed_time_unix_nano:
             parts.append(b"\x59" + _FIXED64.pack(log.observed_time_unix_nano))

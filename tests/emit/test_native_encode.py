@@ -4,8 +4,9 @@ For every record of the bundled recording, the mapping fixtures, the rule fixtur
 and alerts, both soak mixes and hostile values (text that is not UTF-8, control characters,
 quotes, ints past 64 bits, empty and absent fields, a very long argv), and a seeded fuzz
 round: an ECS/OCSF JSON line is msgspec's line of the nested body, and an OTLP-JSON body is
-the Python shape function's and the generic encoder's bytes. `provex replay` writes the same
-file with either encoder. OTLP/protobuf bodies have no native program yet (xfail below).
+an OTLP-JSON or OTLP/protobuf body is the generic encoder's bytes (which the Python shape
+functions also give), the protobuf parsed back with opentelemetry-proto's classes. `provex
+replay` writes the same file with either encoder.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import random
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import msgspec
 import pytest
 from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from bench.correlate_soak import generate
@@ -29,8 +33,10 @@ from exporter.emit import native, otlpjson, otlpproto
 from exporter.emit.documents import DocumentLinesSink
 from exporter.emit.factory import build_sink
 from exporter.emit.jsonlines import LineWriter
+from exporter.emit.otlp import log_record
 from exporter.errors import InputError
 from exporter.mapping import Mapper
+from exporter.mapping.compiled import Fields
 from exporter.model import Alert, Event, EventType, ProcessInfo
 from exporter.model import ContainerInfo as Container
 from exporter.model import PodInfo as Pod
@@ -162,16 +168,18 @@ def all_sources() -> dict[str, list[Event | Alert]]:
     return sources()
 
 
-def reference_body(fields: object) -> bytes | type[Exception]:
+def reference_body(module: ModuleType, fields: Fields) -> bytes | type[Exception]:
+    """The generic encoder's bytes of the nested body (or what it raises); the Python shape
+    functions give the same (tests/emit/test_shapes.py)."""
     try:
-        return otlpjson._any(fields.nested())  # type: ignore[attr-defined]
+        return module._any(fields.nested())  # type: ignore[no-any-return]
     except Exception as exc:
         return type(exc)
 
 
-def native_body(encoder: otlpjson.JsonEncoder, fields: object) -> bytes | type[Exception]:
+def native_body(module: ModuleType, encoder: Any, fields: Fields) -> bytes | type[Exception]:
     try:
-        return otlpjson._body(fields, encoder._shapes)
+        return module._body(fields, encoder._shapes)  # type: ignore[no-any-return]
     except Exception as exc:
         return type(exc)
 
@@ -183,6 +191,7 @@ def test_native_bytes_are_the_references(
     mapper = Mapper(schema, **AGENT)
     python, compiled = sink(mapper, False, tmp_path), sink(mapper, True, tmp_path)
     json_encoder = otlpjson.JsonEncoder({}, "", otlpjson.Scope("provex.events"), native=True)
+    proto_encoder = otlpproto.ProtoEncoder({}, "", otlpproto.Scope("provex.events"), native=True)
     for name, batch in all_sources.items():
         documents = 0
         for record in batch:
@@ -192,7 +201,12 @@ def test_native_bytes_are_the_references(
             documents += 1
             signal = "alerts" if isinstance(record, Alert) else "events"
             assert compiled._encode(doc, signal) == python._encode(doc, signal), (name, record.id)
-            assert native_body(json_encoder, doc.fields) == reference_body(doc.fields), (name, record.id)
+            assert native_body(otlpjson, json_encoder, doc.fields) == reference_body(otlpjson, doc.fields), (
+                name
+            )
+            assert native_body(otlpproto, proto_encoder, doc.fields) == reference_body(
+                otlpproto, doc.fields
+            ), name
         assert documents, name
     python.close()
     compiled.close()
@@ -249,19 +263,58 @@ def test_a_program_is_checked_when_made() -> None:
     program = encode.Program((b"[", b"]"), (encode.OP_JSON,), (3,), repr)
     with pytest.raises(IndexError):
         program(("a",))
+    with pytest.raises(ValueError, match="every open is closed"):
+        encode.Program((b"", b""), (encode.OP_OPEN,), (-1,), repr)
+    with pytest.raises(ValueError, match="a close after its open"):
+        encode.Program((b"", b"", b""), (encode.OP_CLOSE, encode.OP_OPEN), (-1, -1), repr)
+    with pytest.raises(ValueError, match="index"):
+        encode.Program((b"", b""), (encode.OP_UTF8,), (-1,), repr)
+    deep = encode.MAX_DEPTH + 1
+    with pytest.raises(ValueError, match="nest at most"):
+        encode.Program(
+            (b"",) * (2 * deep + 1),
+            (encode.OP_OPEN,) * deep + (encode.OP_CLOSE,) * deep,
+            (-1,) * 2 * deep,
+            repr,
+        )
+    # a length-delimited field of 300 bytes: its two-byte length goes before it
+    field = encode.Program(
+        (b"\x0a", b"", b"", b""), (encode.OP_OPEN, encode.OP_UTF8, encode.OP_CLOSE), (-1, 0, -1), repr
+    )
+    assert field(("é" * 150,)) == b"\x0a\xac\x02" + "é".encode() * 150
     with pytest.raises(TypeError, match="expected bytes"):
         encode.Program((b"", b""), (encode.OP_DELEGATE,), (0,), str)((1,))
 
 
-@pytest.mark.xfail(reason="OTLP/protobuf bodies have no native program yet: they stay Python (shapes.py)")
-def test_protobuf_bodies_are_native_too() -> None:
-    mapper = Mapper("ecs", **AGENT)
-    doc = mapper.map(next(iter(generate(1))))
-    assert doc is not None
-    body = otlpproto._body(doc.fields)
-    parsed = AnyValue.FromString(body)
-    assert json_format.MessageToDict(parsed)["kvlistValue"]
-    assert "otlp-protobuf-native" in mapper.compiled.layout.encoders
+def test_protobuf_bodies_decode_with_the_official_classes(
+    all_sources: dict[str, list[Event | Alert]],
+) -> None:
+    """The native protobuf body is a real AnyValue: opentelemetry-proto parses it back into
+    the document (as the generic encoder's bytes parse), for every kind of every source."""
+    mapper = Mapper("ocsf", **AGENT)
+    encoder = otlpproto.ProtoEncoder({}, "", otlpproto.Scope("provex.events"), native=True)
+    kinds = set()
+    for record in [*all_sources["recording"], *all_sources["rule fixtures"]]:
+        doc = mapper.map(record)
+        if doc is None:
+            continue
+        body = otlpproto._body(doc.fields, encoder._shapes)
+        parsed = json_format.MessageToDict(AnyValue.FromString(body))
+        assert parsed == json_format.MessageToDict(AnyValue.FromString(otlpproto._any(doc.body)))
+        kinds.add(doc.kind)
+    assert len(kinds) >= 5 and "otlp-protobuf-native" in mapper.compiled.layout.encoders
+    # whole requests, as a collector receives them
+    python = otlpproto.ProtoEncoder({"service.name": "provex"}, "", otlpproto.Scope("provex.events"))
+    compiled = otlpproto.ProtoEncoder(
+        {"service.name": "provex"}, "", otlpproto.Scope("provex.events"), native=True
+    )
+    batch = [r for r in all_sources["recording"] if mapper.map(r) is not None]
+    logs = [log_record(r, mapper.map(r), "ocsf", observed_ns=1) for r in batch]  # type: ignore[arg-type]
+    request = compiled.request([compiled.record(log) for log in logs])
+    assert request == python.request([python.record(log) for log in logs])
+    assert len(
+        ExportLogsServiceRequest.FromString(request).resource_logs[0].scope_logs[0].log_records
+    ) == len(logs)
 
 
 # -- the switch -------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 `_encode.pyx` (Cython, built by hatch_build.py beside the correlation core) runs a
 `Program`: the constant bytes of one document shape around its values, laid out here once
 per shape from the same tree the Python shape functions use (exporter.emit.shapes). It
-writes ECS/OCSF JSON documents (`document_json`) and OTLP-JSON bodies; the Python encoders
-(the nested body through msgspec, the generated shape functions) stay as the reference,
+writes ECS/OCSF JSON documents (`document_json`), OTLP-JSON and OTLP/protobuf bodies; the
+Python encoders (the nested body through msgspec, the generated shape functions) stay as the
+reference,
 and a test compares their bytes on every recorded, fixture, soak and hostile record
 (tests/emit/test_native_encode.py).
 
@@ -134,6 +135,16 @@ class ProgramSource(Source):
     def json(self, index: int) -> None:
         self._value(self.encode.OP_JSON, index)
 
+    def utf8(self, index: int) -> None:
+        self._value(self.encode.OP_UTF8, index)
+
+    def open(self) -> None:
+        """A length-delimited field's content starts: its length is written at `close`."""
+        self._value(self.encode.OP_OPEN, -1)
+
+    def close(self) -> None:
+        self._value(self.encode.OP_CLOSE, -1)
+
     def function(self) -> Body:
         return self.encode.Program(tuple(self.consts), tuple(self.ops), tuple(self.indices), self.delegate)  # type: ignore[no-any-return]
 
@@ -177,6 +188,45 @@ def _write_document(layout: Layout, shape: Shape) -> Body:
     source = ProgramSource(_json)
     _document(source, _tree(layout, shape[0]))
     return source.function()
+
+
+def proto_writer(
+    key_field: Callable[[Any], bytes], any_: Callable[[Any], bytes]
+) -> Callable[[Layout, Shape], Body]:
+    """OTLP/protobuf bodies (an AnyValue holding a KeyValueList), the bytes of
+    exporter.emit.shapes.proto_writer's functions: `key_field(key)` is a KeyValue's key
+    field, `any_` encodes an AnyValue. AnyValue: string_value 1, kvlist_value 6;
+    KeyValueList: values 1; KeyValue: key 1, value 2."""
+
+    def write(layout: Layout, shape: Shape) -> Body:
+        numbers, types = shape
+        source = ProgramSource(any_)
+
+        def value(child: Tree | int) -> None:
+            if isinstance(child, dict):
+                source.const(b"\x32")
+                source.open()
+                for key, grandchild in child.items():
+                    source.const(b"\x0a")
+                    source.open()
+                    source.const(key_field(key) + b"\x12")
+                    source.open()
+                    value(grandchild)
+                    source.close()
+                    source.close()
+                source.close()
+            elif types[child] is str:
+                source.const(b"\x0a")
+                source.open()
+                source.utf8(child)
+                source.close()
+            else:
+                source.any(child)
+
+        value(_tree(layout, numbers))
+        return source.function()
+
+    return write
 
 
 _DOCUMENTS = NativeShapes("document-json-native", _write_document, typed=False)

@@ -1,17 +1,19 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 """The emit stage's native encoder: a document's bytes from a compiled program, in C.
 
-A program is what exporter.emit.native.programs lays out once per document shape: the
-constant bytes around each value (keys, braces, commas: `consts`, one more than the values)
-and, per value, how to write it (`ops`) and which of the document's values it is
+A program is what exporter.emit.native lays out once per document shape: the constant bytes
+around each value (keys, braces, commas, protobuf tags: `consts`, one more than the ops)
+and, per op, how to write a value (`ops`) and which of the document's values it is
 (`indices`). Running it appends each constant and each value to one buffer: no nested dict
-is built, no Python call is made per field.
+is built, no Python call is made per field. Protobuf's length-delimited fields are an open
+and a close around their content: at the close the content moves up by the size of its
+length, which goes before it.
 
 The value encodings are msgspec's JSON (strings escaped as msgspec escapes them: `"`, `\\`
-and control characters, the rest as UTF-8) and decimal integers; a value of any other type,
-is handed to the program's `delegate` (msgspec's encoder, or
-an OTLP AnyValue encoder), so its bytes are the reference's by construction. A string that
-is not valid UTF-8 (a surrogate) raises UnicodeEncodeError, as msgspec does: the caller then
+and control characters, the rest as UTF-8), decimal integers and UTF-8; a value of any other
+type is handed to the program's `delegate` (msgspec's encoder, or an OTLP AnyValue
+encoder), so its bytes are the reference's by construction. A string that is not valid
+UTF-8 (a surrogate) raises UnicodeEncodeError, as msgspec and str.encode do: the caller then
 takes the reference path, which escapes it.
 """
 
@@ -22,7 +24,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memmove
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
@@ -42,11 +44,18 @@ cdef extern from *:
 
 SOURCE_DIGEST = PROVEX_ENCODE_SOURCE.decode()
 
-# How a value is written (exporter.emit.native.programs uses the same numbers).
+# How a value is written (exporter.emit.native lays programs out with these).
 OP_JSON = 0  # a JSON value, as msgspec writes it (str, int, bool and None here; else delegate)
 OP_STRING = 1  # a str, as a JSON string
 OP_INT = 2  # an int, as decimal digits
 OP_DELEGATE = 3  # the delegate's bytes
+OP_UTF8 = 4  # a str's UTF-8 bytes
+# Protobuf's length-delimited fields, whose length is known only at their end (no value):
+OP_OPEN = 5  # a field's content starts here...
+OP_CLOSE = 6  # ...and ends here: its length goes before it
+cdef enum:
+    DEPTH_LIMIT = 32
+MAX_DEPTH = DEPTH_LIMIT
 
 
 cdef struct Buffer:
@@ -155,6 +164,45 @@ cdef int put_int(Buffer* buf, object value) except -1:
     return put(buf, digits + start, 24 - start)
 
 
+cdef int put_varint(Buffer* buf, unsigned long long value) except -1:
+    cdef char digits[10]
+    cdef int size = 0
+    while value >= 0x80:
+        digits[size] = <char>((value & 0x7F) | 0x80)
+        value >>= 7
+        size += 1
+    digits[size] = <char>value
+    return put(buf, digits, size + 1)
+
+
+cdef inline int varint_size(unsigned long long value) noexcept:
+    cdef int size = 1
+    while value >= 0x80:
+        value >>= 7
+        size += 1
+    return size
+
+
+cdef int close_length(Buffer* buf, Py_ssize_t start) except -1:
+    """What was written since `start` becomes a length-delimited field: its length (a varint)
+    goes before it, the bytes move up to make room (a document is a few KB, nesting 4 deep)."""
+    cdef Py_ssize_t length = buf.size - start
+    cdef int room = varint_size(<unsigned long long>length)
+    cdef Py_ssize_t end = buf.size
+    reserve(buf, room)
+    memmove(buf.data + start + room, buf.data + start, length)
+    buf.size = start
+    put_varint(buf, <unsigned long long>length)
+    buf.size = end + room
+    return 0
+
+
+cdef int put_utf8(Buffer* buf, object text) except -1:
+    cdef Py_ssize_t size = 0
+    cdef const char* data = PyUnicode_AsUTF8AndSize(text, &size)  # UnicodeEncodeError on a surrogate
+    return put(buf, data, size)
+
+
 cdef int put_json(Buffer* buf, object value, object delegate) except -1:
     """A JSON value: the common scalars here, the rest as `delegate` (msgspec) writes it."""
     if PyUnicode_CheckExact(value):
@@ -190,9 +238,17 @@ cdef class Program:
         for const in consts:
             if not PyBytes_CheckExact(const):
                 raise TypeError("a program's constants are bytes")
-        for op in ops:
-            if op not in (OP_JSON, OP_STRING, OP_INT, OP_DELEGATE):
+        depth = 0
+        for op, index in zip(ops, indices):
+            if op not in (OP_JSON, OP_STRING, OP_INT, OP_DELEGATE, OP_UTF8, OP_OPEN, OP_CLOSE):
                 raise ValueError(f"unknown op {op!r}")
+            if (index < 0) != (op in (OP_OPEN, OP_CLOSE)):
+                raise ValueError("a value's index is not negative; an open's or a close's is -1")
+            depth += 1 if op == OP_OPEN else -1 if op == OP_CLOSE else 0
+            if not 0 <= depth <= MAX_DEPTH:
+                raise ValueError(f"opens and closes nest at most {MAX_DEPTH} deep, a close after its open")
+        if depth:
+            raise ValueError("every open is closed")
         self.count = len(ops)
         self.needed = max(indices) + 1 if indices else 0
         self.consts = consts
@@ -210,8 +266,6 @@ cdef class Program:
         for n in range(self.count):
             self.ops[n] = ops[n]
             self.indices[n] = indices[n]
-            if self.indices[n] < 0:
-                raise ValueError("a program's indices are not negative")
 
     def __dealloc__(self):
         PyMem_Free(self.const_data)
@@ -224,6 +278,8 @@ cdef class Program:
         cdef Py_ssize_t n
         cdef int op
         cdef object value
+        cdef Py_ssize_t opened[DEPTH_LIMIT]
+        cdef int depth = 0
         if len(values) < self.needed:
             raise IndexError(f"a program of {self.needed} values was given {len(values)}")
         buf.size = 0
@@ -235,8 +291,20 @@ cdef class Program:
             put(&buf, self.const_data[0], self.const_size[0])
             for n in range(self.count):
                 op = self.ops[n]
+                if op == OP_OPEN:
+                    opened[depth] = buf.size
+                    depth += 1
+                    put(&buf, self.const_data[n + 1], self.const_size[n + 1])
+                    continue
+                if op == OP_CLOSE:
+                    depth -= 1
+                    close_length(&buf, opened[depth])
+                    put(&buf, self.const_data[n + 1], self.const_size[n + 1])
+                    continue
                 value = <object>PyTuple_GET_ITEM(values, self.indices[n])
-                if op == OP_STRING:
+                if op == OP_UTF8:
+                    put_utf8(&buf, value)
+                elif op == OP_STRING:
                     put_json_string(&buf, value)
                 elif op == OP_INT:
                     put_int(&buf, value)
