@@ -5,7 +5,8 @@
 `engine_us_per_event` the reference engine it was compiled from (`Mapper.explain`), which
 also records each field's provenance. `map_and_encode_*` is the whole CPU work of the export
 worker per raw event before the I/O: map, encode as OTLP-JSON or OTLP/protobuf, make the
-request (batches of 512).
+request (batches of 512); `_native` the same through the native encoder (output.encoder,
+exporter/emit/native), and `document_json_*` a mapped document to its JSON line alone.
 
 The events are the soak's node mix (bench/correlate_soak.py). The baseline, measured in the
 same run, is decoding the same events from their replay lines (what a replay does before
@@ -25,12 +26,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import msgspec
+
 from bench.correlate_soak import generate
+from exporter.emit import native
 from exporter.emit.factory import build_resource
 from exporter.emit.logrecord import Scope
 from exporter.emit.otlp import EVENT_SCOPE, RecordEncoder, make_encoder
 from exporter.mapping.mapper import Mapper
 from exporter.model import decode_event, encode_event
+
+JSON = msgspec.json.Encoder()
 
 
 def best_us_per_event(work, items: list, repeat: int) -> float:
@@ -67,14 +73,30 @@ def main() -> int:
             "speedup": round(engine / compiled, 2),
             "documents": documents,
         }
+        # A mapped document to its JSON line: the reference (nested body, msgspec) and the
+        # native encoder (output.encoder).
+        docs = [doc for doc in map(mapper.map, events) if doc is not None]
+        report[schema]["document_json_us_per_document"] = best_us_per_event(
+            lambda doc: JSON.encode(doc.fields.nested()), docs, args.repeat
+        )
+        if native.wanted("auto"):
+            report[schema]["document_json_native_us_per_document"] = best_us_per_event(
+                lambda doc: native.document_json(doc.fields), docs, args.repeat
+            )
         # What a raw-event export worker does before the I/O: map, encode, make the request.
         for encoding in ("json", "protobuf"):
-            encoder = RecordEncoder(mapper, make_encoder(encoding, resource, Scope(EVENT_SCOPE)), "events")
-            batches = [events[i : i + 512] for i in range(0, len(events), 512)]
-            per_batch = best_us_per_event(lambda b, e=encoder: e.request(e.records(b)), batches, args.repeat)
-            us = round(per_batch * len(batches) / len(events), 2)
-            report[schema][f"map_and_encode_{encoding}_us_per_event"] = us
-            report[schema][f"map_and_encode_{encoding}_events_per_s"] = round(1e6 / us)
+            for suffix, use_native in (("", False), ("_native", True)):
+                if use_native and not native.wanted("auto"):
+                    continue
+                made = make_encoder(encoding, resource, Scope(EVENT_SCOPE), native=use_native)
+                encoder = RecordEncoder(mapper, made, "events")
+                batches = [events[i : i + 512] for i in range(0, len(events), 512)]
+                per_batch = best_us_per_event(
+                    lambda b, e=encoder: e.request(e.records(b)), batches, args.repeat
+                )
+                us = round(per_batch * len(batches) / len(events), 2)
+                report[schema][f"map_and_encode_{encoding}{suffix}_us_per_event"] = us
+                report[schema][f"map_and_encode_{encoding}{suffix}_events_per_s"] = round(1e6 / us)
     print(json.dumps(report, indent=2))
     return 0
 
