@@ -105,7 +105,8 @@ def make_encoder(
     """The encoder for an exporter's `encoding`; `resource` is the SDK's Resource; `native`:
     bodies through the C encoder (exporter.emit.native, output.encoder)."""
     encoder = ProtoEncoder if encoding == "protobuf" else JsonEncoder
-    return encoder(resource.attributes, resource.schema_url or "", scope, native)
+    made = encoder(resource.attributes, resource.schema_url or "", scope)
+    return made.native() if native else made
 
 
 class RecordEncoder:

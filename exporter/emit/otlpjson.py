@@ -124,13 +124,9 @@ class JsonEncoder:
     encoding = "json"
 
     def __init__(
-        self,
-        resource_attributes: Mapping[str, Any],
-        resource_schema_url: str,
-        scope: Scope,
-        native: bool = False,
+        self, resource_attributes: Mapping[str, Any], resource_schema_url: str, scope: Scope
     ) -> None:
-        self._shapes = _native_shapes() if native else _SHAPES  # native: output.encoder
+        self._shapes: ShapeEncoder | NativeShapes = _SHAPES
         resource = _attributes(resource_attributes).rstrip(b",")
         scope_fields = []
         if scope.name:
@@ -149,6 +145,11 @@ class JsonEncoder:
         scope_tail = b',"schemaUrl":' + _json(scope.schema_url) if scope.schema_url else b""
         resource_tail = b',"schemaUrl":' + _json(resource_schema_url) if resource_schema_url else b""
         self._tail = b"]" + scope_tail + b"}]" + resource_tail + b"}]}"
+
+    def native(self) -> JsonEncoder:
+        """Bodies through the C encoder from now on (output.encoder: the same bytes)."""
+        self._shapes = _native_shapes()
+        return self
 
     def record(self, log: LogRecord) -> bytes:
         """The fields set, in field-number order (as protobuf's printer lists them)."""

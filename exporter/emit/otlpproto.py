@@ -194,13 +194,8 @@ class ProtoEncoder:
     encoding = "protobuf"
 
     def __init__(
-        self,
-        resource_attributes: Mapping[str, Any],
-        resource_schema_url: str,
-        scope: Scope,
-        native: bool = False,
+        self, resource_attributes: Mapping[str, Any], resource_schema_url: str, scope: Scope
     ) -> None:
-        self._shapes = _native_shapes() if native else _SHAPES  # native: output.encoder
         # ResourceLogs: resource 1, scope_logs 2, schema_url 3; ScopeLogs: scope 1,
         # log_records 2, schema_url 3; InstrumentationScope: name 1, version 2, attributes 3.
         self._resource = _field(b"\x0a", _attributes(resource_attributes, b"\x0a"))
@@ -213,6 +208,12 @@ class ProtoEncoder:
         scope_bytes += _attributes(scope.attributes, b"\x1a")
         self._scope = _field(b"\x0a", scope_bytes)
         self._scope_tail = _field(b"\x1a", scope.schema_url.encode()) if scope.schema_url else b""
+        self._shapes: ShapeEncoder | NativeShapes = _SHAPES  # .native(): the C encoder's
+
+    def native(self) -> ProtoEncoder:
+        """Bodies through the C encoder from now on (output.encoder: the same bytes)."""
+        self._shapes = _native_shapes()
+        return self
 
     def record(self, log: LogRecord) -> bytes:
         """LogRecord (logs/v1): time_unix_nano 1, severity_number 2, severity_text 3, body 5,

@@ -190,8 +190,8 @@ def test_native_bytes_are_the_references(
 ) -> None:
     mapper = Mapper(schema, **AGENT)
     python, compiled = sink(mapper, False, tmp_path), sink(mapper, True, tmp_path)
-    json_encoder = otlpjson.JsonEncoder({}, "", otlpjson.Scope("provex.events"), native=True)
-    proto_encoder = otlpproto.ProtoEncoder({}, "", otlpproto.Scope("provex.events"), native=True)
+    json_encoder = otlpjson.JsonEncoder({}, "", otlpjson.Scope("provex.events")).native()
+    proto_encoder = otlpproto.ProtoEncoder({}, "", otlpproto.Scope("provex.events")).native()
     for name, batch in all_sources.items():
         documents = 0
         for record in batch:
@@ -292,7 +292,7 @@ def test_protobuf_bodies_decode_with_the_official_classes(
     """The native protobuf body is a real AnyValue: opentelemetry-proto parses it back into
     the document (as the generic encoder's bytes parse), for every kind of every source."""
     mapper = Mapper("ocsf", **AGENT)
-    encoder = otlpproto.ProtoEncoder({}, "", otlpproto.Scope("provex.events"), native=True)
+    encoder = otlpproto.ProtoEncoder({}, "", otlpproto.Scope("provex.events")).native()
     kinds = set()
     for record in [*all_sources["recording"], *all_sources["rule fixtures"]]:
         doc = mapper.map(record)
@@ -306,8 +306,8 @@ def test_protobuf_bodies_decode_with_the_official_classes(
     # whole requests, as a collector receives them
     python = otlpproto.ProtoEncoder({"service.name": "provex"}, "", otlpproto.Scope("provex.events"))
     compiled = otlpproto.ProtoEncoder(
-        {"service.name": "provex"}, "", otlpproto.Scope("provex.events"), native=True
-    )
+        {"service.name": "provex"}, "", otlpproto.Scope("provex.events")
+    ).native()
     batch = [r for r in all_sources["recording"] if mapper.map(r) is not None]
     logs = [log_record(r, mapper.map(r), "ocsf", observed_ns=1) for r in batch]  # type: ignore[arg-type]
     request = compiled.request([compiled.record(log) for log in logs])

@@ -40,10 +40,8 @@ class EncoderUnavailable(RuntimeError):
 
 def source_digest() -> str:
     """The digest hatch_build.py compiles into the module (hatch_build.source_digest)."""
-    digest = hashlib.sha256()
-    for name in SOURCES:
-        digest.update(name.encode() + b"\0" + (HERE / name).read_bytes())
-    return digest.hexdigest()[:16]
+    sources = b"".join(name.encode() + b"\0" + (HERE / name).read_bytes() for name in SOURCES)
+    return hashlib.sha256(sources).hexdigest()[:16]
 
 
 def _import() -> ModuleType:
@@ -63,8 +61,8 @@ _loaded: ModuleType | EncoderUnavailable | None = None
 _fallback_logged = False
 
 
-def load() -> ModuleType:
-    """The compiled encoder; EncoderUnavailable (with what to do) when missing or stale."""
+def _load_once() -> ModuleType | EncoderUnavailable:
+    """The compiled encoder, or why it cannot be used (with what to do), found once."""
     global _loaded
     if _loaded is None:
         try:
@@ -73,40 +71,39 @@ def load() -> ModuleType:
             _loaded = EncoderUnavailable(
                 f"{exc}; rebuild it (`make setup` or `python hatch_build.py`) or set output.encoder: python"
             )
-    if isinstance(_loaded, EncoderUnavailable):
-        raise _loaded
     return _loaded
+
+
+def load() -> ModuleType:
+    """The compiled encoder; EncoderUnavailable when it is missing or stale."""
+    loaded = _load_once()
+    if isinstance(loaded, EncoderUnavailable):
+        raise loaded
+    return loaded
 
 
 def encoder_problem() -> str | None:
     """Why output.encoder native cannot be had here, or None (checked before the start)."""
-    try:
-        load()
-    except EncoderUnavailable as exc:
-        return str(exc)
-    return None
+    loaded = _load_once()
+    return str(loaded) if isinstance(loaded, EncoderUnavailable) else None
 
 
 def wanted(choice: str) -> bool:
     """output.encoder: "native" must have the extension (EncoderUnavailable says why not);
     "auto" takes it when it is built and says once when it is not; "python" never."""
     global _fallback_logged
-    if choice == "python":
-        return False
-    try:
-        load()
-    except EncoderUnavailable as exc:
-        if choice == "native":
-            raise
-        if not _fallback_logged:
-            _fallback_logged = True
-            log.warning("encoding in Python", extra={"fields": {"reason": str(exc)}})
-        return False
-    return True
+    problem = None if choice == "python" else encoder_problem()
+    if problem and choice == "native":
+        raise EncoderUnavailable(problem)
+    if problem and not _fallback_logged:
+        _fallback_logged = True
+        log.warning("encoding in Python", extra={"fields": {"reason": problem}})
+    return choice != "python" and problem is None
 
 
 class ProgramSource(Source):
-    """A shape's bytes laid out as a native Program: constants merged, one op per value."""
+    """A shape's bytes laid out as a native Program: constants merged, an op per value (and
+    per open and close of a length-delimited field)."""
 
     def __init__(self, delegate: Callable[[Any], bytes]) -> None:
         self.encode = load()

@@ -95,6 +95,11 @@ cdef inline int put_bytes(Buffer* buf, object data) except -1:
 
 
 cdef const char* HEX = b"0123456789abcdef"
+# The escapes msgspec writes with a letter (the other control characters as \u00XX).
+cdef char SHORT_ESCAPE[128]
+for _byte, _letter in zip(b'"\\\n\r\t\b\f', b'"\\nrtbf'):
+    SHORT_ESCAPE[_byte] = _letter
+del _byte, _letter
 
 
 cdef int put_json_string(Buffer* buf, object text) except -1:
@@ -113,28 +118,17 @@ cdef int put_json_string(Buffer* buf, object text) except -1:
             continue
         put(buf, data + start, i - start)
         start = i + 1
-        if c == 0x22:
-            put(buf, b'\\"', 2)
-        elif c == 0x5C:
-            put(buf, b"\\\\", 2)
-        elif c == 0x0A:
-            put(buf, b"\\n", 2)
-        elif c == 0x0D:
-            put(buf, b"\\r", 2)
-        elif c == 0x09:
-            put(buf, b"\\t", 2)
-        elif c == 0x08:
-            put(buf, b"\\b", 2)
-        elif c == 0x0C:
-            put(buf, b"\\f", 2)
-        else:
-            escape[0] = b"\\"
-            escape[1] = b"u"
-            escape[2] = b"0"
-            escape[3] = b"0"
-            escape[4] = HEX[c >> 4]
-            escape[5] = HEX[c & 15]
-            put(buf, escape, 6)
+        escape[0] = b"\\"
+        if SHORT_ESCAPE[c]:
+            escape[1] = SHORT_ESCAPE[c]
+            put(buf, escape, 2)
+            continue
+        escape[1] = b"u"
+        escape[2] = b"0"
+        escape[3] = b"0"
+        escape[4] = HEX[c >> 4]
+        escape[5] = HEX[c & 15]
+        put(buf, escape, 6)
     put(buf, data + start, size - start)
     put(buf, b'"', 1)
     return 0
