@@ -317,6 +317,20 @@ def test_protobuf_bodies_decode_with_the_official_classes(
     ) == len(logs)
 
 
+def test_anyvalue_ints_and_bools_are_the_references() -> None:
+    """int_value as a varint (a negative one in 64-bit two's complement), past int64 refused
+    as the reference refuses it; bool_value."""
+    encode = native.load()
+    as_int = encode.Program((b"", b""), (encode.OP_ANY_INT,), (0,), otlpproto._any)
+    for value in (0, 1, 127, 128, 16383, 16384, -1, -(2**63), 2**63 - 1):
+        assert as_int((value,)) == otlpproto._any(value)
+    for value in (2**63, -(2**63) - 1):
+        with pytest.raises(ValueError, match="int64"):
+            as_int((value,))
+    as_bool = encode.Program((b"", b""), (encode.OP_ANY_BOOL,), (0,), otlpproto._any)
+    assert [as_bool((v,)) for v in (True, False)] == [otlpproto._any(True), otlpproto._any(False)]
+
+
 # -- the switch -------------------------------------------------------------------------------
 
 

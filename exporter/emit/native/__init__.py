@@ -115,32 +115,21 @@ class ProgramSource(Source):
     def const(self, data: bytes) -> None:
         self.consts[-1] += data
 
-    def _value(self, op: int, index: int) -> None:
-        self.ops.append(op)
+    def op(self, name: str, index: int = -1) -> None:
+        """A value written by the program's op `name` (OP_* of _encode.pyx); an op without a
+        value (OP_OPEN, OP_CLOSE: a length-delimited field's content) has index -1."""
+        self.ops.append(getattr(self.encode, name))
         self.indices.append(index)
         self.consts.append(b"")
 
     def string(self, index: int) -> None:
-        self._value(self.encode.OP_STRING, index)
+        self.op("OP_STRING", index)
 
     def integer(self, index: int) -> None:
-        self._value(self.encode.OP_INT, index)
+        self.op("OP_INT", index)
 
     def any(self, index: int) -> None:
-        self._value(self.encode.OP_DELEGATE, index)
-
-    def json(self, index: int) -> None:
-        self._value(self.encode.OP_JSON, index)
-
-    def utf8(self, index: int) -> None:
-        self._value(self.encode.OP_UTF8, index)
-
-    def open(self) -> None:
-        """A length-delimited field's content starts: its length is written at `close`."""
-        self._value(self.encode.OP_OPEN, -1)
-
-    def close(self) -> None:
-        self._value(self.encode.OP_CLOSE, -1)
+        self.op("OP_DELEGATE", index)
 
     def function(self) -> Body:
         return self.encode.Program(tuple(self.consts), tuple(self.ops), tuple(self.indices), self.delegate)  # type: ignore[no-any-return]
@@ -157,7 +146,7 @@ def _document(source: ProgramSource, node: Tree) -> None:
         if isinstance(child, dict):
             _document(source, child)
         else:
-            source.json(child)
+            source.op("OP_JSON", child)
     source.const(b"}")
 
 
@@ -192,7 +181,8 @@ def proto_writer(
 ) -> Callable[[Layout, Shape], Body]:
     """OTLP/protobuf bodies (an AnyValue holding a KeyValueList), the bytes of
     exporter.emit.shapes.proto_writer's functions: `key_field(key)` is a KeyValue's key
-    field, `any_` encodes an AnyValue. AnyValue: string_value 1, kvlist_value 6;
+    field, `any_` encodes an AnyValue. AnyValue: string_value 1, bool_value 2, int_value 3,
+    kvlist_value 6;
     KeyValueList: values 1; KeyValue: key 1, value 2."""
 
     def write(layout: Layout, shape: Shape) -> Body:
@@ -202,21 +192,25 @@ def proto_writer(
         def value(child: Tree | int) -> None:
             if isinstance(child, dict):
                 source.const(b"\x32")
-                source.open()
+                source.op("OP_OPEN")
                 for key, grandchild in child.items():
                     source.const(b"\x0a")
-                    source.open()
+                    source.op("OP_OPEN")
                     source.const(key_field(key) + b"\x12")
-                    source.open()
+                    source.op("OP_OPEN")
                     value(grandchild)
-                    source.close()
-                    source.close()
-                source.close()
+                    source.op("OP_CLOSE")
+                    source.op("OP_CLOSE")
+                source.op("OP_CLOSE")
             elif types[child] is str:
                 source.const(b"\x0a")
-                source.open()
-                source.utf8(child)
-                source.close()
+                source.op("OP_OPEN")
+                source.op("OP_UTF8", child)
+                source.op("OP_CLOSE")
+            elif types[child] is int:
+                source.op("OP_ANY_INT", child)
+            elif types[child] is bool:
+                source.op("OP_ANY_BOOL", child)
             else:
                 source.any(child)
 

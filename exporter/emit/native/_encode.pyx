@@ -53,6 +53,8 @@ OP_UTF8 = 4  # a str's UTF-8 bytes
 # Protobuf's length-delimited fields, whose length is known only at their end (no value):
 OP_OPEN = 5  # a field's content starts here...
 OP_CLOSE = 6  # ...and ends here: its length goes before it
+OP_ANY_INT = 7  # an int as an OTLP AnyValue's int_value (past int64: the delegate's, which refuses it)
+OP_ANY_BOOL = 8  # a bool as an OTLP AnyValue's bool_value
 cdef enum:
     DEPTH_LIMIT = 32
 MAX_DEPTH = DEPTH_LIMIT
@@ -191,6 +193,17 @@ cdef int close_length(Buffer* buf, Py_ssize_t start) except -1:
     return 0
 
 
+cdef int put_any_int(Buffer* buf, object value, object delegate) except -1:
+    """AnyValue int_value (field 3): the int64 as a varint, a negative one as its 64-bit
+    two's complement; one past int64 through `delegate`."""
+    cdef int overflow = 0
+    cdef long long number = PyLong_AsLongLongAndOverflow(value, &overflow)
+    if overflow:
+        return put_bytes(buf, delegate(value))
+    put(buf, b"\x18", 1)
+    return put_varint(buf, <unsigned long long>number)
+
+
 cdef int put_utf8(Buffer* buf, object text) except -1:
     cdef Py_ssize_t size = 0
     cdef const char* data = PyUnicode_AsUTF8AndSize(text, &size)  # UnicodeEncodeError on a surrogate
@@ -234,7 +247,7 @@ cdef class Program:
                 raise TypeError("a program's constants are bytes")
         depth = 0
         for op, index in zip(ops, indices):
-            if op not in (OP_JSON, OP_STRING, OP_INT, OP_DELEGATE, OP_UTF8, OP_OPEN, OP_CLOSE):
+            if op not in (OP_JSON, OP_STRING, OP_INT, OP_DELEGATE, OP_UTF8, OP_OPEN, OP_CLOSE, OP_ANY_INT, OP_ANY_BOOL):
                 raise ValueError(f"unknown op {op!r}")
             if (index < 0) != (op in (OP_OPEN, OP_CLOSE)):
                 raise ValueError("a value's index is not negative; an open's or a close's is -1")
@@ -304,6 +317,10 @@ cdef class Program:
                     put_int(&buf, value)
                 elif op == OP_JSON:
                     put_json(&buf, value, self.delegate)
+                elif op == OP_ANY_INT:
+                    put_any_int(&buf, value, self.delegate)
+                elif op == OP_ANY_BOOL:
+                    put(&buf, b"\x10\x01" if value else b"\x10\x00", 2)
                 else:
                     put_bytes(&buf, self.delegate(value))
                 put(&buf, self.const_data[n + 1], self.const_size[n + 1])
