@@ -1,11 +1,13 @@
-"""Build hook: compiles provex's native correlation core (exporter/correlate/native/_core.pyx)
-and its native encoder (exporter/emit/native/_encode.pyx) with Cython and the system C
-compiler, for every wheel and editable install.
+"""Build hook: compiles provex's native correlation core (exporter/correlate/native/_core.pyx),
+its ring-buffer drain (exporter/source/_drain.pyx) and its document encoder
+(exporter/emit/native/_encode.pyx) with Cython and the system C compiler, for every wheel and
+editable install.
 
-The wheel then carries the extension (and is tagged for this interpreter and platform); an
-editable install finds it beside its source. `python hatch_build.py` rebuilds it in place
-for a development checkout. The source digest is compiled into the module, so an extension
-older than its source is refused at import (exporter.correlate.native), never run.
+The wheel then carries the extensions (and is tagged for this interpreter and platform); an
+editable install finds them beside their sources. `python hatch_build.py` rebuilds them in
+place for a development checkout. Each source digest is compiled into its module, so an
+extension older than its source is refused at import (exporter.correlate.native,
+exporter.source.drain, exporter.emit.native), never run.
 """
 
 from __future__ import annotations
@@ -19,8 +21,15 @@ ROOT = Path(__file__).resolve().parent
 NATIVE = ROOT / "exporter" / "correlate" / "native"
 SOURCES = ("_core.pyx",)
 MODULE = "exporter.correlate.native._core"
-ENCODER_SOURCES = ("_encode.pyx",)
-ENCODER_MODULE = "exporter.emit.native._encode"
+# The ring-buffer drain: (module, folder, sources, the macro its digest is compiled into).
+DRAIN = ("exporter.source._drain", ROOT / "exporter" / "source", ("_drain.pyx",), "PROVEX_DRAIN_SOURCE")
+# The document encoder (exporter.emit.native), the same way.
+ENCODER = (
+    "exporter.emit.native._encode",
+    ROOT / "exporter" / "emit" / "native",
+    ("_encode.pyx",),
+    "PROVEX_ENCODE_SOURCE",
+)
 
 
 def source_digest(folder: Path = NATIVE, sources: tuple[str, ...] = SOURCES) -> str:
@@ -31,33 +40,34 @@ def source_digest(folder: Path = NATIVE, sources: tuple[str, ...] = SOURCES) -> 
     return digest.hexdigest()[:16]
 
 
-def build_core(root: Path = ROOT) -> Path:
-    """Compile the core in place (next to its source); the built file's path."""
-    return _build(root, MODULE, SOURCES, "PROVEX_CORE_SOURCE")
+def _extension(root: Path, module: str, folder: Path, sources: tuple[str, ...], macro: str) -> object:
+    from setuptools import Extension
 
-
-def build_encoder(root: Path = ROOT) -> Path:
-    """Compile the native encoder in place; the built file's path."""
-    return _build(root, ENCODER_MODULE, ENCODER_SOURCES, "PROVEX_ENCODE_SOURCE")
-
-
-def _build(root: Path, module: str, sources: tuple[str, ...], digest_macro: str) -> Path:
-    from Cython.Build import cythonize
-    from setuptools import Distribution, Extension
-
-    folder = Path(*module.split(".")[:-1])
-    digest = source_digest(root / folder, sources)
-    ext = Extension(
+    relative = folder.relative_to(ROOT)
+    return Extension(
         module,
-        [str(folder / name) for name in sources],
-        define_macros=[(digest_macro, f'"{digest}"')],
+        [str(relative / name) for name in sources],
+        define_macros=[(macro, f'"{source_digest(root / relative, sources)}"')],
         extra_compile_args=["-O2", "-Wno-unused-function"],
     )
+
+
+def build_core(root: Path = ROOT) -> list[Path]:
+    """Compile the core, the drain and the encoder in place (next to their sources); the built
+    files' paths."""
+    from Cython.Build import cythonize
+    from setuptools import Distribution
+
+    exts = [
+        _extension(root, MODULE, NATIVE, SOURCES, "PROVEX_CORE_SOURCE"),
+        _extension(root, *DRAIN),
+        _extension(root, *ENCODER),
+    ]
     cwd = os.getcwd()
     os.chdir(root)
     try:
         modules = cythonize(
-            [ext],
+            exts,
             quiet=True,
             compiler_directives={"language_level": "3"},
         )
@@ -67,7 +77,7 @@ def _build(root: Path, module: str, sources: tuple[str, ...], digest_macro: str)
         cmd.force = True  # compile flags or headers may have changed: never reuse an old build
         cmd.ensure_finalized()
         cmd.run()
-        return Path(cmd.get_ext_fullpath(module)).resolve()
+        return [Path(cmd.get_ext_fullpath(ext.name)).resolve() for ext in exts]
     finally:
         os.chdir(cwd)
 
@@ -84,14 +94,13 @@ class NativeCoreHook(BuildHookInterface):  # type: ignore[misc,valid-type]
     def initialize(self, version: str, build_data: dict) -> None:
         if self.target_name != "wheel":
             return
+        built = build_core(Path(self.root))
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
-        for build in (build_core, build_encoder):
-            built = build(Path(self.root))
-            if version != "editable":
-                build_data["force_include"][str(built)] = str(built.relative_to(Path(self.root)))
+        if version != "editable":
+            for path in built:
+                build_data["force_include"][str(path)] = str(path.relative_to(Path(self.root)))
 
 
 if __name__ == "__main__":
     print(build_core(), file=sys.stderr)
-    print(build_encoder(), file=sys.stderr)

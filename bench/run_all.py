@@ -31,6 +31,7 @@ QUICK: dict[str, list[str]] = {
     "churn": ["--minutes", "0.5", "--idle-minutes", "0.2", "--rate", "4", "--sample-s", "5"],
     "correlate_soak": ["--events", "50000", "--samples", "5"],
     "differential": ["--soak-events", "2000"],
+    "drain_bench": ["--records", "2000", "--rounds", "1"],
     "enrich_bench": ["--events", "20000", "--pods", "1000", "--repeat", "1"],
     "eval": ["--trials", "1", "--settle", "3", "--out", str(REPO / "out" / "eval-quick")],
     "export_latency": ["--alerts", "30", "--events", "2000"],

@@ -126,13 +126,18 @@ static __always_inline int open_exit(long ret)
             e->verdict = by_file;
         } else if (judge) {
             /* Not sensitive. A file the workload wrote, read back through any
-             * name, still crosses as a bulk read (never shed: provenance). */
-            if (entry == JUDGE_AT_EXIT && by_file != VERDICT_LEARNED)
+             * name, still crosses as a bulk read (never shed: provenance); so
+             * does a file of a container not registered yet (judged in user
+             * space once it is). */
+            u32 bulk = by_file;
+            if (!bulk && (e->file.mode & PROVEX_S_IFMT) == PROVEX_S_IFREG &&
+                !judged_cgroups.lookup(&e->h.cgroup_id))
+                bulk = VERDICT_UNJUDGED;
+            if (entry == JUDGE_AT_EXIT && !bulk)
                 count(e->h.sc, CTR_FILTERED_PATH);
-            if (entry != JUDGE_AT_EXIT || by_file != VERDICT_LEARNED ||
-                !admitted(e->h.sc, e->h.cgroup_id, FLOOD_READS, 0))
+            if (entry != JUDGE_AT_EXIT || !bulk || !admitted(e->h.sc, e->h.cgroup_id, FLOOD_READS, 0))
                 goto drop;
-            e->verdict = VERDICT_LEARNED;
+            e->verdict = bulk;
         }
         if (judge) /* the name as given, read now that the file earned a record */
             e->path_len = reread_if_empty(e->path, sizeof(e->path), e->user_path);

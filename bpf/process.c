@@ -216,6 +216,8 @@ TRACEPOINT_PROBE(cgroup, cgroup_rmdir)
     struct cgroup_ev *e = scratch_cgroup.lookup(&zero);
     if (!e)
         return 0;
+    u64 gone = args->id;
+    judged_cgroups.delete(&gone); /* a cgroup id is never reused, but the map is bounded */
     fill_hdr(&e->h, SC_CGROUP_RMDIR, sizeof(*e), bpf_get_current_cgroup_id());
     e->h.flags |= HDR_DECISIVE;
     e->id = args->id;

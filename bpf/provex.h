@@ -70,6 +70,7 @@
 #define PROVEX_CLONE_THREAD 0x00010000
 #define PROVEX_S_IFMT 0170000
 #define PROVEX_S_IFDIR 0040000
+#define PROVEX_S_IFREG 0100000
 
 /* event_hdr.flags */
 #define HDR_WAKE 1      /* wake the consumer at once when emitted */
@@ -82,6 +83,7 @@
 #define VERDICT_SENSITIVE_FILE 2  /* the opened file is a registered sensitive file (device+inode) */
 #define VERDICT_SENSITIVE_DIR 3   /* it lies in a registered sensitive directory (parent or grandparent) */
 #define VERDICT_LEARNED 4         /* the workload wrote this file (device+inode) in this run */
+#define VERDICT_UNJUDGED 5        /* its container's sensitive set is not registered yet */
 
 /* A record size the verifier can prove is at most `max`: the clamp is written
  * in BPF assembly on the very register the helper call uses (in C, clang may
@@ -261,6 +263,13 @@ BPF_HASH(runtime_inos, u64, u8, 1024);
  * memfd copy, or one with the same inode number) until it executes anything
  * else. Kept by the kernel from fork, exec and exit; seeded by the agent. */
 BPF_HASH(runtime_tasks, u32, u8, 65536);
+/* Cgroups whose view of the sensitive set the agent has registered (a container's
+ * host mounts and token), or that need none (the host's). Until then the kernel
+ * cannot judge a container's files by identity, so its reads cross to user space
+ * (as bulk, within the read budget) rather than being dropped: a container that
+ * opens a host file through an alias in its first milliseconds, before the agent
+ * saw it start, is judged all the same. Removed by the kernel at cgroup_rmdir. */
+BPF_HASH(judged_cgroups, u64, u8, 65536);
 
 /* A process's repeated sensitive reads of one file: the first crosses, the next
  * ones within REPEAT_INTERVAL_NS are counted, and the count crosses with the

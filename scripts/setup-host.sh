@@ -71,8 +71,8 @@ fi
 extras=""
 [ "$mode" = test ] && extras="[test]"
 stamp="$venv/.provex-installed$extras"
-# Reinstalled (and the native core rebuilt) when the project or the core's sources change.
-sum=$(cat "$root/pyproject.toml" "$root/hatch_build.py" "$root"/exporter/correlate/native/*.pyx | sha256sum | cut -d' ' -f1)
+# Reinstalled (and the native core and drain rebuilt) when the project or their sources change.
+sum=$(cat "$root/pyproject.toml" "$root/hatch_build.py" "$root"/exporter/correlate/native/*.pyx "$root"/exporter/source/*.pyx | sha256sum | cut -d' ' -f1)
 if [ ! -x "$venv/bin/python" ]; then
   say "creating venv $venv"
   /usr/bin/python3 -m venv --system-site-packages "$venv"

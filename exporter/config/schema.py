@@ -123,6 +123,10 @@ class ProbesConfig(msgspec.Struct, **_STRICT):
     # stays in the ring for the next one), so memory stays bounded under any flood.
     drain_max_records: Count = 128
     drain_max_ms: Count = 20
+    # Who drains the ring buffers: "native", the compiled drain (exporter/source/_drain.pyx:
+    # the ring walked with the GIL released, records decoded in C); "python", the reference
+    # (bpfsys.RingBuffer and live.Decoder); "auto", native when it is built, else Python.
+    drain: Literal["auto", "native", "python"] = "auto"
     # Decisive records (a successful exec, the mount family, setns, unshare, chroot, IP
     # connects and accepts, open_by_handle_at, io_uring opens, a first sensitive read) have a
     # ring buffer of their own that bulk records can never fill (pages of 4 KiB, a power of

@@ -162,6 +162,14 @@ class Interpreter:
     # Options whose attached value is digits only (perl -l, -0777): a cluster goes on after
     # them (`-lne` is -l, -n, -e).
     digits_value: frozenset[str] = frozenset()
+    # The first operand is the program's text, not a file (awk 'prog' file): only a
+    # file_option names the program's file.
+    operand_is_code: bool = False
+
+
+# Names of an interpreter's own standard input: handed one as its program's file (`sh
+# /dev/stdin`, `awk -f /dev/fd/0`), it reads the program from whatever fd 0 is.
+STDIN_DEVICES = frozenset({"/dev/stdin", "/dev/fd/0", "/proc/self/fd/0", "/proc/thread-self/fd/0"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +201,7 @@ class _InterpreterSpec(msgspec.Struct, forbid_unknown_fields=True):
     program_on_stdin: bool = False
     glued_value: frozenset[str] = frozenset()
     digits_value: frozenset[str] = frozenset()
+    operand_is_code: bool = False
 
 
 class _InterpretersFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -219,6 +228,7 @@ def load_interpreters(path: Path = INTERPRETERS_FILE) -> InterpreterTable:
             program_on_stdin=spec.program_on_stdin,
             glued_value=spec.glued_value,
             digits_value=spec.digits_value,
+            operand_is_code=spec.operand_is_code,
         )
         for n in spec.names if spec.names is not None else [name]:
             by_name[n] = interp
@@ -236,7 +246,8 @@ def interpreter_program(
     image: str, argv: list[str], table: InterpreterTable | None = None, by_argv0: bool = False
 ) -> tuple[str, bool]:
     """(operand, from_stdin): the file an interpreter exec is handed, or whether it reads
-    its program from standard input instead (`sh < file`, `sh -s`, `python3 -`)."""
+    its program from standard input instead (`sh < file`, `sh -s`, `python3 -`, `sh
+    /dev/stdin`, `awk -f -`)."""
     table = table or interpreters()
     name = argv[0] if by_argv0 and argv else image
     base = name.rsplit("/", 1)[-1]
@@ -254,7 +265,10 @@ def interpreter_program(
         arg = args[i]
         if arg in interp.end or arg in interp.file_option:
             if i + 1 < len(args):
-                return args[i + 1], False
+                value = args[i + 1]
+                if value in STDIN_DEVICES or (value == "-" and arg in interp.file_option):
+                    return "", True
+                return value, False
             return "", interp.program_on_stdin
         if arg in interp.inline or _inline_cluster(arg, interp):
             return "", False
@@ -266,7 +280,11 @@ def interpreter_program(
         if arg.startswith("-") and arg != "-":
             i += 1
             continue
-        return ("", interp.program_on_stdin) if arg == "-" else (arg, False)
+        if arg == "-":
+            return "", interp.program_on_stdin
+        if interp.operand_is_code:
+            return "", False
+        return ("", True) if arg in STDIN_DEVICES else (arg, False)
     return "", interp.program_on_stdin
 
 

@@ -16,6 +16,12 @@ its own (every lookup here is file-system I/O, never on the hot path):
 * the runtime's binaries (probes.runtime_binaries under host_root, and the images of
   running host processes with a runtime's name), and the processes already running them.
 
+Until a container's view is registered the kernel cannot judge its files by identity: it
+sends that cgroup's reads up instead of dropping them (bpf/provex.h: judged_cgroups), and
+the enrich stage holds that container's file events (bounded) until `registered` says yes,
+so a read through an alias in the container's first milliseconds is judged all the same.
+A cgroup is marked judged once its part is in the kernel, or at once when it is the host's.
+
 Everything is rescanned every `interval_s` (a file replaced by rename, a rotated token, an
 upgraded runc get new inodes); identities no longer found are removed from the kernel.
 
@@ -50,6 +56,7 @@ MAX_WALK = 4096  # entries registered per sensitive directory prefix (a walk is 
 MAX_DEPTH = 6
 FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long): a file's i_generation (ext4, xfs, btrfs)
 MAX_GONE = 4096  # gone containers remembered, so their stale entries name nothing
+MAX_RETIRED = 16384  # identities of gone containers kept to name the events from before
 
 
 def kernel_dev(st_dev: int) -> int:
@@ -64,7 +71,9 @@ class Known:
     kind: str  # host_file, host_dir, token, runtime
     path: str  # its real path in its owner's view (the host's, or the container's)
     host_path: str = ""  # host files: the host's path
-    owner: str = ""  # a container's secret: that container's id
+    # A secret's owner: its Pod's uid (kubelet mounts one token volume into every container of
+    # the Pod: the same file), or the container's id when its Pod is not known.
+    owner: str = ""
     # i_generation where the file system tells it (0: not known). An inode number is reused
     # once its file is deleted (a container's token in its bundle, a host file replaced by
     # rename): the generation tells the new file from the one registered.
@@ -78,12 +87,15 @@ class KernelMaps(Protocol):
     def forget_identity(self, table: str, dev: int, ino: int) -> None: ...
     def set_runtime_ino(self, ino: int) -> None: ...
     def mark_runtime_task(self, tgid: int) -> None: ...
+    def mark_judged(self, cgroup_id: int) -> None: ...
 
 
 @dataclass(slots=True)
 class _Container:
     pid: int
     mounts: tuple[HostMount, ...]
+    cgroup_id: int = 0
+    owner: str = ""  # whose its secrets are: its Pod's uid, else its own id
 
 
 class IdentityRegistry:
@@ -110,9 +122,19 @@ class IdentityRegistry:
         self._host: tuple[dict, dict] = ({}, {})
         self._parts: dict[str, tuple[dict, dict]] = {}
         self._containers: dict[str, _Container] = {}
-        self._seen: dict[str, tuple[int, int]] = {}  # container -> (pid, host mounts) asked for
-        self._gone: dict[str, None] = {}  # containers whose cgroup is gone (oldest first)
-        self._jobs: queue.SimpleQueue[tuple[str, int, tuple[HostMount, ...]] | None] = queue.SimpleQueue()
+        self._seen: dict[str, tuple[int, int, str]] = {}  # container -> (pid, host mounts, owner) asked for
+        # container -> how many host mounts its registered view covers (read on the hot path)
+        self._registered: dict[str, int] = {}
+        self._judged: dict[int, None] = {}  # host cgroups marked judged (oldest first, bounded)
+        # Containers whose cgroup is gone, and owners none of whose containers is left, with
+        # when (wall ns, oldest first): what they registered names the events from before
+        # that (still in the pipeline behind them) and nothing after (its inode numbers may
+        # be the next container's).
+        self._gone: dict[str, int] = {}
+        self._owners: dict[str, str] = {}  # container -> the owner of its secrets
+        self._gone_owners: dict[str, int] = {}
+        self._retired: dict[tuple[int, int], tuple[Known, int]] = {}  # a gone one's, with when
+        self._jobs: queue.SimpleQueue[tuple[str, int, tuple[HostMount, ...], int, str]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._loop = LoopThread(self._run, "provex-identity", interrupt=self._wake.set, join_s=5)
         self._last_scan = 0.0
@@ -128,33 +150,70 @@ class IdentityRegistry:
         ref = event.file
         if ref is None:
             return
-        known = self._known.get((ref.dev, ref.ino))
-        if known is None or (known.gen and ref.gen and known.gen != ref.gen):
-            return  # not registered, or another file that reuses the inode number
-        if known.owner and known.owner in self._gone:
-            return  # a gone container's secret: its inode may be anybody's now
+        key = (ref.dev, ref.ino)
+        known = self._known.get(key)
+        if known is None:
+            retired = self._retired.get(key)
+            if retired is None or event.ts_ns >= retired[1]:
+                return  # not registered, or a gone container's, named only before it went
+            known = retired[0]
+        if known.gen and ref.gen and known.gen != ref.gen:
+            return  # another file that reuses the inode number
+        gone_ns = self._gone_owners.get(known.owner) if known.owner else None
+        if gone_ns is not None and event.ts_ns >= gone_ns:
+            return  # a gone Pod's secret: its inode may be anybody's now
         ref.kind, ref.path, ref.host_path, ref.owner = known.kind, known.path, known.host_path, known.owner
 
-    def container_seen(self, container_id: str, pid: int, mounts: Iterable[HostMount]) -> None:
-        """An event of a container's workload (not of its runtime, whose view may be the
-        host's before pivot_root): register that container's view of the sensitive set, once,
-        again when its host mounts become known, and with a later process if the one asked
-        for was gone."""
+    def container_seen(
+        self, container_id: str, pid: int, mounts: Iterable[HostMount], cgroup_id: int = 0, pod_uid: str = ""
+    ) -> None:
+        """An event of a container's workload, or its runtime's pivot_root (not its runtime's
+        other events: before pivot_root its view is the host's): register that container's
+        view of the sensitive set, once,
+        again when its host mounts or its Pod become known, and with a later process if the
+        one asked for was gone."""
         mounts = tuple(mounts)
+        owner = pod_uid or container_id
         asked = self._seen.get(container_id)
-        if asked is not None and asked[0] > 0 and asked[1] == len(mounts):
+        if asked is not None and asked[0] > 0 and asked[1] == len(mounts) and asked[2] == owner:
             return
-        self._seen[container_id] = (pid, len(mounts))
-        self._jobs.put((container_id, pid, mounts))
+        self._seen[container_id] = (pid, len(mounts), owner)
+        self._owners[container_id] = owner
+        self._gone_owners.pop(owner, None)
+        self._jobs.put((container_id, pid, mounts, cgroup_id, owner))
         self._wake.set()
 
-    def container_gone(self, container_id: str) -> None:
-        """Its cgroup is gone: what it registered names nothing from now on (at once, on the
-        agent's thread), and is dropped from the kernel's maps (in the background)."""
-        self._gone[container_id] = None
+    def registered(self, container_id: str, mounts: int) -> bool:
+        """Whether the container's view, with this many host mounts, is in the kernel (and
+        named here): its file events can be judged by identity now. A gone container's
+        never will be any more than it is."""
+        return container_id in self._gone or self._registered.get(container_id, -1) >= mounts
+
+    def host_cgroup_seen(self, cgroup_id: int) -> None:
+        """A monitored cgroup that is no container's: nothing to register, judged at once."""
+        if cgroup_id in self._judged:
+            return
+        self._judged[cgroup_id] = None
+        if len(self._judged) > MAX_GONE:
+            del self._judged[next(iter(self._judged))]
+        self._jobs.put(("", 0, (), cgroup_id, ""))
+        self._wake.set()
+
+    def container_gone(self, container_id: str, gone_ns: int = 0) -> None:
+        """Its cgroup is gone: what it registered names nothing that happens from now on (at
+        once, on the agent's thread), but still names its events from before, and is dropped
+        from the kernel's maps (in the background)."""
+        gone_ns = gone_ns or time.time_ns()
+        self._gone[container_id] = gone_ns
         if len(self._gone) > MAX_GONE:
             del self._gone[next(iter(self._gone))]
-        self._jobs.put((container_id, 0, ()))
+        self._registered.pop(container_id, None)
+        owner = self._owners.pop(container_id, container_id)
+        if owner not in self._owners.values():  # the Pod's last container: its token goes too
+            self._gone_owners[owner] = gone_ns
+            if len(self._gone_owners) > MAX_GONE:
+                del self._gone_owners[next(iter(self._gone_owners))]
+        self._jobs.put((container_id, 0, (), 0, ""))
         self._wake.set()
 
     # -- lifecycle ------------------------------------------------------------------
@@ -182,18 +241,20 @@ class IdentityRegistry:
                 log.exception("identity scan failed")
 
     def _take_jobs(self) -> set[str]:
-        """The containers that appeared, changed or went, since the last call."""
+        """The containers that appeared, changed or went, since the last call (host cgroups
+        to mark judged are marked here)."""
         changed: set[str] = set()
         while True:
             try:
-                job = self._jobs.get_nowait()
+                container_id, pid, mounts, cgroup_id, owner = self._jobs.get_nowait()
             except queue.Empty:
                 return changed
-            if job is None:
+            if not container_id:
+                if self.kernel is not None:
+                    self.kernel.mark_judged(cgroup_id)
                 continue
-            container_id, pid, mounts = job
             if pid:
-                self._containers[container_id] = _Container(pid, mounts)
+                self._containers[container_id] = _Container(pid, mounts, cgroup_id, owner or container_id)
             else:
                 self._containers.pop(container_id, None)
                 self._seen.pop(container_id, None)
@@ -227,18 +288,32 @@ class IdentityRegistry:
         self.scans += 1
 
     def _scan_changed(self, cids: set[str], runtime_inos: set[int] | None = None) -> None:
-        """Rebuild these containers' parts (a gone one's is dropped), merge, apply."""
+        """Rebuild these containers' parts (a gone one's is dropped), merge, apply; then the
+        kernel judges their files, and their held events are released."""
+        done: list[tuple[str, _Container]] = []
         for cid in cids:
             container = self._containers.get(cid)
-            if container is None or not os.path.exists(f"{self.proc}/{container.pid}"):
+            if cid in self._gone:  # its cgroup is gone: what it registered goes (retired)
                 self._containers.pop(cid, None)
-                self._parts.pop(cid, None)
-                if container is not None:  # gone before its scan: a later process will be asked
-                    self._seen[cid] = (0, len(container.mounts))
+                self._retire(self._parts.pop(cid, None), self._gone[cid])
                 continue
+            if container is None:
+                continue  # its view stays as last registered, until its cgroup goes
             part: tuple[dict, dict] = ({}, {})
-            self._scan_container(cid, container, *part)
+            if os.path.exists(f"{self.proc}/{container.pid}"):
+                self._scan_container(cid, container, *part)
+            else:
+                # Its process ended before the scan (a container that lives milliseconds):
+                # a later process will be asked; meanwhile what its host mounts reach is
+                # read from the host's side (the same files, on a node), and a view
+                # registered before is kept.
+                self._containers.pop(cid, None)
+                self._seen[cid] = (0, len(container.mounts), container.owner)
+                if cid in self._parts:
+                    continue
+                self._scan_host_side(container, *part)
             self._parts[cid] = part
+            done.append((cid, container))
         known = dict(self._host[0])
         entries = dict(self._host[1])
         for part_known, part_entries in self._parts.values():
@@ -248,6 +323,33 @@ class IdentityRegistry:
             entries.update(part_entries)
         self._known = known
         self._apply(entries, self._runtime_inos if runtime_inos is None else runtime_inos)
+        for cid, container in done:
+            if container.cgroup_id and self.kernel is not None:
+                self.kernel.mark_judged(container.cgroup_id)
+            if cid not in self._gone:
+                self._registered[cid] = len(container.mounts)
+
+    def _retire(self, part: tuple[dict, dict] | None, gone_ns: int) -> None:
+        if part is None:
+            return
+        for key, what in part[0].items():
+            self._retired.pop(key, None)  # newest last
+            self._retired[key] = (what, gone_ns)
+        while len(self._retired) > MAX_RETIRED:
+            del self._retired[next(iter(self._retired))]
+
+    def _scan_host_side(
+        self,
+        container: _Container,
+        known: dict[tuple[int, int], Known],
+        entries: dict[tuple[str, int, int], int],
+    ) -> None:
+        root = self.host_root.rstrip("/")
+        for mount in container.mounts:
+            for host_path, _inside in _reachable(mount, self.sensitive_paths):
+                for found_host, real, st, is_dir in _expand(root + host_path, host_path):
+                    what = Known("host_dir" if is_dir else "host_file", found_host, found_host)
+                    _add(known, entries, real, st, what, ID_DIR if is_dir else ID_FILE)
 
     def _scan_container(
         self,
@@ -268,7 +370,7 @@ class IdentityRegistry:
                 dir_st = os.stat(where)
             except OSError:
                 continue
-            _add(known, entries, where, dir_st, Known("token", token_dir, owner=cid), ID_DIR)
+            _add(known, entries, where, dir_st, Known("token", token_dir, owner=container.owner), ID_DIR)
             try:
                 names = os.listdir(where)
             except OSError:
@@ -279,7 +381,7 @@ class IdentityRegistry:
                 except OSError:
                     continue
                 is_dir = os.path.isdir(f"{where}/{name}")
-                what = Known("token", f"{token_dir}/{name}", owner=cid)
+                what = Known("token", f"{token_dir}/{name}", owner=container.owner)
                 _add(known, entries, f"{where}/{name}", st, what, ID_DIR if is_dir else ID_FILE)
 
     def _runtime(

@@ -3,7 +3,8 @@
 Implements the Enricher protocol of exporter.agent.pipeline. Every answer
 comes from a cache; nothing here waits on I/O. An event whose identity is
 still being resolved in the background (a cgroup not scanned yet, a Pod the
-watch has not delivered, a container's mounts) is parked for at most
+watch has not delivered, a container's mounts, a container's view of the
+sensitive set not registered yet, for a file it opened) is parked for at most
 `wait_ns` after it was pushed and then released marked `late`. Events of one
 container (one cgroup) leave in the order they came.
 """
@@ -30,6 +31,7 @@ from exporter.model import ContainerInfo, Event, EventType
 _UNCLASSIFIED = object()
 CACHE_MAX = 65536  # cgroups remembered per cache
 _NETWORK = (EventType.CONNECT, EventType.ACCEPT)
+_JUDGED_BY_IDENTITY = (EventType.OPEN, EventType.EXEC)
 
 
 # The comm of runc's init stages (runc:[0:PARENT], runc:[1:CHILD], runc:[2:INIT]).
@@ -41,7 +43,11 @@ class _Parked:
     event: Event
     deadline_ns: int
     done: bool  # complete already, waits only to keep its container's order
-    why: str = ""  # what it waits for: "cgroup", "pod", "mounts"
+    why: str = ""  # what it waits for: "cgroup", "pod", "mounts", "identity"
+
+
+def _pivoted(event: Event) -> bool:
+    return event.syscall == "pivot_root" and event.ret == 0
 
 
 class EnrichStage:
@@ -124,11 +130,16 @@ class EnrichStage:
         why = self._resolve(event, now_ns)
         identities = self.identities
         if identities is not None:
-            if event.file is not None:
-                identities.annotate(event)  # what the file is, by its identity
             container = event.container
-            if container is not None and not event.by_runtime:  # its view of the sensitive set
-                identities.container_seen(container.id, event.pid, container.host_mounts)
+            # Its view of the sensitive set: asked for by its workload's events, or as soon as
+            # the runtime's pivot_root has made it (the same process then runs the workload: a
+            # container that lives milliseconds is still there to be read).
+            if container is not None and (not event.by_runtime or _pivoted(event)):
+                pod_uid = container.pod.uid if container.pod is not None else ""
+                identities.container_seen(
+                    container.id, event.pid, container.host_mounts, event.cgroup_id, pod_uid
+                )
+            why = why or self._judge_file(event)  # what the file is, by its identity
         park = _Parked(event, now_ns + self.wait_ns, not why, why)
         if why and self.wait_ns == 0:
             self._release_late(park)
@@ -235,7 +246,7 @@ class EnrichStage:
             while q:
                 head = q[0]
                 if not head.done:
-                    head.why = self._resolve(head.event, now_ns)
+                    head.why = self._resolve(head.event, now_ns) or self._judge_file(head.event)
                     if head.why:
                         if not final and now_ns < head.deadline_ns:
                             break
@@ -252,6 +263,28 @@ class EnrichStage:
     def _release_late(self, p: _Parked, cause: str = "") -> None:
         p.event.late = True
         LATE.labels(cause or f"{p.why}_timeout").inc()
+        if self.identities is not None and p.event.file is not None:
+            self.identities.annotate(p.event)  # what is registered by now, if anything
+
+    def _judge_file(self, event: Event) -> str:
+        """Name the event's file by its identity; "identity" while its container's view of
+        the sensitive set is still being registered (its first milliseconds: the kernel
+        sent the read up for that reason), so the file is judged once it is."""
+        identities = self.identities
+        ref = event.file
+        if identities is None or ref is None:
+            return ""
+        identities.annotate(event)
+        container = event.container
+        if (
+            ref.kind
+            or container is None
+            or event.by_runtime
+            or event.type not in _JUDGED_BY_IDENTITY
+            or identities.registered(container.id, len(container.host_mounts))
+        ):
+            return ""
+        return "identity"
 
     def _ref(self, cgroup_id: int) -> object:
         ref = self._refs.get(cgroup_id, _UNCLASSIFIED)
@@ -291,6 +324,8 @@ class EnrichStage:
         if ref is _UNCLASSIFIED:
             return "cgroup"
         if ref is None:
+            if self.identities is not None:
+                self.identities.host_cgroup_seen(event.cgroup_id)  # no container view to register
             return ""  # a host cgroup
         assert isinstance(ref, ContainerRef)
         info = event.container

@@ -39,7 +39,7 @@ DECISIVE_KINDS = ("exec", "file", "mount", "ns", "net")
 HDR_WAKE, HDR_DECISIVE, HDR_RUNTIME = 1, 2, 4
 
 # open_ev.verdict (bpf/provex.h VERDICT_*): why an open-family record crossed the kernel's filter.
-VERDICTS = ("path", "sensitive_path", "sensitive_file", "sensitive_dir", "learned")
+VERDICTS = ("path", "sensitive_path", "sensitive_file", "sensitive_dir", "learned", "unjudged")
 
 # Event type bits, as T_* in bpf/provex.h.
 TYPE_BITS = {
@@ -284,6 +284,7 @@ MAPS = (
     "runtime_ids",
     "runtime_inos",
     "runtime_tasks",
+    "judged_cgroups",
     *PENDING_MAPS,
 )
 

@@ -322,6 +322,11 @@ class Probes:
     def set_runtime_ino(self, ino: int) -> None:
         self.maps["runtime_inos"].update(_u64(ino), b"\x01")
 
+    def mark_judged(self, cgroup_id: int) -> None:
+        """The cgroup's view of the sensitive set is registered (or it needs none): the
+        kernel judges its reads by identity from now on, instead of sending them up."""
+        self.maps["judged_cgroups"].update(_u64(cgroup_id), b"\x01")
+
     def mark_runtime_task(self, tgid: int) -> None:
         """A process of the container runtime that was running before the probes."""
         self.maps["runtime_tasks"].update(struct.pack("<I", tgid), b"\x01")

@@ -133,10 +133,16 @@ def _uuid(text: str) -> str:
 
 
 class Lab:
-    def __init__(self, workdir: str | Path | None = None, node_name: str = "provex-lab") -> None:
+    def __init__(
+        self, workdir: str | Path | None = None, node_name: str = "provex-lab", host_root: str | Path = ""
+    ) -> None:
         # Absolute: runc resolves a relative rootfs against the bundle directory.
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="provex-lab-")).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # With a host root, a hostPath volume's stand-in is <host_root>/<its host path>, shared
+        # by every scenario, as on a node (give the agent the same probes.host_root: the files
+        # its Pods mount are then the host's files to it). Without, each scenario has its own.
+        self.host_root = Path(host_root).resolve() if host_root else None
         self.node_name = node_name
         self.nonce = secrets.token_hex(4)  # ids differ between labs on one host
         self.runc = Runc(self.workdir / "runc")
@@ -166,7 +172,10 @@ class Lab:
         """The temp dir standing in for a host path (made once per scenario, read-only use)."""
         key = (scenario.name, index)
         if key not in self._host_dirs:
-            root = self.workdir / "host" / f"{scenario.name}-{index}"
+            if self.host_root is not None:
+                root = self.host_root / scenario.host_paths[index].host.lstrip("/")
+            else:
+                root = self.workdir / "host" / f"{scenario.name}-{index}"
             root.mkdir(parents=True, exist_ok=True)
             for rel, content in scenario.host_paths[index].files.items():
                 self._write(root / rel, content)

@@ -26,6 +26,7 @@ from exporter.probes.layout import (
     min_record_size,
     payload_structs,
 )
+from exporter.source import drain
 
 log = logging.getLogger("provex.source")
 
@@ -41,6 +42,14 @@ DECODE_ERRORS = Counter(
     ["cause"],
     registry=REGISTRY,
 )
+
+
+def count_decode_errors(decoder: Any, counted: dict[str, int]) -> None:
+    """Add what the compiled `decoder` counted since `counted` to DECODE_ERRORS."""
+    for cause, total in (("short", decoder.short_records), ("unknown_syscall", decoder.unknown_syscall)):
+        if total != counted[cause]:
+            DECODE_ERRORS.labels(cause).inc(total - counted[cause])
+            counted[cause] = total
 
 
 def boot_to_wall_offset_ns() -> int:
@@ -163,6 +172,8 @@ class LiveSource:
         self.lag_ns = 0  # how long the oldest bulk record of the last drain waited in the ring
         self._callback = self._on_record  # keep a reference: BCC holds only a C pointer
         self._decisive, self._bulk = probes.open_ring_buffers(self._callback)
+        self._decode_errors = {"short": 0, "unknown_syscall": 0}  # the compiled decoder's, counted so far
+        self._compiled = self._use_compiled_drain()
         self._epoll = select.epoll()
         for ring in (self._decisive, self._bulk):
             self._epoll.register(ring.fd, select.EPOLLIN)
@@ -177,19 +188,46 @@ class LiveSource:
                 self._full = True
                 return -1
         elif record is not None:
-            cgroup_id, hierarchy, path, removed = record
-            if hierarchy != 0:
-                return 0  # cgroup v1 hierarchies have ids of their own
-            if removed:
-                if self.on_cgroup_gone is not None:
-                    self.on_cgroup_gone(cgroup_id)
-                return 0
-            self.probes.on_cgroup_created(cgroup_id, hierarchy, path)
-            if self.on_cgroup is not None:
-                self.on_cgroup(cgroup_id, path)
+            self._on_control(record)
         return 0  # returning None costs BCC a caught exception per record
 
+    def _on_control(self, record: tuple[int, int, str, bool]) -> None:
+        cgroup_id, hierarchy, path, removed = record
+        if hierarchy != 0:
+            return  # cgroup v1 hierarchies have ids of their own
+        if removed:
+            if self.on_cgroup_gone is not None:
+                self.on_cgroup_gone(cgroup_id)
+            return
+        self.probes.on_cgroup_created(cgroup_id, hierarchy, path)
+        if self.on_cgroup is not None:
+            self.on_cgroup(cgroup_id, path)
+
+    def _use_compiled_drain(self) -> dict[int, Any]:
+        """The compiled consumer of each ring, by fd (probes.drain), or {}: drain in Python."""
+        mode = getattr(self.probes.config, "drain", "auto")
+        if not drain.wanted(mode):
+            return {}
+        try:
+            self._compiled_decoder = drain.compiled_decoder(
+                self.probes.limits, self.decoder.offset_ns, self.decoder.identity
+            )
+            return {
+                ring.fd: drain.compiled_ring(ring, self._compiled_decoder, self.probes.limits)
+                for ring in (self._decisive, self._bulk)
+            }
+        except drain.DrainUnavailable as exc:
+            if mode == "native":
+                raise
+            log.warning("draining the ring buffers in Python", extra={"fields": {"reason": str(exc)}})
+            return {}
+
     def _drain(self, ring: Any, limit: int) -> list[Event]:
+        compiled = self._compiled.get(ring.fd)
+        if compiled is not None:
+            batch, self._full = compiled.drain(limit, self._deadline, self._on_control)
+            count_decode_errors(self._compiled_decoder, self._decode_errors)
+            return batch
         self._full = False
         self._limit = limit
         ring.consume()

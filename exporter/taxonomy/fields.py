@@ -120,15 +120,16 @@ def resolve_host_mount(event: Event) -> tuple[HostMount, str] | None:
 
 
 def host_file(event: Event) -> str:
-    """The host path of the file an event acts on: through a host mount its path resolves
-    into, else by the file's identity, when the agent registered it as a host file (the
-    kernel read the identity from the opened file or the running image, so no spelling,
-    link, dirfd, bind mount or handle changes it)."""
-    hit = resolve_host_mount(event)
-    if hit is not None:
-        return hit[1]
+    """The host path of the file an event acts on: by the file's identity, when the agent
+    registered it as a host file (the kernel read the identity from the opened file or the
+    running image, so no spelling, link, dirfd, bind mount, rename, hard link or handle
+    changes it), else through the host mount its resolved path lies in. Identity first: a
+    name can point elsewhere than the file it opened (renamed, hard-linked, truncated)."""
     ref = event.file
-    return ref.host_path if ref is not None and event.type in (EventType.OPEN, EventType.EXEC) else ""
+    if ref is not None and ref.host_path and event.type in (EventType.OPEN, EventType.EXEC):
+        return ref.host_path
+    hit = resolve_host_mount(event)
+    return hit[1] if hit is not None else ""
 
 
 def _image(e: Event) -> str:
@@ -263,19 +264,28 @@ def _sensitive_file(e: Event) -> Value:
 _SENSITIVE_KINDS = frozenset({"host_file", "host_dir", "token"})
 
 
+def _owned_by_reader(owner: str, e: Event) -> bool:
+    """A token belongs to its Pod (kubelet mounts one volume into each of its containers: the
+    same file), or to the container that registered it when its Pod was not known."""
+    container = e.container
+    if not owner or container is None:
+        return False
+    return owner == container.id or (container.pod is not None and owner == container.pod.uid)
+
+
 def _own_secret(e: Event) -> Value:
     """The file is the reading container's own secret: by identity (the agent registered it as
-    that container's token), or, when its identity says nothing, by the resolved path."""
+    its Pod's token), or, when its identity says nothing, by the resolved path."""
     ref = e.file
     if ref is not None and ref.kind:
-        return bool(ref.owner) and e.container is not None and ref.owner == e.container.id
+        return _owned_by_reader(ref.owner, e)
     path = e.resolved_path
     return path.startswith(("/var/run/secrets/", "/run/secrets/"))
 
 
 def _other_secret(e: Event) -> Value:
     ref = e.file
-    return ref is not None and bool(ref.owner) and (e.container is None or ref.owner != e.container.id)
+    return ref is not None and bool(ref.owner) and not _owned_by_reader(ref.owner, e)
 
 
 _S_IFMT = 0o170000

@@ -138,6 +138,18 @@ def test_interpreter_operand(image, argv, expected):
         ("/bin/sh", ["sh", "-e", "--"], ("", True)),
         ("/usr/bin/python3", ["python3", "-u"], ("", True)),
         ("/bin/busybox", ["busybox", "sh"], ("", True)),
+        # ... or a name of standard input handed as the program's file (`| sh /dev/stdin`,
+        # `| awk -f -`), whatever options come first.
+        ("/bin/sh", ["sh", "/dev/stdin"], ("", True)),
+        ("/bin/sh", ["sh", "-e", "/proc/self/fd/0", "arg"], ("", True)),
+        ("/bin/bash", ["bash", "--", "/dev/fd/0"], ("", True)),
+        ("/usr/bin/awk", ["awk", "-f", "-"], ("", True)),
+        ("/usr/bin/gawk", ["gawk", "-F:", "-v", "x=1", "--file", "/dev/stdin"], ("", True)),
+        ("/bin/busybox", ["busybox", "awk", "-f", "/proc/thread-self/fd/0"], ("", True)),
+        # awk's first operand is its program's text: data on stdin is not a program.
+        ("/usr/bin/awk", ["awk", "{ print $1 }"], ("", False)),
+        ("/usr/bin/awk", ["awk", "-F", ":", "{ print $1 }", "/etc/passwd"], ("", False)),
+        ("/usr/bin/mawk", ["mawk", "-f", "/tmp/prog.awk", "data"], ("/tmp/prog.awk", False)),
         # Not from stdin: a file, inline code, a module, not an interpreter, ld.so alone.
         ("/bin/sh", ["sh", "/tmp/x"], ("/tmp/x", False)),
         ("/bin/sh", ["sh", "-c", "wc -l"], ("", False)),

@@ -389,3 +389,68 @@ def test_api_down_at_start_up_degrades_then_recovers(tmp_path: Path) -> None:
     finally:
         stage.stop()
         api.stop()
+
+
+class Registry:
+    """The identity registry's side the stage uses, with registration in the test's hands."""
+
+    def __init__(self) -> None:
+        self.named: dict[tuple[int, int], str] = {}
+        self.done: dict[str, int] = {}
+        self.seen: list[tuple[str, int]] = []
+        self.host_cgroups: list[int] = []
+
+    def annotate(self, event: Event) -> None:
+        path = self.named.get((event.file.dev, event.file.ino))
+        if path:
+            event.file.kind, event.file.host_path = "host_file", path
+
+    def container_seen(self, cid: str, pid: int, mounts, cgroup_id: int = 0, pod_uid: str = "") -> None:
+        self.seen.append((cid, cgroup_id))
+
+    def registered(self, cid: str, mounts: int) -> bool:
+        return self.done.get(cid, -1) >= mounts
+
+    def host_cgroup_seen(self, cgroup_id: int) -> None:
+        self.host_cgroups.append(cgroup_id)
+
+
+def test_a_file_read_before_its_container_is_registered_waits_to_be_judged_by_identity() -> None:
+    """The kernel sends a new container's reads up until its view of the sensitive set is in
+    the kernel; the stage holds them (bounded) so they are named once it is."""
+    from exporter.model import FileRef
+
+    r = Rig(wait_ms=50)
+    registry = r.stage.identities = Registry()
+    r.pods.upsert(pod_from_json(pod1()))
+    read = r.ev(POD1, file=FileRef(7, 1001, 0o100644), path="/opt/cfg/shadow", verdict="unjudged")
+    r.stage.push(read, T0)
+    assert registry.seen == [(C1, POD1)]  # registration asked for, with the cgroup to mark
+    assert r.stage.pop_ready(T0 + MS) == []  # held: its file cannot be judged yet
+    registry.named[(7, 1001)] = "/etc/shadow"
+    registry.done[C1] = 1  # its one host mount is registered
+    (out,) = r.stage.pop_ready(T0 + 2 * MS)
+    assert (out.file.kind, out.file.host_path, out.late) == ("host_file", "/etc/shadow", False)
+    # Registered: the next read is judged at once.
+    r.stage.push(r.ev(POD1, file=FileRef(7, 5, 0o100644), path="/tmp/x"), T0 + 3 * MS)
+    (out,) = r.stage.pop_ready(T0 + 3 * MS)
+    assert out.file.kind == "" and not out.late
+    # The host's cgroups have no view to register: marked judged at once, nothing waits.
+    r.stage.push(r.ev(HOST, file=FileRef(7, 6, 0o100644), path="/etc/hosts"), T0 + 4 * MS)
+    assert len(r.stage.pop_ready(T0 + 4 * MS)) == 1 and registry.host_cgroups == [HOST]
+
+
+def test_a_registration_that_never_lands_costs_the_wait_and_no_event() -> None:
+    from exporter.model import FileRef
+
+    r = Rig(wait_ms=50)
+    late = metric("provex_enrich_late_total", cause="identity_timeout")
+    r.stage.identities = Registry()
+    r.pods.upsert(pod_from_json(pod1()))
+    r.stage.push(r.ev(POD1, file=FileRef(7, 1001, 0o100644), path="/opt/cfg/shadow"), T0)
+    r.stage.push(r.ev(POD1, EventType.CONNECT, daddr="10.0.0.1", dport=80), T0 + MS)  # behind it
+    assert r.stage.pop_ready(T0 + 49 * MS) == []
+    first, second = r.stage.pop_ready(T0 + 50 * MS)
+    assert first.late and first.file.kind == ""  # released as it is, marked late
+    assert second.type is EventType.CONNECT  # the container's order kept
+    assert metric("provex_enrich_late_total", cause="identity_timeout") == late + 1

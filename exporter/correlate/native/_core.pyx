@@ -585,7 +585,11 @@ cdef object host_mount_of(str path, object mounts):
 
 cdef class Interp:
     cdef frozenset inline_, with_value, file_option, end, stdin, glued_value, digits_value
-    cdef bint program_on_stdin
+    cdef bint program_on_stdin, operand_is_code
+
+
+cdef frozenset STDIN_DEVICES = frozenset(
+    {"/dev/stdin", "/dev/fd/0", "/proc/self/fd/0", "/proc/thread-self/fd/0"})
 
 
 cdef class InterpTable:
@@ -631,6 +635,7 @@ cdef Interp _interp(object spec):
     out.glued_value = frozenset(spec.glued_value)
     out.digits_value = frozenset(spec.digits_value)
     out.program_on_stdin = spec.program_on_stdin
+    out.operand_is_code = spec.operand_is_code
     return out
 
 
@@ -653,7 +658,10 @@ cdef tuple interpreter_program(InterpTable table, str image, list argv, bint by_
         arg = args[i]
         if arg in interp.end or arg in interp.file_option:
             if i + 1 < n:
-                return args[i + 1], False
+                value = args[i + 1]
+                if value in STDIN_DEVICES or (value == "-" and arg in interp.file_option):
+                    return "", True
+                return value, False
             return "", interp.program_on_stdin
         if arg in interp.inline_ or inline_cluster(arg, interp):
             return "", False
@@ -665,7 +673,11 @@ cdef tuple interpreter_program(InterpTable table, str image, list argv, bint by_
         if starts(arg, "-") and arg != "-":
             i += 1
             continue
-        return ("", interp.program_on_stdin) if arg == "-" else (arg, False)
+        if arg == "-":
+            return "", interp.program_on_stdin
+        if interp.operand_is_code:
+            return "", False
+        return ("", True) if arg in STDIN_DEVICES else (arg, False)
     return "", interp.program_on_stdin
 
 
@@ -875,6 +887,16 @@ cdef inline bint is_own_exe(str path, object pid):
     if not provex_match_at(path, "/proc/", 0):
         return False
     return path == "/proc/self/exe" or path == "/proc/thread-self/exe" or path == f"/proc/{pid}/exe"
+
+
+cdef inline bint owned_by_reader(object owner, object container):
+    """fields._owned_by_reader: the reader's Pod (or, its Pod unknown then, its container)."""
+    if not owner or container is None:
+        return False
+    if owner == part(container, CI_id):
+        return True
+    pod = part(container, CI_pod)
+    return pod is not None and owner == part(pod, PI_uid)
 
 
 cdef inline str cid_of(object event):
@@ -2042,13 +2064,15 @@ cdef class View:
         return ()
 
     cdef object host_file(self):
-        """fields.host_file."""
+        """fields.host_file: identity first."""
+        ref = ev(self.event, E_file)
+        if ref is not None and (self.code == T_OPEN or self.code == T_EXEC):
+            host_path = part(ref, FR_host_path)
+            if host_path:
+                return host_path
         hit = self.host_mount()
         if hit is not None:
             return (<tuple>hit)[1]
-        ref = ev(self.event, E_file)
-        if ref is not None and (self.code == T_OPEN or self.code == T_EXEC):
-            return part(ref, FR_host_path)
         return ""
 
     cdef object image(self):
@@ -2156,9 +2180,7 @@ cdef class View:
         if f == F_IsOwnSecret:
             ref = ev(e, E_file)
             if ref is not None and part(ref, FR_kind):
-                owner = part(ref, FR_owner)
-                container = ev(e, E_container)
-                return bool(owner) and container is not None and owner == part(container, CI_id)
+                return owned_by_reader(part(ref, FR_owner), ev(e, E_container))
             path = ev(e, E_resolved_path)
             return starts(path, "/var/run/secrets/") or starts(path, "/run/secrets/")
         if f == F_IsOtherContainerSecret:
@@ -2166,8 +2188,7 @@ cdef class View:
             if ref is None:
                 return False
             owner = part(ref, FR_owner)
-            container = ev(e, E_container)
-            return bool(owner) and (container is None or owner != part(container, CI_id))
+            return bool(owner) and not owned_by_reader(owner, ev(e, E_container))
         if f == F_RepeatCount:
             repeats = ev(e, E_repeats)
             return repeats if code == T_OPEN and repeats else None

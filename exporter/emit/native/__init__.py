@@ -31,7 +31,7 @@ from exporter.mapping.compiled import Fields, Layout
 log = logging.getLogger("provex.emit")
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ("_encode.pyx",)  # hatch_build.ENCODER_SOURCES: what the digest covers
+SOURCES = ("_encode.pyx",)  # hatch_build.ENCODER: what the digest covers
 
 
 class EncoderUnavailable(RuntimeError):
