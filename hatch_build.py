@@ -1,12 +1,13 @@
-"""Build hook: compiles provex's native correlation core (exporter/correlate/native/_core.pyx)
-and its ring-buffer drain (exporter/source/_drain.pyx) with Cython and the system C compiler,
-for every wheel and editable install.
+"""Build hook: compiles provex's native correlation core (exporter/correlate/native/_core.pyx),
+its ring-buffer drain (exporter/source/_drain.pyx) and its document encoder
+(exporter/emit/native/_encode.pyx) with Cython and the system C compiler, for every wheel and
+editable install.
 
 The wheel then carries the extensions (and is tagged for this interpreter and platform); an
 editable install finds them beside their sources. `python hatch_build.py` rebuilds them in
 place for a development checkout. Each source digest is compiled into its module, so an
 extension older than its source is refused at import (exporter.correlate.native,
-exporter.source.drain), never run.
+exporter.source.drain, exporter.emit.native), never run.
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ SOURCES = ("_core.pyx",)
 MODULE = "exporter.correlate.native._core"
 # The ring-buffer drain: (module, folder, sources, the macro its digest is compiled into).
 DRAIN = ("exporter.source._drain", ROOT / "exporter" / "source", ("_drain.pyx",), "PROVEX_DRAIN_SOURCE")
+# The document encoder (exporter.emit.native), the same way.
+ENCODER = (
+    "exporter.emit.native._encode",
+    ROOT / "exporter" / "emit" / "native",
+    ("_encode.pyx",),
+    "PROVEX_ENCODE_SOURCE",
+)
 
 
 def source_digest(folder: Path = NATIVE, sources: tuple[str, ...] = SOURCES) -> str:
@@ -45,13 +53,15 @@ def _extension(root: Path, module: str, folder: Path, sources: tuple[str, ...], 
 
 
 def build_core(root: Path = ROOT) -> list[Path]:
-    """Compile the core and the drain in place (next to their sources); the built files' paths."""
+    """Compile the core, the drain and the encoder in place (next to their sources); the built
+    files' paths."""
     from Cython.Build import cythonize
     from setuptools import Distribution
 
     exts = [
         _extension(root, MODULE, NATIVE, SOURCES, "PROVEX_CORE_SOURCE"),
         _extension(root, *DRAIN),
+        _extension(root, *ENCODER),
     ]
     cwd = os.getcwd()
     os.chdir(root)

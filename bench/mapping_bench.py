@@ -5,7 +5,8 @@
 `engine_us_per_event` the reference engine it was compiled from (`Mapper.explain`), which
 also records each field's provenance. `map_and_encode_*` is the whole CPU work of the export
 worker per raw event before the I/O: map, encode as OTLP-JSON or OTLP/protobuf, make the
-request (batches of 512).
+request (batches of 512); `_native` the same through the native encoder (output.encoder,
+exporter/emit/native), and `document_json_*` a mapped document to its JSON line alone.
 
 The events are the soak's node mix (bench/correlate_soak.py). The baseline, measured in the
 same run, is decoding the same events from their replay lines (what a replay does before
@@ -25,22 +26,34 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import msgspec
+
 from bench.correlate_soak import generate
+from exporter.emit import native
 from exporter.emit.factory import build_resource
 from exporter.emit.logrecord import Scope
 from exporter.emit.otlp import EVENT_SCOPE, RecordEncoder, make_encoder
 from exporter.mapping.mapper import Mapper
 from exporter.model import decode_event, encode_event
 
+JSON = msgspec.json.Encoder()
+
 
 def best_us_per_event(work, items: list, repeat: int) -> float:
-    best = float("inf")
+    return best_us_alternating({"": work}, items, repeat)[""]
+
+
+def best_us_alternating(works: dict, items: list, repeat: int) -> dict[str, float]:
+    """The best of `repeat` rounds of each work, the works taking turns in every round (so
+    that the machine's slow and fast spells fall on each alike)."""
+    best = dict.fromkeys(works, float("inf"))
     for _ in range(repeat):
-        start = time.perf_counter()
-        for item in items:
-            work(item)
-        best = min(best, time.perf_counter() - start)
-    return round(best / len(items) * 1e6, 2)
+        for name, work in works.items():
+            start = time.perf_counter()
+            for item in items:
+                work(item)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: round(seconds / len(items) * 1e6, 2) for name, seconds in best.items()}
 
 
 def main() -> int:
@@ -67,14 +80,30 @@ def main() -> int:
             "speedup": round(engine / compiled, 2),
             "documents": documents,
         }
-        # What a raw-event export worker does before the I/O: map, encode, make the request.
+        # A mapped document to its JSON line, and what a raw-event export worker does before
+        # the I/O (map, encode, make the request): the reference, and the native encoder
+        # (output.encoder) in turns with it.
+        suffixes = {"": False, "_native": True} if native.wanted("auto") else {"": False}
+        docs = [doc for doc in map(mapper.map, events) if doc is not None]
+        documents_json = {
+            "": lambda doc: JSON.encode(doc.fields.nested()),
+            "_native": lambda doc: native.document_json(doc.fields),
+        }
+        for suffix, us in best_us_alternating(
+            {suffix: documents_json[suffix] for suffix in suffixes}, docs, args.repeat
+        ).items():
+            report[schema][f"document_json{suffix}_us_per_document"] = us
+        batches = [events[i : i + 512] for i in range(0, len(events), 512)]
         for encoding in ("json", "protobuf"):
-            encoder = RecordEncoder(mapper, make_encoder(encoding, resource, Scope(EVENT_SCOPE)), "events")
-            batches = [events[i : i + 512] for i in range(0, len(events), 512)]
-            per_batch = best_us_per_event(lambda b, e=encoder: e.request(e.records(b)), batches, args.repeat)
-            us = round(per_batch * len(batches) / len(events), 2)
-            report[schema][f"map_and_encode_{encoding}_us_per_event"] = us
-            report[schema][f"map_and_encode_{encoding}_events_per_s"] = round(1e6 / us)
+            works = {}
+            for suffix, use_native in suffixes.items():
+                made = make_encoder(encoding, resource, Scope(EVENT_SCOPE), native=use_native)
+                encoder = RecordEncoder(mapper, made, "events")
+                works[suffix] = lambda b, e=encoder: e.request(e.records(b))
+            for suffix, per_batch in best_us_alternating(works, batches, args.repeat).items():
+                us = round(per_batch * len(batches) / len(events), 2)
+                report[schema][f"map_and_encode_{encoding}{suffix}_us_per_event"] = us
+                report[schema][f"map_and_encode_{encoding}{suffix}_events_per_s"] = round(1e6 / us)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -128,6 +128,7 @@ def preflight(
     from exporter.config.otelenv import file_problem, otel_problems
     from exporter.correlate.engine import configured_rules, engine_problem
     from exporter.correlate.errors import RulesError
+    from exporter.emit.native import encoder_problem
     from exporter.enrich.kubeclient import KubeConfigError, check_auth
     from exporter.probes.bpfsys import machine_problem
 
@@ -184,6 +185,10 @@ def preflight(
         problem = engine_problem(config.correlate)
         if problem:
             errors.append(InputError(problem, f"{named(('correlate', 'engine'))} native"))
+    if command in ("run", "replay") and out.encoder == "native":
+        problem = encoder_problem()
+        if problem:
+            errors.append(InputError(problem, f"{named(('output', 'encoder'))} native"))
     raise_all(errors)
     return ruleset
 

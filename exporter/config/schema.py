@@ -261,6 +261,10 @@ class OutputConfig(msgspec.Struct, **_STRICT):
     # is a terminal and the schema raw, json otherwise. Not for an OTLP endpoint.
     format: Literal["auto", "json", "text", "otlp-json"] = "auto"
     raw_events: bool = True  # also ship raw events, not only alerts
+    # Who writes ecs/ocsf documents' bytes (JSON lines, OTLP-JSON): "native" (the compiled
+    # encoder, exporter/emit/native), "python" (the reference it is tested against), or
+    # "auto": native when it is built, else python. The bytes are the same.
+    encoder: Literal["auto", "native", "python"] = "auto"
     otlp: OtlpConfig = msgspec.field(default_factory=OtlpConfig)
 
 

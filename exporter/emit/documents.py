@@ -14,9 +14,10 @@ import msgspec
 
 from exporter.emit.bounded import BoundedQueue
 from exporter.emit.jsonlines import LineWriter, encode_json
+from exporter.emit.native import document_json
 from exporter.emit.otlp import map_or_count
 from exporter.emit.processor import DropReporter
-from exporter.mapping import Mapper
+from exporter.mapping import Document, Mapper
 from exporter.model import Alert, Event
 
 
@@ -38,8 +39,10 @@ class DocumentLinesSink:
         queue_size: int = 4096,
         drop_warning_interval_s: float = 10.0,
         writer: LineWriter | None = None,
+        native: bool = False,
     ) -> None:
         self.mapper = mapper
+        self.native = native  # documents through the C encoder (exporter.emit.native)
         self.schema = mapper.schema
         self.writer = writer or LineWriter(path)
         self._encoder = msgspec.json.Encoder()
@@ -65,10 +68,23 @@ class DocumentLinesSink:
             if doc is None:
                 continue
             signal = _signal(record)
-            line = encode_json(self._encoder, doc.body, signal) + b"\n"
+            line = self._encode(doc, signal) + b"\n"
             label = f"{record.rule_id}:{record.id}" if isinstance(record, Alert) else ""
             self.writer.add(signal, line, label=label)
         self.writer.flush()  # one drain's lines at once: a reader (tail -f, Filebeat) sees them
+
+    def _encode(self, doc: Document, signal: str) -> bytes:
+        """The document's JSON: msgspec's bytes of its nested body (the reference), or the
+        same bytes from the C encoder, which leaves what it does not take to the reference
+        (a shape past its bound, text that is not UTF-8: escaped there)."""
+        if self.native and doc.fields is not None:
+            try:
+                encoded = document_json(doc.fields)
+            except UnicodeEncodeError:
+                encoded = None
+            if encoded is not None:
+                return encoded
+        return encode_json(self._encoder, doc.body, signal)
 
     def _lost(self, cause: str, records: list[Event | Alert]) -> None:
         for signal in ("events", "alerts"):

@@ -16,6 +16,7 @@ from exporter import __version__
 from exporter.config.output import OutputError, plan_output
 from exporter.config.schema import OtlpConfig, OutputConfig
 from exporter.config.schema import node_name as resolve_node_name
+from exporter.emit import native as emit_native
 from exporter.emit import sdkcompat
 from exporter.emit.documents import DocumentLinesSink
 from exporter.emit.jsonlines import JsonLinesSink
@@ -164,12 +165,14 @@ def build_sink(
         config.schema, node_name=node_name, cluster_name=cluster_name, hostname=hostname, recorded=recorded
     )
     target = None if exporter is not None else _target(config.otlp, plan.endpoint_source)
+    native = emit_native.wanted(config.encoder)
     if exporter is None and target is None and config.format != "otlp-json":
         return DocumentLinesSink(
             mapper,
             config.file,
             queue_size=config.otlp.queue_size,
             drop_warning_interval_s=config.otlp.drop_warning_interval_s,
+            native=native,
         )
     dependency = "collector"
     if exporter is not None:
@@ -191,4 +194,5 @@ def build_sink(
         raw_events=config.raw_events,
         dependency=dependency,
         consumer_idle=consumer_idle,
+        native=native,
     )

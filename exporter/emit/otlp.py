@@ -99,10 +99,14 @@ def log_record(record: Event | Alert, doc: Document, schema: str, observed_ns: i
     return LogRecord(ts_ns, observed_ns, severity[0], severity[1], body, attributes, f"provex.{doc.kind}")
 
 
-def make_encoder(encoding: str, resource: Any, scope: Scope) -> ProtoEncoder | JsonEncoder:
-    """The encoder for an exporter's `encoding`; `resource` is the SDK's Resource."""
+def make_encoder(
+    encoding: str, resource: Any, scope: Scope, native: bool = False
+) -> ProtoEncoder | JsonEncoder:
+    """The encoder for an exporter's `encoding`; `resource` is the SDK's Resource; `native`:
+    bodies through the C encoder (exporter.emit.native, output.encoder)."""
     encoder = ProtoEncoder if encoding == "protobuf" else JsonEncoder
-    return encoder(resource.attributes, resource.schema_url or "", scope)
+    made = encoder(resource.attributes, resource.schema_url or "", scope)
+    return made.native() if native else made
 
 
 class RecordEncoder:
@@ -168,6 +172,7 @@ class OtlpSink:
         raw_events: bool = True,
         dependency: str = "collector",
         consumer_idle: threading.Event | None = None,
+        native: bool = False,
     ) -> None:
         self.mapper = mapper
         self.schema = mapper.schema
@@ -186,7 +191,7 @@ class OtlpSink:
             "warn_interval_s": otlp.drop_warning_interval_s,
         }
         alert_encoder = make_encoder(
-            alert_exporter.encoding, resource, Scope(ALERT_SCOPE, version, scope_attrs)
+            alert_exporter.encoding, resource, Scope(ALERT_SCOPE, version, scope_attrs), native
         )
         self.alerts: ExportQueue[Alert] = ExportQueue(
             alert_exporter,
@@ -200,7 +205,7 @@ class OtlpSink:
         self.events: ExportQueue[Event] | None = None
         if raw_events:
             event_encoder = make_encoder(
-                event_exporter.encoding, resource, Scope(EVENT_SCOPE, version, scope_attrs)
+                event_exporter.encoding, resource, Scope(EVENT_SCOPE, version, scope_attrs), native
             )
             self.events = ExportQueue(
                 event_exporter,

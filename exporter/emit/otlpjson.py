@@ -27,6 +27,7 @@ import msgspec
 from exporter.emit import outcome
 from exporter.emit.jsonlines import LineWriter, write_cause
 from exporter.emit.logrecord import LogRecord, Scope
+from exporter.emit.native import NativeShapes, ProgramSource
 from exporter.emit.shapes import ShapeEncoder, json_writer
 from exporter.mapping.compiled import Fields
 
@@ -97,10 +98,15 @@ def _any(value: Any) -> bytes:
 _SHAPES = ShapeEncoder("otlp-json", json_writer(_head, _json, _any))
 
 
-def _body(value: Any) -> bytes:
+def _native_shapes() -> NativeShapes:
+    """The same layouts run as C programs (exporter.emit.native): output.encoder native."""
+    return NativeShapes("otlp-json-native", json_writer(_head, _json, _any, lambda: ProgramSource(_any)))
+
+
+def _body(value: Any, shapes: ShapeEncoder | NativeShapes = _SHAPES) -> bytes:
     """A LogRecord's body: a compiled mapping's fields through the function of their shape."""
     if value.__class__ is Fields:
-        encoded = _SHAPES.encode(value)
+        encoded = shapes.encode(value)
         return encoded if encoded is not None else _any(value.nested())
     return _any(value)
 
@@ -120,6 +126,7 @@ class JsonEncoder:
     def __init__(
         self, resource_attributes: Mapping[str, Any], resource_schema_url: str, scope: Scope
     ) -> None:
+        self._shapes: ShapeEncoder | NativeShapes = _SHAPES
         resource = _attributes(resource_attributes).rstrip(b",")
         scope_fields = []
         if scope.name:
@@ -139,6 +146,11 @@ class JsonEncoder:
         resource_tail = b',"schemaUrl":' + _json(resource_schema_url) if resource_schema_url else b""
         self._tail = b"]" + scope_tail + b"}]" + resource_tail + b"}]}"
 
+    def native(self) -> JsonEncoder:
+        """Bodies through the C encoder from now on (output.encoder: the same bytes)."""
+        self._shapes = _native_shapes()
+        return self
+
     def record(self, log: LogRecord) -> bytes:
         """The fields set, in field-number order (as protobuf's printer lists them)."""
         out = b"{"
@@ -148,7 +160,7 @@ class JsonEncoder:
             out += b'"severityNumber":%d,' % log.severity_number
         if log.severity_text:
             out += b'"severityText":' + _json(log.severity_text) + b","
-        out += b'"body":' + _body(log.body) + b"," + _attributes(log.attributes)
+        out += b'"body":' + _body(log.body, self._shapes) + b"," + _attributes(log.attributes)
         if log.observed_time_unix_nano:
             out += b'"observedTimeUnixNano":"%d",' % log.observed_time_unix_nano
         if log.event_name:

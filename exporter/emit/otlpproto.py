@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from exporter.emit.logrecord import LogRecord, Scope
+from exporter.emit.native import NativeShapes
+from exporter.emit.native import proto_writer as native_proto_writer
 from exporter.emit.shapes import ShapeEncoder, proto_writer
 from exporter.mapping.compiled import Fields
 
@@ -160,10 +162,15 @@ _SHAPES = ShapeEncoder(
 )
 
 
-def _body(value: Any) -> bytes:
+def _native_shapes() -> NativeShapes:
+    """The same bodies from C programs (exporter.emit.native): output.encoder native."""
+    return NativeShapes("otlp-protobuf-native", native_proto_writer(_key_field, _any))
+
+
+def _body(value: Any, shapes: ShapeEncoder | NativeShapes = _SHAPES) -> bytes:
     """A LogRecord's body: a compiled mapping's fields through the function of their shape."""
     if value.__class__ is Fields:
-        encoded = _SHAPES.encode(value)
+        encoded = shapes.encode(value)
         return encoded if encoded is not None else _any(value.nested())
     return _any(value)
 
@@ -201,6 +208,12 @@ class ProtoEncoder:
         scope_bytes += _attributes(scope.attributes, b"\x1a")
         self._scope = _field(b"\x0a", scope_bytes)
         self._scope_tail = _field(b"\x1a", scope.schema_url.encode()) if scope.schema_url else b""
+        self._shapes: ShapeEncoder | NativeShapes = _SHAPES  # .native(): the C encoder's
+
+    def native(self) -> ProtoEncoder:
+        """Bodies through the C encoder from now on (output.encoder: the same bytes)."""
+        self._shapes = _native_shapes()
+        return self
 
     def record(self, log: LogRecord) -> bytes:
         """LogRecord (logs/v1): time_unix_nano 1, severity_number 2, severity_text 3, body 5,
@@ -213,7 +226,7 @@ class ProtoEncoder:
             parts.append(b"\x10" + _varint(log.severity_number & _UINT64))
         if log.severity_text:
             parts.append(_field(b"\x1a", log.severity_text.encode()))
-        parts.append(_field(b"\x2a", _body(log.body)))
+        parts.append(_field(b"\x2a", _body(log.body, self._shapes)))
         parts.append(_attributes(log.attributes, b"\x32"))
         if log.observed_time_unix_nano:
             parts.append(b"\x59" + _FIXED64.pack(log.observed_time_unix_nano))

@@ -41,10 +41,32 @@ def _tree(layout: Layout, numbers: tuple[int, ...]) -> Tree:
     return root
 
 
-class _Source:
-    """A function being written: the pieces of its result, constants merged."""
+class Source:
+    """Where a shape's layout is written: constant bytes, and per value how it is encoded
+    (`string`: a str as JSON, `integer`: an int's digits, `any`: the format's value
+    encoder). `_Source` writes a Python function; exporter.emit.native a C program."""
 
-    def __init__(self) -> None:
+    def const(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def string(self, index: int) -> None:
+        raise NotImplementedError
+
+    def integer(self, index: int) -> None:
+        raise NotImplementedError
+
+    def any(self, index: int) -> None:
+        raise NotImplementedError
+
+    def function(self) -> Body:
+        raise NotImplementedError
+
+
+class _Source(Source):
+    """A Python function being written: the pieces of its result, constants merged."""
+
+    def __init__(self, helpers: dict[str, Any] | None = None) -> None:
+        self.helpers = helpers or {}
         self.namespace: dict[str, Any] = {}
         self.statements: list[str] = []
         self.pieces: list[str] = []
@@ -64,11 +86,20 @@ class _Source:
             self.pieces.append(name)
             self._constant = b""
 
-    def function(self, helpers: dict[str, Any]) -> Body:
+    def string(self, index: int) -> None:
+        self.expr(f"_json(v[{index}])")
+
+    def integer(self, index: int) -> None:
+        self.expr(f"b'%d' % v[{index}]")
+
+    def any(self, index: int) -> None:
+        self.expr(f"_any(v[{index}])")
+
+    def function(self) -> Body:
         self._flush()
         lines = ["def body(v):", *(f"    {s}" for s in self.statements)]
         lines.append(f"    return b''.join(({', '.join(self.pieces)},))" if self.pieces else "    return b''")
-        namespace = {**helpers, **self.namespace}
+        namespace = {**self.helpers, **self.namespace}
         exec(compile("\n".join(lines), "<provex body shape>", "exec"), namespace)
         return namespace["body"]  # type: ignore[no-any-return]
 
@@ -98,14 +129,17 @@ class ShapeEncoder:
 
 
 def json_writer(
-    head: Callable[[Any], bytes], json: Callable[[Any], bytes], any_: Callable[[Any], bytes]
+    head: Callable[[Any], bytes],
+    json: Callable[[Any], bytes],
+    any_: Callable[[Any], bytes],
+    source_of: Callable[[], Source] | None = None,
 ) -> Callable[[Layout, Shape], Body]:
     """OTLP-JSON bodies: `head(key)` is `{"key":K,"value":`, `json` encodes a str, `any_` an
-    AnyValue."""
+    AnyValue; `source_of()` where the layout is written (a Python function by default)."""
 
     def write(layout: Layout, shape: Shape) -> Body:
         numbers, types = shape
-        source = _Source()
+        source = source_of() if source_of is not None else _Source({"_json": json, "_any": any_})
 
         def kvlist(node: Tree) -> None:
             source.const(b'{"kvlistValue":{"values":[')
@@ -115,14 +149,14 @@ def json_writer(
                     kvlist(child)
                 elif types[child] is str:
                     source.const(b'{"stringValue":')
-                    source.expr(f"_json(v[{child}])")
+                    source.string(child)
                     source.const(b"}")
                 elif types[child] is int:  # int64 is a string in protobuf's JSON
                     source.const(b'{"intValue":"')
-                    source.expr(f"b'%d' % v[{child}]")
+                    source.integer(child)
                     source.const(b'"}')
                 else:
-                    source.expr(f"_any(v[{child}])")
+                    source.any(child)
                 source.const(b"}")
             source.const(b"]}}")
 
@@ -131,7 +165,7 @@ def json_writer(
             kvlist(root)
         else:
             source.const(b'{"kvlistValue":{}}')
-        return source.function({"_json": json, "_any": any_})
+        return source.function()
 
     return write
 
@@ -152,7 +186,7 @@ def proto_writer(
 
     def write(layout: Layout, shape: Shape) -> Body:
         numbers, types = shape
-        source = _Source()
+        source = _Source({"_any": any_, "_varint": varint, "_V": small_varints, "_head": string_head})
         names = iter(range(1 << 30))
 
         def length_of_varint(var: str) -> str:
@@ -232,10 +266,10 @@ def proto_writer(
         root = _tree(layout, numbers)
         if not root:
             source.const(b"\x32\x00")
-            return source.function({})
+            return source.function()
         _, write_root = value(root)
         for write_pieces in write_root:
             write_pieces()
-        return source.function({"_any": any_, "_varint": varint, "_V": small_varints, "_head": string_head})
+        return source.function()
 
     return write
