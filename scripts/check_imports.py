@@ -32,6 +32,7 @@ SHARED: dict[str, set[str]] = {
     "backoff": set(),
     "resources": set(),
     "runtime": set(),
+    "compiled": set(),
     "logs": set(),
     "metrics": {"exporter"},
     "yamlfile": {"errors"},

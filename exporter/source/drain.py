@@ -12,12 +12,12 @@ tests/source/test_drain_differential.py holds the two to the same Events.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from exporter import compiled
 from exporter.model import Event, FileRef
 from exporter.probes.bpfsys import RINGBUF_HDR, RingBuffer
 from exporter.probes.layout import (
@@ -107,10 +107,7 @@ class DrainUnavailable(RuntimeError):
 
 def source_digest() -> str:
     """The digest hatch_build.py compiles into the module (hatch_build.source_digest)."""
-    digest = hashlib.sha256()
-    for name in SOURCES:
-        digest.update(name.encode() + b"\0" + (HERE / name).read_bytes())
-    return digest.hexdigest()[:16]
+    return compiled.source_digest(HERE, SOURCES)
 
 
 def _problem(module: ModuleType) -> str:

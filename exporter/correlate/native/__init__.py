@@ -12,9 +12,10 @@ or built from other sources than these: a stale build is never run).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from types import ModuleType
+
+from exporter import compiled
 
 HERE = Path(__file__).resolve().parent
 SOURCES = ("_core.pyx",)  # hatch_build.SOURCES: what the digest covers
@@ -26,10 +27,7 @@ class NativeUnavailable(RuntimeError):
 
 def source_digest() -> str:
     """The digest hatch_build.py compiles into the module (hatch_build.source_digest)."""
-    digest = hashlib.sha256()
-    for name in SOURCES:
-        digest.update(name.encode() + b"\0" + (HERE / name).read_bytes())
-    return digest.hexdigest()[:16]
+    return compiled.source_digest(HERE, SOURCES)
 
 
 _module: ModuleType | None = None

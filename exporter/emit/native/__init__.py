@@ -16,7 +16,6 @@ built, else python, said once in the log).
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from exporter import compiled
 from exporter.emit.shapes import MAX_SHAPES, Body, Shape, Source, Tree, _tree
 from exporter.mapping.compiled import Fields, Layout
 
@@ -40,8 +40,7 @@ class EncoderUnavailable(RuntimeError):
 
 def source_digest() -> str:
     """The digest hatch_build.py compiles into the module (hatch_build.source_digest)."""
-    sources = b"".join(name.encode() + b"\0" + (HERE / name).read_bytes() for name in SOURCES)
-    return hashlib.sha256(sources).hexdigest()[:16]
+    return compiled.source_digest(HERE, SOURCES)
 
 
 def _import() -> ModuleType:
